@@ -1,0 +1,47 @@
+# The two promises of the README: `make demo` and `make test`, on a fresh
+# machine with nothing but Python 3.10+ (and openssl, which Debian ships).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# checkov pins many libraries of its own: it gets a virtual environment of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+PYTEST_ARGS ?=
+
+.PHONY: all venv test pytest infra-check demo bench clean
+
+all: test
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
+	touch $@
+
+test: pytest infra-check
+
+# pytest exits 5 when it collects nothing; that is a failure here, not a pass.
+pytest: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Bicep: checkov's bicep framework, offline, zero failed checks.
+infra-check: $(CHECKOV_VENV)/.installed
+	$(CHECKOV) --directory infra --framework bicep --skip-download --quiet --compact
+
+demo: venv
+	$(PY) -m demo
+
+bench: venv
+	$(PY) bench/signing.py
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .demo

@@ -1,0 +1,92 @@
+"""The error tree shared by every layer of kvca.
+
+Callers act on the *kind* of an error, never on its text:
+
+    KvcaError                 root; anything kvca raises on purpose
+    ├── InvalidRequest        the caller's input is malformed (HTTP 400)
+    ├── PolicyViolation       well-formed, but the CA's policy forbids it (422)
+    ├── NotFound              the certificate, CA or pending request is absent (404)
+    ├── NotManaged            exists, but kvca must not touch it (409)
+    ├── Conflict              the vault's state forbids it right now (409)
+    ├── UpstreamError         Key Vault or Event Grid failed (502)
+    │   └── Throttled         429 from the service, with Retry-After (503)
+    └── ConfigurationError    a setting is missing or malformed (500)
+
+Messages name the object, the rule and the value, and end with a hint where
+there is one. They never contain key material: build them from names,
+versions, serials and thumbprints only.
+"""
+
+from __future__ import annotations
+
+
+class KvcaError(Exception):
+    """Root of every error kvca raises on purpose."""
+
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str, *, subject: str | None = None, step: str | None = None,
+                 hint: str | None = None) -> None:
+        self.message = message
+        self.subject = subject  # the certificate / CA / setting the error is about
+        self.step = step  # the pipeline step that refused, for signing errors
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.step:
+            text = f"{self.step}: {text}"
+        if self.subject:
+            text = f"{self.subject}: {text}"
+        if self.hint:
+            text = f"{text} (hint: {self.hint})"
+        return text
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON body an HTTP caller sees: kind and message, nothing else."""
+        body = {"error": self.kind, "message": str(self)}
+        if self.step:
+            body["step"] = self.step
+        return body
+
+
+class InvalidRequest(KvcaError):
+    http_status = 400
+
+
+class PolicyViolation(KvcaError):
+    http_status = 422
+
+
+class NotFound(KvcaError):
+    http_status = 404
+
+
+class NotManaged(KvcaError):
+    http_status = 409
+
+
+class Conflict(KvcaError):
+    http_status = 409
+
+
+class UpstreamError(KvcaError):
+    http_status = 502
+
+
+class Throttled(UpstreamError):
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class ConfigurationError(KvcaError):
+    http_status = 500
