@@ -1,0 +1,147 @@
+"""What kvca knows about a vault, without knowing HTTP.
+
+`Vault` is the port every operation talks to; `kvca_core.vault.KeyVault` is
+its only implementation (the one module that imports `azure.*`). The data
+classes here are plain values: operations, the CLI and the Functions app pass
+them around without touching the SDK's models.
+
+Everything a vault returns is untrusted input: the operations re-check CSRs,
+certificates and tags before acting on them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Mapping, Protocol, Sequence
+
+# The tag that makes a certificate kvca's: its value names the issuing CA's
+# certificate in the same vault.
+CA_TAG = "kvca-ca"
+# Tag on CA certificates themselves ("root" or "intermediate"); the sweep never renews them.
+CA_ROLE_TAG = "kvca-role"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """Key Vault `key_props`: kty RSA/EC, size or curve, exportable, reuse_key."""
+
+    kty: str  # "RSA" or "EC"
+    size: int | None = None  # RSA bits
+    curve: str | None = None  # "P-256", "P-384", "P-521"
+    exportable: bool = False
+    reuse_key: bool = False
+
+    @classmethod
+    def parse(cls, text: str, *, exportable: bool = False) -> "KeySpec":
+        """`ec-p256`, `rsa-2048`, ... (the CLI's and HTTP API's spelling)."""
+        from kvca_core.errors import InvalidRequest
+
+        names = {
+            "ec-p256": ("EC", None, "P-256"), "ec-p384": ("EC", None, "P-384"),
+            "ec-p521": ("EC", None, "P-521"), "rsa-2048": ("RSA", 2048, None),
+            "rsa-3072": ("RSA", 3072, None), "rsa-4096": ("RSA", 4096, None),
+        }
+        try:
+            kty, size, curve = names[text.strip().lower()]
+        except KeyError:
+            raise InvalidRequest(f"key type {text!r} is not supported (use one of {', '.join(names)})") from None
+        return cls(kty=kty, size=size, curve=curve, exportable=exportable)
+
+
+@dataclass(frozen=True)
+class CertificatePolicy:
+    """The parts of a Key Vault certificate policy kvca reads and writes."""
+
+    issuer_name: str  # "Unknown" for kvca-managed certificates, "Self" for self-signed
+    subject: str  # e.g. "CN=api.example.internal"
+    dns_names: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    upns: tuple[str, ...] = ()
+    ekus: tuple[str, ...] = ()  # dotted OIDs as Key Vault stores them
+    key_usage: tuple[str, ...] = ()  # Key Vault spelling: digitalSignature, keyEncipherment, ...
+    validity_months: int | None = None
+    key: KeySpec = field(default_factory=lambda: KeySpec("EC", curve="P-256"))
+    content_type: str = "application/x-pkcs12"  # or "application/x-pem-file"
+
+
+@dataclass(frozen=True)
+class CertificateVersion:
+    """One certificate version as the vault reports it."""
+
+    name: str
+    version: str | None
+    enabled: bool
+    not_before: dt.datetime | None
+    expires_on: dt.datetime | None
+    created_on: dt.datetime | None
+    tags: Mapping[str, str]
+    cer: bytes | None = None  # DER of the leaf; None when the only version is pending
+    key_id: str | None = None  # kid, with version
+    secret_id: str | None = None  # sid, with version
+    x5t: bytes | None = None  # SHA-1 thumbprint as the vault reports it
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """The certificate operation of a certificate being created with issuer Unknown."""
+
+    name: str
+    status: str  # "inProgress", "completed", "cancelled", "failed"
+    csr: bytes | None  # DER PKCS#10 (untrusted)
+    request_id: str | None
+    cancellation_requested: bool = False
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status.lower() == "inprogress" and not self.cancellation_requested
+
+
+class Vault(Protocol):
+    """The port to Key Vault. Errors are kvca's kinds (NotFound, Conflict, Throttled, ...)."""
+
+    vault_url: str
+    vault_name: str
+
+    async def get_certificate(self, name: str, version: str | None = None) -> CertificateVersion: ...
+
+    async def get_policy(self, name: str) -> CertificatePolicy: ...
+
+    async def get_pending(self, name: str) -> PendingRequest | None:
+        """None when the vault answers PendingCertificateNotFound."""
+
+    async def create_certificate(self, name: str, policy: CertificatePolicy,
+                                 tags: Mapping[str, str] | None = None,
+                                 enabled: bool = True) -> PendingRequest | CertificateVersion:
+        """Issuer Unknown: the PendingRequest; issuer Self: the finished version.
+        Raises Conflict when a pending request is already in progress (409)."""
+
+    async def merge(self, name: str, chain_der: Sequence[bytes]) -> CertificateVersion: ...
+
+    async def delete_pending(self, name: str) -> None: ...
+
+    def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
+        """Every certificate's current version, page by page (no `cer`)."""
+
+    def list_versions(self, name: str) -> AsyncIterator[CertificateVersion]: ...
+
+    async def update_properties(self, name: str, version: str | None = None, *,
+                                enabled: bool | None = None,
+                                tags: Mapping[str, str] | None = None) -> CertificateVersion: ...
+
+    async def import_certificate(self, name: str, pfx: bytes, *, password: str | None = None,
+                                 policy: CertificatePolicy | None = None,
+                                 tags: Mapping[str, str] | None = None) -> CertificateVersion: ...
+
+    async def get_secret_value(self, name: str, version: str | None = None) -> tuple[str, str]:
+        """(content_type, value) of the certificate's secret. The value may hold a
+        private key: keep it in memory, never log or persist it."""
+
+    async def sign_digest(self, key_id: str, algorithm: str, digest: bytes) -> bytes:
+        """The keys API's sign: `algorithm` RS256/384/512, PS256/384/512, ES256/384/512.
+        EC answers are raw r||s, as the service returns them."""
+
+    async def get_public_key(self, key_id: str):
+        """The public key behind `key_id`, as a `cryptography` public key."""
+
+    async def close(self) -> None: ...
