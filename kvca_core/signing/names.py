@@ -1,0 +1,370 @@
+"""Name rules: Key Vault's subject spelling, DNS name syntax, wildcards, the
+policy's allowed names, and the CA certificates' name constraints.
+
+Every function here takes untrusted text and either returns a normalised value
+or raises an errors.py kind naming the value and the rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Iterable, Sequence
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from kvca_core.errors import InvalidRequest, PolicyViolation
+from kvca_core.signing.policy import IssuancePolicy
+
+STEP = "check-names"
+
+# Key Vault writes subjects the .NET X500DistinguishedName way: "CN=a, O=b, S=WA".
+_ATTRIBUTE_NAMES: dict[str, x509.ObjectIdentifier] = {
+    "CN": NameOID.COMMON_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "S": NameOID.STATE_OR_PROVINCE_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "E": NameOID.EMAIL_ADDRESS,
+    "EMAIL": NameOID.EMAIL_ADDRESS,
+    "STREET": NameOID.STREET_ADDRESS,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+}
+# What a leaf's subject may carry. emailAddress in a subject is deprecated
+# (RFC 5280 4.1.2.6: use an rfc822Name SAN), and anything else is data the CA
+# would assert without having checked it.
+LEAF_SUBJECT_ATTRIBUTES: dict[x509.ObjectIdentifier, str] = {
+    NameOID.COMMON_NAME: "CN",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.DOMAIN_COMPONENT: "DC",
+}
+# RFC 5280 Appendix A upper bounds (ub-common-name 64, ub-organization-name 64, ...).
+_UPPER_BOUNDS = {NameOID.COMMON_NAME: 64, NameOID.ORGANIZATION_NAME: 64,
+                 NameOID.ORGANIZATIONAL_UNIT_NAME: 64, NameOID.LOCALITY_NAME: 128,
+                 NameOID.STATE_OR_PROVINCE_NAME: 128, NameOID.COUNTRY_NAME: 2,
+                 NameOID.DOMAIN_COMPONENT: 63}
+
+
+def attribute_problem(oid: x509.ObjectIdentifier, value: str) -> str | None:
+    """Why `value` cannot be written for `oid`, or None.
+
+    Lengths are counted in UTF-8 bytes: RFC 5280's upper bounds count
+    characters, but cryptography refuses a CN over 64 bytes, and bytes are
+    never fewer than characters, so this is the stricter reading.
+    """
+    bound = _UPPER_BOUNDS.get(oid)
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if bound and size > bound:
+        return f"is {size} bytes long (RFC 5280 allows at most {bound})"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value):
+        return "contains control characters"
+    return None
+
+
+def _split_unescaped(text: str, separator: str) -> list[str]:
+    parts, current, quoted, escaped = [], [], False, False
+    for char in text:
+        if escaped:
+            current.append("\\" + char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+            current.append(char)
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if escaped or quoted:
+        raise InvalidRequest(f"subject {text!r} has an unfinished escape or quote", subject="subject")
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def parse_subject(text: str) -> x509.Name:
+    """`"CN=a, O=b"` (Key Vault's spelling) -> x509.Name.
+
+    As in RFC 4514 and .NET, the first attribute written is the most specific
+    one, i.e. the *last* RDN of the encoded name; "CN=a, O=b" encodes as O=b, CN=a.
+    Separators ',' and ';' are both accepted (.NET writes either); multi-valued
+    RDNs ('+') are refused: nothing kvca issues needs them.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest("subject is empty (write it as 'CN=name, O=org')", subject="subject")
+    if len(text) > 1024:
+        raise InvalidRequest(f"subject is {len(text)} characters long (at most 1024)", subject="subject")
+    separator = ";" if ";" in text and "," not in text else ","
+    attributes = []
+    for part in _split_unescaped(text, separator):
+        if not part.strip():
+            raise InvalidRequest(f"subject {text!r} has an empty attribute", subject="subject")
+        if len(_split_unescaped(part, "+")) > 1:
+            raise InvalidRequest(f"subject {text!r}: multi-valued attributes ('+') are not supported",
+                                 subject="subject")
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InvalidRequest(f"subject {text!r}: {part.strip()!r} is not NAME=value", subject="subject")
+        oid = _ATTRIBUTE_NAMES.get(key.strip().upper())
+        if oid is None:
+            raise InvalidRequest(f"subject {text!r}: attribute {key.strip()!r} is not one of "
+                                 f"{', '.join(sorted(set(_ATTRIBUTE_NAMES)))}", subject="subject")
+        value = _unescape(value)
+        if not value:
+            raise InvalidRequest(f"subject {text!r}: {key.strip()} is empty", subject="subject")
+        if oid == NameOID.COUNTRY_NAME and not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise InvalidRequest(f"subject {text!r}: C={value!r} must be a two-letter country code",
+                                 subject="subject")
+        problem = attribute_problem(oid, value)
+        if problem:
+            raise InvalidRequest(f"subject {text!r}: {key.strip()} {problem}", subject="subject")
+        attributes.append(x509.NameAttribute(oid, value.upper() if oid == NameOID.COUNTRY_NAME else value))
+    return x509.Name([x509.RelativeDistinguishedName([a]) for a in reversed(attributes)])
+
+
+# ---------------------------------------------------------------- DNS names
+
+# RFC 1035 2.3.1 "preferred name syntax" as RFC 5280 4.2.1.6 requires for
+# dNSName; RFC 1123 2.1 lets a label start with a digit. IDNs arrive as
+# A-labels (xn--...). Underscores are refused: RFC 5280 forbids them and
+# CA/B Forum ballot SC-063 ended them in public certificates.
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def normalize_dns_name(name: str) -> str:
+    """Lower-case, syntax-checked DNS name; a wildcard only as the whole leftmost label."""
+    if not isinstance(name, str):
+        raise InvalidRequest(f"DNS name {name!r} is not text", step=STEP)
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    if not name:
+        raise InvalidRequest("DNS name is empty", step=STEP)
+    if not name.isascii():
+        raise InvalidRequest(f"DNS name {shown!r} is not ASCII (write IDNs as A-labels, xn--...)", step=STEP)
+    lowered = name.lower()
+    if len(lowered) > 253:
+        raise InvalidRequest(f"DNS name {shown!r} is {len(name)} characters (at most 253, RFC 1035)", step=STEP)
+    if lowered.endswith("."):
+        raise InvalidRequest(f"DNS name {shown!r} ends with a dot (write it without the root label)", step=STEP)
+    labels = lowered.split(".")
+    for index, label in enumerate(labels):
+        if "*" in label:
+            if label != "*":
+                raise InvalidRequest(f"DNS name {shown!r}: partial wildcard {label!r} is not allowed "
+                                     f"(only '*' as the whole leftmost label, RFC 6125 6.4.3)", step=STEP)
+            if index != 0:
+                raise InvalidRequest(f"DNS name {shown!r}: a wildcard may only be the leftmost label "
+                                     f"(RFC 6125 6.4.3)", step=STEP)
+            continue
+        if not label:
+            raise InvalidRequest(f"DNS name {shown!r} has an empty label", step=STEP)
+        if len(label) > 63:
+            raise InvalidRequest(f"DNS name {shown!r}: label of {len(label)} characters (at most 63, RFC 1035)",
+                                 step=STEP)
+        if not _LABEL.match(label):
+            raise InvalidRequest(f"DNS name {shown!r}: label {label!r} is not letters, digits and inner "
+                                 f"hyphens (RFC 1035 2.3.1)", step=STEP)
+    if len(labels) < 2:
+        raise InvalidRequest(f"DNS name {shown!r} is a single label (write the fully qualified name)", step=STEP)
+    if all(label.isdigit() for label in labels):
+        raise InvalidRequest(f"DNS name {shown!r} looks like an IP address (use an IP SAN)", step=STEP)
+    # The top-level label ends with a letter and has at least two characters:
+    # TLDs are never all-numeric (RFC 3696 2), and this is the syntax pkilint's
+    # RFC 5280 linter checks dNSNames against (python-validators' domain()).
+    if len(labels[-1]) < 2 or not labels[-1][-1].isalpha():
+        raise InvalidRequest(f"DNS name {shown!r}: top-level label {labels[-1]!r} must be at least two "
+                             f"characters and end with a letter", step=STEP)
+    return lowered
+
+
+def is_wildcard(name: str) -> bool:
+    return name.startswith("*.")
+
+
+def within_domain(name: str, domain: str) -> bool:
+    """`name` equals `domain` or lies below it, compared label by label."""
+    return name == domain or name.endswith("." + domain)
+
+
+def check_dns_name_policy(name: str, policy: IssuancePolicy) -> None:
+    """`name` is already normalised. Raises PolicyViolation with the rule."""
+    if is_wildcard(name):
+        if not policy.allow_wildcards:
+            raise PolicyViolation(f"wildcard DNS name {name!r} is not allowed by this CA's policy "
+                                  f"(allow_wildcards is false)", step=STEP)
+        # '*.com' or '*.local' would cover a whole top-level domain.
+        if name.count(".") < 2:
+            raise PolicyViolation(f"wildcard DNS name {name!r} covers a whole top-level domain "
+                                  f"(a wildcard needs at least two labels after '*')", step=STEP)
+    if not policy.allowed_domains and not policy.allowed_names:
+        return
+    if name in policy.allowed_names:
+        return
+    base = name[2:] if is_wildcard(name) else name
+    if any(within_domain(base, domain) for domain in policy.allowed_domains):
+        return
+    allowed = [f"*.{d}" for d in policy.allowed_domains] + list(policy.allowed_names)
+    raise PolicyViolation(f"DNS name {name!r} is outside the allowed domains ({', '.join(allowed)})", step=STEP)
+
+
+def normalize_email(address: str) -> str:
+    local, sep, domain = address.rpartition("@")
+    if not sep or not local or not address.isascii() or any(c.isspace() for c in address):
+        raise InvalidRequest(f"email address {address!r} is not local@domain in ASCII", step=STEP)
+    return f"{local}@{normalize_dns_name(domain)}"
+
+
+def normalize_uri(uri: str) -> str:
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not uri.isascii() or not host or any(c.isspace() for c in uri):
+        raise InvalidRequest(f"URI {uri!r} needs a scheme and a host (RFC 5280 4.2.1.6)", step=STEP)
+    if not _is_ip(host):
+        normalize_dns_name(host)
+    return uri
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- name constraints
+
+def _dns_constraint_matches(name: str, constraint: str) -> bool:
+    """RFC 5280 4.2.1.10: 'example.com' matches it and every subdomain;
+    '.example.com' (a common extension, honoured by OpenSSL) only subdomains."""
+    constraint = constraint.lower().rstrip(".")
+    if not constraint:
+        return True  # an empty dNSName constraint matches every name
+    if constraint.startswith("."):
+        return name.endswith(constraint)
+    # A wildcard stands for every name one label below its base: it is inside
+    # the subtree only when its base is.
+    base = name[2:] if is_wildcard(name) else name
+    return within_domain(base, constraint)
+
+
+def _email_constraint_matches(address: str, constraint: str) -> bool:
+    # RFC 5280 4.2.1.10: a mailbox, a host (all mailboxes there) or '.domain' (any host below).
+    domain = address.rpartition("@")[2]
+    constraint = constraint.lower()
+    if "@" in constraint:
+        return address.lower() == constraint
+    if constraint.startswith("."):
+        return domain.endswith(constraint)
+    return domain == constraint
+
+
+def _uri_constraint_matches(uri: str, constraint: str) -> bool:
+    host = (urlsplit(uri).hostname or "").lower()
+    constraint = constraint.lower()
+    if constraint.startswith("."):
+        return host.endswith(constraint)
+    return host == constraint
+
+
+def _dirname_matches(subject: x509.Name, constraint: x509.Name) -> bool:
+    """The subject lies within the directory subtree: its RDNs start with the constraint's."""
+    subject_rdns, constraint_rdns = list(subject.rdns), list(constraint.rdns)
+    return subject_rdns[: len(constraint_rdns)] == constraint_rdns
+
+
+def _matches(general_name: x509.GeneralName, constraint: x509.GeneralName) -> bool | None:
+    """True/False when the constraint is of the name's type, None when it does not apply."""
+    if type(general_name) is not type(constraint):
+        return None
+    if isinstance(general_name, x509.DNSName):
+        return _dns_constraint_matches(general_name.value, constraint.value)
+    if isinstance(general_name, x509.IPAddress):
+        if not isinstance(constraint.value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            return False
+        return general_name.value.version == constraint.value.version and general_name.value in constraint.value
+    if isinstance(general_name, x509.RFC822Name):
+        return _email_constraint_matches(general_name.value, constraint.value)
+    if isinstance(general_name, x509.UniformResourceIdentifier):
+        return _uri_constraint_matches(general_name.value, constraint.value)
+    if isinstance(general_name, x509.DirectoryName):
+        return _dirname_matches(general_name.value, constraint.value)
+    return False
+
+
+_SUPPORTED_CONSTRAINTS = (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourceIdentifier,
+                          x509.DirectoryName)
+
+
+def _describe(name: x509.GeneralName) -> str:
+    if isinstance(name, x509.DNSName):
+        return f"DNS name {name.value!r}"
+    if isinstance(name, x509.IPAddress):
+        return f"IP address {str(name.value)!r}"
+    if isinstance(name, x509.RFC822Name):
+        return f"email address {name.value!r}"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return f"URI {name.value!r}"
+    if isinstance(name, x509.DirectoryName):
+        return f"subject {name.value.rfc4514_string()!r}"
+    return repr(name)
+
+
+def _constraint_text(constraint: x509.GeneralName) -> str:
+    if isinstance(constraint, x509.DirectoryName):
+        return constraint.value.rfc4514_string()
+    return str(constraint.value)
+
+
+def check_name_constraints(names: Sequence[x509.GeneralName], subject: x509.Name,
+                           ca_certificates: Iterable[x509.Certificate]) -> None:
+    """Every name of the new certificate against every CA's nameConstraints.
+
+    Enforced whatever the policy says: a leaf outside its CA's constraints
+    would be rejected by every RFC 5280 client anyway, and issuing it would
+    mean the CA signs something it was told not to. Constraint types kvca
+    cannot evaluate (otherName, x400Address, ...) make the issuance fail
+    closed rather than be ignored.
+    """
+    candidates = list(names)
+    if len(subject) > 0:
+        candidates.append(x509.DirectoryName(subject))
+    for ca in ca_certificates:
+        try:
+            nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        ca_name = ca.subject.rfc4514_string()
+        for constraint in list(nc.permitted_subtrees or ()) + list(nc.excluded_subtrees or ()):
+            if not isinstance(constraint, _SUPPORTED_CONSTRAINTS):
+                raise PolicyViolation(f"CA {ca_name!r} has a {type(constraint).__name__} name constraint that "
+                                      f"kvca cannot evaluate; refusing to issue under it", step=STEP)
+        for name in candidates:
+            for constraint in nc.excluded_subtrees or ():
+                if _matches(name, constraint):
+                    raise PolicyViolation(f"{_describe(name)} is excluded by the name constraints of CA "
+                                          f"{ca_name!r} ({_constraint_text(constraint)})", step=STEP)
+            permitted = [c for c in (nc.permitted_subtrees or ()) if type(c) is type(name)]
+            if permitted and not any(_matches(name, c) for c in permitted):
+                allowed = ", ".join(_constraint_text(c) for c in permitted)
+                raise PolicyViolation(f"{_describe(name)} is outside the name constraints of CA "
+                                      f"{ca_name!r} (permitted: {allowed})", step=STEP)

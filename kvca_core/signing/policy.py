@@ -1,0 +1,231 @@
+"""The issuance policy of a CA and the certificate profiles it may issue.
+
+A policy is a small declarative object, loaded from JSON (the app setting
+KVCA_ISSUANCE_POLICY) or a mapping. Its defaults are safe but keep the manual
+recipe working: DNS names only, no IP/email/URI SANs, at most 398 days,
+wildcards allowed (the recipe issues them) unless turned off. Whatever a policy
+says, the CA certificate's own name constraints are enforced as well
+(see names.check_name_constraints).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Mapping
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from kvca_core.errors import ConfigurationError, PolicyViolation
+
+# The setting a policy comes from, for error messages.
+SETTING = "KVCA_ISSUANCE_POLICY"
+
+
+class Profile(str, enum.Enum):
+    """What a leaf is for; decides its extendedKeyUsage."""
+
+    SERVER = "server"  # serverAuth: TLS servers
+    CLIENT = "client"  # clientAuth: mTLS clients, MQTT clients of Event Grid namespaces
+    SERVER_CLIENT = "server-client"  # both (Key Vault's default policy asks for both)
+
+    def __str__(self) -> str:  # "server", not "Profile.SERVER", in messages
+        return self.value
+
+    @property
+    def ekus(self) -> tuple[x509.ObjectIdentifier, ...]:
+        return {
+            Profile.SERVER: (ExtendedKeyUsageOID.SERVER_AUTH,),
+            Profile.CLIENT: (ExtendedKeyUsageOID.CLIENT_AUTH,),
+            Profile.SERVER_CLIENT: (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+        }[self]
+
+    @classmethod
+    def parse(cls, value: "str | Profile") -> "Profile":
+        if isinstance(value, Profile):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise PolicyViolation(f"profile {value!r} is not one of {', '.join(p.value for p in cls)}",
+                                  step="check-names") from None
+
+
+_EKU_NAMES = {
+    "serverauth": ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
+    "clientauth": ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string,
+}
+_EKU_LABELS = {
+    ExtendedKeyUsageOID.SERVER_AUTH.dotted_string: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING.dotted_string: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING.dotted_string: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string: "OCSPSigning",
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE.dotted_string: "anyExtendedKeyUsage",
+}
+
+
+def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
+    """The profile that the EKUs a Key Vault policy (or CSR) requested ask for.
+
+    Accepts dotted OIDs as Key Vault stores them ("1.3.6.1.5.5.7.3.1"), the
+    names serverAuth/clientAuth, or ObjectIdentifiers. No EKUs at all: `server`
+    (least privilege; Key Vault's default policy always lists both). Any other
+    EKU (codeSigning, anyExtendedKeyUsage, ...) is refused rather than dropped,
+    so nobody receives a certificate that silently lacks what they asked for.
+    """
+    wanted: set[str] = set()
+    for eku in ekus:
+        dotted = eku.dotted_string if isinstance(eku, x509.ObjectIdentifier) else str(eku).strip()
+        dotted = _EKU_NAMES.get(dotted.lower(), dotted)
+        if dotted not in (ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
+                          ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string):
+            label = _EKU_LABELS.get(dotted, dotted)
+            raise PolicyViolation(f"extended key usage {label!r} is not issued by kvca "
+                                  f"(profiles: server, client, server-client)", step="check-names")
+        wanted.add(dotted)
+    server = ExtendedKeyUsageOID.SERVER_AUTH.dotted_string in wanted
+    client = ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string in wanted
+    if server and client:
+        return Profile.SERVER_CLIENT
+    if client:
+        return Profile.CLIENT
+    return Profile.SERVER
+
+
+# Key kinds a policy can allow. RSA size is checked separately (min_rsa_bits).
+# P-256K (secp256k1), which Key Vault also offers, is left out on purpose: TLS 1.3
+# defines no signature scheme for it (RFC 8446 4.2.3) and RFC 8422 dropped it
+# from TLS 1.2, so OpenSSL TLS clients cannot use a certificate on that curve.
+KEY_TYPES = ("rsa", "ec-p256", "ec-p384", "ec-p521")
+
+# The CA/B Forum's 398-day cap (Baseline Requirements 6.3.2) is what Apple,
+# Chrome and Mozilla enforce for TLS servers: the default maximum follows it.
+DEFAULT_MAX_VALIDITY_DAYS = 398
+
+
+@dataclass(frozen=True)
+class IssuancePolicy:
+    """What one CA may issue. Every field has a safe default."""
+
+    # DNS names: a name is allowed when it equals one of allowed_names, or is
+    # (or is under) one of allowed_domains. Both empty: any syntactically valid name.
+    allowed_domains: tuple[str, ...] = ()
+    allowed_names: tuple[str, ...] = ()
+    allow_wildcards: bool = True
+    allow_ip: bool = False
+    allow_email: bool = False
+    allow_uri: bool = False
+    max_sans: int = 100
+    max_validity_days: int = DEFAULT_MAX_VALIDITY_DAYS
+    # Used when the request names no lifetime (Key Vault's policies always do: validity_months).
+    default_validity_days: int = 365
+    key_types: tuple[str, ...] = KEY_TYPES
+    min_rsa_bits: int = 2048
+    profiles: tuple[str, ...] = tuple(p.value for p in Profile)
+
+    def __post_init__(self) -> None:
+        # Normalised here, whichever way the policy was made: lower case, tuples, bare domains.
+        for name in ("allowed_domains", "allowed_names", "key_types", "profiles"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigurationError(f"{name} must be a list of strings, not {value!r}", subject=SETTING)
+            value = tuple(v.strip().lower() for v in value)
+            if name == "allowed_domains":
+                value = tuple(_domain(v) for v in value)
+            object.__setattr__(self, name, value)
+        problems = []
+        for name in ("allowed_domains", "allowed_names"):
+            for entry in getattr(self, name):
+                bare = entry[2:] if name == "allowed_names" and entry.startswith("*.") else entry
+                if not bare or len(bare) > 253 or not all(_LABEL.match(label) for label in bare.split(".")):
+                    problems.append(f"{name} entry {entry!r} is not a DNS name")
+        for name in ("max_sans", "max_validity_days", "default_validity_days", "min_rsa_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name}={value!r} must be a whole number of at least 1")
+        if isinstance(self.min_rsa_bits, int) and self.min_rsa_bits < 2048:
+            problems.append(f"min_rsa_bits={self.min_rsa_bits} is below 2048, which kvca never issues for")
+        for kind in self.key_types:
+            if kind not in KEY_TYPES:
+                problems.append(f"key type {kind!r} is not one of {', '.join(KEY_TYPES)}")
+        for profile in self.profiles:
+            if profile not in {p.value for p in Profile}:
+                problems.append(f"profile {profile!r} is not one of {', '.join(p.value for p in Profile)}")
+        for name in ("allow_wildcards", "allow_ip", "allow_email", "allow_uri"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name}={getattr(self, name)!r} must be true or false")
+        if problems:
+            raise ConfigurationError("; ".join(problems), subject=SETTING)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "IssuancePolicy":
+        """Build from a JSON-like mapping; unknown fields are an error (typos must not loosen a policy)."""
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(f"an issuance policy must be a JSON object, not {type(data).__name__}",
+                                     subject=SETTING)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown issuance policy field(s) {', '.join(map(repr, unknown))}",
+                                     subject=SETTING, hint=f"known fields: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in ("allowed_domains", "allowed_names", "key_types", "profiles") \
+                    and not isinstance(value, (list, tuple)):
+                raise ConfigurationError(f"{key} must be a list of strings, not {value!r}", subject=SETTING)
+            values[key] = value
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "IssuancePolicy":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"not valid JSON ({exc.msg} at position {exc.pos})", subject=SETTING) from None
+        return cls.from_mapping(data)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    def allows_profile(self, profile: Profile) -> bool:
+        return profile.value in self.profiles
+
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # RFC 1035 2.3.1 / RFC 1123 2.1
+
+
+def _domain(value: str) -> str:
+    """'*.example.com', '.example.com' and 'example.com' all mean: example.com and below."""
+    value = value.strip().lower().rstrip(".")
+    if value.startswith("*."):
+        value = value[2:]
+    return value.lstrip(".")
+
+
+def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str) -> IssuancePolicy:
+    """The policy for `ca_name` from KVCA_ISSUANCE_POLICY's parsed value.
+
+    The value is either one policy for every CA (its keys are policy fields),
+    or a map {"<ca name>": {...}, "*": {...}}: the CA's own entry, else "*",
+    else the defaults. An entry is complete on its own (missing fields take
+    the defaults, not the "*" entry's values), so reading one entry tells the
+    whole policy.
+    """
+    if not setting:
+        return IssuancePolicy()
+    known = {f.name for f in fields(IssuancePolicy)}
+    if set(setting) <= known:
+        return IssuancePolicy.from_mapping(setting)
+    entry = setting.get(ca_name, setting.get("*"))
+    if entry is None:
+        return IssuancePolicy()
+    try:
+        return IssuancePolicy.from_mapping(entry)
+    except ConfigurationError as exc:
+        key = ca_name if ca_name in setting else "*"
+        raise ConfigurationError(exc.message, subject=f"{SETTING}[{key!r}]", hint=exc.hint) from None
