@@ -1,0 +1,1186 @@
+"""The emulated vault's state and every operation on it.
+
+All state sits behind one re-entrant lock; every public method takes it for
+its whole read-modify-write, so concurrent requests (the server's loop, the
+Python API's thread) never lose an update. Methods are synchronous and quick;
+the one slow step (RSA key generation) happens between `prepare_create` and
+`commit_create`, outside the lock, and `commit_create` re-checks the conflicts.
+
+Methods answer plain JSON-ready dicts shaped like Key Vault's REST bodies and
+raise `KvError` with the service's status, code and message.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import datetime as dt
+import re
+import threading
+import uuid
+from typing import Any, Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ObjectIdentifier
+
+from kvemulator import _crypto as kc
+from kvemulator._errors import KvError, bad_parameter, not_found
+
+NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+PKCS12 = "application/x-pkcs12"
+PEM = "application/x-pem-file"
+RECOVERABLE_DAYS = 7
+RECOVERY_LEVEL = "CustomizedRecoverable+Purgeable"
+MAX_PAGE = 25
+MAX_SECRET_CHARS = 25 * 1024
+NEAR_EXPIRY = dt.timedelta(days=30)
+
+PENDING_CONFLICT = ("A new key vault certificate can not be created or imported while a "
+                    "pending key vault certificate's status is inProgress.")
+
+# (event type suffix, certificate name, version, nbf, exp)
+Emit = Callable[[str, str, str, int | None, int | None], None]
+
+
+def _epoch(when: dt.datetime) -> int:
+    return int(when.timestamp())
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise bad_parameter(f"The request URI contains an invalid name: {name}")
+    return name
+
+
+@dataclasses.dataclass
+class CertVersion:
+    version: str
+    key: Any  # private key object; shared with the version it was reused from
+    exportable: bool
+    hsm: bool
+    content_type: str
+    created: int
+    updated: int
+    enabled: bool = True
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    cert: x509.Certificate | None = None  # None while pending
+    chain: list[x509.Certificate] = dataclasses.field(default_factory=list)  # above the leaf
+    fired: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def pending(self) -> bool:
+        return self.cert is None
+
+    @property
+    def nbf(self) -> int | None:
+        return _epoch(self.cert.not_valid_before_utc) if self.cert else None
+
+    @property
+    def exp(self) -> int | None:
+        return _epoch(self.cert.not_valid_after_utc) if self.cert else None
+
+
+@dataclasses.dataclass
+class Certificate:
+    name: str
+    policy: dict[str, Any]
+    policy_created: int
+    policy_updated: int
+    versions: dict[str, CertVersion] = dataclasses.field(default_factory=dict)
+    op: dict[str, Any] | None = None  # request_id, version, csr, status, ...
+    deleted: int | None = None
+    purge_at: int | None = None
+
+    def current(self) -> CertVersion | None:
+        """The newest completed version (Key Vault's "latest")."""
+        # Insertion order, not `created` (seconds): two versions can share a second. Only
+        # one version is ever pending, so completed versions sit in completion order.
+        done = [v for v in self.versions.values() if not v.pending]
+        return done[-1] if done else None
+
+    def latest_any(self) -> CertVersion | None:
+        return list(self.versions.values())[-1] if self.versions else None
+
+
+@dataclasses.dataclass
+class SecretVersion:
+    version: str
+    value: str
+    content_type: str | None
+    created: int
+    updated: int
+    enabled: bool = True
+    nbf: int | None = None
+    exp: int | None = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Secret:
+    name: str
+    versions: dict[str, SecretVersion] = dataclasses.field(default_factory=dict)
+    deleted: int | None = None
+    purge_at: int | None = None
+
+    def current(self) -> SecretVersion | None:
+        return list(self.versions.values())[-1] if self.versions else None
+
+
+@dataclasses.dataclass
+class CreatePlan:
+    name: str
+    policy: dict[str, Any]
+    attributes: dict[str, Any]
+    tags: dict[str, str]
+    key: Any | None  # reused key, or None: generate one
+
+
+# ---------------------------------------------------------------- policy normalization
+
+_CONTENT_TYPES = (PKCS12, PEM)
+_ACTIONS = ("EmailContacts", "AutoRenew")
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_parameter(f"Property {what} must be an object.")
+    return value
+
+
+def _str_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_parameter(f"Property {what} must be an array of strings.")
+    return list(value)
+
+
+def _drop_none(value: Any) -> Any:
+    """JSON nulls mean "not given" (the service treats an explicit null like an absent field)."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def normalize_policy(raw: Any, *, default_issuer: str | None = None,
+                     default_content_type: str = PKCS12) -> dict[str, Any]:
+    """Validate a policy body and fill in the service's defaults (no id/attributes)."""
+    policy = _drop_none(_obj(raw, "policy"))
+    kp = _obj(policy.get("key_props"), "policy.key_props")
+    kty = kp.get("kty") or "RSA"
+    if kty not in ("RSA", "RSA-HSM", "EC", "EC-HSM"):
+        raise bad_parameter(f"Invalid key type '{kty}' in policy.key_props.kty "
+                            "(RSA, RSA-HSM, EC or EC-HSM).")
+    hsm = kty.endswith("-HSM")
+    key_props: dict[str, Any] = {"kty": kty}
+    exportable = kp.get("exportable")
+    if exportable is None:
+        exportable = not hsm
+    if not isinstance(exportable, bool):
+        raise bad_parameter("Property policy.key_props.exportable must be a boolean.")
+    if hsm and exportable:
+        raise bad_parameter("Exportable keys are not supported for HSM key types.")
+    key_props["exportable"] = exportable
+    if kty.startswith("RSA"):
+        size = kp.get("key_size") or 2048
+        if size not in kc.RSA_SIZES:
+            raise bad_parameter(f"Invalid key size {size!r} for RSA keys (2048, 3072 or 4096).")
+        key_props["key_size"] = size
+    else:
+        crv = kp.get("crv")
+        if crv is None and kp.get("key_size") is not None:
+            crv = kc.CURVE_BY_SIZE.get(kp.get("key_size"))
+            if crv is None:
+                raise bad_parameter(f"Invalid key size {kp.get('key_size')!r} for EC keys.")
+        crv = crv or "P-256"
+        if crv not in kc.CURVES:
+            raise bad_parameter(f"Invalid curve name '{crv}' (P-256, P-384, P-521 or P-256K).")
+        key_props["crv"] = crv
+    reuse = kp.get("reuse_key", False)
+    if not isinstance(reuse, bool):
+        raise bad_parameter("Property policy.key_props.reuse_key must be a boolean.")
+    key_props["reuse_key"] = reuse
+
+    sp = _obj(policy.get("secret_props"), "policy.secret_props")
+    content_type = sp.get("contentType") or default_content_type
+    if content_type not in _CONTENT_TYPES:
+        raise bad_parameter(f"Invalid content type '{content_type}' in policy.secret_props "
+                            f"({PKCS12} or {PEM}).")
+
+    xp = _obj(policy.get("x509_props"), "policy.x509_props")
+    x509_props: dict[str, Any] = {}
+    subject = xp.get("subject")
+    sans_in = _obj(xp.get("sans"), "policy.x509_props.sans")
+    sans: dict[str, list[str]] = {}
+    for field in ("dns_names", "emails", "upns", "uris", "ipAddresses"):
+        values = _str_list(sans_in.get(field), f"policy.x509_props.sans.{field}")
+        if values:
+            sans[field] = values
+    if subject is not None and not isinstance(subject, str):
+        raise bad_parameter("Property policy.x509_props.subject must be a string.")
+    if not subject and not sans:
+        raise bad_parameter("Property policy.x509_props must have a subject or subject "
+                            "alternative names.")
+    if subject:
+        kc.parse_subject(subject)
+    x509_props["subject"] = subject or ""
+    if sans:
+        x509_props["sans"] = sans
+    ekus = _str_list(xp.get("ekus"), "policy.x509_props.ekus")
+    for oid in ekus:
+        try:
+            ObjectIdentifier(oid)
+        except ValueError as exc:
+            raise bad_parameter(f"Invalid EKU '{oid}' in policy.x509_props.ekus.") from exc
+    if ekus:
+        x509_props["ekus"] = ekus
+    usages = _str_list(xp.get("key_usage"), "policy.x509_props.key_usage")
+    for usage in usages:
+        if usage not in kc.KEY_USAGES:
+            raise bad_parameter(f"Invalid key usage '{usage}' in policy.x509_props.key_usage.")
+    if usages:
+        x509_props["key_usage"] = usages
+    try:  # DNS names, URIs and the like that X.509 cannot carry: refuse now, not at signing
+        kc.build_extensions(x509_props, None)
+    except ValueError as exc:
+        raise bad_parameter(f"Invalid subject alternative name in policy.x509_props.sans: {exc}") from None
+    months = xp.get("validity_months", 12)
+    if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 1200:
+        raise bad_parameter(f"Invalid validity_months {months!r} (1 to 1200).")
+    x509_props["validity_months"] = months
+
+    issuer_in = _obj(policy.get("issuer"), "policy.issuer")
+    issuer_name = issuer_in.get("name") or default_issuer
+    if not issuer_name:
+        raise bad_parameter("Property policy.issuer.name is required.")
+    if issuer_name.lower() not in ("self", "unknown"):
+        raise bad_parameter(f"Issuer '{issuer_name}' is not supported by this emulator "
+                            "(only Self and Unknown).")
+    issuer: dict[str, Any] = {"name": "Self" if issuer_name.lower() == "self" else "Unknown",
+                              "cert_transparency": bool(issuer_in.get("cert_transparency", False))}
+    if issuer_in.get("cty"):
+        issuer["cty"] = str(issuer_in["cty"])
+
+    actions_in = policy.get("lifetime_actions")
+    if actions_in is None:
+        # The service's defaults: AutoRenew at 80 % for Self, EmailContacts at 80 % otherwise.
+        default = "AutoRenew" if issuer["name"] == "Self" else "EmailContacts"
+        actions = [{"trigger": {"lifetime_percentage": 80}, "action": {"action_type": default}}]
+    else:
+        if not isinstance(actions_in, list):
+            raise bad_parameter("Property policy.lifetime_actions must be an array.")
+        actions = []
+        for item in actions_in:
+            item = _obj(item, "policy.lifetime_actions[]")
+            trigger = _obj(item.get("trigger"), "policy.lifetime_actions[].trigger")
+            action = _obj(item.get("action"), "policy.lifetime_actions[].action")
+            if action.get("action_type") not in _ACTIONS:
+                raise bad_parameter(f"Invalid lifetime action '{action.get('action_type')}' "
+                                    "(EmailContacts or AutoRenew).")
+            clean_trigger = {k: trigger[k] for k in ("lifetime_percentage", "days_before_expiry")
+                             if trigger.get(k) is not None}
+            if len(clean_trigger) != 1 or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v > 0
+                    for v in clean_trigger.values()):
+                raise bad_parameter("Each lifetime action needs exactly one positive trigger: "
+                                    "lifetime_percentage or days_before_expiry.")
+            actions.append({"trigger": clean_trigger,
+                            "action": {"action_type": action["action_type"]}})
+    return {"key_props": key_props, "secret_props": {"contentType": content_type},
+            "x509_props": x509_props, "lifetime_actions": actions, "issuer": issuer}
+
+
+def _merge_policy(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(old)
+    patch = _drop_none(patch)
+    for section in ("key_props", "secret_props", "x509_props", "issuer"):
+        if section in patch and patch[section] is not None:
+            merged[section] = {**merged.get(section, {}), **_obj(patch[section], f"policy.{section}")}
+    if patch.get("lifetime_actions") is not None:
+        merged["lifetime_actions"] = patch["lifetime_actions"]
+    return merged
+
+
+def _attrs_in(body: dict[str, Any], field: str = "attributes") -> dict[str, Any]:
+    attrs = _obj(body.get(field), field)
+    if "enabled" in attrs and attrs["enabled"] is not None and not isinstance(attrs["enabled"], bool):
+        raise bad_parameter(f"Property {field}.enabled must be a boolean.")
+    for name in ("nbf", "exp"):
+        value = attrs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value < 2**40):
+            raise bad_parameter(f"Property {field}.{name} must be a time in epoch seconds.")
+    return attrs
+
+
+def _tags_in(body: dict[str, Any]) -> dict[str, str] | None:
+    tags = body.get("tags")
+    if tags is None:
+        return None
+    if not isinstance(tags, dict) or len(tags) > 15 or not all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= 512 and len(v) <= 512
+            for k, v in tags.items()):
+        raise bad_parameter("Property tags must be an object of at most 15 string values "
+                            "(512 characters each).")
+    return dict(tags)
+
+
+def _body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_parameter("The request body must be a JSON object.")
+    return body
+
+
+def _page(items: list[dict[str, Any]], maxresults: int | None, skip: int,
+          next_url: Callable[[int], str]) -> dict[str, Any]:
+    size = MAX_PAGE if maxresults is None else maxresults
+    chunk = items[skip:skip + size]
+    out: dict[str, Any] = {"value": chunk, "nextLink": None}
+    if skip + size < len(items):
+        out["nextLink"] = next_url(skip + size)
+    return out
+
+
+# ---------------------------------------------------------------- the vault
+
+class Vault:
+    def __init__(self, *, vault_name: str, now: Callable[[], dt.datetime], emit: Emit) -> None:
+        self.lock = threading.RLock()
+        self.vault_name = vault_name
+        self.base_url = "https://127.0.0.1"
+        self._now = now
+        self._emit = emit
+        self.certs: dict[str, Certificate] = {}
+        self.deleted_certs: dict[str, Certificate] = {}
+        self.secrets: dict[str, Secret] = {}
+        self.deleted_secrets: dict[str, Secret] = {}
+        self.generation = 0  # bumped on every change (persistence watches it)
+
+    # ------------------------------------------------------------ helpers
+
+    def now(self) -> int:
+        return _epoch(self._now())
+
+    def _touch(self) -> None:
+        self.generation += 1
+
+    def reset(self) -> None:
+        with self.lock:
+            self.certs.clear()
+            self.deleted_certs.clear()
+            self.secrets.clear()
+            self.deleted_secrets.clear()
+            self._touch()
+
+    def _cert(self, name: str) -> Certificate:
+        check_name(name)
+        cert = self.certs.get(name.lower())
+        if cert is None:
+            raise not_found("Certificate", name)
+        return cert
+
+    def _version(self, cert: Certificate, version: str, *, allow_pending: bool = True) -> CertVersion:
+        if version:
+            ver = cert.versions.get(version.lower())
+            if ver is None:
+                raise not_found("Certificate", cert.name, version)
+            return ver
+        ver = cert.current()
+        if ver is None and allow_pending:
+            ver = cert.latest_any()
+        if ver is None:
+            raise not_found("Certificate", cert.name)
+        return ver
+
+    def _cert_attrs(self, ver: CertVersion) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"enabled": ver.enabled and not ver.pending}
+        if not ver.pending:
+            attrs["nbf"] = ver.nbf
+            attrs["exp"] = ver.exp
+        attrs.update(created=ver.created, updated=ver.updated, recoveryLevel=RECOVERY_LEVEL,
+                     recoverableDays=RECOVERABLE_DAYS)
+        return attrs
+
+    def _policy_json(self, cert: Certificate) -> dict[str, Any]:
+        body = copy.deepcopy(cert.policy)
+        body["id"] = f"{self.base_url}/certificates/{cert.name}/policy"
+        body["attributes"] = {"enabled": True, "created": cert.policy_created,
+                              "updated": cert.policy_updated}
+        return body
+
+    def _bundle(self, cert: Certificate, ver: CertVersion, *, with_policy: bool) -> dict[str, Any]:
+        base = self.base_url
+        body: dict[str, Any] = {
+            "id": f"{base}/certificates/{cert.name}/{ver.version}",
+            "kid": f"{base}/keys/{cert.name}/{ver.version}",
+            "sid": f"{base}/secrets/{cert.name}/{ver.version}",
+            "attributes": self._cert_attrs(ver),
+            "tags": dict(ver.tags),
+        }
+        if ver.cert is not None:
+            body["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
+            body["cer"] = base64.b64encode(kc.cert_der(ver.cert)).decode()
+        if with_policy:
+            body["policy"] = self._policy_json(cert)
+        if cert.op is not None:
+            body["pending"] = {"id": f"{base}/certificates/{cert.name}/pending"}
+        return body
+
+    def _deleted_fields(self, name: str, obj: Certificate | Secret, kind: str) -> dict[str, Any]:
+        return {"recoveryId": f"{self.base_url}/deleted{kind}/{name}",
+                "deletedDate": obj.deleted, "scheduledPurgeDate": obj.purge_at}
+
+    def _op_json(self, cert: Certificate) -> dict[str, Any]:
+        op = cert.op
+        assert op is not None
+        body: dict[str, Any] = {
+            "id": f"{self.base_url}/certificates/{cert.name}/pending",
+            "issuer": {"name": op["issuer"]},
+            "csr": base64.b64encode(op["csr"]).decode(),
+            "cancellation_requested": op["cancellation_requested"],
+            "status": op["status"],
+            "status_details": op["status_details"],
+            "request_id": op["request_id"],
+        }
+        if op["status"] == "completed":
+            body["target"] = f"{self.base_url}/certificates/{cert.name}"
+        return body
+
+    def _check_can_add_version(self, name: str) -> None:
+        key = name.lower()
+        if key in self.deleted_certs:
+            raise KvError(409, "Conflict", f"Certificate {name} is currently in a deleted but "
+                          "recoverable state, and its name cannot be reused; in this state, the "
+                          "certificate can only be recovered or purged.")
+        if key in self.secrets or key in self.deleted_secrets:
+            raise KvError(409, "Conflict", f"Secret {name} already exists and is not managed by "
+                          "a certificate: a certificate cannot take its name.")
+        cert = self.certs.get(key)
+        if cert is not None and cert.op is not None and cert.op["status"] == "inProgress":
+            raise KvError(409, "Conflict", PENDING_CONFLICT)
+
+    def _new_version(self) -> str:
+        return uuid.uuid4().hex
+
+    # ------------------------------------------------------------ certificates: create
+
+    def prepare_create(self, name: str, body: Any) -> CreatePlan:
+        body = _body(body)
+        check_name(name)
+        with self.lock:
+            self._check_can_add_version(name)
+            existing = self.certs.get(name.lower())
+            raw_policy = body.get("policy")
+            if raw_policy is None:
+                if existing is None:
+                    raise bad_parameter("Property policy is required.")
+                policy = copy.deepcopy(existing.policy)
+            else:
+                policy = normalize_policy(raw_policy)
+            reused = None
+            if existing is not None and policy["key_props"]["reuse_key"]:
+                prev = existing.current() or existing.latest_any()
+                if prev is not None and self._key_matches(prev.key, policy["key_props"]):
+                    reused = prev.key
+            return CreatePlan(name, policy, _attrs_in(body), _tags_in(body) or {}, reused)
+
+    @staticmethod
+    def _key_matches(key: Any, key_props: dict[str, Any]) -> bool:
+        kty, size, crv = kc.key_spec_of(key)
+        want = key_props["kty"].replace("-HSM", "")
+        return kty == want and (size == key_props.get("key_size") if kty == "RSA"
+                                else crv == key_props.get("crv"))
+
+    def commit_create(self, plan: CreatePlan, key: Any) -> dict[str, Any]:
+        policy = plan.policy
+        csr = kc.build_csr(key, policy["x509_props"])
+        with self.lock:
+            self._check_can_add_version(plan.name)
+            now = self.now()
+            cert = self.certs.get(plan.name.lower())
+            if cert is None:
+                cert = Certificate(plan.name, policy, now, now)
+                self.certs[plan.name.lower()] = cert
+            else:
+                cert.policy, cert.policy_updated = policy, now
+            kp = policy["key_props"]
+            ver = CertVersion(self._new_version(), key, kp["exportable"], kp["kty"].endswith("-HSM"),
+                              policy["secret_props"]["contentType"], now, now,
+                              enabled=plan.attributes.get("enabled", True) is not False,
+                              tags=plan.tags)
+            cert.versions[ver.version] = ver
+            cert.op = {"request_id": uuid.uuid4().hex, "version": ver.version, "csr": csr,
+                       "issuer": policy["issuer"]["name"], "cancellation_requested": False,
+                       "status": "inProgress",
+                       "status_details": "Pending certificate created. Please Perform Merge to "
+                                         "complete the request."}
+            answer = self._op_json(cert)
+            if policy["issuer"]["name"] == "Self":
+                # The service answers inProgress and completes moments later; the SDK's
+                # poller relies on that (it only fetches the certificate after a poll that
+                # reads "completed"). Here it is complete at once; the next GET says so.
+                ver.cert = kc.self_signed(key, policy["x509_props"], self._now())
+                cert.op["status"] = "completed"
+                cert.op["status_details"] = None
+                self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
+            self._touch()
+            return answer
+
+    # ------------------------------------------------------------ certificates: pending
+
+    def get_operation(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            check_name(name)
+            cert = self.certs.get(name.lower())
+            if cert is None or cert.op is None:
+                raise KvError(404, "PendingCertificateNotFound", f"Pending certificate not found: {name}")
+            return self._op_json(cert)
+
+    def cancel_operation(self, name: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        flag = body.get("cancellation_requested")
+        if not isinstance(flag, bool):
+            raise bad_parameter("Property cancellation_requested is required and must be a boolean.")
+        with self.lock:
+            self.get_operation(name)
+            cert = self.certs[name.lower()]
+            op = cert.op
+            assert op is not None
+            if flag and op["status"] == "inProgress":
+                op["cancellation_requested"] = True
+                op["status"] = "cancelled"
+                op["status_details"] = "Pending certificate cancelled."
+                self._touch()
+            return self._op_json(cert)
+
+    def delete_operation(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            body = self.get_operation(name)
+            cert = self.certs[name.lower()]
+            op = cert.op
+            assert op is not None
+            ver = cert.versions.get(op["version"])
+            if ver is not None and ver.pending:
+                del cert.versions[ver.version]
+            cert.op = None
+            if not cert.versions:
+                del self.certs[name.lower()]
+            self._touch()
+            return body
+
+    def merge(self, name: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        chain_in = kc.parse_x5c(body.get("x5c"))
+        attrs = _attrs_in(body)
+        tags = _tags_in(body)
+        with self.lock:
+            check_name(name)
+            cert = self.certs.get(name.lower())
+            if cert is None or cert.op is None or cert.op["status"] == "completed":
+                raise KvError(404, "PendingCertificateNotFound", f"Pending certificate not found: {name}")
+            if cert.op["status"] != "inProgress":
+                raise bad_parameter(f"The pending certificate operation of {name} is "
+                                    f"{cert.op['status']}; it can no longer be merged.")
+            ver = cert.versions[cert.op["version"]]
+            leaf = chain_in[0]
+            if not kc.same_public_key(leaf.public_key(), ver.key.public_key()):
+                raise KvError(400, "BadParameter", kc.MISMATCH_MESSAGE)
+            ver.cert = leaf
+            ver.chain = kc.order_chain(leaf, chain_in[1:])[1:]
+            ver.enabled = attrs.get("enabled", True) is not False
+            if tags is not None:
+                ver.tags = tags
+            ver.updated = self.now()
+            cert.op["status"] = "completed"
+            cert.op["status_details"] = None
+            self._touch()
+            self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
+            return self._bundle(cert, ver, with_policy=True)
+
+    # ------------------------------------------------------------ certificates: import
+
+    def import_certificate(self, name: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        check_name(name)
+        password = body.get("pwd")
+        if password is not None and not isinstance(password, str):
+            raise bad_parameter("Property pwd must be a string.")
+        key, certs, detected = kc.parse_import(body.get("value"), password)
+        if key is None:
+            kc.check_import_key(None, certs[0])
+        leaf = next((c for c in certs if kc.same_public_key(c.public_key(), key.public_key())), None)
+        if leaf is None:
+            raise KvError(400, "BadParameter", kc.MISMATCH_MESSAGE)
+        others = [c for c in certs if c is not leaf]
+        kty, size, crv = kc.key_spec_of(key)
+        attrs = _attrs_in(body)
+        tags = _tags_in(body) or {}
+        raw_policy = _obj(body.get("policy"), "policy")
+        with self.lock:
+            self._check_can_add_version(name)
+            existing = self.certs.get(name.lower())
+            base = copy.deepcopy(existing.policy) if existing is not None and not raw_policy else {}
+            merged = _merge_policy(base, raw_policy) if raw_policy else base
+            merged.setdefault("x509_props", {})
+            if not merged["x509_props"].get("subject") and not merged["x509_props"].get("sans"):
+                merged["x509_props"] = {**kc.x509_props_of(leaf), **merged["x509_props"]}
+                if not merged["x509_props"].get("subject"):
+                    merged["x509_props"]["subject"] = kc.x509_props_of(leaf)["subject"]
+            kp = dict(merged.get("key_props") or {})
+            kp.update(kty=kty if not kp.get("kty", "").endswith("-HSM") else f"{kty}-HSM")
+            kp.pop("key_size", None)
+            kp.pop("crv", None)
+            if size:
+                kp["key_size"] = size
+            else:
+                kp["crv"] = crv
+            merged["key_props"] = kp
+            sp = dict(merged.get("secret_props") or {})
+            sp.setdefault("contentType", detected)
+            merged["secret_props"] = sp
+            policy = normalize_policy(merged, default_issuer="Unknown", default_content_type=detected)
+            now = self.now()
+            cert = self.certs.get(name.lower())
+            if cert is None:
+                cert = Certificate(name, policy, now, now)
+                self.certs[name.lower()] = cert
+            else:
+                cert.policy, cert.policy_updated = policy, now
+            ver = CertVersion(self._new_version(), key, policy["key_props"]["exportable"],
+                              policy["key_props"]["kty"].endswith("-HSM"),
+                              policy["secret_props"]["contentType"], now, now,
+                              enabled=attrs.get("enabled", True) is not False, tags=tags,
+                              cert=leaf, chain=kc.order_chain(leaf, others)[1:])
+            cert.versions[ver.version] = ver
+            self._touch()
+            self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
+            return self._bundle(cert, ver, with_policy=True)
+
+    # ------------------------------------------------------------ certificates: read and update
+
+    def get_certificate(self, name: str, version: str = "") -> dict[str, Any]:
+        with self.lock:
+            cert = self._cert(name)
+            ver = self._version(cert, version)
+            return self._bundle(cert, ver, with_policy=not version)
+
+    def list_certificates(self, *, maxresults: int | None, include_pending: bool, skip: int,
+                          next_url: Callable[[int], str], deleted: bool = False) -> dict[str, Any]:
+        with self.lock:
+            source = self.deleted_certs if deleted else self.certs
+            items = []
+            for key in sorted(source):
+                cert = source[key]
+                ver = cert.current()
+                if ver is None and not include_pending:
+                    continue
+                ver = ver or cert.latest_any()
+                if ver is None:
+                    continue
+                item: dict[str, Any] = {"id": f"{self.base_url}/certificates/{cert.name}",
+                                        "attributes": self._cert_attrs(ver), "tags": dict(ver.tags),
+                                        "subject": ""}
+                if ver.cert is not None:
+                    item["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
+                    item["subject"] = kc.subject_text(ver.cert.subject)
+                if deleted:
+                    item.update(self._deleted_fields(cert.name, cert, "certificates"))
+                items.append(item)
+            return _page(items, maxresults, skip, next_url)
+
+    def list_versions(self, name: str, *, maxresults: int | None, skip: int,
+                      next_url: Callable[[int], str]) -> dict[str, Any]:
+        with self.lock:
+            cert = self._cert(name)
+            items = []
+            for ver in cert.versions.values():
+                item: dict[str, Any] = {"id": f"{self.base_url}/certificates/{cert.name}/{ver.version}",
+                                        "attributes": self._cert_attrs(ver), "tags": dict(ver.tags)}
+                if ver.cert is not None:
+                    item["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
+                items.append(item)
+            return _page(items, maxresults, skip, next_url)
+
+    def get_policy(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            return self._policy_json(self._cert(name))
+
+    def update_policy(self, name: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        with self.lock:
+            cert = self._cert(name)
+            cert.policy = normalize_policy(_merge_policy(cert.policy, body))
+            cert.policy_updated = self.now()
+            self._touch()
+            return self._policy_json(cert)
+
+    def update_certificate(self, name: str, version: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        attrs = _attrs_in(body)
+        tags = _tags_in(body)
+        with self.lock:
+            cert = self._cert(name)
+            ver = self._version(cert, version)
+            if body.get("policy") is not None:
+                cert.policy = normalize_policy(_merge_policy(cert.policy, _body(body["policy"])))
+                cert.policy_updated = self.now()
+            if attrs.get("enabled") is not None:
+                ver.enabled = attrs["enabled"]
+            if tags is not None:
+                ver.tags = tags
+            ver.updated = self.now()
+            self._touch()
+            return self._bundle(cert, ver, with_policy=not version)
+
+    # ------------------------------------------------------------ certificates: soft delete
+
+    def delete_certificate(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            cert = self._cert(name)
+            ver = cert.current() or cert.latest_any()
+            assert ver is not None
+            now = self.now()
+            cert.deleted, cert.purge_at = now, now + RECOVERABLE_DAYS * 86400
+            del self.certs[name.lower()]
+            self.deleted_certs[name.lower()] = cert
+            self._touch()
+            body = self._bundle(cert, ver, with_policy=True)
+            body.update(self._deleted_fields(cert.name, cert, "certificates"))
+            return body
+
+    def _deleted_cert(self, name: str) -> Certificate:
+        check_name(name)
+        cert = self.deleted_certs.get(name.lower())
+        if cert is None:
+            raise KvError(404, "CertificateNotFound", f"Deleted Certificate not found: {name}")
+        return cert
+
+    def get_deleted_certificate(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            cert = self._deleted_cert(name)
+            ver = cert.current() or cert.latest_any()
+            assert ver is not None
+            body = self._bundle(cert, ver, with_policy=True)
+            body.update(self._deleted_fields(cert.name, cert, "certificates"))
+            return body
+
+    def recover_certificate(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            cert = self._deleted_cert(name)
+            del self.deleted_certs[name.lower()]
+            cert.deleted = cert.purge_at = None
+            self.certs[name.lower()] = cert
+            self._touch()
+            ver = cert.current() or cert.latest_any()
+            assert ver is not None
+            return self._bundle(cert, ver, with_policy=True)
+
+    def purge_certificate(self, name: str) -> None:
+        with self.lock:
+            self._deleted_cert(name)
+            del self.deleted_certs[name.lower()]
+            self._touch()
+
+    # ------------------------------------------------------------ secrets
+
+    def _cert_secret(self, cert: Certificate, ver: CertVersion, *, with_value: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": f"{self.base_url}/secrets/{cert.name}/{ver.version}",
+            "contentType": ver.content_type,
+            "attributes": self._cert_attrs(ver),
+            "tags": dict(ver.tags),
+            "kid": f"{self.base_url}/keys/{cert.name}/{ver.version}",
+            "managed": True,
+        }
+        if with_value:
+            assert ver.cert is not None
+            body["value"] = kc.secret_value(ver.key if ver.exportable else None,
+                                            [ver.cert, *ver.chain], ver.content_type, cert.name)
+        return body
+
+    def _secret_json(self, secret: Secret, ver: SecretVersion, *, with_value: bool) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"enabled": ver.enabled, "created": ver.created,
+                                 "updated": ver.updated, "recoveryLevel": RECOVERY_LEVEL,
+                                 "recoverableDays": RECOVERABLE_DAYS}
+        if ver.nbf is not None:
+            attrs["nbf"] = ver.nbf
+        if ver.exp is not None:
+            attrs["exp"] = ver.exp
+        body: dict[str, Any] = {"id": f"{self.base_url}/secrets/{secret.name}/{ver.version}",
+                                "attributes": attrs, "tags": dict(ver.tags)}
+        if ver.content_type is not None:
+            body["contentType"] = ver.content_type
+        if with_value:
+            body["value"] = ver.value
+        return body
+
+    def set_secret(self, name: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        check_name(name)
+        value = body.get("value")
+        if not isinstance(value, str):
+            raise bad_parameter("Property value is required and must be a string.")
+        if len(value) > MAX_SECRET_CHARS:
+            raise bad_parameter(f"The secret value is too long ({len(value)} characters; "
+                                f"at most {MAX_SECRET_CHARS}).")
+        content_type = body.get("contentType")
+        if content_type is not None and not isinstance(content_type, str):
+            raise bad_parameter("Property contentType must be a string.")
+        attrs = _attrs_in(body)
+        tags = _tags_in(body) or {}
+        with self.lock:
+            key = name.lower()
+            if key in self.certs or key in self.deleted_certs:
+                raise KvError(409, "Conflict", f"Secret {name} is managed by certificate {name}; "
+                              "set a new certificate version instead.")
+            if key in self.deleted_secrets:
+                raise KvError(409, "Conflict", f"Secret {name} is currently in a deleted but "
+                              "recoverable state, and its name cannot be reused; in this state, "
+                              "the secret can only be recovered or purged.")
+            secret = self.secrets.setdefault(key, Secret(name))
+            now = self.now()
+            ver = SecretVersion(self._new_version(), value, content_type, now, now,
+                                enabled=attrs.get("enabled", True) is not False,
+                                nbf=attrs.get("nbf"), exp=attrs.get("exp"), tags=tags)
+            secret.versions[ver.version] = ver
+            self._touch()
+            return self._secret_json(secret, ver, with_value=True)
+
+    def get_secret(self, name: str, version: str = "") -> dict[str, Any]:
+        with self.lock:
+            check_name(name)
+            key = name.lower()
+            secret = self.secrets.get(key)
+            if secret is not None:
+                ver = secret.versions.get(version.lower()) if version else secret.current()
+                if ver is None:
+                    raise not_found("Secret", name, version or None)
+                if not ver.enabled:
+                    raise KvError(403, "Forbidden", "Operation get is not allowed on a disabled secret.",
+                                  inner="SecretDisabled")
+                return self._secret_json(secret, ver, with_value=True)
+            cert = self.certs.get(key)
+            if cert is None:
+                raise not_found("Secret", name, version or None)
+            ver = cert.versions.get(version.lower()) if version else cert.current()
+            if ver is None or ver.pending:
+                raise not_found("Secret", name, version or None)
+            if not ver.enabled:
+                raise KvError(403, "Forbidden", "Operation get is not allowed on a disabled secret.",
+                              inner="SecretDisabled")
+            return self._cert_secret(cert, ver, with_value=True)
+
+    def list_secrets(self, *, maxresults: int | None, skip: int, next_url: Callable[[int], str],
+                     deleted: bool = False) -> dict[str, Any]:
+        with self.lock:
+            items: list[tuple[str, dict[str, Any]]] = []
+            source = self.deleted_secrets if deleted else self.secrets
+            for key, secret in source.items():
+                ver = secret.current()
+                if ver is None:
+                    continue
+                item = self._secret_json(secret, ver, with_value=False)
+                item["id"] = f"{self.base_url}/secrets/{secret.name}"
+                if deleted:
+                    item.update(self._deleted_fields(secret.name, secret, "secrets"))
+                items.append((key, item))
+            if not deleted:
+                for key, cert in self.certs.items():
+                    ver = cert.current()
+                    if ver is None:
+                        continue
+                    item = self._cert_secret(cert, ver, with_value=False)
+                    item["id"] = f"{self.base_url}/secrets/{cert.name}"
+                    items.append((key, item))
+            items.sort(key=lambda pair: pair[0])
+            return _page([item for _, item in items], maxresults, skip, next_url)
+
+    def list_secret_versions(self, name: str, *, maxresults: int | None, skip: int,
+                             next_url: Callable[[int], str]) -> dict[str, Any]:
+        with self.lock:
+            check_name(name)
+            secret = self.secrets.get(name.lower())
+            if secret is not None:
+                items = [self._secret_json(secret, v, with_value=False) for v in secret.versions.values()]
+            else:
+                cert = self.certs.get(name.lower())
+                if cert is None:
+                    raise not_found("Secret", name)
+                items = [self._cert_secret(cert, v, with_value=False)
+                         for v in cert.versions.values() if not v.pending]
+            return _page(items, maxresults, skip, next_url)
+
+    def update_secret(self, name: str, version: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        attrs = _attrs_in(body)
+        tags = _tags_in(body)
+        with self.lock:
+            check_name(name)
+            secret = self.secrets.get(name.lower())
+            if secret is None:
+                if name.lower() in self.certs:
+                    raise KvError(403, "Forbidden", "Operation update is not allowed on a managed "
+                                  "secret; update the certificate instead.")
+                raise not_found("Secret", name)
+            ver = secret.versions.get(version.lower()) if version else secret.current()
+            if ver is None:
+                raise not_found("Secret", name, version or None)
+            if attrs.get("enabled") is not None:
+                ver.enabled = attrs["enabled"]
+            for field in ("nbf", "exp"):
+                if field in attrs:
+                    setattr(ver, field, attrs[field])
+            if "contentType" in body:
+                ver.content_type = body["contentType"]
+            if tags is not None:
+                ver.tags = tags
+            ver.updated = self.now()
+            self._touch()
+            return self._secret_json(secret, ver, with_value=False)
+
+    def delete_secret(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            check_name(name)
+            key = name.lower()
+            secret = self.secrets.get(key)
+            if secret is None:
+                if key in self.certs:
+                    raise KvError(403, "Forbidden", "Operation delete is not allowed on a managed "
+                                  "secret; delete the certificate instead.")
+                raise not_found("Secret", name)
+            now = self.now()
+            secret.deleted, secret.purge_at = now, now + RECOVERABLE_DAYS * 86400
+            del self.secrets[key]
+            self.deleted_secrets[key] = secret
+            self._touch()
+            ver = secret.current()
+            assert ver is not None
+            body = self._secret_json(secret, ver, with_value=False)
+            body.update(self._deleted_fields(secret.name, secret, "secrets"))
+            return body
+
+    def _deleted_secret(self, name: str) -> Secret:
+        check_name(name)
+        secret = self.deleted_secrets.get(name.lower())
+        if secret is None:
+            raise KvError(404, "SecretNotFound", f"Deleted Secret not found: {name}")
+        return secret
+
+    def get_deleted_secret(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            secret = self._deleted_secret(name)
+            ver = secret.current()
+            assert ver is not None
+            body = self._secret_json(secret, ver, with_value=False)
+            body.update(self._deleted_fields(secret.name, secret, "secrets"))
+            return body
+
+    def recover_secret(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            secret = self._deleted_secret(name)
+            del self.deleted_secrets[name.lower()]
+            secret.deleted = secret.purge_at = None
+            self.secrets[name.lower()] = secret
+            self._touch()
+            ver = secret.current()
+            assert ver is not None
+            return self._secret_json(secret, ver, with_value=False)
+
+    def purge_secret(self, name: str) -> None:
+        with self.lock:
+            self._deleted_secret(name)
+            del self.deleted_secrets[name.lower()]
+            self._touch()
+
+    # ------------------------------------------------------------ keys (the certificates' keys)
+
+    def _key_version(self, name: str, version: str) -> tuple[Certificate, CertVersion]:
+        check_name(name)
+        cert = self.certs.get(name.lower())
+        if cert is None:
+            raise not_found("Key", name, version or None)
+        ver = cert.versions.get(version.lower()) if version else (cert.current() or cert.latest_any())
+        if ver is None:
+            raise not_found("Key", name, version or None)
+        return cert, ver
+
+    def _key_json(self, cert: Certificate, ver: CertVersion) -> dict[str, Any]:
+        kid = f"{self.base_url}/keys/{cert.name}/{ver.version}"
+        attrs: dict[str, Any] = {"enabled": ver.enabled and not ver.pending,
+                                 "created": ver.created, "updated": ver.updated,
+                                 "recoveryLevel": RECOVERY_LEVEL,
+                                 "recoverableDays": RECOVERABLE_DAYS, "exportable": ver.exportable}
+        if not ver.pending:
+            attrs["nbf"], attrs["exp"] = ver.nbf, ver.exp
+        return {"key": kc.public_jwk(ver.key, kid, ver.hsm), "attributes": attrs,
+                "tags": dict(ver.tags), "managed": True}
+
+    def get_key(self, name: str, version: str = "") -> dict[str, Any]:
+        with self.lock:
+            return self._key_json(*self._key_version(name, version))
+
+    def list_keys(self, *, maxresults: int | None, skip: int,
+                  next_url: Callable[[int], str]) -> dict[str, Any]:
+        with self.lock:
+            items = []
+            for key in sorted(self.certs):
+                cert = self.certs[key]
+                ver = cert.current() or cert.latest_any()
+                if ver is None:
+                    continue
+                body = self._key_json(cert, ver)
+                items.append({"kid": f"{self.base_url}/keys/{cert.name}",
+                              "attributes": body["attributes"], "tags": body["tags"], "managed": True})
+            return _page(items, maxresults, skip, next_url)
+
+    def list_key_versions(self, name: str, *, maxresults: int | None, skip: int,
+                          next_url: Callable[[int], str]) -> dict[str, Any]:
+        with self.lock:
+            cert, _ = self._key_version(name, "")
+            items = []
+            for ver in cert.versions.values():
+                body = self._key_json(cert, ver)
+                items.append({"kid": body["key"]["kid"], "attributes": body["attributes"],
+                              "tags": body["tags"], "managed": True})
+            return _page(items, maxresults, skip, next_url)
+
+    def _usable_key(self, name: str, version: str, operation: str) -> tuple[Certificate, CertVersion]:
+        cert, ver = self._key_version(name, version)
+        if ver.pending:
+            # Whether the real service lets a pending version's key sign is unconfirmed
+            # (keyvault-facts.md): refuse, so code that works here also works there.
+            raise KvError(403, "Forbidden", f"Operation {operation} is not allowed on a disabled key "
+                          "(the key of a pending certificate version is usable only after merge).",
+                          inner="KeyDisabled")
+        if not ver.enabled:
+            raise KvError(403, "Forbidden", f"Operation {operation} is not allowed on a disabled key.",
+                          inner="KeyDisabled")
+        return cert, ver
+
+    def sign(self, name: str, version: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        alg, value = body.get("alg"), body.get("value")
+        if not isinstance(alg, str) or not isinstance(value, str):
+            raise bad_parameter("Properties alg and value are required.")
+        try:
+            digest = kc.b64url_decode(value)
+        except ValueError as exc:
+            raise bad_parameter("Property value is not base64url.") from exc
+        with self.lock:
+            cert, ver = self._usable_key(name, version, "sign")
+            key = ver.key
+        signature = kc.sign_digest(key, alg, digest)
+        return {"kid": f"{self.base_url}/keys/{cert.name}/{ver.version}", "value": kc.b64url(signature)}
+
+    def verify(self, name: str, version: str, body: Any) -> dict[str, Any]:
+        body = _body(body)
+        alg, digest, value = body.get("alg"), body.get("digest"), body.get("value")
+        if not all(isinstance(v, str) for v in (alg, digest, value)):
+            raise bad_parameter("Properties alg, digest and value are required.")
+        try:
+            digest_b, sig = kc.b64url_decode(digest), kc.b64url_decode(value)
+        except ValueError as exc:
+            raise bad_parameter("Properties digest and value must be base64url.") from exc
+        with self.lock:
+            _, ver = self._usable_key(name, version, "verify")
+            key = ver.key
+        return {"value": kc.verify_digest(key, alg, digest_b, sig)}
+
+    # ------------------------------------------------------------ time-driven work
+
+    def scan(self) -> None:
+        """Fire NearExpiry/Expired for thresholds the clock has passed; purge what is due."""
+        with self.lock:
+            now = self.now()
+            for cert in self.certs.values():
+                for ver in cert.versions.values():
+                    if ver.pending:
+                        continue
+                    exp = ver.exp
+                    assert exp is not None
+                    if "near" not in ver.fired and now >= exp - NEAR_EXPIRY.total_seconds():
+                        ver.fired.add("near")
+                        self._touch()
+                        self._emit("CertificateNearExpiry", cert.name, ver.version, ver.nbf, exp)
+                    if "expired" not in ver.fired and now >= exp:
+                        ver.fired.add("expired")
+                        self._touch()
+                        self._emit("CertificateExpired", cert.name, ver.version, ver.nbf, exp)
+            for store in (self.deleted_certs, self.deleted_secrets):
+                for key in [k for k, obj in store.items() if obj.purge_at and now >= obj.purge_at]:
+                    del store[key]
+                    self._touch()
+
+    # ------------------------------------------------------------ persistence
+
+    def dump(self) -> dict[str, Any]:
+        """Everything, keys included (the --state file: mode 0600)."""
+        with self.lock:
+            def cert_state(cert: Certificate) -> dict[str, Any]:
+                keys: dict[int, str] = {}
+                versions = []
+                for ver in cert.versions.values():
+                    keys.setdefault(id(ver.key), kc.key_to_pem(ver.key))
+                    versions.append({
+                        "version": ver.version, "key": keys[id(ver.key)], "exportable": ver.exportable,
+                        "hsm": ver.hsm, "content_type": ver.content_type, "created": ver.created,
+                        "updated": ver.updated, "enabled": ver.enabled, "tags": ver.tags,
+                        "cert": ver.cert.public_bytes(serialization.Encoding.PEM).decode()
+                        if ver.cert else None,
+                        "chain": [c.public_bytes(serialization.Encoding.PEM).decode() for c in ver.chain],
+                        "fired": sorted(ver.fired)})
+                op = None
+                if cert.op is not None:
+                    op = {**cert.op, "csr": base64.b64encode(cert.op["csr"]).decode()}
+                return {"name": cert.name, "policy": cert.policy, "policy_created": cert.policy_created,
+                        "policy_updated": cert.policy_updated, "versions": versions, "op": op,
+                        "deleted": cert.deleted, "purge_at": cert.purge_at}
+
+            def secret_state(secret: Secret) -> dict[str, Any]:
+                return {"name": secret.name, "deleted": secret.deleted, "purge_at": secret.purge_at,
+                        "versions": [dataclasses.asdict(v) for v in secret.versions.values()]}
+
+            return {"format": 1, "vault_name": self.vault_name,
+                    "certificates": [cert_state(c) for c in self.certs.values()],
+                    "deleted_certificates": [cert_state(c) for c in self.deleted_certs.values()],
+                    "secrets": [secret_state(s) for s in self.secrets.values()],
+                    "deleted_secrets": [secret_state(s) for s in self.deleted_secrets.values()]}
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state.get("format") != 1:
+            raise ValueError("unknown state file format")
+
+        def cert_from(data: dict[str, Any]) -> Certificate:
+            cert = Certificate(data["name"], data["policy"], data["policy_created"],
+                               data["policy_updated"], deleted=data["deleted"], purge_at=data["purge_at"])
+            keys: dict[str, Any] = {}
+            for v in data["versions"]:
+                if v["key"] not in keys:
+                    keys[v["key"]] = kc.key_from_pem(v["key"])
+                cert.versions[v["version"]] = CertVersion(
+                    v["version"], keys[v["key"]], v["exportable"], v["hsm"], v["content_type"],
+                    v["created"], v["updated"], v["enabled"], dict(v["tags"]),
+                    x509.load_pem_x509_certificate(v["cert"].encode()) if v["cert"] else None,
+                    [x509.load_pem_x509_certificate(c.encode()) for c in v["chain"]], set(v["fired"]))
+            if data["op"] is not None:
+                cert.op = {**data["op"], "csr": base64.b64decode(data["op"]["csr"])}
+            return cert
+
+        def secret_from(data: dict[str, Any]) -> Secret:
+            secret = Secret(data["name"], deleted=data["deleted"], purge_at=data["purge_at"])
+            for v in data["versions"]:
+                secret.versions[v["version"]] = SecretVersion(**v)
+            return secret
+
+        with self.lock:
+            self.certs = {c["name"].lower(): cert_from(c) for c in state["certificates"]}
+            self.deleted_certs = {c["name"].lower(): cert_from(c) for c in state["deleted_certificates"]}
+            self.secrets = {s["name"].lower(): secret_from(s) for s in state["secrets"]}
+            self.deleted_secrets = {s["name"].lower(): secret_from(s) for s in state["deleted_secrets"]}
+            self._touch()

@@ -1,0 +1,105 @@
+"""`python -m kvemulator` (start line, clean SIGINT/SIGTERM) and `--state` persistence."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+
+import pytest
+from azure.keyvault.certificates import CertificateClient, CertificatePolicy
+from azure.keyvault.secrets import SecretClient
+
+from kvemulator import Emulator
+
+LINE = re.compile(r"^kvemulator: vault (https://127\.0\.0\.1:\d+) \(name (\S+)\); TLS CA (\S+); "
+                  r"IDENTITY_ENDPOINT=(\S+) IDENTITY_HEADER=(\S+)$")
+
+
+def start_cli(tmp_path, *extra: str) -> tuple[subprocess.Popen, re.Match]:
+    proc = subprocess.Popen([sys.executable, "-m", "kvemulator", "--port", "0",
+                             "--tls-dir", str(tmp_path / "tls"), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    match = LINE.match(line)
+    if match is None:
+        proc.kill()
+        pytest.fail(f"unexpected start line {line!r}; stderr: {proc.stderr.read()}")
+    return proc, match
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_prints_url_and_ca_and_stops_cleanly_on_signal(tmp_path, sig):
+    proc, match = start_cli(tmp_path, "--vault-name", "demo-vault")
+    try:
+        url, name, ca = match.group(1), match.group(2), match.group(3)
+        assert name == "demo-vault" and ca == str(tmp_path / "tls" / "ca.pem")
+        with CertificateClient(url, _Cred(), connection_verify=ca, verify_challenge_resource=False) as c:
+            cert = c.begin_create_certificate("cli", CertificatePolicy(
+                issuer_name="Self", subject="CN=cli", key_type="EC")).result()
+            assert cert.name == "cli"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip() == "kvemulator: stopped"
+    assert "Traceback" not in err
+
+
+def test_state_file_keeps_the_vault_across_restarts_with_mode_0600(tmp_path):
+    state = tmp_path / "vault.json"
+    first = Emulator(tls_dir=tmp_path / "tls", state_path=state)
+    with first:
+        with SecretClient(first.url, first.credential(), **first.client_kwargs()) as secrets, \
+                CertificateClient(first.url, first.credential(), **first.client_kwargs()) as certs:
+            secrets.set_secret("kept", "value")
+            made = certs.begin_create_certificate("kept-cert", CertificatePolicy(
+                issuer_name="Self", subject="CN=k", key_type="EC")).result()
+            pending = certs.begin_create_certificate("kept-pending", CertificatePolicy(
+                issuer_name="Unknown", subject="CN=p", key_type="EC")).result()
+        first.clock.advance(days=3)
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+    second = Emulator(tls_dir=tmp_path / "tls", state_path=state)
+    assert second.clock.offset_seconds >= 3 * 86400 - 5
+    with second:
+        with SecretClient(second.url, second.credential(), **second.client_kwargs()) as secrets, \
+                CertificateClient(second.url, second.credential(), **second.client_kwargs()) as certs:
+            assert secrets.get_secret("kept").value == "value"
+            assert certs.get_certificate("kept-cert").cer == made.cer
+            assert certs.get_certificate_operation("kept-pending").csr == pending.csr
+
+
+def test_cli_with_state_survives_restart(tmp_path):
+    state = tmp_path / "cli-state.json"
+    proc, match = start_cli(tmp_path, "--state", str(state))
+    try:
+        url, ca = match.group(1), match.group(3)
+        with SecretClient(url, _Cred(), connection_verify=ca, verify_challenge_resource=False) as s:
+            s.set_secret("persisted", "yes")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc, match = start_cli(tmp_path, "--state", str(state))
+    try:
+        url, ca = match.group(1), match.group(3)
+        with SecretClient(url, _Cred(), connection_verify=ca, verify_challenge_resource=False) as s:
+            assert s.get_secret("persisted").value == "yes"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+
+
+class _Cred:
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+        return AccessToken("t", 2**31 - 1)
