@@ -20,6 +20,8 @@ from typing import AsyncIterator, Mapping, Protocol, Sequence
 CA_TAG = "kvca-ca"
 # Tag on CA certificates themselves ("root" or "intermediate"); the sweep never renews them.
 CA_ROLE_TAG = "kvca-role"
+# Tag on the objects `kvca ca create` is still building; its value is the role they will get.
+CREATING_TAG = "kvca-creating"
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,17 @@ class Vault(Protocol):
         """Issuer Unknown: the PendingRequest; issuer Self: the finished version.
         Raises Conflict when a pending request is already in progress (409)."""
 
-    async def merge(self, name: str, chain_der: Sequence[bytes]) -> CertificateVersion: ...
+    async def create_new_version(self, name: str, tags: Mapping[str, str] | None = None) -> PendingRequest:
+        """A new version with the certificate's current policy exactly as the vault holds it
+        (the portal's "New Version"). Raises Conflict when a request is already pending (409)."""
+
+    async def merge(self, name: str, chain_der: Sequence[bytes],
+                    tags: Mapping[str, str] | None = None) -> CertificateVersion:
+        """`tags` given: the merged version's tags (a new version does not inherit them)."""
 
     async def delete_pending(self, name: str) -> None: ...
+
+    async def cancel_pending(self, name: str) -> None: ...
 
     def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
         """Every certificate's current version, page by page (no `cer`)."""

@@ -1,0 +1,92 @@
+"""Everything an operation needs, built once: settings, the vault, the CA cache, the publisher.
+
+    async with Context.open(settings) as ctx:
+        await operations.renew(ctx, "api")
+
+The Functions app keeps one per process (`shared()`): the credential, the SDK
+clients and their connection pools, and the CA cache survive across
+invocations of a warm instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from kvca_core.authority import Authority
+from kvca_core.settings import Settings
+from kvca_core.vault import KeyVault, TopicPublisher, default_credential
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    vault: KeyVault
+    authority: Authority
+    publisher: TopicPublisher | None
+    credential: Any
+    _owns_credential: bool = False
+
+    @classmethod
+    def create(cls, settings: Settings | None = None, credential: Any = None) -> "Context":
+        """Build (no network yet). `credential=None`: DefaultAzureCredential, owned and closed here."""
+        settings = settings if settings is not None else Settings.from_env()
+        owns = credential is None
+        credential = credential if credential is not None else default_credential(settings)
+        vault = KeyVault(settings, credential)
+        publisher = TopicPublisher(settings, credential) if settings.eventgrid_topic_endpoint else None
+        return cls(settings, vault, Authority(vault), publisher, credential, owns)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings | None = None, credential: Any = None) -> AsyncIterator["Context"]:
+        ctx = cls.create(settings, credential)
+        try:
+            yield ctx
+        finally:
+            await ctx.close()
+
+    async def close(self) -> None:
+        await self.vault.close()
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self._owns_credential and hasattr(self.credential, "close"):
+            await self.credential.close()
+
+
+# One context per process and event loop. The Functions worker runs every async
+# invocation on the same loop, so this is built once per warm instance; a new
+# loop (a test, a restarted worker) gets a new one, because aiohttp sessions
+# cannot cross loops.
+_shared: tuple[asyncio.AbstractEventLoop, Context] | None = None
+_shared_lock: asyncio.Lock | None = None
+
+
+async def shared() -> Context:
+    global _shared, _shared_lock
+    loop = asyncio.get_running_loop()
+    if _shared is not None and _shared[0] is loop:
+        return _shared[1]
+    if _shared_lock is None or getattr(_shared_lock, "_kvca_loop", None) is not loop:
+        _shared_lock = asyncio.Lock()
+        _shared_lock._kvca_loop = loop  # type: ignore[attr-defined]
+    async with _shared_lock:
+        if _shared is not None and _shared[0] is loop:
+            return _shared[1]
+        ctx = Context.create()
+        _shared = (loop, ctx)
+        logger.info("kvca context ready vault=%s", ctx.settings.vault_name)
+        return ctx
+
+
+async def reset_shared() -> None:
+    """Close and forget the process's context (tests; settings changed)."""
+    global _shared
+    current, _shared = _shared, None
+    if current is not None and current[0] is asyncio.get_running_loop():
+        await current[1].close()

@@ -1,0 +1,739 @@
+"""kvca's operations: one function each, the same for the Functions app, the CLI and the demo.
+
+    sign_pending(ctx, name)     sign the pending request of a managed certificate
+    renew(ctx, name)            start a new version when the current one is due, and sign it
+    sweep(ctx)                  walk the vault: sign what is pending, renew what is due
+    issue(ctx, request)         create a managed certificate (key made in the vault) and sign it
+    inventory(ctx)              the managed certificates, for `GET /api/certificates` and `kvca list`
+    describe(ctx, name)         one certificate in detail, for `kvca show`
+
+Every operation is idempotent and safe when triggers overlap (Event Grid
+delivers at least once, the sweep runs beside the events, a person may click
+"renew" at the same time). Key Vault has no conditional create, so the
+guarantee "one renewal makes one version" rests on three facts of the service
+(keyvault-facts.md): a create while a request is pending is a 409, a merge
+completes the pending request exactly once, and every version records who is
+current. See `_renew` for how they combine.
+
+A certificate is kvca's when its policy issuer is "Unknown" and it carries the
+tag `kvca-ca` naming its CA's certificate in the same vault. CA certificates
+(tag `kvca-role`) are never renewed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+from cryptography import x509
+
+from kvca_core import clock
+from kvca_core.errors import (
+    Conflict,
+    InvalidRequest,
+    KvcaError,
+    NotFound,
+    NotManaged,
+    PolicyViolation,
+)
+from kvca_core.events import NAME_RE, pending_request_event
+from kvca_core.model import CA_ROLE_TAG, CA_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
+from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
+from kvca_core.signing.names import check_dns_name_policy, check_name_constraints, normalize_dns_name
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_ISSUER = "Unknown"
+# An explicit renew of a version younger than this is taken as a duplicate of the
+# renewal that just made it (an HTTP retry, a second click racing an event).
+FRESH = dt.timedelta(minutes=5)
+
+SIGNED, RENEWED, ISSUED, REQUESTED, SKIPPED, FAILED = "signed", "renewed", "issued", "requested", "skipped", "failed"
+WOULD_SIGN, WOULD_RENEW = "would-sign", "would-renew"
+
+
+# --- results -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """What one operation did to one certificate."""
+
+    name: str
+    action: str  # signed | renewed | issued | requested | skipped | failed | would-sign | would-renew
+    version: str | None = None
+    serial: str | None = None  # hex
+    reason: str = ""
+    not_after: dt.datetime | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.action in (SIGNED, RENEWED, ISSUED)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["not_after"] = self.not_after.isoformat() if self.not_after else None
+        body["warnings"] = list(self.warnings)
+        return body
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    scanned: int = 0  # every certificate listed
+    managed: int = 0  # those carrying the kvca-ca tag
+    signed: int = 0
+    renewed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: tuple[tuple[str, str], ...] = ()  # (certificate, reason)
+    outcomes: tuple[Outcome, ...] = ()
+    dry_run: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scanned": self.scanned, "managed": self.managed, "signed": self.signed,
+            "renewed": self.renewed, "skipped": self.skipped, "failed": self.failed,
+            "failures": [{"name": n, "reason": r} for n, r in self.failures],
+            "dry_run": self.dry_run, "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """One managed certificate, for the inventory."""
+
+    name: str
+    subject: str
+    sans: tuple[str, ...]
+    ca: str
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    days_left: int | None
+    state: str  # valid | due | expired | pending | disabled
+    version: str | None = None
+    serial: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["sans"] = list(self.sans)
+        for key in ("not_before", "not_after"):
+            body[key] = body[key].isoformat() if body[key] else None
+        return body
+
+
+@dataclass(frozen=True)
+class Description:
+    """One certificate in detail (`kvca show`)."""
+
+    info: CertificateInfo
+    managed: bool
+    why_not_managed: str
+    issuer: str
+    sha256: str | None
+    tags: Mapping[str, str]
+    chain: tuple[str, ...]  # subjects, leaf first, as the secret holds them
+    pending: str | None  # status of a pending request, if any
+    renew_at: dt.datetime | None
+    policy: CertificatePolicy | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.info.to_dict(), "managed": self.managed, "why_not_managed": self.why_not_managed,
+            "issuer": self.issuer, "sha256": self.sha256, "tags": dict(self.tags), "chain": list(self.chain),
+            "pending": self.pending, "renew_at": self.renew_at.isoformat() if self.renew_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """A new certificate: what `POST /api/certificates` and `kvca request` take."""
+
+    name: str
+    ca: str
+    dns_names: tuple[str, ...] = ()
+    subject: str | None = None
+    profile: str = "server"
+    key: str = "ec-p256"
+    validity_months: int = 12
+    content_type: str = "application/x-pkcs12"
+
+    FIELDS = ("name", "ca", "dns_names", "subject", "profile", "key", "validity_months", "content_type", "sign")
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> "IssueRequest":
+        """Strict: unknown fields and wrong types are refused, naming the field."""
+        if not isinstance(data, Mapping):
+            raise InvalidRequest("the request body must be a JSON object", subject="request")
+        unknown = sorted(set(data) - set(cls.FIELDS))
+        if unknown:
+            raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))}", subject="request",
+                                 hint=f"known fields: {', '.join(cls.FIELDS)}")
+
+        def text(key: str, required: bool = False) -> str | None:
+            value = data.get(key)
+            if value is None:
+                if required:
+                    raise InvalidRequest(f"field {key!r} is required", subject="request")
+                return None
+            if not isinstance(value, str) or not value.strip() or len(value) > 1024:
+                raise InvalidRequest(f"field {key!r} must be a non-empty string", subject="request")
+            return value.strip()
+
+        dns = data.get("dns_names", [])
+        if isinstance(dns, str) or not isinstance(dns, list) or not all(isinstance(d, str) for d in dns) \
+                or len(dns) > 1000:
+            raise InvalidRequest("field 'dns_names' must be a list of strings", subject="request")
+        months = data.get("validity_months", 12)
+        if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
+            raise InvalidRequest(f"field 'validity_months' must be a whole number from 1 to 120, got {months!r}",
+                                 subject="request")
+        content = text("content_type") or "application/x-pkcs12"
+        if content not in ("application/x-pkcs12", "application/x-pem-file"):
+            raise InvalidRequest(f"field 'content_type' must be application/x-pkcs12 or application/x-pem-file, "
+                                 f"got {content!r}", subject="request")
+        return cls(name=text("name", True), ca=text("ca", True), dns_names=tuple(d.strip() for d in dns),
+                   subject=text("subject"), profile=text("profile") or "server", key=text("key") or "ec-p256",
+                   validity_months=months, content_type=content)
+
+
+# --- the due rule --------------------------------------------------------------------------------
+def renewal_time(not_before: dt.datetime | None, expires_on: dt.datetime | None,
+                 renew_before_days: int) -> dt.datetime | None:
+    """When a version becomes due: `renew_before_days` before it expires, but never
+    before two thirds of its lifetime have passed.
+
+    The second half matters for short lifetimes: a 20-day certificate with a
+    30-day window would be due the moment it is issued, and renewal would loop
+    (Key Vault raises CertificateNearExpiry for every version entering its
+    last 30 days). Two thirds is the point ACME clients such as certbot renew
+    at; for the usual 1-year certificate the window decides.
+    """
+    if expires_on is None:
+        return None
+    window = expires_on - dt.timedelta(days=renew_before_days)
+    if not_before is None or not_before >= expires_on:
+        return window
+    return max(window, not_before + (expires_on - not_before) * 2 / 3)
+
+
+def due_state(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> tuple[bool, str]:
+    at = renewal_time(version.not_before, version.expires_on, renew_before_days)
+    if at is None:
+        return False, "the current version has no expiry date"
+    if now >= at:
+        return True, f"due since {at:%Y-%m-%d %H:%M} (expires {version.expires_on:%Y-%m-%d %H:%M})"
+    return False, f"not due: renews from {at:%Y-%m-%d %H:%M} (expires {version.expires_on:%Y-%m-%d %H:%M})"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _check_name(name: Any, what: str = "certificate") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidRequest(f"{str(name)[:130]!r} is not a Key Vault certificate name "
+                             f"(1-127 letters, digits and '-')", subject=what)
+    return name
+
+
+def managed_ca(name: str, version: CertificateVersion, policy: CertificatePolicy | None) -> str:
+    """The CA that manages this certificate, or NotManaged saying why not."""
+    subject = f"certificate '{name}'"
+    role = version.tags.get(CA_ROLE_TAG)
+    if role:
+        raise NotManaged(f"is a CA certificate ({CA_ROLE_TAG}={role}); kvca never renews CA certificates "
+                         f"automatically", subject=subject)
+    ca = version.tags.get(CA_TAG)
+    if not ca:
+        raise NotManaged(f"has no {CA_TAG} tag, so kvca does not manage it", subject=subject,
+                         hint=f"tag it {CA_TAG}=<CA name> and use issuer Unknown to hand it to kvca")
+    if not NAME_RE.match(ca) or ca == name:
+        raise NotManaged(f"its {CA_TAG} tag {ca[:130]!r} does not name another certificate of the vault",
+                         subject=subject)
+    if policy is not None and policy.issuer_name.lower() != UNKNOWN_ISSUER.lower():
+        raise NotManaged(f"its policy issuer is {policy.issuer_name!r}; kvca signs only issuer 'Unknown' "
+                         f"(a non-integrated CA)", subject=subject)
+    return ca
+
+
+def _serial(cert: x509.Certificate) -> str:
+    return format(cert.serial_number, "x")
+
+
+def _log(op: str, outcome: Outcome) -> Outcome:
+    logger.info("kvca op=%s certificate=%s version=%s serial=%s outcome=%s reason=%s",
+                op, outcome.name, outcome.version, outcome.serial, outcome.action, outcome.reason)
+    for warning in outcome.warnings:
+        logger.warning("kvca op=%s certificate=%s warning=%s", op, outcome.name, warning)
+    return outcome
+
+
+async def _logged(op: str, name: Any, coro) -> Outcome:
+    try:
+        return _log(op, await coro)
+    except KvcaError as exc:
+        # Not managed is an everyday answer (Key Vault sends events for every certificate), not a problem.
+        log = logger.info if isinstance(exc, NotManaged) else logger.warning
+        log("kvca op=%s certificate=%s outcome=%s kind=%s reason=%s", op, name,
+            "refused" if exc.http_status < 500 else "error", exc.kind, exc)
+        raise
+
+
+async def _current(ctx, name: str) -> CertificateVersion:
+    """The current version; for a certificate whose only version is pending, that version
+    (cer None). The emulator answers GET for it; whether Key Vault does is unconfirmed
+    (keyvault-facts.md lists pending-only certificates, with their tags, only in listings),
+    so a 404 falls back to the versions listing."""
+    try:
+        return await ctx.vault.get_certificate(name)
+    except NotFound:
+        newest = None
+        try:
+            async for version in ctx.vault.list_versions(name):
+                if newest is None or (version.created_on or dt.datetime.min.replace(tzinfo=dt.timezone.utc)) > \
+                        (newest.created_on or dt.datetime.min.replace(tzinfo=dt.timezone.utc)):
+                    newest = version
+        except NotFound:
+            pass
+        if newest is None:
+            raise NotFound("no such certificate in the vault", subject=f"certificate '{name}'") from None
+        return newest
+
+
+def _pending_status(pending: PendingRequest | None) -> str:
+    if pending is None:
+        return "no pending request"
+    if pending.cancellation_requested or pending.status.lower() == "cancelled":
+        return "the pending request was cancelled"
+    return f"the pending request is {pending.status}"
+
+
+# --- signing -------------------------------------------------------------------------------------
+async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
+                policy: CertificatePolicy, ca_name: str, action: str) -> Outcome:
+    """CSR -> policy-checked leaf -> merge. Losing a merge race to another trigger is a no-op."""
+    if pending.csr is None:
+        raise InvalidRequest("the pending request carries no CSR", subject=f"certificate '{name}'")
+    loaded = await ctx.authority.load(ca_name)
+    settings = ctx.settings
+    issued = await issue_leaf(
+        pending.csr, ca=loaded.issuing, policy=policy_for_ca(settings.issuance_policy, ca_name),
+        requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
+        urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None))
+    try:
+        merged = await ctx.vault.merge(name, issued.chain_der(include_root=False), tags=dict(tags))
+    except (Conflict, NotFound, InvalidRequest):
+        after = await ctx.vault.get_pending(name)
+        if after is None or after.status.lower() == "completed":
+            # Another trigger merged this request while we signed: one version, theirs.
+            return Outcome(name, SKIPPED, reason="signed concurrently by another trigger")
+        if not after.in_progress or after.request_id != pending.request_id:
+            return Outcome(name, SKIPPED, reason=f"not merged: meanwhile {_pending_status(after)}")
+        raise
+    leaf = issued.leaf
+    return Outcome(name, action, version=merged.version, serial=_serial(leaf),
+                   reason=f"signed by CA '{ca_name}'", not_after=leaf.not_valid_after_utc,
+                   warnings=tuple(issued.warnings))
+
+
+def _just_completed(current: CertificateVersion, now: dt.datetime) -> Outcome | None:
+    """A request pending on a version completed moments ago is left for a later pass.
+
+    It is most likely a duplicate: a trigger that decided "due" just before another
+    trigger finished the renewal creates a second request, notices the new version
+    and withdraws its request (`_renew`). Signing it in the meantime would make a
+    second version. A request that is still there after FRESH is real (a "New
+    Version" made by hand) and the next sweep signs it.
+    """
+    if current.cer is not None and current.created_on is not None and now - current.created_on < FRESH:
+        age = int((now - current.created_on).total_seconds())
+        return Outcome(current.name, SKIPPED, version=current.version,
+                       reason=f"version {current.version} was completed {age} s ago; the pending request "
+                              f"is left for a later pass")
+    return None
+
+
+async def _sign_pending(ctx, name: str, *, action: str = SIGNED) -> Outcome:
+    pending = await ctx.vault.get_pending(name)
+    if pending is None or not pending.in_progress:
+        try:
+            await ctx.vault.get_certificate(name)
+        except NotFound:
+            if pending is None:
+                raise NotFound("no such certificate in the vault", subject=f"certificate '{name}'") from None
+        return Outcome(name, SKIPPED, reason=f"nothing to sign: {_pending_status(pending)}")
+    current = await _current(ctx, name)
+    policy = await ctx.vault.get_policy(name)
+    ca_name = managed_ca(name, current, policy)
+    wait = _just_completed(current, clock.now())
+    if wait is not None:
+        return wait
+    return await _sign(ctx, name, pending, current.tags, policy, ca_name, action)
+
+
+async def sign_pending(ctx, name: str) -> Outcome:
+    """Sign the certificate's pending request, if there is one in progress; otherwise a no-op that says so."""
+    _check_name(name)
+    return await _logged("sign_pending", name, _sign_pending(ctx, name))
+
+
+# --- renewal -------------------------------------------------------------------------------------
+async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome:
+    """Key Vault has no conditional create, so "one renewal, one version" is kept by
+    checking, around the create, that the version we judged is still the current one:
+
+    - a create that meets a pending request (409) helps sign that request, if the
+      version it judged is still current (the request is the same renewal);
+    - a create that succeeds re-reads the current version: if another trigger
+      completed a renewal in between, our request is a duplicate and is deleted
+      unsigned;
+    - a request found pending on a version completed moments ago is left alone
+      (`_just_completed`), since it may be such a duplicate about to be withdrawn.
+    """
+    vault = ctx.vault
+    current = await _current(ctx, name)
+    if current.cer is None:
+        # Only a pending version exists (created in the portal, or a crashed issue): sign it.
+        return await _sign_pending(ctx, name, action=SIGNED)
+    if version and version != current.version:
+        return Outcome(name, SKIPPED, version=current.version,
+                       reason=f"version {version} is no longer current (current: {current.version})")
+    policy = await vault.get_policy(name)
+    ca_name = managed_ca(name, current, policy)
+    now = clock.now()
+    pending = await vault.get_pending(name)
+    if pending is not None and pending.in_progress:
+        return _just_completed(current, now) or \
+            await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
+    if force:
+        if current.created_on is not None and now - current.created_on < FRESH:
+            return Outcome(name, SKIPPED, version=current.version,
+                           reason=f"version {current.version} was created "
+                                  f"{int((now - current.created_on).total_seconds())} s ago; not renewing it again")
+    else:
+        due, why = due_state(current, now, ctx.settings.renew_before_days)
+        if not due:
+            return Outcome(name, SKIPPED, version=current.version, reason=why)
+        if not current.enabled:
+            return Outcome(name, SKIPPED, version=current.version, reason="the current version is disabled")
+    # The CA must be usable before anything changes in the vault.
+    await ctx.authority.load(ca_name)
+    concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
+    if (await _current(ctx, name)).version != current.version:
+        return concurrent
+    try:
+        pending = await vault.create_new_version(name, tags=current.tags)
+    except Conflict:
+        # Another trigger started a renewal first: finish theirs rather than start a second,
+        # as long as it is a renewal of the version we judged.
+        pending = await vault.get_pending(name)
+        if pending is None or not pending.in_progress or (await _current(ctx, name)).version != current.version:
+            return concurrent
+        return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
+    latest = await _current(ctx, name)
+    if latest.version != current.version:
+        again = await vault.get_pending(name)
+        if again is not None and again.in_progress and again.request_id == pending.request_id:
+            await vault.delete_pending(name)
+        return Outcome(name, SKIPPED, version=latest.version, reason=concurrent.reason)
+    return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
+
+
+async def renew(ctx, name: str, *, force: bool = False, version: str | None = None) -> Outcome:
+    """Renew when the current version is due (or `force`). `version`: act only while it is current
+    (an event naming an older version is a no-op)."""
+    _check_name(name)
+    return await _logged("renew", name, _renew(ctx, name, force=force, version=version))
+
+
+# --- sweep ---------------------------------------------------------------------------------------
+def _pending_only(version: CertificateVersion) -> bool:
+    return version.x5t is None and version.expires_on is None
+
+
+async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool) -> Outcome:
+    name = listed.name
+    try:
+        managed_ca(name, listed, None)  # the tag; the policy issuer is checked before signing
+        if _pending_only(listed):
+            if dry_run:
+                pending = await ctx.vault.get_pending(name)
+                return Outcome(name, WOULD_SIGN if pending and pending.in_progress else SKIPPED,
+                               reason=_pending_status(pending))
+            return await _sign_pending(ctx, name)
+        due, why = due_state(listed, clock.now(), ctx.settings.renew_before_days)
+        if due and listed.enabled:
+            if dry_run:
+                return Outcome(name, WOULD_RENEW, reason=why)
+            return await _renew(ctx, name, force=False, version=None)
+        pending = await ctx.vault.get_pending(name)
+        if pending is not None and pending.in_progress:
+            # A "New Version" made by hand (the portal) on a certificate that is not due.
+            if dry_run:
+                return Outcome(name, WOULD_SIGN, reason="a new version is pending")
+            return await _sign_pending(ctx, name)
+        return Outcome(name, SKIPPED, reason=why if listed.enabled else "the current version is disabled")
+    except NotManaged as exc:
+        return Outcome(name, SKIPPED, reason=str(exc))
+    except KvcaError as exc:
+        return Outcome(name, FAILED, reason=str(exc))
+    except Exception as exc:  # one broken certificate never stops the sweep
+        logger.exception("kvca op=sweep certificate=%s outcome=error kind=%s", name, type(exc).__name__)
+        return Outcome(name, FAILED, reason=f"unexpected error ({type(exc).__name__})")
+
+
+async def sweep(ctx, *, dry_run: bool = False,
+                progress: Callable[[Outcome], None] | None = None) -> SweepSummary:
+    """Walk the vault page by page with `KVCA_CONCURRENCY` workers; sign what is pending and renew
+    what is due. One failure never stops the others; the summary counts everything."""
+    started = time.monotonic()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=ctx.settings.concurrency * 2)
+    outcomes: list[Outcome] = []
+    scanned = 0
+    managed = 0
+    listing_error: str | None = None
+
+    async def worker() -> None:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            outcome = await _sweep_one(ctx, item, dry_run)
+            if not dry_run and outcome.action != SKIPPED:
+                _log("sweep", outcome)
+            outcomes.append(outcome)
+            if progress is not None:
+                try:
+                    progress(outcome)
+                except Exception:  # a progress bar must not break the sweep
+                    logger.debug("sweep progress callback failed", exc_info=True)
+
+    workers = [asyncio.create_task(worker()) for _ in range(ctx.settings.concurrency)]
+    try:
+        async for listed in ctx.vault.list_certificates(include_pending=True):
+            scanned += 1
+            if CA_TAG not in listed.tags or CA_ROLE_TAG in listed.tags:
+                continue
+            managed += 1
+            await queue.put(listed)
+    except KvcaError as exc:
+        listing_error = f"listing the vault stopped after {scanned} certificates: {exc}"
+        logger.warning("kvca op=sweep outcome=error reason=%s", listing_error)
+    finally:
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+
+    count = lambda *actions: sum(1 for o in outcomes if o.action in actions)  # noqa: E731
+    failures = [(o.name, o.reason) for o in outcomes if o.action == FAILED]
+    if listing_error:
+        failures.append(("(vault listing)", listing_error))
+    summary = SweepSummary(
+        scanned=scanned, managed=managed, signed=count(SIGNED, WOULD_SIGN), renewed=count(RENEWED, WOULD_RENEW),
+        skipped=count(SKIPPED), failed=len(failures), failures=tuple(failures),
+        outcomes=tuple(sorted(outcomes, key=lambda o: o.name)), dry_run=dry_run,
+        seconds=time.monotonic() - started)
+    logger.info("kvca op=sweep scanned=%s managed=%s signed=%s renewed=%s skipped=%s failed=%s dry_run=%s "
+                "seconds=%.1f", summary.scanned, summary.managed, summary.signed, summary.renewed,
+                summary.skipped, summary.failed, dry_run, summary.seconds)
+    for failed_name, reason in summary.failures:
+        logger.warning("kvca op=sweep certificate=%s outcome=failed reason=%s", failed_name, reason)
+    return summary
+
+
+# --- issue ---------------------------------------------------------------------------------------
+def _key_usage_for(key: KeySpec) -> tuple[str, ...]:
+    # The leaf's keyUsage by key type (RFC 5280 4.2.1.3; RSA key transport needs keyEncipherment).
+    return ("digitalSignature", "keyEncipherment") if key.kty == "RSA" else ("digitalSignature",)
+
+
+def _policy_key_type(key: KeySpec) -> str:
+    return "rsa" if key.kty == "RSA" else {"P-256": "ec-p256", "P-384": "ec-p384", "P-521": "ec-p521"}[key.curve]
+
+
+def _precheck(request: IssueRequest, ipolicy, key: KeySpec, profile: Profile) -> tuple[str, ...]:
+    """The policy checks that need no CSR, done before anything is created in the vault
+    (the signer repeats them on the CSR itself)."""
+    where = f"certificate '{request.name}'"
+    if not ipolicy.allows_profile(profile):
+        raise PolicyViolation(f"profile {profile.value!r} is not allowed by CA '{request.ca}' "
+                              f"(allowed: {', '.join(ipolicy.profiles)})", subject=where, step="check-names")
+    kind = _policy_key_type(key)
+    if kind not in ipolicy.key_types:
+        raise PolicyViolation(f"key type {request.key!r} is not allowed by CA '{request.ca}' "
+                              f"(allowed: {', '.join(ipolicy.key_types)})", subject=where, step="check-key")
+    if key.kty == "RSA" and (key.size or 0) < ipolicy.min_rsa_bits:
+        raise PolicyViolation(f"RSA key of {key.size} bits is below the CA's minimum {ipolicy.min_rsa_bits}",
+                              subject=where, step="check-key")
+    if len(request.dns_names) > ipolicy.max_sans:
+        raise PolicyViolation(f"{len(request.dns_names)} DNS names exceed the CA's maximum of {ipolicy.max_sans}",
+                              subject=where, step="check-names")
+    names = []
+    for raw in request.dns_names:
+        try:
+            name = normalize_dns_name(raw)
+            check_dns_name_policy(name, ipolicy)
+        except KvcaError as exc:
+            exc.subject = where
+            raise
+        names.append(name)
+    return tuple(names)
+
+
+async def _issue(ctx, request: IssueRequest, sign: bool) -> Outcome:
+    name = _check_name(request.name)
+    ca_name = _check_name(request.ca, "CA")
+    key = KeySpec.parse(request.key)
+    profile = Profile.parse(request.profile)
+    ipolicy = policy_for_ca(ctx.settings.issuance_policy, ca_name)
+    dns_names = _precheck(request, ipolicy, key, profile)
+    if not dns_names and not request.subject:
+        raise InvalidRequest("give at least one DNS name or a subject", subject=f"certificate '{name}'")
+    subject = request.subject or f"CN={dns_names[0]}"
+    x509_subject = parse_subject(subject)  # refuses a malformed subject before the vault sees it
+    loaded = await ctx.authority.load(ca_name)  # an unknown CA is refused before anything is created
+    # The CA certificates' own name constraints, also before anything is created: the
+    # signer would refuse the CSR later, but the pending request would stay behind.
+    try:
+        check_name_constraints([x509.DNSName(n) for n in dns_names], x509_subject, loaded.issuing.certificates)
+    except KvcaError as exc:
+        exc.subject = f"certificate '{name}'"
+        raise
+    tags = {CA_TAG: ca_name}
+    try:
+        existing = await ctx.vault.get_certificate(name)
+    except NotFound:
+        existing = None
+    if existing is not None and existing.cer is not None:
+        raise Conflict("already exists in the vault", subject=f"certificate '{name}'",
+                       hint="renew it instead, or choose another name")
+    policy = CertificatePolicy(
+        issuer_name=UNKNOWN_ISSUER, subject=subject, dns_names=dns_names,
+        ekus=tuple(oid.dotted_string for oid in profile.ekus), key_usage=_key_usage_for(key),
+        validity_months=request.validity_months, key=key, content_type=request.content_type)
+    try:
+        pending = await ctx.vault.create_certificate(name, policy, tags=tags)
+    except Conflict:
+        # A request for this name is already pending (a retried HTTP call, a crashed issue):
+        # finish it rather than refuse, if it is ours.
+        pending = await ctx.vault.get_pending(name)
+        if pending is None or not pending.in_progress:
+            raise
+        current = await _current(ctx, name)
+        if current.tags.get(CA_TAG) != ca_name:
+            raise
+    if not isinstance(pending, PendingRequest):
+        raise Conflict("the vault completed the certificate without a pending request",
+                       subject=f"certificate '{name}'")
+    if not sign:
+        if ctx.publisher is not None:
+            await ctx.publisher.publish(pending_request_event(
+                vault_name=ctx.vault.vault_name, vault_url=ctx.vault.vault_url, name=name))
+            return Outcome(name, REQUESTED, reason="pending; published Kvca.CertificatePendingRequest")
+        return Outcome(name, REQUESTED, reason="pending; the next sweep signs it")
+    return await _sign(ctx, name, pending, tags, await ctx.vault.get_policy(name), ca_name, ISSUED)
+
+
+async def issue(ctx, request: IssueRequest, *, sign: bool = True) -> Outcome:
+    """Create a managed certificate (issuer Unknown, key made inside the vault) and sign it,
+    or (`sign=False`) leave it pending and announce it with Kvca.CertificatePendingRequest."""
+    return await _logged("issue", getattr(request, "name", None), _issue(ctx, request, sign))
+
+
+# --- inventory and describe ----------------------------------------------------------------------
+def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(str(v) for v in ext.get_values_for_type(x509.DNSName)) + \
+        tuple(str(v) for v in ext.get_values_for_type(x509.IPAddress)) + \
+        tuple(str(v) for v in ext.get_values_for_type(x509.RFC822Name))
+
+
+def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> str:
+    if version.cer is None and version.expires_on is None:
+        return "pending"
+    if not version.enabled:
+        return "disabled"
+    if version.expires_on is not None and version.expires_on <= now:
+        return "expired"
+    return "due" if due_state(version, now, renew_before_days)[0] else "valid"
+
+
+def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> CertificateInfo:
+    cert = x509.load_der_x509_certificate(version.cer) if version.cer else None
+    subject = cert.subject.rfc4514_string() if cert is not None else ""
+    not_after = version.expires_on or (cert.not_valid_after_utc if cert else None)
+    return CertificateInfo(
+        name=version.name, subject=subject, sans=_sans(cert) if cert is not None else (),
+        ca=version.tags.get(CA_TAG, ""), not_before=version.not_before, not_after=not_after,
+        days_left=(not_after - now).days if not_after else None,
+        state=_state(version, now, renew_before_days), version=version.version,
+        serial=_serial(cert) if cert is not None else None)
+
+
+async def inventory(ctx, *, expiring_within_days: int | None = None) -> tuple[CertificateInfo, ...]:
+    """The managed certificates (tag kvca-ca), soonest expiry first."""
+    if expiring_within_days is not None and (isinstance(expiring_within_days, bool)
+                                             or not isinstance(expiring_within_days, int)
+                                             or expiring_within_days < 0):
+        raise InvalidRequest(f"expiring_within_days must be a whole number >= 0, got {expiring_within_days!r}",
+                             subject="inventory")
+    listed = [v async for v in ctx.vault.list_certificates(include_pending=True)
+              if CA_TAG in v.tags and CA_ROLE_TAG not in v.tags]
+    now = clock.now()
+    limit = asyncio.Semaphore(ctx.settings.concurrency)
+
+    async def one(v: CertificateVersion) -> CertificateInfo:
+        if _pending_only(v):
+            return _info(v, now, ctx.settings.renew_before_days)
+        async with limit:
+            try:
+                full = await ctx.vault.get_certificate(v.name)
+            except NotFound:  # deleted while we listed
+                full = v
+        return _info(full, now, ctx.settings.renew_before_days)
+
+    infos = await asyncio.gather(*(one(v) for v in listed))
+    if expiring_within_days is not None:
+        horizon = now + dt.timedelta(days=expiring_within_days)
+        infos = [i for i in infos if i.not_after is not None and i.not_after <= horizon]
+    far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    return tuple(sorted(infos, key=lambda i: (i.not_after or far, i.name)))
+
+
+async def describe(ctx, name: str) -> Description:
+    _check_name(name)
+    current = await _current(ctx, name)
+    policy = await ctx.vault.get_policy(name)
+    try:
+        managed_ca(name, current, policy)
+        managed, why = True, ""
+    except NotManaged as exc:
+        managed, why = False, exc.message
+    pending = await ctx.vault.get_pending(name)
+    now = clock.now()
+    info = _info(current, now, ctx.settings.renew_before_days)
+    cert = x509.load_der_x509_certificate(current.cer) if current.cer else None
+    chain: tuple[str, ...] = (cert.subject.rfc4514_string(),) if cert is not None else ()
+    if cert is not None:
+        try:
+            from kvca_core.authority import _parse_secret  # certificates only; any key is dropped at once
+            content_type, value = await ctx.vault.get_secret_value(name, current.version)
+            _key, certs = _parse_secret(name, content_type, value)
+            del _key, value
+            if certs:
+                chain = tuple(c.subject.rfc4514_string() for c in certs)
+        except KvcaError:
+            pass  # no secret access: show the leaf alone
+    return Description(
+        info=info, managed=managed, why_not_managed=why,
+        issuer=cert.issuer.rfc4514_string() if cert is not None else "",
+        sha256=hashlib.sha256(current.cer).hexdigest() if current.cer else None,
+        tags=dict(current.tags), chain=chain,
+        pending=pending.status if pending is not None else None,
+        renew_at=renewal_time(current.not_before, current.expires_on, ctx.settings.renew_before_days),
+        policy=policy)
