@@ -1,0 +1,56 @@
+"""Event Grid trigger `kvca_eventgrid` (the infra's event subscription targets this name).
+
+Key Vault's CertificateNearExpiry -> renew (if that version is still current and due);
+CertificateNewVersionCreated and kvca's own Kvca.CertificatePendingRequest -> sign_pending.
+Other types and other vaults' events are acknowledged and ignored with a log line.
+
+Refusals (not managed, policy violation, unknown CA, malformed event) are
+acknowledged: redelivering the same event cannot change the answer. Upstream
+failures (Key Vault throttling or down) are raised, so Event Grid redelivers
+with backoff (for up to 24 h; keyvault-facts.md) and the sweep backs it up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from kvca_core import context, events, operations
+from kvca_core.errors import KvcaError, UpstreamError
+
+logger = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+def event_to_dict(event: func.EventGridEvent) -> dict:
+    try:
+        data = event.get_json()
+    except ValueError:
+        data = None
+    return {"id": event.id, "eventType": event.event_type, "subject": event.subject,
+            "topic": event.topic, "data": data, "dataVersion": event.data_version}
+
+
+@bp.function_name("kvca_eventgrid")
+@bp.event_grid_trigger(arg_name="event")
+async def kvca_eventgrid(event: func.EventGridEvent) -> None:
+    ctx = await context.shared()
+    try:
+        decision = events.decide(event_to_dict(event), vault_name=ctx.settings.vault_name)
+    except KvcaError as exc:
+        logger.warning("kvca event id=%s ignored: %s", event.id, exc)
+        return
+    if decision.action is None:
+        logger.info("kvca event id=%s type=%s ignored: %s", event.id, event.event_type, decision.reason)
+        return
+    name = decision.event.name
+    try:
+        if decision.action == events.RENEW:
+            await operations.renew(ctx, name, version=decision.event.version)
+        else:
+            await operations.sign_pending(ctx, name)
+    except UpstreamError:
+        raise  # Event Grid redelivers later
+    except KvcaError:
+        return  # logged by the operation; a redelivery would be refused the same way

@@ -1,0 +1,31 @@
+"""Fixtures for the Functions app tests: the emulator (tests/conftest.py) seen through kvca's
+settings, with kvca's clock following the emulator's and a fresh process context per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvca_core import clock, context
+from kvca_core.settings import SETTING_NAMES
+
+
+@pytest.fixture
+async def app(emulator, monkeypatch):
+    """The environment the Functions host would give kvca, pointing at the emulator.
+    Yields the emulator; `await context.shared()` is the app's own context."""
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for key, value in emulator.environ().items():
+        monkeypatch.setenv(key, value)
+    clock.use(emulator.clock.now)
+    await context.reset_shared()
+    try:
+        yield emulator
+    finally:
+        await context.reset_shared()
+        clock.use(None)
+
+
+@pytest.fixture
+async def ctx(app):
+    return await context.shared()

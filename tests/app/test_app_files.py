@@ -1,0 +1,74 @@
+"""The Functions app's files agree with the code: settings, host.json, .funcignore, registered triggers."""
+
+import json
+from pathlib import Path
+
+from apphelpers import FUNCTIONS
+from kvca_core.settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_local_settings_sample_lists_every_setting_with_its_default():
+    values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    kvca = {k: v for k, v in values.items() if k not in ("FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage")}
+    assert set(kvca) == {s.name for s in SETTINGS}
+    for setting in SETTINGS:
+        if setting.default is not None:
+            assert kvca[setting.name] == setting.default, setting.name
+        else:
+            assert kvca[setting.name], f"{setting.name} is required: the sample must show a value"
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+
+
+def test_host_json_uses_extension_bundle_v4():
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
+    assert host["extensionBundle"]["version"].startswith("[4.")
+
+
+def test_funcignore_keeps_dev_tools_out_of_the_package():
+    lines = {line.strip() for line in (ROOT / ".funcignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    for entry in ("kvemulator/", "tests/", "bench/", "demo/", "infra/", ".venv*", "local.settings.json"):
+        assert entry in lines
+    for kept in ("kvca_core/", "blueprints/", "function_app.py", "host.json", "requirements.txt"):
+        assert kept not in lines
+
+
+def _functions():
+    return FUNCTIONS
+
+
+def test_registered_triggers_have_the_names_and_bindings_the_infra_expects():
+    fns = _functions()
+    assert set(fns) == {"kvca_eventgrid", "kvca_sweep", "kvca_sign", "kvca_renew", "kvca_issue",
+                        "kvca_inventory", "kvca_health"}
+    assert fns["kvca_eventgrid"].get_trigger().get_binding_name() == "eventGridTrigger"
+    timer = json.loads(fns["kvca_sweep"].get_function_json())["bindings"][0]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == "%KVCA_SWEEP_SCHEDULE%"
+    routes = {}
+    for name in ("kvca_sign", "kvca_renew", "kvca_issue", "kvca_inventory", "kvca_health"):
+        binding = json.loads(fns[name].get_function_json())["bindings"][0]
+        assert binding["authLevel"].lower() == "function", name
+        routes[name] = (binding["route"], tuple(m.upper() for m in binding["methods"]))
+    assert routes == {
+        "kvca_sign": ("certificates/{name}/sign", ("POST",)),
+        "kvca_renew": ("certificates/{name}/renew", ("POST",)),
+        "kvca_issue": ("certificates", ("POST",)),
+        "kvca_inventory": ("certificates", ("GET",)),
+        "kvca_health": ("health", ("GET",)),
+    }
+
+
+def test_only_the_vault_adapter_imports_azure_sdks():
+    offenders = []
+    for path in (ROOT / "kvca_core").rglob("*.py"):
+        if path.name == "vault.py":
+            continue
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import azure", "from azure")):
+                offenders.append(f"{path.relative_to(ROOT)}: {stripped}")
+    assert offenders == []

@@ -1,0 +1,17 @@
+"""`make demo` keeps working: `python -m demo` runs end to end and exits 0."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_python_m_demo_signs_renews_and_verifies_every_certificate():
+    result = subprocess.run([sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "demo complete" in out
+    assert out.count("OK (v1, v2)") == 3
+    assert "renewed 0, signed 0" in out  # redelivered events and a later sweep change nothing
+    assert "Traceback" not in out + result.stderr

@@ -1,0 +1,114 @@
+"""The vault adapter and the CA cache against the emulator: error kinds, the keys API signer,
+refresh on a new CA version, and no key material in any log line."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+
+from kvca_core import operations
+from kvca_core.ca import create_ca
+from kvca_core.errors import Conflict, NotFound, Throttled, UpstreamError
+from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
+from kvca_core.operations import IssueRequest
+from kvca_core.vault import KeyVault
+
+from apphelpers import chain_from_vault, import_recipe_ca, openssl_verify
+
+POLICY = CertificatePolicy(issuer_name="Unknown", subject="CN=x.corp.internal", dns_names=("x.corp.internal",))
+
+
+async def test_service_errors_become_kvca_error_kinds(app, ctx):
+    with pytest.raises(NotFound, match="certificate 'missing'"):
+        await ctx.vault.get_certificate("missing")
+    assert await ctx.vault.get_pending("missing") is None
+    await ctx.vault.create_certificate("busy", POLICY, tags={CA_TAG: "corp-ca"})
+    with pytest.raises(Conflict, match="pending"):
+        await ctx.vault.create_certificate("busy", POLICY)
+    app.faults.add(kind="500", route=r"/certificates/broken", count=20)
+    # Fewer, quicker retries than production's (which back off for ~15 s on a 500) keep this test short.
+    impatient = KeyVault(ctx.settings, ctx.credential, retry={"retry_total": 1, "retry_backoff_factor": 0.05})
+    try:
+        with pytest.raises(UpstreamError, match="HTTP 500") as info:
+            await impatient.get_certificate("broken")
+        assert not isinstance(info.value, Throttled)
+    finally:
+        await impatient.close()
+    app.faults.add(kind="429", route=r"/certificates/hot", count=20, retry_after=0.1)
+    with pytest.raises(Throttled) as info:
+        await ctx.vault.get_certificate("hot")
+    assert info.value.retry_after == pytest.approx(0.1)
+
+
+async def test_a_few_429s_are_retried_after_retry_after_and_succeed(app, ctx):
+    await ctx.vault.create_certificate("patient", POLICY, tags={CA_TAG: "corp-ca"})
+    app.faults.add(kind="429", route=r"/certificates/patient", count=3, retry_after=0.1)
+    assert (await ctx.vault.get_pending("patient")).in_progress
+
+
+@pytest.mark.parametrize("key,algorithm", [("ec-p256", "ES256"), ("ec-p384", "ES384"), ("rsa-2048", "PS256"),
+                                           ("rsa-2048", "RS256")])
+async def test_keys_api_sign_verifies_with_the_certificates_public_key(ctx, key, algorithm):
+    spec = KeySpec.parse(key)
+    created = await ctx.vault.create_certificate("signer", CertificatePolicy(
+        issuer_name="Self", subject="CN=signer", key=spec))
+    public = x509.load_der_x509_certificate(created.cer).public_key()
+    assert (await ctx.vault.get_public_key(created.key_id)).public_numbers() == public.public_numbers()
+    hash_alg = {"256": hashes.SHA256(), "384": hashes.SHA384()}[algorithm[2:]]
+    digest = hashes.Hash(hash_alg)
+    digest.update(b"to be signed")
+    signature = await ctx.vault.sign_digest(created.key_id, algorithm, digest.finalize())
+    if algorithm.startswith("ES"):
+        half = len(signature) // 2  # raw r||s, as the service answers
+        der = utils.encode_dss_signature(int.from_bytes(signature[:half], "big"),
+                                          int.from_bytes(signature[half:], "big"))
+        public.verify(der, b"to be signed", ec.ECDSA(hash_alg))
+    elif algorithm.startswith("PS"):
+        public.verify(signature, b"to be signed",
+                      padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=padding.PSS.DIGEST_LENGTH), hash_alg)
+    else:
+        public.verify(signature, b"to be signed", padding.PKCS1v15(), hash_alg)
+
+
+async def test_a_ca_created_in_the_vault_signs_remotely_and_an_imported_one_locally(ctx):
+    await create_ca(ctx, "vault-ca", subject="CN=Vault CA", key="rsa-2048", years=3)
+    await import_recipe_ca(ctx.vault, "pfx-ca")
+    remote, local = await ctx.authority.load("vault-ca"), await ctx.authority.load("pfx-ca")
+    assert remote.remote and not local.remote
+    vault_root = x509.load_der_x509_certificate((await ctx.vault.get_certificate("vault-ca-root")).cer)
+    assert remote.issuing.chain[-1] == vault_root  # the chain from the CA's secret reaches its root
+    for ca in ("vault-ca", "pfx-ca"):
+        outcome = await operations.issue(ctx, IssueRequest(name=f"leaf-of-{ca}", ca=ca,
+                                                           dns_names=(f"{ca}.corp.internal",)))
+        assert outcome.action == "issued"
+        root = x509.load_der_x509_certificate((await ctx.vault.get_certificate(f"{ca}-root")).cer)
+        openssl_verify(await chain_from_vault(ctx.vault, f"leaf-of-{ca}"), root)
+
+
+async def test_the_ca_cache_is_reused_and_refreshed_when_the_ca_gets_a_new_version(ctx):
+    await import_recipe_ca(ctx.vault, "rolling-ca")
+    first = await ctx.authority.load("rolling-ca")
+    assert await ctx.authority.load("rolling-ca") is first
+    new_root = await import_recipe_ca(ctx.vault, "rolling-ca")  # a re-import: a new current version
+    second = await ctx.authority.load("rolling-ca")
+    assert second is not first and second.version != first.version
+    await operations.issue(ctx, IssueRequest(name="after-roll", ca="rolling-ca", dns_names=("r.corp.internal",)))
+    openssl_verify(await chain_from_vault(ctx.vault, "after-roll"), new_root)
+
+
+async def test_no_key_material_reaches_any_log_line(app, ctx, caplog):
+    caplog.set_level(logging.DEBUG)  # everything, the SDK's HTTP logging policy included
+    await import_recipe_ca(ctx.vault, "leaky-ca")
+    content_type, secret = await ctx.vault.get_secret_value("leaky-ca")
+    await operations.issue(ctx, IssueRequest(name="quiet", ca="leaky-ca", dns_names=("q.corp.internal",)))
+    app.clock.advance(days=340)
+    assert (await operations.renew(ctx, "quiet")).action == "renewed"
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "PRIVATE KEY" not in text
+    assert secret[:64] not in text and base64.b64decode(secret)[:32].hex() not in text
+    assert "op=issue certificate=quiet" in text  # the one structured line per operation is there
