@@ -1,0 +1,676 @@
+"""`kvca`: the command line. Parse, call one kvca_core operation, print the result.
+
+Every command is a thin call: `request`, `sign`, `renew`, `sweep`, `list` and
+`show` call `kvca_core.operations` (the same functions the Functions app
+runs); `ca *`, `export-chain` and `download` call `kvca_core.ca`.
+
+Exit codes: 0 success, 1 the operation failed, 2 usage error (bad arguments,
+missing or malformed settings such as the vault URL). Errors are one line on
+stderr naming the object, the rule and the value; `--debug` adds the
+traceback and the debug log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import dataclasses
+import datetime as dt
+import enum
+import getpass
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from kvca_core import ca as ca_ops
+from kvca_core import operations
+from kvca_core.context import Context
+from kvca_core.errors import ConfigurationError, KvcaError
+from kvca_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa-2048", "rsa-3072", "rsa-4096")
+PROFILES = ("server", "client", "server-client")
+_MAX_FILE = 1024 * 1024
+
+
+class UsageError(KvcaError):
+    """Bad command-line input found after parsing (exit 2)."""
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other error
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The global options are accepted before and after the command; SUPPRESS keeps
+    # a sub-command's defaults from overwriting what was given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--vault", metavar="URL", default=argparse.SUPPRESS,
+                        help="Key Vault URL (default: $KVCA_VAULT_URL)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="debug log and tracebacks on errors")
+
+    parser = _Parser(prog="kvca", parents=[common],
+                     description="A private CA for Azure Key Vault: create or import a CA, request, sign, "
+                                 "renew and inspect certificates, export trust.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(subparsers, name: str, help_text: str):
+        return subparsers.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    ca = add(sub, "ca", "create, import and inspect CAs")
+    ca_sub = ca.add_subparsers(dest="ca_command", metavar="CA_COMMAND", parser_class=_Parser)
+    ca_sub.required = True
+    p = add(ca_sub, "create", "create a root and an intermediate whose keys are generated in Key Vault")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--subject", required=True, help='e.g. "CN=Example CA, O=Example"')
+    p.add_argument("--key", default="ec-p256", choices=KEY_TYPES)
+    p.add_argument("--years", type=_positive, default=10, help="validity of root and intermediate (default 10)")
+    p.add_argument("--permitted-dns", nargs="+", default=[], metavar="SUFFIX",
+                   help="name constraints: the only DNS names the intermediate may sign")
+    p.add_argument("--exportable", action="store_true",
+                   help="make the intermediate's key exportable (the root's never is)")
+    p = add(ca_sub, "import", "adopt an existing CA (PFX, or certificate and key PEM files)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--pfx", metavar="FILE")
+    p.add_argument("--cert", metavar="FILE", help="the CA certificate (PEM; may include the chain)")
+    p.add_argument("--key", metavar="FILE", help="its private key (PEM, PKCS#8, encrypted or not)")
+    p.add_argument("--chain", metavar="FILE", help="the certificates above it, up to the root (PEM)")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="file whose first line is the PFX or key password (default: prompt if needed)")
+    p = add(ca_sub, "show", "show one CA")
+    p.add_argument("name", metavar="NAME")
+    add(ca_sub, "list", "list the CAs in the vault")
+
+    p = add(sub, "request", "create a certificate request in Key Vault (issuer Unknown, tag kvca-ca)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--dns", nargs="+", default=[], metavar="NAME")
+    p.add_argument("--ip", nargs="+", default=[], metavar="ADDRESS")
+    p.add_argument("--subject", help="default: CN=<first DNS name>")
+    p.add_argument("--profile", choices=PROFILES, default="server")
+    p.add_argument("--key", default="ec-p256", choices=KEY_TYPES)
+    p.add_argument("--months", type=_positive, default=12)
+    p.add_argument("--ca", help="the issuing CA (default: the only CA in the vault)")
+    p.add_argument("--sign", action="store_true", help="sign it at once")
+
+    p = add(sub, "sign", "sign a pending request")
+    p.add_argument("name", metavar="NAME")
+    p = add(sub, "renew", "start a new version of a certificate and sign it")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--if-due", action="store_true", help="only when it is due (as the sweep decides)")
+    p = add(sub, "sweep", "sign every pending request and renew every due certificate")
+    p.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    p = add(sub, "list", "the certificates kvca manages, most urgent first")
+    p.add_argument("--expiring-within", type=_non_negative, metavar="DAYS")
+    p = add(sub, "show", "one certificate: chain, SANs, validity, serial, fingerprint, tags")
+    p.add_argument("name", metavar="NAME")
+    p = add(sub, "export-chain", "the CA's PEM trust bundle")
+    p.add_argument("name", metavar="CA")
+    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    p.add_argument("--include-root", action="store_true")
+    p = add(sub, "download", "an exportable certificate with its private key (file mode 0600)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--out", metavar="FILE", required=True)
+    p.add_argument("--format", choices=ca_ops.DOWNLOAD_FORMATS, default="pem")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    return parser
+
+
+# ---------------------------------------------------------------------------
+# Files
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        size = os.path.getsize(path)
+        if size > _MAX_FILE:
+            raise UsageError(f"{what} {path!r} is {size} bytes; at most {_MAX_FILE} are accepted")
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path!r} is a directory") from None
+    except PermissionError:
+        raise UsageError(f"{what} {path!r} cannot be read (permission denied)") from None
+
+
+def _read_password(path: str) -> str:
+    data = _read_file(path, "password file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"password file {path!r} is not UTF-8 text") from None
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+def write_private_file(path: str, data: bytes, *, force: bool = False) -> None:
+    """Create `path` with mode 0600 from the first byte on (never widened, never world-readable)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    if force and os.path.lexists(path):
+        os.unlink(path)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UsageError(f"file {path!r} exists; give --force to replace it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create {path!r}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)  # the umask could only narrow it, but say it outright
+        with os.fdopen(fd, "wb") as fh:
+            fd = -1
+            fh.write(data)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _write_public_file(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------------
+# Output
+
+
+def to_jsonable(value):
+    """Dataclasses, datetimes and tuples -> JSON-ready values (the CLI's --json)."""
+    if callable(getattr(value, "to_dict", None)) and not isinstance(value, type):
+        return to_jsonable(value.to_dict())  # the result's own JSON shape (the HTTP API's)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+class Output:
+    def __init__(self, as_json: bool, stdout=None, stderr=None) -> None:
+        self.as_json = as_json
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+
+    @property
+    def is_terminal(self) -> bool:
+        return hasattr(self.stdout, "isatty") and self.stdout.isatty()
+
+    def json(self, value: Any) -> None:
+        self.stdout.write(json.dumps(to_jsonable(value), indent=2, sort_keys=True) + "\n")
+
+    def line(self, text: str = "") -> None:
+        self.stdout.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        self.stderr.write(f"kvca: warning: {text}\n")
+
+
+def _date(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+
+
+def _print_ca(out: Output, info: ca_ops.CAInfo) -> None:
+    rows = [
+        ("CA", info.name),
+        ("subject", info.subject),
+        ("issuer", info.issuer),
+        ("key", info.key + ("" if info.key_exportable is None
+                            else (", exportable" if info.key_exportable else ", not exportable"))),
+        ("origin", info.origin),
+        ("valid", f"{_date(info.not_before)} .. {_date(info.not_after)}"),
+        ("path length", "unlimited" if info.path_length is None else str(info.path_length)),
+        ("name constraints", ", ".join(info.permitted_dns) if info.permitted_dns else "none"),
+    ]
+    if info.excluded_dns:
+        rows.append(("excluded names", ", ".join(info.excluded_dns)))
+    rows += [
+        ("serial", info.serial),
+        ("SHA-256", info.sha256),
+        ("chain", " <- ".join(info.chain) if info.chain else "(self-signed)"),
+        ("root", f"{info.root_subject} (until {_date(info.root_not_after)})" if info.root_subject else "not held"),
+        ("issued, still valid", str(info.issued_valid)),
+        ("version", info.version or "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        out.line(f"{key + ':':<{width + 1}} {value}")
+    for note in info.notes:
+        out.line(f"note: {note}")
+
+
+def _print_outcome(out: Output, result: operations.Outcome) -> None:
+    """One line: name, action, version, serial, not-after and the reason; warnings to stderr."""
+    parts = [f"{result.name}: {result.action}"]
+    if result.version:
+        parts.append(f"version {result.version}")
+    if result.serial:
+        parts.append(f"serial {result.serial}")
+    if result.not_after:
+        parts.append(f"valid until {_date(result.not_after)}")
+    out.line(", ".join(parts) + (f" ({result.reason})" if result.reason else ""))
+    for warning in result.warnings:
+        out.warn(f"{result.name}: {warning}")
+
+
+def urgency_style(info: operations.CertificateInfo) -> str:
+    """The colour of a `kvca list` row. 30 days is Key Vault's NearExpiry point and the default
+    renewal window: a certificate inside it should have been renewed already, so it is yellow;
+    inside its last week renewal has evidently failed: red."""
+    if info.state in ("expired", "disabled") or (info.days_left is not None and info.days_left < 0):
+        return "bold red"
+    if info.state == "pending" or info.days_left is None:
+        return "cyan"
+    if info.days_left <= 7:
+        return "red"
+    if info.state == "due" or info.days_left <= 30:
+        return "yellow"
+    return "green"
+
+
+_LIST_HEADER = ("NAME", "SUBJECT", "SANS", "CA", "NOT AFTER", "DAYS LEFT", "STATE")
+
+
+def _print_inventory(out: Output, items: Sequence[operations.CertificateInfo]) -> None:
+    rows = [(i.name, i.subject, ", ".join(i.sans), i.ca,
+             i.not_after.strftime("%Y-%m-%d") if i.not_after else "-",
+             "" if i.days_left is None else str(i.days_left), i.state) for i in items]
+    if out.is_terminal:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in _LIST_HEADER:
+            table.add_column(column, justify="right" if column == "DAYS LEFT" else "left")
+        for item, row in zip(items, rows):
+            table.add_row(*row, style=urgency_style(item))
+        Console(file=out.stdout).print(table)
+        return
+    # Not a terminal (a pipe, a log): plain aligned columns, no colour, no wrapping.
+    widths = [max(len(cells[i]) for cells in [_LIST_HEADER, *rows]) for i in range(len(_LIST_HEADER))]
+    for cells in [_LIST_HEADER, *rows]:
+        out.line("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+    if not rows:
+        out.line("(no managed certificates)")
+
+
+# ---------------------------------------------------------------------------
+# Commands (each one call into kvca_core)
+
+
+async def _cmd_ca_create(ctx, args, out: Output) -> int:
+    info = await ca_ops.create_ca(ctx, args.name, subject=args.subject, key=args.key, years=args.years,
+                                  permitted_dns=tuple(args.permitted_dns), exportable=args.exportable)
+    out.json(info) if out.as_json else _print_ca(out, info)
+    return EXIT_OK
+
+
+def _import_inputs(args) -> dict[str, Any]:
+    """Read the files; ask for a password when a key needs one and none was given."""
+    if args.pfx and (args.cert or args.key or args.chain):
+        raise UsageError("ca import: give either --pfx or --cert/--key, not both")
+    if not args.pfx and not (args.cert and args.key):
+        raise UsageError("ca import: give --pfx FILE, or --cert FILE and --key FILE")
+    password = _read_password(args.password_file) if args.password_file else None
+    # Without --password-file, ask on a terminal (never on a pipe: scripts give the file).
+    prompt = password is None and sys.stdin.isatty()
+    if args.pfx:
+        pfx = _read_file(args.pfx, "PFX file")
+        if prompt and ca_ops.pfx_needs_password(pfx):
+            password = getpass.getpass(f"password for {args.pfx}: ")
+        return dict(pfx=pfx, password=password)
+    key_pem = _read_file(args.key, "key file")
+    if prompt and ca_ops.key_is_encrypted(key_pem):
+        password = getpass.getpass(f"password for {args.key}: ")
+    return dict(cert_pem=_read_file(args.cert, "certificate file"), key_pem=key_pem,
+                chain_pem=_read_file(args.chain, "chain file") if args.chain else None, password=password)
+
+
+async def _cmd_ca_import(ctx, args, out: Output, inputs: dict[str, Any]) -> int:
+    info = await ca_ops.import_ca(ctx, args.name, **inputs)
+    inputs.clear()
+    out.json(info) if out.as_json else _print_ca(out, info)
+    return EXIT_OK
+
+
+async def _cmd_ca_show(ctx, args, out: Output) -> int:
+    info = await ca_ops.show_ca(ctx, args.name)
+    out.json(info) if out.as_json else _print_ca(out, info)
+    return EXIT_OK
+
+
+async def _cmd_ca_list(ctx, args, out: Output) -> int:
+    infos = await ca_ops.list_cas(ctx)
+    if out.as_json:
+        out.json(infos)
+        return EXIT_OK
+    if not infos:
+        out.line("(no CAs in the vault: `kvca ca create` or `kvca ca import` makes one)")
+    for info in infos:
+        constraints = ", ".join(info.permitted_dns) or "no name constraints"
+        out.line(f"{info.name}  {info.subject}  {info.key}  until {_date(info.not_after)}  "
+                 f"pathlen {info.path_length if info.path_length is not None else '-'}  {constraints}  "
+                 f"{info.issued_valid} valid issued")
+    return EXIT_OK
+
+
+async def _default_ca(ctx) -> str:
+    """`--ca` left out: the vault's only CA, or a usage error listing the choices."""
+    names = [info.name for info in await ca_ops.list_cas(ctx)]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError("request: the vault holds no CA; create or import one first (`kvca ca create`)")
+    raise UsageError(f"request: the vault holds {len(names)} CAs ({', '.join(names)}); choose one with --ca")
+
+
+async def _cmd_request(ctx, args, out: Output) -> int:
+    if not args.dns and not args.ip and not args.subject:
+        raise UsageError("request: give at least one --dns name, or --subject")
+    fields = {"name": args.name, "ca": args.ca or await _default_ca(ctx), "dns_names": tuple(args.dns),
+              "subject": args.subject, "profile": args.profile, "key": args.key,
+              "validity_months": args.months}
+    if args.ip:
+        # The key and its CSR are made inside Key Vault, whose certificate policy can ask
+        # only for DNS names, emails and UPNs (x509_props.sans); kvca signs what the CSR
+        # asks for, so there is no honest way to put an IP address in the certificate.
+        raise UsageError(f"request: --ip {args.ip[0]!r}: Key Vault certificate policies cannot request IP "
+                         f"address SANs (only DNS names, emails and UPNs); use a DNS name")
+    result = await operations.issue(ctx, operations.IssueRequest(**fields), sign=args.sign)
+    out.json(result) if out.as_json else _print_outcome(out, result)
+    return _outcome_exit(result)
+
+
+async def _cmd_sign(ctx, args, out: Output) -> int:
+    result = await operations.sign_pending(ctx, args.name)
+    out.json(result) if out.as_json else _print_outcome(out, result)
+    return _outcome_exit(result)
+
+
+async def _cmd_renew(ctx, args, out: Output) -> int:
+    # A person asking explicitly renews now; --if-due asks the sweep's question first.
+    result = await operations.renew(ctx, args.name, force=not args.if_due)
+    out.json(result) if out.as_json else _print_outcome(out, result)
+    return _outcome_exit(result)
+
+
+def _outcome_exit(result: operations.Outcome) -> int:
+    # An outcome that reports failure (rather than raising) still fails the command.
+    return EXIT_FAILED if result.action == operations.FAILED else EXIT_OK
+
+
+async def _cmd_sweep(ctx, args, out: Output) -> int:
+    # The bar goes to stderr (stdout stays the summary), so it is stderr that must be a terminal.
+    if not out.as_json and hasattr(out.stderr, "isatty") and out.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), transient=True, console=_console(out)) as bar:
+            task = bar.add_task("", total=None)
+            summary = await operations.sweep(ctx, dry_run=args.dry_run,
+                                             progress=_progress_callback(bar, task))
+    else:
+        summary = await operations.sweep(ctx, dry_run=args.dry_run)
+    if out.as_json:
+        out.json(summary)
+    else:
+        _print_summary(out, summary)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _console(out: Output):
+    from rich.console import Console
+
+    return Console(file=out.stderr)
+
+
+def _progress_callback(bar, task) -> Callable[..., None]:
+    """operations.sweep calls progress(outcome) once per managed certificate, as it finishes
+    (the total is not known while the vault is listed page by page)."""
+    def progress(outcome) -> None:
+        bar.update(task, advance=1, description=f"{outcome.name}: {outcome.action}")
+    return progress
+
+
+def _print_summary(out: Output, summary: operations.SweepSummary) -> None:
+    counts = ", ".join(f"{k} {getattr(summary, k)}" for k in ("scanned", "managed", "signed", "renewed",
+                                                                "skipped", "failed"))
+    out.line(("dry run, nothing changed: " if summary.dry_run else "") + f"sweep: {counts}")
+    for outcome in summary.outcomes:
+        if outcome.action not in (operations.SKIPPED, operations.FAILED):
+            out.line(f"  {outcome.name}: {outcome.action}" + (f" ({outcome.reason})" if outcome.reason else ""))
+    for name, reason in summary.failures:
+        out.line(f"  {name}: failed ({reason})")
+
+
+async def _cmd_list(ctx, args, out: Output) -> int:
+    items = await operations.inventory(ctx, expiring_within_days=args.expiring_within)
+    items = list(items)
+    if out.as_json:
+        out.json(items)
+    else:
+        _print_inventory(out, items)
+    return EXIT_OK
+
+
+def _print_description(out: Output, desc: Any) -> None:
+    info = desc.info
+    rows = [
+        ("certificate", info.name), ("subject", info.subject or "-"), ("issuer", desc.issuer or "-"),
+        ("SANs", ", ".join(info.sans) or "-"), ("CA", info.ca or "-"),
+        ("valid", f"{_date(info.not_before)} .. {_date(info.not_after)}"
+                  + (f" ({info.days_left} days left)" if info.days_left is not None else "")),
+        ("state", info.state), ("renews from", _date(desc.renew_at)), ("serial", info.serial or "-"),
+        ("SHA-256", desc.sha256 or "-"), ("version", info.version or "-"),
+        ("chain", " <- ".join(desc.chain) or "-"),
+        ("tags", ", ".join(f"{k}={v}" for k, v in sorted(desc.tags.items())) or "-"),
+        ("pending", desc.pending or "none"),
+        ("managed", "yes" if desc.managed else f"no: {desc.why_not_managed}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        out.line(f"{key + ':':<{width + 1}} {value}")
+
+
+async def _cmd_show(ctx, args, out: Output) -> int:
+    result = await operations.describe(ctx, args.name)
+    out.json(result) if out.as_json else _print_description(out, result)
+    return EXIT_OK
+
+
+async def _cmd_export_chain(ctx, args, out: Output) -> int:
+    pem = await ca_ops.export_chain(ctx, args.name, include_root=args.include_root)
+    if args.out:
+        _write_public_file(args.out, pem)
+        if out.as_json:
+            out.json({"ca": args.name, "file": args.out, "certificates": pem.count("BEGIN CERTIFICATE")})
+        else:
+            out.line(f"wrote {pem.count('BEGIN CERTIFICATE')} certificate(s) of CA '{args.name}' to {args.out}")
+    elif out.as_json:
+        out.json({"ca": args.name, "pem": pem})
+    else:
+        out.stdout.write(pem)
+    return EXIT_OK
+
+
+async def _cmd_download(ctx, args, out: Output) -> int:
+    data = await ca_ops.download(ctx, args.name, args.format)
+    try:
+        write_private_file(args.out, data, force=args.force)
+    finally:
+        del data
+    out.warn(f"{args.out} contains the private key of '{args.name}' (mode 0600): keep it safe and "
+             "delete it when done")
+    if out.as_json:
+        out.json({"name": args.name, "file": args.out, "format": args.format, "mode": "0600"})
+    else:
+        out.line(f"wrote '{args.name}' ({args.format}, key and chain) to {args.out}")
+    return EXIT_OK
+
+
+_COMMANDS = {
+    ("ca", "create"): _cmd_ca_create, ("ca", "show"): _cmd_ca_show, ("ca", "list"): _cmd_ca_list,
+    ("request", None): _cmd_request, ("sign", None): _cmd_sign, ("renew", None): _cmd_renew,
+    ("sweep", None): _cmd_sweep, ("list", None): _cmd_list, ("show", None): _cmd_show,
+    ("export-chain", None): _cmd_export_chain, ("download", None): _cmd_download,
+}
+
+
+# ---------------------------------------------------------------------------
+# Running
+
+
+def settings_for(vault: str | None, environ=None):
+    env = dict(os.environ if environ is None else environ)
+    if vault:
+        if not vault.lower().startswith("https://"):
+            raise UsageError(f"--vault {vault!r} must be an https:// URL (e.g. https://myvault.vault.azure.net)")
+        env["KVCA_VAULT_URL"] = vault
+    if not env.get("KVCA_VAULT_URL"):
+        raise ConfigurationError("no vault URL: give --vault URL or set KVCA_VAULT_URL",
+                                 subject="settings", hint="e.g. --vault https://myvault.vault.azure.net")
+    return Settings.from_env(env)
+
+
+async def _run(args, out: Output, credential=None) -> int:
+    settings = settings_for(getattr(args, "vault", None))
+    command = (args.command, getattr(args, "ca_command", None))
+    log.debug("kvca cli command=%s vault=%s", " ".join(c for c in command if c), settings.vault_name)
+    inputs = _import_inputs(args) if command == ("ca", "import") else None
+    async with Context.open(settings, credential=credential) as ctx:
+        try:
+            if inputs is not None:
+                return await _cmd_ca_import(ctx, args, out, inputs)
+            handler = _COMMANDS[command]
+            return await handler(ctx, args, out)
+        except KvcaError as exc:
+            # Errors from deep inside (the signing engine's steps) may not say which object they
+            # are about; the command line knows, and the one error line must name it.
+            if exc.subject is None and not isinstance(exc, (UsageError, ConfigurationError)):
+                exc.subject = _object_of(args)
+            raise
+
+
+def _object_of(args) -> str | None:
+    name = getattr(args, "name", None)
+    if not name:
+        return None
+    if args.command in ("ca", "export-chain"):
+        return f"CA '{name}'"
+    return f"certificate '{name}'"
+
+
+def exit_code(error: BaseException) -> int:
+    """Usage errors and missing settings are the user's to fix before anything ran: 2."""
+    return EXIT_USAGE if isinstance(error, (UsageError, ConfigurationError)) else EXIT_FAILED
+
+
+def _report(out: Output, error: BaseException, debug: bool) -> int:
+    code = exit_code(error)
+    if isinstance(error, KvcaError):
+        text = str(error)
+    else:
+        text = f"unexpected {type(error).__name__}" + ("" if debug else " (run with --debug for details)")
+    # One line, whatever the message held.
+    text = " ".join(text.split())
+    if debug:
+        import traceback
+
+        traceback.print_exception(type(error), error, error.__traceback__, file=out.stderr)
+    out.stderr.write(f"kvca: error: {text}\n")
+    if out.as_json:
+        body = error.to_dict() if isinstance(error, KvcaError) else {"error": type(error).__name__,
+                                                                     "message": text}
+        out.json({**body, "exit_code": code})
+    return code
+
+
+def _setup_logging(debug: bool) -> None:
+    """--debug: everything, with timestamps. Otherwise only ERROR records: the operations log a
+    WARNING line for every refusal (for the Functions log), and the CLI already says it in its
+    one error line; warnings that matter to a user come back in the results and are printed."""
+    root = logging.getLogger()
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        root.setLevel(logging.DEBUG)
+    elif not root.handlers:
+        logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="kvca: %(levelname)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None, *, credential=None) -> int:
+    """The console script. Returns the exit code (setuptools' wrapper passes it to sys.exit).
+
+    `credential` is for in-process callers that already hold one; the command
+    line uses DefaultAzureCredential, as the Functions app does.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    debug = "--debug" in argv
+    out = Output(as_json)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, or argparse's own exit
+            return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+        as_json = bool(getattr(args, "json", False))
+        debug = bool(getattr(args, "debug", False))
+        out = Output(as_json)
+        _setup_logging(debug)
+        return asyncio.run(_run(args, out, credential))
+    except KeyboardInterrupt:
+        out.stderr.write("kvca: interrupted\n")
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - the one place that turns any error into an exit code
+        if isinstance(exc, SystemExit):
+            raise
+        return _report(out, exc, debug)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
