@@ -1,0 +1,69 @@
+// The Functions app's access to ONE CA's private key, never to the whole vault.
+// A CA named NAME is the certificate NAME (kvca CONTRACTS.md); its key and its
+// secret share that name (keyvault-facts.md). Scoping a role to one key or one
+// secret is supported by Key Vault RBAC:
+// https://learn.microsoft.com/azure/key-vault/general/rbac-guide ("individual
+// keys, secrets, and certificates" scope).
+// Deployed only once the CA exists (caName set), so the scope resolves.
+//
+// The app reads the CA's secret in both modes: the secret holds the CA's
+// chain (kvca_core/authority.py builds the issuing chain from it). For a CA
+// whose key is not exportable Key Vault leaves the private key out of that
+// secret (keyvault-facts.md, "The secret and the key behind a certificate"),
+// so in vault-key mode Secrets User on it yields certificates only, and the
+// key is reached through Crypto User on that one key.
+
+@description('Name of the Key Vault holding the CA.')
+param vaultName string
+
+@description('Name of the issuing CA (the certificate, key and secret named so).')
+@minLength(1)
+param caName string
+
+@description('vault-key: the CA key never leaves the vault; the app signs through the keys API (Key Vault Crypto User on that key, plus Secrets User on the CA\'s secret, which then holds only its chain). exportable-secret: the app reads the CA\'s key from its secret (Key Vault Secrets User on that secret only).')
+@allowed([
+  'vault-key'
+  'exportable-secret'
+])
+param caKeyMode string
+
+@description('Principal ID of the Functions app\'s managed identity.')
+param functionPrincipalId string
+
+// Built-in role IDs (keyvault-facts.md).
+var keyVaultCryptoUser = '12338af0-0e69-4776-bea7-57ae8d297424'
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: vaultName
+}
+
+resource caKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' existing = {
+  parent: vault
+  name: caName
+}
+
+resource caSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+  parent: vault
+  name: caName
+}
+
+resource caKeySigner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (caKeyMode == 'vault-key') {
+  name: guid(caKey.id, functionPrincipalId, keyVaultCryptoUser)
+  scope: caKey
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCryptoUser)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource caSecretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(caSecret.id, functionPrincipalId, keyVaultSecretsUser)
+  scope: caSecret
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}

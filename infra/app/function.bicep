@@ -1,0 +1,252 @@
+// The kvca Functions app on the Flex Consumption plan.
+// Shape from Azure-Samples functions-quickstart-python-http-azd
+// (infra/core/host/functions-flexconsumption.bicep, infra/app/processor.bicep)
+// and https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to:
+// sku FC1, functionAppConfig holds deployment storage, runtime and scale;
+// FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION must NOT be app
+// settings on this plan (functionAppConfig.runtime replaces them).
+
+@description('Name of the Functions app.')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Azure region of the plan and the app.')
+param location string
+
+@description('Tags applied to the plan and the app.')
+param tags object = {}
+
+@description('Resource ID of the app\'s user-assigned managed identity.')
+param identityId string
+
+@description('Client ID of the app\'s user-assigned managed identity.')
+param identityClientId string
+
+@description('Name of the storage account behind AzureWebJobsStorage and the deployment package.')
+param storageAccountName string
+
+@description('Blob container holding the deployment package.')
+param deploymentContainerName string
+
+@description('Name of the Application Insights component.')
+param applicationInsightsName string
+
+@description('Python version of the Functions runtime; kvca is tested on 3.11.')
+@allowed([
+  '3.10'
+  '3.11'
+  '3.12'
+])
+param pythonVersion string = '3.11'
+
+@description('Most instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('KVCA_VAULT_URL: URL of the Key Vault kvca works in.')
+param vaultUrl string
+
+@description('KVCA_VAULT_NAME: name of that vault, as Event Grid events carry it.')
+param vaultName string
+
+@description('KVCA_RENEW_BEFORE_DAYS: renew a certificate when it expires within this many days.')
+@minValue(1)
+param renewBeforeDays int = 30
+
+@description('KVCA_CONCURRENCY: how many certificates a sweep works on at once.')
+@minValue(1)
+param concurrency int = 8
+
+@description('KVCA_SWEEP_SCHEDULE: NCRONTAB schedule (6 fields) of the timer sweep.')
+param sweepSchedule string = '0 0 */6 * * *'
+
+@description('KVCA_EVENTGRID_TOPIC_ENDPOINT: endpoint of kvca\'s custom Event Grid topic.')
+param eventGridTopicEndpoint string
+
+@description('KVCA_ISSUANCE_POLICY: JSON issuance policy; empty for the safe defaults.')
+param issuancePolicy string = ''
+
+@description('KVCA_CRL_URL: CRL distribution point written into issued certificates; empty for none.')
+param crlUrl string = ''
+
+@description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
+param aiaUrl string = ''
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Flex zone redundancy exists only in some regions and bills two always-ready instances; Event Grid retries and the timer sweep cover an outage
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222:Event Grid delivers to the function over the app's public endpoint (no VNet in this template)
+  // checkov:skip=CKV_AZURE_17:Event Grid delivery presents no client certificate; HTTP triggers use function keys
+  // checkov:skip=CKV_AZURE_212:Flex Consumption manages instances (scale to zero); Event Grid retries and the timer sweep cover a missed run
+  // checkov:skip=CKV_AZURE_213:Flex Consumption does not support App Service health check
+  name: name
+  location: location
+  // azd finds the app to deploy the `api` service to by this tag (azure.yaml).
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      // Every KVCA_* name here is one of kvca_core.settings.SETTINGS; the infra
+      // tests compare the two. Emulator-only settings get their Azure values.
+      // Host storage through the identity (AzureWebJobsStorage__*):
+      // https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
+      appSettings: [
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storage.name
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+        {
+          name: 'KVCA_VAULT_URL'
+          value: vaultUrl
+        }
+        {
+          name: 'KVCA_VAULT_NAME'
+          value: vaultName
+        }
+        {
+          name: 'KVCA_TLS_CA_BUNDLE'
+          value: ''
+        }
+        {
+          name: 'KVCA_VERIFY_CHALLENGE_RESOURCE'
+          value: 'true'
+        }
+        {
+          name: 'KVCA_RENEW_BEFORE_DAYS'
+          value: string(renewBeforeDays)
+        }
+        {
+          name: 'KVCA_CONCURRENCY'
+          value: string(concurrency)
+        }
+        {
+          name: 'KVCA_SWEEP_SCHEDULE'
+          value: sweepSchedule
+        }
+        {
+          name: 'KVCA_EVENTGRID_TOPIC_ENDPOINT'
+          value: eventGridTopicEndpoint
+        }
+        {
+          name: 'KVCA_ISSUANCE_POLICY'
+          value: issuancePolicy
+        }
+        {
+          name: 'KVCA_CRL_URL'
+          value: crlUrl
+        }
+        {
+          name: 'KVCA_AIA_URL'
+          value: aiaUrl
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+  }
+}
+
+// No FTP and no basic-auth publishing: azd deploys with an Entra token.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output id string = functionApp.id
+output defaultHostName string = functionApp.properties.defaultHostName

@@ -1,0 +1,144 @@
+// The storage account behind the Functions host (AzureWebJobsStorage), the
+// Flex Consumption deployment package and Event Grid's dead letters.
+// Identity only: shared keys are off, so nothing can use a connection string.
+
+@description('Name of the storage account (3-24 lowercase letters and digits).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region of the storage account.')
+param location string
+
+@description('Tags applied to the storage account.')
+param tags object = {}
+
+@description('Storage redundancy. Standard_LRS is the cheapest; pick Standard_ZRS or Standard_GRS where the region offers it.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+])
+param skuName string = 'Standard_LRS'
+
+@description('Blob container holding the Flex Consumption deployment package.')
+param deploymentContainerName string
+
+@description('Blob container Event Grid writes undeliverable events to.')
+param deadLetterContainerName string
+
+@description('Principal ID of the Functions app\'s managed identity.')
+param functionPrincipalId string
+
+@description('Principal ID of the identity Event Grid dead-letters with.')
+param eventGridPrincipalId string
+
+// Built-in role IDs (keyvault-facts.md; Storage Blob Data Contributor from
+// https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+// The Functions host needs blob (leases for the timer trigger, host keys,
+// deployment package) and table (diagnostic events: AZFD0003,
+// https://learn.microsoft.com/azure/azure-functions/errors-diagnostics/diagnostic-events/azfd0003).
+// No queue role: kvca has no blob trigger and no Durable Functions, the two
+// features that need queues.
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:no VNet in this template, so the Flex app and Event Grid reach storage publicly; shared keys are off, every access needs an Entra role
+  // checkov:skip=CKV_AZURE_59:as CKV_AZURE_35: public endpoint, identity-only access (allowSharedKeyAccess false, no public blobs)
+  // checkov:skip=CKV_AZURE_206:holds host leases, the deployment package and dead letters (the timer sweep makes up for lost events); skuName raises redundancy where the region offers it
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: skuName
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    dnsEndpointType: 'Standard'
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+// Child resources are declared with `parent:` rather than nested: pycep-parser
+// 0.7 keeps only the last of several nested children of one parent, and the
+// tests read what pycep parses.
+resource blobServices 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: deadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionPrincipalId, storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource functionTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionPrincipalId, storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Event Grid writes dead letters with its own identity, to this one container
+// only (deadLetterWithResourceIdentity, see eventgrid-topic.bicep).
+resource eventGridDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetterContainer.id, eventGridPrincipalId, storageBlobDataContributor)
+  scope: deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: eventGridPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output name string = storage.name
+output id string = storage.id
+output blobEndpoint string = storage.properties.primaryEndpoints.blob

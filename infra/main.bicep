@@ -1,0 +1,256 @@
+// kvca on Azure: `azd up` deploys this at subscription scope.
+// Layout follows Azure-Samples functions-quickstart-python-http-azd
+// (infra/main.bicep): a resource group named after the azd environment,
+// modules under app/, names from a token unique to subscription+env+region.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment (AZURE_ENV_NAME); names the resource group and seeds every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of every resource (AZURE_LOCATION). Must offer the Flex Consumption plan.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object ID of the user or service principal running azd (AZURE_PRINCIPAL_ID); empty: no role for the deployer.')
+param principalId string = ''
+
+@description('Type of the principal running azd (AZURE_PRINCIPAL_TYPE).')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param principalType string = 'User'
+
+@description('Give the deployer Key Vault Certificates Officer on the vault, so `kvca ca create` and the other certificate commands work from their machine.')
+param grantDeployerCertificatesOfficer bool = true
+
+@description('Name of an existing Key Vault (RBAC authorisation) to use instead of creating one; empty: create a new vault.')
+param existingKeyVaultName string = ''
+
+@description('Resource group of the existing Key Vault; empty: the resource group this deployment creates.')
+param existingKeyVaultResourceGroupName string = ''
+
+@description('Name of the issuing CA the app signs with (`kvca ca create NAME`); empty until the CA exists. Scopes the app\'s key or secret role to that one CA.')
+param caName string = ''
+
+@description('How the app reaches the CA key. vault-key: the key stays in the vault and the app signs through the keys API (Key Vault Crypto User on that key only; Secrets User on the CA\'s secret, which then holds only its chain). exportable-secret: the app reads the key from the CA\'s secret (Key Vault Secrets User on that secret only).')
+@allowed([
+  'vault-key'
+  'exportable-secret'
+])
+param caKeyMode string = 'vault-key'
+
+@description('Create the Event Grid subscriptions to the app\'s Event Grid function. Event Grid checks that the function exists, so leave this false for the first `azd up` and set it true once the code is deployed.')
+param eventSubscriptionsEnabled bool = false
+
+@description('KVCA_RENEW_BEFORE_DAYS: renew a certificate when it expires within this many days.')
+@minValue(1)
+param renewBeforeDays int = 30
+
+@description('KVCA_CONCURRENCY: how many certificates a sweep works on at once.')
+@minValue(1)
+param concurrency int = 8
+
+@description('KVCA_SWEEP_SCHEDULE: NCRONTAB schedule (6 fields) of the timer sweep.')
+param sweepSchedule string = '0 0 */6 * * *'
+
+@description('KVCA_ISSUANCE_POLICY: JSON issuance policy (one policy, or {"<ca>": {...}, "*": {...}}); empty for the safe defaults.')
+param issuancePolicy string = ''
+
+@description('KVCA_CRL_URL: CRL distribution point written into issued certificates; empty for none.')
+param crlUrl string = ''
+
+@description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
+param aiaUrl string = ''
+
+@description('Most instances the Functions app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var resourceGroupName = 'rg-${environmentName}'
+var functionAppName = 'func-kvca-${resourceToken}'
+// The Event Grid-triggered function of the app; blueprints/** registers a
+// function under exactly this name.
+var eventGridFunctionName = 'kvca_eventgrid'
+var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+var deadLetterContainerName = 'eventgrid-deadletter'
+var useExistingVault = !empty(existingKeyVaultName)
+var vaultName = useExistingVault ? existingKeyVaultName : 'kv-kvca-${take(resourceToken, 12)}'
+var vaultResourceGroupName = useExistingVault && !empty(existingKeyVaultResourceGroupName) ? existingKeyVaultResourceGroupName : resourceGroupName
+// The vault's URL is fixed by its name; built here so the settings do not
+// wait for (or depend on) the vault module.
+var vaultUrl = 'https://${vaultName}${environment().suffixes.keyvaultDns}/'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: resourceGroupName
+  location: location
+  tags: tags
+}
+
+module functionIdentity 'app/identity.bicep' = {
+  name: 'function-identity'
+  scope: rg
+  params: {
+    name: 'id-kvca-func-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module eventGridIdentity 'app/identity.bicep' = {
+  name: 'eventgrid-identity'
+  scope: rg
+  params: {
+    name: 'id-kvca-eventgrid-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-kvca-${resourceToken}'
+    applicationInsightsName: 'appi-kvca-${resourceToken}'
+    location: location
+    tags: tags
+    functionPrincipalId: functionIdentity.outputs.principalId
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'stkvca${take(resourceToken, 17)}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: deadLetterContainerName
+    functionPrincipalId: functionIdentity.outputs.principalId
+    eventGridPrincipalId: eventGridIdentity.outputs.principalId
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: vaultName
+    location: location
+    tags: tags
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module vaultAccess 'app/vault-access.bicep' = {
+  name: 'vault-access'
+  scope: resourceGroup(vaultResourceGroupName)
+  params: {
+    vaultName: vaultName
+    tags: tags
+    functionPrincipalId: functionIdentity.outputs.principalId
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+    grantDeployerCertificatesOfficer: grantDeployerCertificatesOfficer
+    systemTopicName: 'evgt-kvca-${resourceToken}'
+    eventGridIdentityId: eventGridIdentity.outputs.id
+    eventSubscriptionsEnabled: eventSubscriptionsEnabled
+    functionAppResourceGroupName: rg.name
+    functionAppName: functionAppName
+    eventGridFunctionName: eventGridFunctionName
+    deadLetterStorageId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+  }
+  dependsOn: [
+    keyVault
+    functionApp
+  ]
+}
+
+module caAccess 'app/ca-access.bicep' = if (!empty(caName)) {
+  name: 'ca-access'
+  scope: resourceGroup(vaultResourceGroupName)
+  params: {
+    vaultName: vaultName
+    caName: caName
+    caKeyMode: caKeyMode
+    functionPrincipalId: functionIdentity.outputs.principalId
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
+module topic 'app/eventgrid-topic.bicep' = {
+  name: 'eventgrid-topic'
+  scope: rg
+  params: {
+    name: 'evgt-kvca-requests-${resourceToken}'
+    location: location
+    tags: tags
+    functionPrincipalId: functionIdentity.outputs.principalId
+    eventGridIdentityId: eventGridIdentity.outputs.id
+    eventSubscriptionsEnabled: eventSubscriptionsEnabled
+    functionAppName: functionAppName
+    eventGridFunctionName: eventGridFunctionName
+    deadLetterStorageId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+  }
+}
+
+module functionApp 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-kvca-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: functionIdentity.outputs.id
+    identityClientId: functionIdentity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    pythonVersion: '3.11'
+    maximumInstanceCount: maximumInstanceCount
+    vaultUrl: vaultUrl
+    vaultName: vaultName
+    renewBeforeDays: renewBeforeDays
+    concurrency: concurrency
+    sweepSchedule: sweepSchedule
+    eventGridTopicEndpoint: topic.outputs.endpoint
+    issuancePolicy: issuancePolicy
+    crlUrl: crlUrl
+    aiaUrl: aiaUrl
+  }
+}
+
+// azd writes these into .azure/<env>/.env; the CLI reads KVCA_VAULT_URL from there.
+// Not AZURE_CLIENT_ID: in a user's shell that name would make
+// DefaultAzureCredential try the app's identity instead of the user's login.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_KEY_VAULT_NAME string = vaultName
+output KVCA_VAULT_URL string = vaultUrl
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = functionIdentity.outputs.clientId
+output AZURE_EVENTGRID_TOPIC_ENDPOINT string = topic.outputs.endpoint
+output AZURE_EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

@@ -1,0 +1,183 @@
+"""The Functions app: Flex Consumption, one user-assigned identity, HTTPS and
+TLS 1.2 only, no FTP, and app settings that are exactly the settings the code
+reads (kvca_core.settings is the one list)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from bicepwalk import INFRA, ROOT, accessor_path, app_settings, call, load
+from kvca_core.settings import SETTING_NAMES, SETTINGS
+
+DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+def _function():
+    return load("app/function.bicep")
+
+
+def _site():
+    return _function().one("Microsoft.Web/sites")
+
+
+def _settings():
+    return app_settings(_site())
+
+
+def test_plan_is_flex_consumption():
+    plan = _function().one("Microsoft.Web/serverfarms")
+    assert plan.get("sku") == {"tier": "FlexConsumption", "name": "FC1"}
+    assert plan.get("properties.reserved") is True  # Linux
+    assert accessor_path(_site().get("properties.serverFarmId")) == [plan.symbol, "id"]
+
+
+def test_runtime_is_the_python_kvca_is_tested_on():
+    template = _function()
+    runtime = _site().get("properties.functionAppConfig.runtime")
+    assert runtime == {"name": "python", "version": "pythonVersion"}
+    assert template.params["pythonVersion"].default == "3.11"
+    assert load("main.bicep").modules["functionApp"].body["params"]["pythonVersion"] == "3.11"
+
+
+def test_scale_and_concurrency_are_set():
+    scale = _site().get("properties.functionAppConfig.scaleAndConcurrency")
+    assert set(scale) == {"maximumInstanceCount", "instanceMemoryMB"}
+
+
+def test_deployment_package_is_reached_through_the_user_assigned_identity():
+    storage = _site().get("properties.functionAppConfig.deployment.storage")
+    assert storage["type"] == "blobContainer"
+    assert storage["authentication"] == {
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
+
+
+def test_app_runs_as_its_user_assigned_identity_only():
+    identity = _site().get("identity")
+    assert identity["type"] == "UserAssigned"
+    assert [k.strip("'") for k in identity["userAssignedIdentities"]] == ["${identityId}"]
+
+
+def test_app_is_https_only_with_tls_1_2_and_no_ftp():
+    site = _site()
+    assert site.get("properties.httpsOnly") is True
+    assert site.get("properties.siteConfig.minTlsVersion") == "1.2"
+    assert site.get("properties.siteConfig.scmMinTlsVersion") == "1.2"
+    assert site.get("properties.siteConfig.ftpsState") == "Disabled"
+    policies = {r.name: r.get("properties.allow")
+                for r in _function().of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")}
+    assert policies == {"ftp": False, "scm": False}
+
+
+def test_app_setting_names_equal_the_settings_the_code_reads():
+    names = {n for n in _settings() if n.startswith("KVCA_") or n == "AZURE_CLIENT_ID"}
+    assert names == set(SETTING_NAMES), (
+        f"in Bicep only: {sorted(names - SETTING_NAMES)}; in kvca_core.settings only: {sorted(SETTING_NAMES - names)}")
+
+
+def test_app_setting_names_equal_local_settings_sample():
+    # The issue's own wording: Azure and local runs set the same kvca settings.
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    ours = {n for n in sample if n.startswith("KVCA_") or n == "AZURE_CLIENT_ID"}
+    names = {n for n in _settings() if n.startswith("KVCA_") or n == "AZURE_CLIENT_ID"}
+    assert names == ours
+
+
+def test_azure_client_id_is_the_app_identity():
+    assert _settings()["AZURE_CLIENT_ID"] == "identityClientId"
+
+
+def test_host_storage_and_insights_go_through_the_identity():
+    settings = _settings()
+    assert settings["AzureWebJobsStorage__accountName"]
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert "AzureWebJobsStorage" not in settings, "a connection string would need shared keys"
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "ClientId=${identityClientId};Authorization=AAD"
+    assert accessor_path(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"]) == \
+        ["appInsights", "properties", "ConnectionString"]
+
+
+def test_no_setting_carries_a_key_or_a_setting_flex_rejects():
+    settings = _settings()
+    text = json.dumps(settings)
+    for secret_marker in ("AccountKey", "SharedAccessKey", "InstrumentationKey=", "listKeys"):
+        assert secret_marker not in text
+    # Flex Consumption takes the runtime from functionAppConfig and rejects these.
+    assert not {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION",
+                "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING"} & set(settings)
+
+
+def _unwrap_string(value):
+    """`string(x)` -> x: how an int parameter becomes an app setting."""
+    converted = call(value)
+    if converted and converted[0] == "string":
+        return converted[1]["value_to_convert"]
+    return value
+
+
+def _setting_default(template, value):
+    """The value a setting gets when nobody overrides it, or None if it is computed."""
+    value = _unwrap_string(value)
+    if isinstance(value, str) and value in template.params:
+        default = template.params[value].default
+        return None if default is None else str(default)
+    if isinstance(value, str) and "${" not in value:
+        return value
+    return None
+
+
+def test_fixed_and_default_setting_values_equal_the_code_defaults():
+    template = _function()
+    checked = 0
+    for name, value in _settings().items():
+        if name not in DEFAULTS or DEFAULTS[name] is None:
+            continue
+        default = _setting_default(template, value)
+        if default is not None:
+            checked += 1
+            assert default == DEFAULTS[name], f"{name}: Bicep gives {default!r}, kvca_core.settings {DEFAULTS[name]!r}"
+    assert checked >= 8
+
+
+def test_main_parameter_defaults_equal_the_code_defaults():
+    # main.bicep parameters that feed a KVCA_* setting through the function module.
+    main = load("main.bicep")
+    function = _function()
+    module_params = main.modules["functionApp"].body["params"]
+    settings = _settings()
+    checked = 0
+    for name, value in settings.items():
+        if name not in DEFAULTS or DEFAULTS[name] is None:
+            continue
+        inner = _unwrap_string(value)
+        if not (isinstance(inner, str) and inner in function.params):
+            continue
+        passed = module_params.get(inner)
+        if isinstance(passed, str) and passed in main.params and main.params[passed].has_default:
+            checked += 1
+            assert str(main.params[passed].default) == DEFAULTS[name], f"main.bicep {passed} vs {name}"
+    assert checked >= 5
+
+
+def test_azd_variable_defaults_equal_the_code_defaults():
+    # main.parameters.json maps `${KVCA_X=default}`: the default must be the code's.
+    text = (INFRA / "main.parameters.json").read_text()
+    pairs = re.findall(r"\$\{(KVCA_[A-Z_]+)=([^}]*)\}", text)
+    runtime = [(n, d) for n, d in pairs if n in DEFAULTS]
+    assert runtime, "no runtime setting is mapped from the azd environment"
+    for name, default in runtime:
+        assert default == DEFAULTS[name], f"main.parameters.json {name}={default!r}, code {DEFAULTS[name]!r}"
+    # Deployment-only switches must not look like runtime settings.
+    for name, _ in pairs:
+        assert name in SETTING_NAMES or name.startswith("KVCA_DEPLOY_"), name
+
+
+def test_vault_url_setting_is_built_from_the_vault_name():
+    main = load("main.bicep")
+    assert main.variables["vaultUrl"] == "https://${vaultName}${environment().suffixes.keyvaultDns}/"
+    params = main.modules["functionApp"].body["params"]
+    assert (params["vaultUrl"], params["vaultName"]) == ("vaultUrl", "vaultName")
+    assert accessor_path(params["eventGridTopicEndpoint"]) == ["topic", "outputs", "endpoint"]

@@ -1,0 +1,120 @@
+"""Every role assignment kvca's Bicep makes: which role, on what, for whom.
+
+The function's identity can sign with (or read) a CA's private key, so the
+whole grant list is pinned here; a new role assignment fails these tests until
+it is added to GRANTS on purpose.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bicepwalk import ROLE_IDS, accessor_path, all_templates, call, load
+
+# (file, role, scope resource type, principal parameter) for every assignment.
+GRANTS = {
+    ("vault-access.bicep", "Key Vault Certificates Officer", "Microsoft.KeyVault/vaults", "functionPrincipalId"),
+    ("vault-access.bicep", "Key Vault Certificates Officer", "Microsoft.KeyVault/vaults", "deployerPrincipalId"),
+    ("ca-access.bicep", "Key Vault Crypto User", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
+    ("ca-access.bicep", "Key Vault Secrets User", "Microsoft.KeyVault/vaults/secrets", "functionPrincipalId"),
+    ("eventgrid-topic.bicep", "EventGrid Data Sender", "Microsoft.EventGrid/topics", "functionPrincipalId"),
+    ("storage.bicep", "Storage Blob Data Owner", "Microsoft.Storage/storageAccounts", "functionPrincipalId"),
+    ("storage.bicep", "Storage Table Data Contributor", "Microsoft.Storage/storageAccounts", "functionPrincipalId"),
+    ("storage.bicep", "Storage Blob Data Contributor",
+     "Microsoft.Storage/storageAccounts/blobServices/containers", "eventGridPrincipalId"),
+    ("monitoring.bicep", "Monitoring Metrics Publisher", "Microsoft.Insights/components", "functionPrincipalId"),
+}
+
+NEVER = {"Owner", "Contributor", "User Access Administrator", "Key Vault Administrator",
+         "Key Vault Secrets Officer", "Key Vault Crypto Officer", "Storage Queue Data Contributor"}
+KEY_MATERIAL_ROLES = {"Key Vault Secrets User", "Key Vault Crypto User"}
+
+
+def _assignments():
+    return [ra for template in all_templates() for ra in template.role_assignments()]
+
+
+def test_the_role_assignments_are_exactly_the_intended_grants():
+    actual = {(ra.resource.template.path.name, ra.role, ra.scope.type, ra.principal) for ra in _assignments()}
+    assert actual == GRANTS, f"unexpected: {actual - GRANTS}; missing: {GRANTS - actual}"
+
+
+@pytest.mark.parametrize("ra", _assignments(), ids=lambda ra: ra.where)
+def test_no_assignment_grants_a_broad_role(ra):
+    assert ra.role_id in ROLE_IDS.values(), f"{ra.where}: unknown role id {ra.role_id}"
+    assert ra.role not in NEVER, f"{ra.where} grants {ra.role}"
+
+
+@pytest.mark.parametrize("ra", _assignments(), ids=lambda ra: ra.where)
+def test_assignment_name_is_guid_of_scope_principal_and_role(ra):
+    assert ra.name_call and ra.name_call[0] == "guid", f"{ra.where}: name is not guid(...)"
+    args = ra.name_call[1]
+    assert accessor_path(args["base_string"]) == [ra.scope.symbol, "id"], f"{ra.where}: guid must start with the scope's id"
+    assert args["extra_string_1"] == ra.principal, f"{ra.where}: guid's second part must be the principal"
+    assert ra.resource.template.resolve(args["extra_string_2"]) == ra.role_id, f"{ra.where}: guid's third part must be the role"
+
+
+@pytest.mark.parametrize("ra", _assignments(), ids=lambda ra: ra.where)
+def test_managed_identities_are_declared_service_principals(ra):
+    # principalType avoids the Graph lookup that fails for a fresh identity.
+    if ra.principal != "deployerPrincipalId":
+        assert ra.principal_type == "ServicePrincipal", ra.where
+
+
+def test_ca_key_roles_reach_one_key_or_one_secret_named_after_the_ca():
+    template = load("app/ca-access.bicep")
+    for ra in template.role_assignments():
+        assert ra.role in KEY_MATERIAL_ROLES
+        assert ra.scope.existing and ra.scope.name == "caName", f"{ra.where}: scope is not the CA's own object"
+        assert ra.scope.parent and ra.scope.parent.type == "Microsoft.KeyVault/vaults"
+
+
+def test_no_key_material_role_is_vault_wide_anywhere():
+    for ra in _assignments():
+        if ra.role in KEY_MATERIAL_ROLES:
+            assert ra.scope.type in ("Microsoft.KeyVault/vaults/keys", "Microsoft.KeyVault/vaults/secrets"), \
+                f"{ra.where}: {ra.role} on {ra.scope.type}"
+
+
+def test_only_vault_key_mode_may_sign_with_the_ca_key():
+    # The app always reads the CA's secret (its chain; kvca_core/authority.py).
+    # Signing through the keys API is granted only when the key stays in the
+    # vault, where the secret holds no private key.
+    template = load("app/ca-access.bicep")
+    by_role = {ra.role: ra.resource.condition for ra in template.role_assignments()}
+    assert by_role["Key Vault Crypto User"] == {
+        "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "vault-key"}}}
+    assert by_role["Key Vault Secrets User"] is None
+    assert template.params["caKeyMode"].decorators["allowed"] == ["vault-key", "exportable-secret"]
+    assert load("main.bicep").params["caKeyMode"].default == "vault-key"
+
+
+def test_ca_access_is_deployed_only_once_a_ca_is_named():
+    main = load("main.bicep")
+    condition = main.modules["caAccess"].condition
+    assert condition["operator"]["type"] == "not"
+    empty = call(condition["operator"]["operands"]["bool_value"])
+    assert empty == ("empty", {"item_to_test": "caName"})
+    assert main.params["caName"].default == ""
+
+
+def test_the_deployer_role_is_optional_and_needs_a_principal():
+    ra = next(ra for ra in load("app/vault-access.bicep").role_assignments() if ra.principal == "deployerPrincipalId")
+    text = repr(ra.resource.condition)
+    assert "grantDeployerCertificatesOfficer" in text and "deployerPrincipalId" in text
+
+
+def test_main_hands_each_module_the_right_principal():
+    main = load("main.bicep")
+    expected = {
+        "functionPrincipalId": ["functionIdentity", "outputs", "principalId"],
+        "eventGridPrincipalId": ["eventGridIdentity", "outputs", "principalId"],
+        "deployerPrincipalId": ["principalId"],
+    }
+    seen = set()
+    for symbol, module in main.modules.items():
+        for pname, want in expected.items():
+            if pname in module.body["params"]:
+                seen.add(pname)
+                assert accessor_path(module.body["params"][pname]) == want, f"module {symbol}: {pname}"
+    assert seen == set(expected)
