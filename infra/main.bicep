@@ -41,7 +41,7 @@ param existingKeyVaultResourceGroupName string = ''
 @description('Name of the issuing CA the app signs with (`kvca ca create NAME`); empty until the CA exists. Scopes the app\'s key or secret role to that one CA.')
 param caName string = ''
 
-@description('How the app reaches the CA key. vault-key: the key stays in the vault and the app signs through the keys API (Key Vault Crypto User on that key only; Secrets User on the CA\'s secret, which then holds only its chain). exportable-secret: the app reads the key from the CA\'s secret (Key Vault Secrets User on that secret only).')
+@description('How the app reaches the CA key. vault-key: the key stays in the vault and the app signs through the keys API (Key Vault Crypto User on that key only). exportable-secret: the app reads the key from the CA\'s secret (Key Vault Secrets User on that secret only).')
 @allowed([
   'vault-key'
   'exportable-secret'

@@ -1,8 +1,10 @@
 """CA material: the issuing CA a leaf's `kvca-ca` tag names, loaded from the vault.
 
 A CA named NAME is the certificate NAME in the same vault (the intermediate,
-or whatever CA certificate a user imported the recipe's way); its secret holds
-its chain (PFX or PEM, with or without the private key). The signer is:
+or whatever CA certificate a user imported the recipe's way). Its chain comes
+from `NAME-root` when the key is not exportable (a CA made by `kvca ca
+create`: the secret is never read), otherwise from its secret (PFX or PEM,
+with the private key). The signer is:
 
 - `LocalSigner` when the secret holds the private key (an imported, exportable
   CA): the key lives in this process's memory only, never on disk or in a log;
@@ -177,13 +179,22 @@ class Authority:
         if cert.not_valid_after_utc <= now:
             raise PolicyViolation(f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}",
                                   subject=_subject(name), hint="renew or replace the CA")
-        content_type, value = await self._vault.get_secret_value(name, current.version)
-        key, certs = _parse_secret(name, content_type, value)
-        del value  # the secret's text may hold the private key: drop the reference early
-        chain = build_chain(cert, certs)
-        top = chain[-1] if chain else cert
-        if not _self_signed(top):
-            chain += await self._root_from_vault(name, top)
+        key = None
+        chain: list[x509.Certificate] = []
+        exportable = (await self._vault.get_policy(name)).key.exportable
+        if not exportable and not _self_signed(cert):
+            # The key stays in the vault, so its secret holds certificates only: take the
+            # chain through the certificates API (`NAME-root`, Certificates Officer) and
+            # the app needs no secret role for such a CA (infra/app/ca-access.bicep).
+            chain = await self._root_from_vault(name, cert)
+        if exportable or not (chain or _self_signed(cert)):
+            content_type, value = await self._vault.get_secret_value(name, current.version)
+            key, certs = _parse_secret(name, content_type, value)
+            del value  # the secret's text may hold the private key: drop the reference early
+            chain = build_chain(cert, certs)
+            top = chain[-1] if chain else cert
+            if not _self_signed(top):
+                chain += await self._root_from_vault(name, top)
         if key is not None and _same_public_key(key, cert):
             signer = LocalSigner(key)
             remote = False

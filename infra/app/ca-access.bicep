@@ -6,12 +6,11 @@
 // keys, secrets, and certificates" scope).
 // Deployed only once the CA exists (caName set), so the scope resolves.
 //
-// The app reads the CA's secret in both modes: the secret holds the CA's
-// chain (kvca_core/authority.py builds the issuing chain from it). For a CA
-// whose key is not exportable Key Vault leaves the private key out of that
-// secret (keyvault-facts.md, "The secret and the key behind a certificate"),
-// so in vault-key mode Secrets User on it yields certificates only, and the
-// key is reached through Crypto User on that one key.
+// One role, on one object, per mode. vault-key: Crypto User on the CA's key;
+// the app takes the CA's chain through the certificates API (`NAME-root`,
+// covered by Certificates Officer) and never reads the CA's secret
+// (kvca_core/authority.py). exportable-secret: Secrets User on the CA's
+// secret, which holds the key and the chain.
 
 @description('Name of the Key Vault holding the CA.')
 param vaultName string
@@ -20,7 +19,7 @@ param vaultName string
 @minLength(1)
 param caName string
 
-@description('vault-key: the CA key never leaves the vault; the app signs through the keys API (Key Vault Crypto User on that key, plus Secrets User on the CA\'s secret, which then holds only its chain). exportable-secret: the app reads the CA\'s key from its secret (Key Vault Secrets User on that secret only).')
+@description('vault-key: the CA key never leaves the vault; the app signs through the keys API (Key Vault Crypto User on that key only). exportable-secret: the app reads the CA\'s key from its secret (Key Vault Secrets User on that secret only).')
 @allowed([
   'vault-key'
   'exportable-secret'
@@ -58,7 +57,7 @@ resource caKeySigner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (
   }
 }
 
-resource caSecretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource caSecretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (caKeyMode == 'exportable-secret') {
   name: guid(caSecret.id, functionPrincipalId, keyVaultSecretsUser)
   scope: caSecret
   properties: {

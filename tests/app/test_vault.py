@@ -90,6 +90,22 @@ async def test_a_ca_created_in_the_vault_signs_remotely_and_an_imported_one_loca
         openssl_verify(await chain_from_vault(ctx.vault, f"leaf-of-{ca}"), root)
 
 
+async def test_a_ca_whose_key_stays_in_the_vault_is_loaded_without_reading_its_secret(app, ctx):
+    # The app's identity has no secret role for such a CA (infra/app/ca-access.bicep, vault-key
+    # mode): every read of the CA's secret fails here, and loading and signing must not need one.
+    await create_ca(ctx, "sealed-ca", subject="CN=Sealed CA", key="ec-p256", years=3)
+    app.faults.add(kind="500", route=r"^/secrets/sealed-ca(/|$)")
+    loaded = await ctx.authority.load("sealed-ca")
+    assert loaded.remote
+    root = x509.load_der_x509_certificate((await ctx.vault.get_certificate("sealed-ca-root")).cer)
+    assert loaded.issuing.chain == (root,) or list(loaded.issuing.chain) == [root]
+    outcome = await operations.issue(ctx, IssueRequest(name="sealed-leaf", ca="sealed-ca",
+                                                       dns_names=("sealed.corp.internal",)))
+    assert outcome.action == "issued"
+    app.faults.clear()
+    openssl_verify(await chain_from_vault(ctx.vault, "sealed-leaf"), root)
+
+
 async def test_the_ca_cache_is_reused_and_refreshed_when_the_ca_gets_a_new_version(ctx):
     await import_recipe_ca(ctx.vault, "rolling-ca")
     first = await ctx.authority.load("rolling-ca")

@@ -76,15 +76,16 @@ def test_no_key_material_role_is_vault_wide_anywhere():
                 f"{ra.where}: {ra.role} on {ra.scope.type}"
 
 
-def test_only_vault_key_mode_may_sign_with_the_ca_key():
-    # The app always reads the CA's secret (its chain; kvca_core/authority.py).
-    # Signing through the keys API is granted only when the key stays in the
-    # vault, where the secret holds no private key.
+def test_each_ca_key_mode_grants_exactly_one_role():
+    # vault-key: sign through the keys API, never read the CA's secret (the chain
+    # comes through the certificates API; kvca_core/authority.py, tested in
+    # tests/app/test_vault.py). exportable-secret: read the key from the secret.
     template = load("app/ca-access.bicep")
     by_role = {ra.role: ra.resource.condition for ra in template.role_assignments()}
     assert by_role["Key Vault Crypto User"] == {
         "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "vault-key"}}}
-    assert by_role["Key Vault Secrets User"] is None
+    assert by_role["Key Vault Secrets User"] == {
+        "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "exportable-secret"}}}
     assert template.params["caKeyMode"].decorators["allowed"] == ["vault-key", "exportable-secret"]
     assert load("main.bicep").params["caKeyMode"].default == "vault-key"
 
