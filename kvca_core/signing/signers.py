@@ -106,19 +106,15 @@ class Signer(Protocol):
         """The certificate `builder` describes, signed with this key."""
 
 
-class LocalSigner:
-    """A CA private key held in memory. It is never serialised by kvca."""
+class _KeyOwner:
+    """What both signers share: the CA's public key and the algorithm chosen for it."""
 
-    def __init__(self, private_key: IssuerPrivateKey, *, algorithm: str | None = None) -> None:
-        if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-            raise InvalidRequest(f"CA key of type {type(private_key).__name__} cannot sign certificates "
+    def __init__(self, public_key: IssuerPublicKey, algorithm: str | None) -> None:
+        if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+            raise InvalidRequest(f"CA key of type {type(public_key).__name__} cannot sign certificates "
                                  f"(use RSA or EC)", step="sign")
-        self._private_key = private_key
-        self._public_key = private_key.public_key()
-        self._algorithm = _check_algorithm(self._public_key, algorithm or default_algorithm(self._public_key))
-
-    def __repr__(self) -> str:  # never the key itself
-        return f"LocalSigner({self._algorithm})"
+        self._public_key = public_key
+        self._algorithm = _check_algorithm(public_key, algorithm or default_algorithm(public_key))
 
     @property
     def public_key(self) -> IssuerPublicKey:
@@ -127,6 +123,20 @@ class LocalSigner:
     @property
     def algorithm(self) -> str:
         return self._algorithm
+
+
+class LocalSigner(_KeyOwner):
+    """A CA private key held in memory. It is never serialised by kvca."""
+
+    def __init__(self, private_key: IssuerPrivateKey, *, algorithm: str | None = None) -> None:
+        if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise InvalidRequest(f"CA key of type {type(private_key).__name__} cannot sign certificates "
+                                 f"(use RSA or EC)", step="sign")
+        super().__init__(private_key.public_key(), algorithm)
+        self._private_key = private_key
+
+    def __repr__(self) -> str:  # never the key itself
+        return f"LocalSigner({self._algorithm})"
 
     async def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         return builder.sign(self._private_key, hash_for(self._algorithm), rsa_padding=_padding_for(self._algorithm))
@@ -212,29 +222,17 @@ def raw_to_der_ecdsa(raw: bytes, curve: ec.EllipticCurve) -> bytes:
     return encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
 
 
-class RemoteSigner:
+class RemoteSigner(_KeyOwner):
     """A CA key that stays in Key Vault; `sign(algorithm, digest)` is the keys API's sign."""
 
     def __init__(self, public_key: IssuerPublicKey, sign: SignFunction, *, algorithm: str | None = None,
                  key_id: str | None = None) -> None:
-        if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
-            raise InvalidRequest(f"CA key of type {type(public_key).__name__} cannot sign certificates "
-                                 f"(use RSA or EC)", step="sign")
-        self._public_key = public_key
+        super().__init__(public_key, algorithm)
         self._sign = sign
-        self._algorithm = _check_algorithm(public_key, algorithm or default_algorithm(public_key))
         self.key_id = key_id  # for log lines only
 
     def __repr__(self) -> str:
         return f"RemoteSigner({self._algorithm}, key_id={self.key_id!r})"
-
-    @property
-    def public_key(self) -> IssuerPublicKey:
-        return self._public_key
-
-    @property
-    def algorithm(self) -> str:
-        return self._algorithm
 
     async def sign_digest(self, data: bytes) -> bytes:
         """The DER-ready signature over `data`: hashed here, signed in the vault."""
