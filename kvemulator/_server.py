@@ -50,6 +50,16 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.
                         headers=headers)
 
 
+def _as_response(result: Any) -> web.StreamResponse:
+    """A handler's answer: a response as is, (status, body, headers), or a body for 200."""
+    if isinstance(result, web.StreamResponse):
+        return result
+    if isinstance(result, tuple):
+        status, payload, headers = result
+        return _json(status, payload, headers)
+    return _json(200, result)
+
+
 def _error(err: KvError) -> web.Response:
     return _json(err.status, err.body(), err.headers)
 
@@ -179,12 +189,7 @@ class Server:
         result = await handler(request, params, body)
         if method != "GET":
             self.vault.scan()
-        if isinstance(result, web.StreamResponse):
-            return result
-        if isinstance(result, tuple):
-            status, payload, headers = result
-            return _json(status, payload, headers)
-        return _json(200, result)
+        return _as_response(result)
 
     @staticmethod
     async def _read_json(request: web.Request) -> Any:
@@ -312,13 +317,7 @@ class Server:
     async def _control(self, request: web.Request) -> web.StreamResponse:
         handler, params = self.control_routes.find(request.method, request.path.rstrip("/"))
         body = await self._read_json(request) if request.method in ("POST", "PUT", "PATCH") else None
-        result = await handler(request, params, body)
-        if isinstance(result, web.StreamResponse):
-            return result
-        if isinstance(result, tuple):
-            status, payload, headers = result
-            return _json(status, payload, headers)
-        return _json(200, result)
+        return _as_response(await handler(request, params, body))
 
     def _add_control_routes(self) -> None:
         r, em = self.control_routes, self.em
