@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -50,8 +51,21 @@ def _subject(ca: str) -> str:
     return f"CA '{ca}'"
 
 
-def _parse_secret(ca: str, content_type: str, value: str):
-    """(private key or None, [certificates]) from the CA's secret value. Errors never quote the value."""
+def read_certificate(der: bytes, subject: str) -> x509.Certificate:
+    """A certificate the vault returned (untrusted): parsed with its extensions, or InvalidRequest."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        cert.extensions  # noqa: B018 - cryptography parses extensions lazily; a malformed one raises here
+        return cert
+    except ValueError:
+        raise InvalidRequest("the vault holds a certificate that cannot be parsed (malformed DER or extension)",
+                             subject=subject) from None
+
+
+def parse_secret(subject: str, content_type: str, value: str):
+    """(private key or None, [certificates]) from a certificate's secret value (PFX or PEM).
+
+    Errors never quote the value: it may hold a private key."""
     try:
         if "pkcs12" in content_type.lower():
             data = base64.b64decode(value, validate=False)
@@ -67,10 +81,10 @@ def _parse_secret(ca: str, content_type: str, value: str):
             end_marker = raw.index(b"PRIVATE KEY-----", raw.index(b"-----END", start)) + len(b"PRIVATE KEY-----")
             key = serialization.load_pem_private_key(raw[start:end_marker], password=None)
         return key, certs
-    except (ValueError, TypeError, binascii.Error, UnicodeError):
-        raise InvalidRequest(f"the CA's secret ({content_type or 'no content type'}) could not be read as "
-                             f"PFX or PEM", subject=_subject(ca),
-                             hint="re-import the CA with `kvca ca import`") from None
+    except (ValueError, TypeError, binascii.Error, UnicodeError, UnsupportedAlgorithm):
+        raise InvalidRequest(f"the secret ({content_type or 'no content type'}) could not be read as "
+                             f"PFX or PEM", subject=subject,
+                             hint="re-import it (`kvca ca import` for a CA)") from None
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -93,7 +107,7 @@ def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
     try:
         child.verify_directly_issued_by(parent)
         return True
-    except (ValueError, TypeError, Exception):  # InvalidSignature and unsupported algorithms alike
+    except Exception:  # InvalidSignature, unsupported algorithms, mismatched key types alike
         return False
 
 
@@ -171,7 +185,7 @@ class Authority:
                                   hint=f"name the intermediate in the {CA_TAG} tag")
         if not current.enabled:
             raise PolicyViolation("the CA certificate's current version is disabled", subject=_subject(name))
-        cert = x509.load_der_x509_certificate(current.cer)
+        cert = read_certificate(current.cer, _subject(name))
         if not _is_ca(cert):
             raise NotFound("the certificate is not a CA certificate (basicConstraints CA:FALSE or no "
                            "keyCertSign)", subject=_subject(name))
@@ -189,7 +203,7 @@ class Authority:
             chain = await self._root_from_vault(name, cert)
         if exportable or not (chain or _self_signed(cert)):
             content_type, value = await self._vault.get_secret_value(name, current.version)
-            key, certs = _parse_secret(name, content_type, value)
+            key, certs = parse_secret(_subject(name), content_type, value)
             del value  # the secret's text may hold the private key: drop the reference early
             chain = build_chain(cert, certs)
             top = chain[-1] if chain else cert
@@ -214,6 +228,6 @@ class Authority:
             return []
         if root_version.cer is None:
             return []
-        root = x509.load_der_x509_certificate(root_version.cer)
+        root = read_certificate(root_version.cer, _subject(f"{name}-root"))
         return [root] if _issued(top, root) else []
 

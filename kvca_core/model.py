@@ -128,8 +128,6 @@ class Vault(Protocol):
 
     async def delete_pending(self, name: str) -> None: ...
 
-    async def cancel_pending(self, name: str) -> None: ...
-
     def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
         """Every certificate's current version, page by page (no `cer`)."""
 

@@ -41,6 +41,7 @@ from kvca_core.errors import (
     NotManaged,
     PolicyViolation,
 )
+from kvca_core.authority import LoadedCA, parse_secret, read_certificate
 from kvca_core.events import NAME_RE, pending_request_event
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
 from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
@@ -312,11 +313,13 @@ def _pending_status(pending: PendingRequest | None) -> str:
 
 # --- signing -------------------------------------------------------------------------------------
 async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
-                policy: CertificatePolicy, ca_name: str, action: str) -> Outcome:
-    """CSR -> policy-checked leaf -> merge. Losing a merge race to another trigger is a no-op."""
+                policy: CertificatePolicy, ca_name: str, action: str, loaded: LoadedCA | None = None) -> Outcome:
+    """CSR -> policy-checked leaf -> merge. Losing a merge race to another trigger is a no-op.
+    `loaded`: the CA, when the caller has just loaded it (saves a vault round trip)."""
     if pending.csr is None:
         raise InvalidRequest("the pending request carries no CSR", subject=f"certificate '{name}'")
-    loaded = await ctx.authority.load(ca_name)
+    if loaded is None:
+        loaded = await ctx.authority.load(ca_name)
     settings = ctx.settings
     issued = await issue_leaf(
         pending.csr, ca=loaded.issuing, policy=policy_for_ca(settings.issuance_policy, ca_name),
@@ -419,7 +422,7 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome
         if not current.enabled:
             return Outcome(name, SKIPPED, version=current.version, reason="the current version is disabled")
     # The CA must be usable before anything changes in the vault.
-    await ctx.authority.load(ca_name)
+    loaded = await ctx.authority.load(ca_name)
     concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
     if (await _current(ctx, name)).version != current.version:
         return concurrent
@@ -431,14 +434,14 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome
         pending = await vault.get_pending(name)
         if pending is None or not pending.in_progress or (await _current(ctx, name)).version != current.version:
             return concurrent
-        return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
+        return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
     latest = await _current(ctx, name)
     if latest.version != current.version:
         again = await vault.get_pending(name)
         if again is not None and again.in_progress and again.request_id == pending.request_id:
             await vault.delete_pending(name)
         return Outcome(name, SKIPPED, version=latest.version, reason=concurrent.reason)
-    return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
+    return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
 
 
 async def renew(ctx, name: str, *, force: bool = False, version: str | None = None) -> Outcome:
@@ -582,6 +585,13 @@ def _precheck(request: IssueRequest, ipolicy, key: KeySpec, profile: Profile) ->
     return tuple(names)
 
 
+def _same_subject(text: str, subject: x509.Name) -> bool:
+    try:
+        return parse_subject(text) == subject
+    except KvcaError:  # the vault's spelling is untrusted too
+        return False
+
+
 async def _issue(ctx, request: IssueRequest, sign: bool) -> Outcome:
     name = _check_name(request.name)
     ca_name = _check_name(request.ca, "CA")
@@ -617,13 +627,18 @@ async def _issue(ctx, request: IssueRequest, sign: bool) -> Outcome:
         pending = await ctx.vault.create_certificate(name, policy, tags=tags)
     except Conflict:
         # A request for this name is already pending (a retried HTTP call, a crashed issue):
-        # finish it rather than refuse, if it is ours.
+        # finish it rather than refuse, if it is ours and asks for the same names.
         pending = await ctx.vault.get_pending(name)
         if pending is None or not pending.in_progress:
             raise
         current = await _current(ctx, name)
         if current.tags.get(CA_TAG) != ca_name:
             raise
+        policy = await ctx.vault.get_policy(name)
+        if sorted(policy.dns_names) != sorted(dns_names) or not _same_subject(policy.subject, x509_subject):
+            raise Conflict(f"a different request for this name is already pending (subject {policy.subject!r}, "
+                           f"DNS names {', '.join(policy.dns_names) or 'none'})", subject=f"certificate '{name}'",
+                           hint="sign or delete the pending request first")
     if not isinstance(pending, PendingRequest):
         raise Conflict("the vault completed the certificate without a pending request",
                        subject=f"certificate '{name}'")
@@ -633,7 +648,7 @@ async def _issue(ctx, request: IssueRequest, sign: bool) -> Outcome:
                 vault_name=ctx.vault.vault_name, vault_url=ctx.vault.vault_url, name=name))
             return Outcome(name, REQUESTED, reason="pending; published Kvca.CertificatePendingRequest")
         return Outcome(name, REQUESTED, reason="pending; the next sweep signs it")
-    return await _sign(ctx, name, pending, tags, await ctx.vault.get_policy(name), ca_name, ISSUED)
+    return await _sign(ctx, name, pending, tags, policy, ca_name, ISSUED, loaded)
 
 
 async def issue(ctx, request: IssueRequest, *, sign: bool = True) -> Outcome:
@@ -664,7 +679,7 @@ def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int
 
 
 def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> CertificateInfo:
-    cert = x509.load_der_x509_certificate(version.cer) if version.cer else None
+    cert = read_certificate(version.cer, f"certificate '{version.name}'") if version.cer else None
     subject = cert.subject.rfc4514_string() if cert is not None else ""
     not_after = version.expires_on or (cert.not_valid_after_utc if cert else None)
     return CertificateInfo(
@@ -717,14 +732,13 @@ async def describe(ctx, name: str) -> Description:
     pending = await ctx.vault.get_pending(name)
     now = clock.now()
     info = _info(current, now, ctx.settings.renew_before_days)
-    cert = x509.load_der_x509_certificate(current.cer) if current.cer else None
+    cert = read_certificate(current.cer, f"certificate '{name}'") if current.cer else None
     chain: tuple[str, ...] = (cert.subject.rfc4514_string(),) if cert is not None else ()
     if cert is not None:
         try:
-            from kvca_core.authority import _parse_secret  # certificates only; any key is dropped at once
             content_type, value = await ctx.vault.get_secret_value(name, current.version)
-            _key, certs = _parse_secret(name, content_type, value)
-            del _key, value
+            _key, certs = parse_secret(f"certificate '{name}'", content_type, value)
+            del _key, value  # certificates only; any key is dropped at once
             if certs:
                 chain = tuple(c.subject.rfc4514_string() for c in certs)
         except KvcaError:

@@ -298,10 +298,6 @@ class KeyVault:
         async with _calling(f"certificate '{name}'"):
             await self._certs.delete_certificate_operation(name)
 
-    async def cancel_pending(self, name: str) -> None:
-        async with _calling(f"certificate '{name}'"):
-            await self._certs.cancel_certificate_operation(name)
-
     async def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
         async with _calling("certificate list"):
             async for props in self._certs.list_properties_of_certificates(include_pending=include_pending):

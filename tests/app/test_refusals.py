@@ -145,3 +145,28 @@ async def test_describe_tells_managed_state_chain_and_when_it_renews(app, ctx):
     assert not ca.managed and "kvca-ca tag" in ca.why_not_managed
     body = json.dumps(d.to_dict())
     assert "PRIVATE" not in body
+
+
+async def test_a_retried_issue_finishes_its_own_request_but_refuses_a_different_one(app, ctx):
+    from kvca_core.errors import Conflict
+
+    await import_recipe_ca(ctx.vault, "corp-ca")
+    first = IssueRequest(name="retried", ca="corp-ca", dns_names=("retried.corp.internal",))
+    assert (await operations.issue(ctx, first, sign=False)).action == "requested"
+    before = await snapshot(ctx.vault)
+    other = IssueRequest(name="retried", ca="corp-ca", dns_names=("other.corp.internal",))
+    with pytest.raises(Conflict, match="a different request for this name is already pending"):
+        await operations.issue(ctx, other)
+    assert await snapshot(ctx.vault) == before
+    # The same request again (an HTTP retry) signs the pending one: one version, the asked-for name.
+    outcome = await operations.issue(ctx, first)
+    assert outcome.action == "issued"
+    assert (await ctx.vault.get_policy("retried")).dns_names == ("retried.corp.internal",)
+
+
+def test_a_malformed_certificate_from_the_vault_is_a_clear_error_not_a_crash():
+    from kvca_core.authority import read_certificate
+    from kvca_core.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="certificate 'broken': the vault holds a certificate that cannot"):
+        read_certificate(b"\x30\x03\x02\x01\x00", "certificate 'broken'")
