@@ -18,7 +18,7 @@ from typing import Any
 
 import azure.functions as func
 
-from blueprints.respond import error_response, json_response
+from blueprints.respond import answers, json_response
 from kvca_core import context, operations
 from kvca_core.errors import InvalidRequest
 from kvca_core.settings import Settings
@@ -49,79 +49,69 @@ def _body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any]:
 def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
-        raise InvalidRequest(f"field {key!r} must be true or false, got {value!r}", subject="request")
+        raise InvalidRequest(f"field {key!r} must be true or false, got {str(value)[:40]!r}", subject="request")
     return value
 
 
 @bp.function_name("kvca_sign")
 @bp.route(route="certificates/{name}/sign", methods=["POST"], auth_level=AUTH)
+@answers("sign")
 async def kvca_sign(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        _body(req, optional=True)
-        ctx = await context.shared()
-        outcome = await operations.sign_pending(ctx, req.route_params.get("name", ""))
-        return json_response(outcome.to_dict())
-    except Exception as exc:  # every error becomes a mapped answer, never a trace
-        return error_response(exc, operation="sign")
+    _body(req, optional=True)
+    ctx = await context.shared()
+    outcome = await operations.sign_pending(ctx, req.route_params.get("name", ""))
+    return json_response(outcome.to_dict())
 
 
 @bp.function_name("kvca_renew")
 @bp.route(route="certificates/{name}/renew", methods=["POST"], auth_level=AUTH)
+@answers("renew")
 async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        data = _body(req, optional=True)
-        unknown = sorted(set(data) - {"force", "version"})
-        if unknown:
-            raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))} (known: force, version)",
-                                 subject="request")
-        version = data.get("version")
-        if version is not None and not isinstance(version, str):
-            raise InvalidRequest("field 'version' must be a string", subject="request")
-        ctx = await context.shared()
-        outcome = await operations.renew(ctx, req.route_params.get("name", ""),
-                                         force=_flag(data, "force", True), version=version)
-        return json_response(outcome.to_dict())
-    except Exception as exc:
-        return error_response(exc, operation="renew")
+    data = _body(req, optional=True)
+    unknown = sorted(set(data) - {"force", "version"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))} (known: force, version)",
+                             subject="request")
+    version = data.get("version")
+    if version is not None and not isinstance(version, str):
+        raise InvalidRequest("field 'version' must be a string", subject="request")
+    ctx = await context.shared()
+    outcome = await operations.renew(ctx, req.route_params.get("name", ""),
+                                     force=_flag(data, "force", True), version=version)
+    return json_response(outcome.to_dict())
 
 
 @bp.function_name("kvca_issue")
 @bp.route(route="certificates", methods=["POST"], auth_level=AUTH)
+@answers("issue")
 async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        data = _body(req, optional=False)
-        sign = _flag(data, "sign", True)
-        request = operations.IssueRequest.from_mapping(data)
-        ctx = await context.shared()
-        outcome = await operations.issue(ctx, request, sign=sign)
-        return json_response(outcome.to_dict(), 201 if outcome.action in ("issued", "requested") else 200)
-    except Exception as exc:
-        return error_response(exc, operation="issue")
+    data = _body(req, optional=False)
+    sign = _flag(data, "sign", True)
+    request = operations.IssueRequest.from_mapping(data)
+    ctx = await context.shared()
+    outcome = await operations.issue(ctx, request, sign=sign)
+    return json_response(outcome.to_dict(), 201 if outcome.action in ("issued", "requested") else 200)
 
 
 @bp.function_name("kvca_inventory")
 @bp.route(route="certificates", methods=["GET"], auth_level=AUTH)
+@answers("inventory")
 async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        raw = req.params.get("expiring_within_days")
-        days = None
-        if raw is not None:
-            if not raw.isdigit() or len(raw) > 6:
-                raise InvalidRequest(f"expiring_within_days={raw[:20]!r} must be a whole number of days",
-                                     subject="request")
-            days = int(raw)
-        ctx = await context.shared()
-        items = await operations.inventory(ctx, expiring_within_days=days)
-        return json_response({"certificates": [i.to_dict() for i in items]})
-    except Exception as exc:
-        return error_response(exc, operation="inventory")
+    raw = req.params.get("expiring_within_days")
+    days = None
+    if raw is not None:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:  # "²".isdigit() is True
+            raise InvalidRequest(f"expiring_within_days={raw[:20]!r} must be a whole number of days",
+                                 subject="request")
+        days = int(raw)
+    ctx = await context.shared()
+    items = await operations.inventory(ctx, expiring_within_days=days)
+    return json_response({"certificates": [i.to_dict() for i in items]})
 
 
 @bp.function_name("kvca_health")
 @bp.route(route="health", methods=["GET"], auth_level=AUTH)
+@answers("health")
 async def kvca_health(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        settings = Settings.from_env()  # reports every missing or malformed setting at once
-        return json_response({"status": "ok", "vault": settings.vault_name})
-    except Exception as exc:
-        return error_response(exc, operation="health")
+    settings = Settings.from_env()  # reports every missing or malformed setting at once
+    return json_response({"status": "ok", "vault": settings.vault_name})

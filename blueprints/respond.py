@@ -7,10 +7,11 @@ never key material (messages are built from names, versions and serials).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
@@ -41,3 +42,18 @@ def error_response(exc: BaseException, *, operation: str) -> func.HttpResponse:
     logger.error("kvca http op=%s status=500 kind=%s", operation, type(exc).__name__, exc_info=exc)
     return json_response({"error": "InternalError",
                           "message": f"{operation}: unexpected error; see the function's log"}, 500)
+
+
+def answers(operation: str):
+    """Wrap an HTTP handler so every exception becomes the mapped answer above, never a trace.
+
+    functools.wraps keeps the handler's signature, which azure-functions reads for its bindings."""
+    def wrap(handler: Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]):
+        @functools.wraps(handler)
+        async def handle(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                return await handler(req)
+            except Exception as exc:  # every error becomes a mapped answer
+                return error_response(exc, operation=operation)
+        return handle
+    return wrap

@@ -111,9 +111,10 @@ async def test_inventory_lists_managed_certificates_with_days_left_and_state(app
     status, body, _ = await call_http("kvca_inventory", "GET", "certificates",
                                       params={"expiring_within_days": "10"})
     assert [(i["name"], i["state"]) for i in body["certificates"]] == [("short", "due")]
-    status, body, _ = await call_http("kvca_inventory", "GET", "certificates",
-                                      params={"expiring_within_days": "soon"})
-    assert status == 400
+    for bad in ("soon", "²", "-1"):  # "²".isdigit() is True in Python, int("²") is not
+        status, body, _ = await call_http("kvca_inventory", "GET", "certificates",
+                                          params={"expiring_within_days": bad})
+        assert status == 400 and body["error"] == "InvalidRequest", bad
 
 
 async def test_health_is_ok_with_valid_settings_and_names_a_missing_one(app, monkeypatch):
