@@ -18,7 +18,6 @@ function_app.py registers, and they call kvca_core.operations.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import json
 import logging
@@ -62,13 +61,6 @@ def _grid_event(raw: dict) -> func.EventGridEvent:
                                event_time=None, data_version=raw.get("dataVersion", "1"))
 
 
-def _certs_from_secret(content_type: str, value: str) -> list[x509.Certificate]:
-    if "pkcs12" in content_type:
-        _key, cert, extra = pkcs12.load_key_and_certificates(base64.b64decode(value), None)
-        return [c for c in (cert, *(extra or [])) if c is not None]
-    return x509.load_pem_x509_certificates(value.encode())
-
-
 def _openssl_verify(chain: list[x509.Certificate], root: x509.Certificate, at: dt.datetime, tmp: Path) -> str:
     (tmp / "root.pem").write_bytes(root.public_bytes(Encoding.PEM))
     (tmp / "leaf.pem").write_bytes(chain[0].public_bytes(Encoding.PEM))
@@ -96,6 +88,7 @@ async def _recipe_pfx(name: str):
 
 async def demo(em, work: Path) -> int:
     from kvca_core import clock, context, operations
+    from kvca_core.authority import parse_secret
     from kvca_core.ca import create_ca, import_ca
     from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
 
@@ -152,7 +145,7 @@ async def demo(em, work: Path) -> int:
         for name, row in rows.items():
             current = await ctx.vault.get_certificate(name)
             leaf = x509.load_der_x509_certificate(current.cer)
-            chain = _certs_from_secret(*await ctx.vault.get_secret_value(name, current.version))
+            chain = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name, current.version))[1]
             row[f"{stage}_serial"] = format(leaf.serial_number, "x")[:10]
             row[f"{stage}_until"] = f"{leaf.not_valid_after_utc:%Y-%m-%d}"
             row[f"{stage}_verify"] = _openssl_verify(chain, roots[row["ca"]], clock.now(), work)

@@ -3,7 +3,6 @@ values, build CAs the recipe's way, and check chains with `openssl verify`."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import subprocess
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 import function_app
 from kvca_core import clock
+from kvca_core.authority import parse_secret
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root
 
 
@@ -84,16 +84,9 @@ async def import_recipe_ca(vault, name: str, *, key: str = "ec", years: int = 10
     return root
 
 
-def certs_from_secret(content_type: str, value: str) -> list[x509.Certificate]:
-    if "pkcs12" in content_type:
-        _key, cert, extra = pkcs12.load_key_and_certificates(base64.b64decode(value), None)
-        return [c for c in (cert, *(extra or [])) if c is not None]
-    return x509.load_pem_x509_certificates(value.encode())
-
-
 async def chain_from_vault(vault, name: str, version: str | None = None) -> list[x509.Certificate]:
     content_type, value = await vault.get_secret_value(name, version)
-    return certs_from_secret(content_type, value)
+    return parse_secret(f"certificate '{name}'", content_type, value)[1]
 
 
 def openssl_verify(chain: list[x509.Certificate], root: x509.Certificate) -> str:
