@@ -65,6 +65,7 @@ class Emulator:
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._saved_generation = -1
+        self._save_lock = threading.Lock()
         self.url = ""
         self.ca_path = self.tls_dir / "ca.pem"
         self.identity_endpoint = ""
@@ -173,8 +174,10 @@ class Emulator:
         while True:
             await asyncio.sleep(SAVE_INTERVAL)
             if self._vault.generation != self._saved_generation:
+                data, generation = self._snapshot()
                 try:
-                    self._save_state()
+                    # The file write and fsync off the loop: requests keep flowing meanwhile.
+                    await asyncio.to_thread(self._write_state, data, generation, final=False)
                 except OSError:
                     log.exception("saving the state file failed")
 
@@ -205,22 +208,36 @@ class Emulator:
 
     def _save_state(self) -> None:
         """Write the vault (its private keys included) to the --state file, mode 0600."""
-        assert self.state_path is not None
+        self._write_state(*self._snapshot(), final=True)
+
+    def _snapshot(self) -> tuple[bytes, int]:
         with self._vault.lock:
             state = self._vault.dump()
             generation = self._vault.generation
         state["clock_offset_seconds"] = self.clock.offset_seconds
-        data = json.dumps(state).encode()
-        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.state_path)
-        self._saved_generation = generation
+        return json.dumps(state).encode(), generation
+
+    def _write_state(self, data: bytes, generation: int, *, final: bool) -> None:
+        """Atomically replace the state file: a fresh mode-0600 temporary file (mkstemp:
+        O_EXCL, so no symlink planted at a known name is followed), fsync, rename."""
+        assert self.state_path is not None
+        with self._save_lock:
+            # A periodic save still running when the final one has written must not
+            # put back an older vault.
+            if not final and generation <= self._saved_generation:
+                return
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.state_path.name}.", suffix=".tmp",
+                                       dir=self.state_path.parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, self.state_path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)  # never leave keys behind in a stray file
+                raise
+            self._saved_generation = generation
 
     def _load_state(self) -> None:
         assert self.state_path is not None
@@ -228,9 +245,14 @@ class Emulator:
         if mode & 0o077:
             log.warning("state file %s is readable by others (mode %o); it holds private keys",
                         self.state_path, mode)
-        state = json.loads(self.state_path.read_text())
-        self._vault.load(state)
-        offset = float(state.get("clock_offset_seconds", 0))
+        try:
+            state = json.loads(self.state_path.read_text())
+            self._vault.load(state)
+            offset = float(state.get("clock_offset_seconds", 0))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # Only the exception's type: its text could quote the file (private keys).
+            raise ValueError(f"{self.state_path} is not a readable kvemulator state file "
+                             f"({type(exc).__name__})") from None
         if offset:
             self.clock.set(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset))
         self._saved_generation = self._vault.generation

@@ -99,6 +99,31 @@ def test_cli_with_state_survives_restart(tmp_path):
     assert proc.returncode == 0
 
 
+@pytest.mark.parametrize("content", ['{"format": 1}', '{"format": 1, "certificates": [{"name": 3}]}',
+                                     "[]", "{not json"], ids=["missing-keys", "bad-entry", "list", "not-json"])
+def test_unreadable_state_file_is_a_clear_start_error_not_a_traceback(tmp_path, content):
+    state = tmp_path / "broken.json"
+    state.write_text(content)
+    with pytest.raises(ValueError, match="not a readable kvemulator state file"):
+        Emulator(tls_dir=tmp_path / "tls", state_path=state)
+    proc = subprocess.run([sys.executable, "-m", "kvemulator", "--port", "0", "--tls-dir",
+                           str(tmp_path / "tls"), "--state", str(state)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_state_saves_leave_only_the_state_file_behind(tmp_path):
+    state = tmp_path / "vault.json"
+    with Emulator(tls_dir=tmp_path / "tls", state_path=state) as em:
+        with SecretClient(em.url, em.credential(), **em.client_kwargs()) as secrets:
+            for n in range(3):
+                secrets.set_secret(f"s{n}", "value")
+                em._save_state()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tls", "vault.json"]
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+
+
 class _Cred:
     def get_token(self, *scopes, **kwargs):
         from azure.core.credentials import AccessToken
