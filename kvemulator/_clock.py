@@ -7,6 +7,12 @@ import threading
 from typing import Callable
 
 
+# Certificates need epoch seconds (>= 1970) and room for their validity after "now"
+# (validity_months is at most 1200: 100 years) below datetime's year 9999.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
+
+
 class EmulatorClock:
     """`now()` is real time shifted by an offset; `advance`/`set` move the offset.
 
@@ -27,11 +33,14 @@ class EmulatorClock:
 
     def advance(self, *, days: float = 0, hours: float = 0, minutes: float = 0,
                 seconds: float = 0) -> dt.datetime:
-        step = dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        try:
+            step = dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        except OverflowError:
+            raise ValueError("the clock step is too large") from None
         if step < dt.timedelta(0):
             raise ValueError("the emulator clock only moves forward with advance(); use set()")
         with self._lock:
-            self._offset += step
+            self._offset = self._checked(self._offset + step)
         self._changed()
         return self.now()
 
@@ -39,9 +48,21 @@ class EmulatorClock:
         if when.tzinfo is None:
             raise ValueError("clock.set() needs a timezone-aware datetime")
         with self._lock:
-            self._offset = when - dt.datetime.now(dt.timezone.utc)
+            self._offset = self._checked(when - dt.datetime.now(dt.timezone.utc))
         self._changed()
         return self.now()
+
+    @staticmethod
+    def _checked(offset: dt.timedelta) -> dt.timedelta:
+        """Refuse an offset before the clock takes it: near datetime's limits every later
+        now() would overflow and the whole emulator would answer 500 from then on."""
+        try:
+            when = dt.datetime.now(dt.timezone.utc) + offset
+        except OverflowError:
+            when = None
+        if when is None or not EARLIEST <= when <= LATEST:
+            raise ValueError(f"the emulator clock must stay between {EARLIEST:%Y} and {LATEST:%Y}")
+        return offset
 
     def reset(self) -> None:
         """Back to real time (no events: going back fires nothing)."""

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -77,10 +77,16 @@ def key_spec_of(key: Any) -> tuple[str, int | None, str | None]:
     raise bad_parameter("Only RSA and EC keys are supported.")
 
 
-def same_public_key(a: Any, b: Any) -> bool:
+def cert_has_key(cert: x509.Certificate, key: PrivateKey) -> bool:
+    """Whether `cert` certifies `key` (False, not an error, for a certificate whose key
+    algorithm cryptography cannot load: an outside certificate may carry anything)."""
+    try:
+        cert_public = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return False
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    return (a.public_bytes(serialization.Encoding.DER, fmt)
-            == b.public_bytes(serialization.Encoding.DER, fmt))
+    return (cert_public.public_bytes(serialization.Encoding.DER, fmt)
+            == key.public_key().public_bytes(serialization.Encoding.DER, fmt))
 
 
 def key_to_pem(key: PrivateKey) -> str:
@@ -461,12 +467,15 @@ def secret_value(key: PrivateKey | None, chain: list[x509.Certificate], content_
     return base64.b64encode(pfx).decode()
 
 
-def check_import_key(key: PrivateKey | None, leaf: x509.Certificate) -> None:
+def import_leaf(key: PrivateKey | None, certs: list[x509.Certificate]) -> x509.Certificate:
+    """The certificate of the imported key (a PFX or PEM may list its chain in any order)."""
     if key is None:
         raise bad_parameter("Private key is not specified in the specified X.509 certificate content. "
                             "Please specify private key in the X.509 certificate content.")
-    if not same_public_key(key.public_key(), leaf.public_key()):
+    leaf = next((cert for cert in certs if cert_has_key(cert, key)), None)
+    if leaf is None:
         raise KvError(400, "BadParameter", MISMATCH_MESSAGE)
+    return leaf
 
 
 MISMATCH_MESSAGE = ("The public key of the end-entity certificate in the specified X.509 "

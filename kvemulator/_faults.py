@@ -65,6 +65,8 @@ class Faults:
             raise ValueError("give a fault either rate or count, not both")
         if float(retry_after) < 0 or float(seconds) < 0:
             raise ValueError("retry_after and seconds must not be negative")
+        if method is not None and not isinstance(method, str):
+            raise ValueError(f"fault method {method!r} must be a string such as GET")
         pattern = re.compile(route) if route else None
         with self._lock:
             fault = Fault(next(self._ids), kind, pattern, method.upper() if method else None,
@@ -133,15 +135,19 @@ class Throttle:
         self.limits = dict(LIMITS)
 
     def set(self, enabled: bool, limits: dict[str, int] | None = None) -> None:
+        # Check everything first: a refused request must leave the throttle as it was.
+        new_limits = dict(LIMITS)
+        if limits:
+            if not isinstance(limits, dict):
+                raise ValueError("throttling limits must be an object of class: count")
+            for name, value in limits.items():
+                if name not in LIMITS:
+                    raise ValueError(f"throttling class {name!r} is not one of {', '.join(LIMITS)}")
+                new_limits[name] = int(value)
         with self._lock:
             self.enabled = bool(enabled)
             self._windows.clear()
-            self.limits = dict(LIMITS)
-            if limits:
-                for name, value in limits.items():
-                    if name not in LIMITS:
-                        raise ValueError(f"throttling class {name!r} is not one of {', '.join(LIMITS)}")
-                    self.limits[name] = int(value)
+            self.limits = new_limits
 
     def check(self, method: str, path: str) -> float | None:
         """None when allowed, else the seconds until the window resets (Retry-After)."""

@@ -39,6 +39,7 @@ UNAUTHORIZED = {"error": {"code": "Unauthorized",
 INTERNAL = {"error": {"code": "InternalServerError",
                       "message": "The emulator failed to handle the request; see its log."}}
 MAX_BODY = 1024 * 1024
+MAX_DEPTH = 32
 
 Handler = Callable[[web.Request, dict[str, str], Any], Awaitable[tuple[int, Any, dict[str, str]] | Any]]
 
@@ -200,9 +201,14 @@ class Server:
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." deeper than the stack
             raise bad_parameter("The request body is not valid JSON.") from None
+        if _too_deep(body, MAX_DEPTH):
+            # Key Vault bodies nest a few levels; deeper ones would exhaust the recursion of
+            # the validators (a 500) instead of getting the service's 400.
+            raise bad_parameter(f"The request body nests deeper than {MAX_DEPTH} levels.")
+        return body
 
     def _next_url(self, request: web.Request, *keep: str) -> Callable[[int], str]:
         def build(skip: int) -> str:
@@ -348,7 +354,7 @@ class Server:
                     step = _control_body(b.get("advance"))
                     em.clock.advance(**{k: float(step[k]) for k in ("days", "hours", "minutes", "seconds")
                                         if k in step})
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise bad_parameter(f"Invalid clock request: {exc}") from None
             return await clock_get(req, p, b)
 
@@ -376,7 +382,7 @@ class Server:
                 raise bad_parameter(f"Unknown fault field(s): {', '.join(sorted(unknown))}.")
             try:
                 return 201, {"id": em.faults.add(**b)}, {}
-            except (TypeError, ValueError, re.error) as exc:
+            except (TypeError, ValueError, OverflowError, re.error) as exc:
                 raise bad_parameter(f"Invalid fault: {exc}") from None
 
         async def faults_clear(req: web.Request, p: dict[str, str], b: Any) -> Any:
@@ -387,7 +393,7 @@ class Server:
             b = _control_body(b)
             try:
                 em.throttling(bool(b.get("enabled", True)), b.get("limits"))
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise bad_parameter(f"Invalid throttling request: {exc}") from None
             return 204, None, {}
 
@@ -446,6 +452,20 @@ class Server:
         return _json(200, {"access_token": f"kvemulator.{secrets.token_urlsafe(16)}",
                            "expires_on": str(expires_on), "resource": resource,
                            "token_type": "Bearer", "client_id": TENANT})
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests more than `limit` arrays/objects (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 async def _const(value: Any) -> Any:

@@ -159,6 +159,10 @@ def _str_list(value: Any, what: str) -> list[str]:
     return list(value)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _drop_none(value: Any) -> Any:
     """JSON nulls mean "not given" (the service treats an explicit null like an absent field)."""
     if isinstance(value, dict):
@@ -187,19 +191,22 @@ def normalize_policy(raw: Any, *, default_issuer: str | None = None,
     if hsm and exportable:
         raise bad_parameter("Exportable keys are not supported for HSM key types.")
     key_props["exportable"] = exportable
+    size = kp.get("key_size")
+    if size is not None and not _is_int(size):  # 2048.0 would pass `in RSA_SIZES` and break keygen
+        raise bad_parameter(f"Property policy.key_props.key_size must be an integer, not {size!r}.")
     if kty.startswith("RSA"):
-        size = kp.get("key_size") or 2048
+        size = size or 2048
         if size not in kc.RSA_SIZES:
             raise bad_parameter(f"Invalid key size {size!r} for RSA keys (2048, 3072 or 4096).")
         key_props["key_size"] = size
     else:
         crv = kp.get("crv")
-        if crv is None and kp.get("key_size") is not None:
-            crv = kc.CURVE_BY_SIZE.get(kp.get("key_size"))
+        if crv is None and size is not None:
+            crv = kc.CURVE_BY_SIZE.get(size)
             if crv is None:
-                raise bad_parameter(f"Invalid key size {kp.get('key_size')!r} for EC keys.")
+                raise bad_parameter(f"Invalid key size {size!r} for EC keys.")
         crv = crv or "P-256"
-        if crv not in kc.CURVES:
+        if not isinstance(crv, str) or crv not in kc.CURVES:
             raise bad_parameter(f"Invalid curve name '{crv}' (P-256, P-384, P-521 or P-256K).")
         key_props["crv"] = crv
     reuse = kp.get("reuse_key", False)
@@ -251,14 +258,14 @@ def normalize_policy(raw: Any, *, default_issuer: str | None = None,
     except ValueError as exc:
         raise bad_parameter(f"Invalid subject alternative name in policy.x509_props.sans: {exc}") from None
     months = xp.get("validity_months", 12)
-    if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 1200:
+    if not _is_int(months) or not 1 <= months <= 1200:
         raise bad_parameter(f"Invalid validity_months {months!r} (1 to 1200).")
     x509_props["validity_months"] = months
 
     issuer_in = _obj(policy.get("issuer"), "policy.issuer")
     issuer_name = issuer_in.get("name") or default_issuer
-    if not issuer_name:
-        raise bad_parameter("Property policy.issuer.name is required.")
+    if not issuer_name or not isinstance(issuer_name, str):
+        raise bad_parameter("Property policy.issuer.name is required and must be a string.")
     if issuer_name.lower() not in ("self", "unknown"):
         raise bad_parameter(f"Issuer '{issuer_name}' is not supported by this emulator "
                             "(only Self and Unknown).")
@@ -285,9 +292,7 @@ def normalize_policy(raw: Any, *, default_issuer: str | None = None,
                                     "(EmailContacts or AutoRenew).")
             clean_trigger = {k: trigger[k] for k in ("lifetime_percentage", "days_before_expiry")
                              if trigger.get(k) is not None}
-            if len(clean_trigger) != 1 or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v > 0
-                    for v in clean_trigger.values()):
+            if len(clean_trigger) != 1 or not all(_is_int(v) and v > 0 for v in clean_trigger.values()):
                 raise bad_parameter("Each lifetime action needs exactly one positive trigger: "
                                     "lifetime_percentage or days_before_expiry.")
             actions.append({"trigger": clean_trigger,
@@ -313,8 +318,7 @@ def _attrs_in(body: dict[str, Any], field: str = "attributes") -> dict[str, Any]
         raise bad_parameter(f"Property {field}.enabled must be a boolean.")
     for name in ("nbf", "exp"):
         value = attrs.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not 0 <= value < 2**40):
+        if value is not None and (not _is_int(value) or not 0 <= value < 2**40):
             raise bad_parameter(f"Property {field}.{name} must be a time in epoch seconds.")
     return attrs
 
@@ -432,9 +436,34 @@ class Vault:
             body["pending"] = {"id": f"{base}/certificates/{cert.name}/pending"}
         return body
 
-    def _deleted_fields(self, name: str, obj: Certificate | Secret, kind: str) -> dict[str, Any]:
-        return {"recoveryId": f"{self.base_url}/deleted{kind}/{name}",
+    def _deleted_fields(self, obj: Certificate | Secret, kind: str) -> dict[str, Any]:
+        return {"recoveryId": f"{self.base_url}/deleted{kind}/{obj.name}",
                 "deletedDate": obj.deleted, "scheduledPurgeDate": obj.purge_at}
+
+    # Soft delete works alike for certificates and plain secrets: these serve both.
+
+    def _soft_delete(self, live: dict[str, Any], deleted: dict[str, Any], obj: Certificate | Secret) -> None:
+        now = self.now()
+        obj.deleted, obj.purge_at = now, now + RECOVERABLE_DAYS * 86400
+        deleted[obj.name.lower()] = live.pop(obj.name.lower())
+        self._touch()
+
+    def _recover(self, live: dict[str, Any], deleted: dict[str, Any], obj: Certificate | Secret) -> None:
+        obj.deleted = obj.purge_at = None
+        live[obj.name.lower()] = deleted.pop(obj.name.lower())
+        self._touch()
+
+    @staticmethod
+    def _find_deleted(deleted: dict[str, Any], name: str, kind: str) -> Any:
+        check_name(name)
+        obj = deleted.get(name.lower())
+        if obj is None:
+            raise KvError(404, f"{kind}NotFound", f"Deleted {kind} not found: {name}")
+        return obj
+
+    def _purge(self, deleted: dict[str, Any], name: str, kind: str) -> None:
+        del deleted[self._find_deleted(deleted, name, kind).name.lower()]
+        self._touch()
 
     def _op_json(self, cert: Certificate) -> dict[str, Any]:
         op = cert.op
@@ -499,7 +528,10 @@ class Vault:
 
     def commit_create(self, plan: CreatePlan, key: Any) -> dict[str, Any]:
         policy = plan.policy
+        # Everything that signs (or could fail) before the lock and before any change.
         csr = kc.build_csr(key, policy["x509_props"])
+        self_cert = (kc.self_signed(key, policy["x509_props"], self._now())
+                     if policy["issuer"]["name"] == "Self" else None)
         with self.lock:
             self._check_can_add_version(plan.name)
             now = self.now()
@@ -521,11 +553,11 @@ class Vault:
                        "status_details": "Pending certificate created. Please Perform Merge to "
                                          "complete the request."}
             answer = self._op_json(cert)
-            if policy["issuer"]["name"] == "Self":
+            if self_cert is not None:
                 # The service answers inProgress and completes moments later; the SDK's
                 # poller relies on that (it only fetches the certificate after a poll that
                 # reads "completed"). Here it is complete at once; the next GET says so.
-                ver.cert = kc.self_signed(key, policy["x509_props"], self._now())
+                ver.cert = self_cert
                 cert.op["status"] = "completed"
                 cert.op["status_details"] = None
                 self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
@@ -589,7 +621,7 @@ class Vault:
                                     f"{cert.op['status']}; it can no longer be merged.")
             ver = cert.versions[cert.op["version"]]
             leaf = chain_in[0]
-            if not kc.same_public_key(leaf.public_key(), ver.key.public_key()):
+            if not kc.cert_has_key(leaf, ver.key):
                 raise KvError(400, "BadParameter", kc.MISMATCH_MESSAGE)
             ver.cert = leaf
             ver.chain = kc.order_chain(leaf, chain_in[1:])[1:]
@@ -612,11 +644,8 @@ class Vault:
         if password is not None and not isinstance(password, str):
             raise bad_parameter("Property pwd must be a string.")
         key, certs, detected = kc.parse_import(body.get("value"), password)
-        if key is None:
-            kc.check_import_key(None, certs[0])
-        leaf = next((c for c in certs if kc.same_public_key(c.public_key(), key.public_key())), None)
-        if leaf is None:
-            raise KvError(400, "BadParameter", kc.MISMATCH_MESSAGE)
+        leaf = kc.import_leaf(key, certs)
+        assert key is not None  # import_leaf refused a missing key
         others = [c for c in certs if c is not leaf]
         kty, size, crv = kc.key_spec_of(key)
         attrs = _attrs_in(body)
@@ -633,7 +662,10 @@ class Vault:
                 if not merged["x509_props"].get("subject"):
                     merged["x509_props"]["subject"] = kc.x509_props_of(leaf)["subject"]
             kp = dict(merged.get("key_props") or {})
-            kp.update(kty=kty if not kp.get("kty", "").endswith("-HSM") else f"{kty}-HSM")
+            asked = kp.get("kty", "")
+            if not isinstance(asked, str):
+                raise bad_parameter("Property policy.key_props.kty must be a string.")
+            kp.update(kty=f"{kty}-HSM" if asked.endswith("-HSM") else kty)
             kp.pop("key_size", None)
             kp.pop("crv", None)
             if size:
@@ -690,7 +722,7 @@ class Vault:
                     item["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
                     item["subject"] = kc.subject_text(ver.cert.subject)
                 if deleted:
-                    item.update(self._deleted_fields(cert.name, cert, "certificates"))
+                    item.update(self._deleted_fields(cert, "certificates"))
                 items.append(item)
             return _page(items, maxresults, skip, next_url)
 
@@ -740,52 +772,34 @@ class Vault:
 
     # ------------------------------------------------------------ certificates: soft delete
 
+    def _cert_json(self, cert: Certificate) -> dict[str, Any]:
+        """The bundle of the current version (or the pending one), policy included."""
+        ver = cert.current() or cert.latest_any()
+        assert ver is not None  # a certificate never outlives its last version
+        body = self._bundle(cert, ver, with_policy=True)
+        if cert.deleted is not None:
+            body.update(self._deleted_fields(cert, "certificates"))
+        return body
+
     def delete_certificate(self, name: str) -> dict[str, Any]:
         with self.lock:
             cert = self._cert(name)
-            ver = cert.current() or cert.latest_any()
-            assert ver is not None
-            now = self.now()
-            cert.deleted, cert.purge_at = now, now + RECOVERABLE_DAYS * 86400
-            del self.certs[name.lower()]
-            self.deleted_certs[name.lower()] = cert
-            self._touch()
-            body = self._bundle(cert, ver, with_policy=True)
-            body.update(self._deleted_fields(cert.name, cert, "certificates"))
-            return body
-
-    def _deleted_cert(self, name: str) -> Certificate:
-        check_name(name)
-        cert = self.deleted_certs.get(name.lower())
-        if cert is None:
-            raise KvError(404, "CertificateNotFound", f"Deleted Certificate not found: {name}")
-        return cert
+            self._soft_delete(self.certs, self.deleted_certs, cert)
+            return self._cert_json(cert)
 
     def get_deleted_certificate(self, name: str) -> dict[str, Any]:
         with self.lock:
-            cert = self._deleted_cert(name)
-            ver = cert.current() or cert.latest_any()
-            assert ver is not None
-            body = self._bundle(cert, ver, with_policy=True)
-            body.update(self._deleted_fields(cert.name, cert, "certificates"))
-            return body
+            return self._cert_json(self._find_deleted(self.deleted_certs, name, "Certificate"))
 
     def recover_certificate(self, name: str) -> dict[str, Any]:
         with self.lock:
-            cert = self._deleted_cert(name)
-            del self.deleted_certs[name.lower()]
-            cert.deleted = cert.purge_at = None
-            self.certs[name.lower()] = cert
-            self._touch()
-            ver = cert.current() or cert.latest_any()
-            assert ver is not None
-            return self._bundle(cert, ver, with_policy=True)
+            cert = self._find_deleted(self.deleted_certs, name, "Certificate")
+            self._recover(self.certs, self.deleted_certs, cert)
+            return self._cert_json(cert)
 
     def purge_certificate(self, name: str) -> None:
         with self.lock:
-            self._deleted_cert(name)
-            del self.deleted_certs[name.lower()]
-            self._touch()
+            self._purge(self.deleted_certs, name, "Certificate")
 
     # ------------------------------------------------------------ secrets
 
@@ -888,7 +902,7 @@ class Vault:
                 item = self._secret_json(secret, ver, with_value=False)
                 item["id"] = f"{self.base_url}/secrets/{secret.name}"
                 if deleted:
-                    item.update(self._deleted_fields(secret.name, secret, "secrets"))
+                    item.update(self._deleted_fields(secret, "secrets"))
                 items.append((key, item))
             if not deleted:
                 for key, cert in self.certs.items():
@@ -920,6 +934,9 @@ class Vault:
         body = _body(body)
         attrs = _attrs_in(body)
         tags = _tags_in(body)
+        content_type = body.get("contentType")
+        if content_type is not None and not isinstance(content_type, str):
+            raise bad_parameter("Property contentType must be a string.")
         with self.lock:
             check_name(name)
             secret = self.secrets.get(name.lower())
@@ -937,7 +954,7 @@ class Vault:
                 if field in attrs:
                     setattr(ver, field, attrs[field])
             if "contentType" in body:
-                ver.content_type = body["contentType"]
+                ver.content_type = content_type
             if tags is not None:
                 ver.tags = tags
             ver.updated = self.now()
@@ -954,49 +971,31 @@ class Vault:
                     raise KvError(403, "Forbidden", "Operation delete is not allowed on a managed "
                                   "secret; delete the certificate instead.")
                 raise not_found("Secret", name)
-            now = self.now()
-            secret.deleted, secret.purge_at = now, now + RECOVERABLE_DAYS * 86400
-            del self.secrets[key]
-            self.deleted_secrets[key] = secret
-            self._touch()
-            ver = secret.current()
-            assert ver is not None
-            body = self._secret_json(secret, ver, with_value=False)
-            body.update(self._deleted_fields(secret.name, secret, "secrets"))
-            return body
+            self._soft_delete(self.secrets, self.deleted_secrets, secret)
+            return self._current_secret_json(secret)
 
-    def _deleted_secret(self, name: str) -> Secret:
-        check_name(name)
-        secret = self.deleted_secrets.get(name.lower())
-        if secret is None:
-            raise KvError(404, "SecretNotFound", f"Deleted Secret not found: {name}")
-        return secret
+    def _current_secret_json(self, secret: Secret) -> dict[str, Any]:
+        """The current version without its value (and the deleted fields when deleted)."""
+        ver = secret.current()
+        assert ver is not None  # a secret always has a version
+        body = self._secret_json(secret, ver, with_value=False)
+        if secret.deleted is not None:
+            body.update(self._deleted_fields(secret, "secrets"))
+        return body
 
     def get_deleted_secret(self, name: str) -> dict[str, Any]:
         with self.lock:
-            secret = self._deleted_secret(name)
-            ver = secret.current()
-            assert ver is not None
-            body = self._secret_json(secret, ver, with_value=False)
-            body.update(self._deleted_fields(secret.name, secret, "secrets"))
-            return body
+            return self._current_secret_json(self._find_deleted(self.deleted_secrets, name, "Secret"))
 
     def recover_secret(self, name: str) -> dict[str, Any]:
         with self.lock:
-            secret = self._deleted_secret(name)
-            del self.deleted_secrets[name.lower()]
-            secret.deleted = secret.purge_at = None
-            self.secrets[name.lower()] = secret
-            self._touch()
-            ver = secret.current()
-            assert ver is not None
-            return self._secret_json(secret, ver, with_value=False)
+            secret = self._find_deleted(self.deleted_secrets, name, "Secret")
+            self._recover(self.secrets, self.deleted_secrets, secret)
+            return self._current_secret_json(secret)
 
     def purge_secret(self, name: str) -> None:
         with self.lock:
-            self._deleted_secret(name)
-            del self.deleted_secrets[name.lower()]
-            self._touch()
+            self._purge(self.deleted_secrets, name, "Secret")
 
     # ------------------------------------------------------------ keys (the certificates' keys)
 
@@ -1178,9 +1177,12 @@ class Vault:
                 secret.versions[v["version"]] = SecretVersion(**v)
             return secret
 
+        # Read everything before replacing anything: a bad file leaves the vault as it was.
+        certs = {c["name"].lower(): cert_from(c) for c in state["certificates"]}
+        deleted_certs = {c["name"].lower(): cert_from(c) for c in state["deleted_certificates"]}
+        secrets = {s["name"].lower(): secret_from(s) for s in state["secrets"]}
+        deleted_secrets = {s["name"].lower(): secret_from(s) for s in state["deleted_secrets"]}
         with self.lock:
-            self.certs = {c["name"].lower(): cert_from(c) for c in state["certificates"]}
-            self.deleted_certs = {c["name"].lower(): cert_from(c) for c in state["deleted_certificates"]}
-            self.secrets = {s["name"].lower(): secret_from(s) for s in state["secrets"]}
-            self.deleted_secrets = {s["name"].lower(): secret_from(s) for s in state["deleted_secrets"]}
+            self.certs, self.deleted_certs = certs, deleted_certs
+            self.secrets, self.deleted_secrets = secrets, deleted_secrets
             self._touch()

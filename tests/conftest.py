@@ -30,6 +30,15 @@ class KvClients:
     secrets: Any
     keys: Any
 
+    @classmethod
+    def build(cls, emulator: Emulator, credential: Any, classes: tuple[type, type, type]) -> "KvClients":
+        """The three clients (sync or aio classes, in field order) pointed at `emulator`."""
+        kwargs = emulator.client_kwargs()
+        return cls(*(client(emulator.url, credential, **kwargs) for client in classes))
+
+    def all(self) -> tuple[Any, Any, Any]:
+        return self.certificates, self.secrets, self.keys
+
 
 @pytest.fixture(scope="session")
 def emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
@@ -63,25 +72,20 @@ def emulator_environ(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> dic
 
 @pytest.fixture
 def kv_clients(emulator: Emulator) -> Iterator[KvClients]:
-    cred, kwargs = emulator.credential(), emulator.client_kwargs()
-    clients = KvClients(CertificateClient(emulator.url, cred, **kwargs),
-                        SecretClient(emulator.url, cred, **kwargs),
-                        KeyClient(emulator.url, cred, **kwargs))
+    clients = KvClients.build(emulator, emulator.credential(), (CertificateClient, SecretClient, KeyClient))
     try:
         yield clients
     finally:
-        for client in (clients.certificates, clients.secrets, clients.keys):
+        for client in clients.all():
             client.close()
 
 
 @pytest.fixture
 async def kv_aio_clients(emulator: Emulator) -> AsyncIterator[KvClients]:
-    cred, kwargs = emulator.async_credential(), emulator.client_kwargs()
-    clients = KvClients(AioCertificateClient(emulator.url, cred, **kwargs),
-                        AioSecretClient(emulator.url, cred, **kwargs),
-                        AioKeyClient(emulator.url, cred, **kwargs))
+    clients = KvClients.build(emulator, emulator.async_credential(),
+                              (AioCertificateClient, AioSecretClient, AioKeyClient))
     try:
         yield clients
     finally:
-        for client in (clients.certificates, clients.secrets, clients.keys):
+        for client in clients.all():
             await client.close()

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from kvemulator._crypto import MISMATCH_MESSAGE
 
 from .test_protocol import call
 
@@ -69,3 +79,98 @@ def test_garbage_certificates_are_400s(emulator, x5c, value):
     status, answer, _ = call(emulator, "POST", "/certificates/garbage2/import?api-version=7.6",
                              json.dumps({"value": value, "pwd": "x"}).encode())
     assert status == 400 and answer["error"]["code"] == "BadParameter"
+
+
+EC_PENDING = {"policy": {"key_props": {"kty": "EC"}, "x509_props": {"subject": "CN=h"},
+                         "issuer": {"name": "Unknown"}}}
+
+
+def _policy(**key_props):
+    return {"policy": {"key_props": key_props, "x509_props": {"subject": "CN=h"}, "issuer": {"name": "Unknown"}}}
+
+
+@pytest.mark.parametrize("method,path,body", [
+    # Values of the wrong JSON type that used to reach a TypeError/AttributeError (a 500).
+    ("POST", "/certificates/h/create", _policy(kty="RSA", key_size=2048.0)),
+    ("POST", "/certificates/h/create", _policy(kty="EC", key_size=[256])),
+    ("POST", "/certificates/h/create", _policy(kty="EC", crv=["P-256"])),
+    ("POST", "/certificates/h/create", {"policy": {"x509_props": {"subject": "CN=h"}, "issuer": {"name": 5}}}),
+    ("POST", "/certificates/h/import", {"value": "AAAA", "policy": {"key_props": {"kty": 5}}}),
+    # Nesting deeper than the validators' recursion (and than json's own).
+    ("POST", "/certificates/h/create", b'{"policy":' + b'{"a":' * 600 + b"1" + b"}" * 601),
+    ("POST", "/certificates/h/create", b"[" * 100_000 + b"]" * 100_000),
+    ("POST", "/_emulator/eventgrid/api/events", b"[" * 100_000 + b"]" * 100_000),
+], ids=["rsa-size-float", "ec-size-list", "crv-list", "issuer-number", "import-kty-number",
+        "deep-object", "deep-array", "deep-event-batch"])
+def test_wrong_types_and_deep_nesting_are_400s(emulator, method, path, body):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status, answer, _ = call(emulator, method, path + "?api-version=7.6", raw,
+                             headers={"aeg-sas-key": "k"})
+    assert status == 400, answer
+    assert answer["error"]["code"] in ("BadParameter", "BadRequest")
+
+
+def test_import_with_a_non_string_kty_is_refused_before_anything_is_stored(emulator):
+    key = ec.generate_private_key(ec.SECP256R1())
+    pfx = base64.b64encode(pkcs12.serialize_key_and_certificates(
+        b"h", key, _self_signed(key), None, serialization.NoEncryption())).decode()
+    status, answer, _ = call(emulator, "POST", "/certificates/typed/import?api-version=7.6",
+                             json.dumps({"value": pfx, "policy": {"key_props": {"kty": ["EC"]}}}).encode())
+    assert status == 400 and "kty" in answer["error"]["message"]
+    assert call(emulator, "GET", "/certificates/typed?api-version=7.6")[0] == 404
+
+
+def test_merging_a_certificate_with_an_unloadable_key_algorithm_is_the_mismatch_400(emulator):
+    assert call(emulator, "POST", "/certificates/odd/create?api-version=7.6",
+                json.dumps(EC_PENDING).encode())[0] == 202
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = _self_signed(key).public_bytes(serialization.Encoding.DER)
+    # id-ecPublicKey (1.2.840.10045.2.1) -> 1.2.840.10045.2.9: parses, but public_key() cannot load it.
+    odd = der.replace(bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06072a8648ce3d0209"), 1)
+    assert odd != der
+    status, answer, _ = call(emulator, "POST", "/certificates/odd/pending/merge?api-version=7.6",
+                             json.dumps({"x5c": [base64.b64encode(odd).decode()]}).encode())
+    assert status == 400 and answer["error"]["message"] == MISMATCH_MESSAGE
+    status, op, _ = call(emulator, "GET", "/certificates/odd/pending?api-version=7.6")
+    assert status == 200 and op["status"] == "inProgress"
+
+
+def test_secret_update_with_a_non_string_content_type_changes_nothing(kv_clients, emulator):
+    kv_clients.secrets.set_secret("typed", "v", content_type="text/plain")
+    status, _, _ = call(emulator, "PATCH", "/secrets/typed/?api-version=7.6",
+                        json.dumps({"contentType": 5, "attributes": {"enabled": False}}).encode())
+    assert status == 400
+    secret = kv_clients.secrets.get_secret("typed")
+    assert secret.properties.content_type == "text/plain" and secret.properties.enabled
+
+
+@pytest.mark.parametrize("request_body", [{"advance": {"days": 1e300}}, {"advance": {"days": 9e8}},
+                                          {"set": "9999-12-31T23:59:59Z"}, {"set": "1900-01-01T00:00:00Z"}])
+def test_clock_moves_out_of_range_are_refused_and_leave_the_clock_alone(emulator, request_body):
+    before = emulator.clock.offset_seconds
+    status, answer, _ = call(emulator, "POST", "/_emulator/clock", json.dumps(request_body).encode())
+    assert status == 400 and answer["error"]["code"] == "BadParameter"
+    assert emulator.clock.offset_seconds == before
+    assert call(emulator, "GET", "/certificates?api-version=7.6")[0] == 200
+
+
+@pytest.mark.parametrize("request_body", [{"limits": [1]}, {"limits": {"other": 1, "nope": 2}},
+                                          {"limits": {"other": "Infinity"}}])
+def test_refused_throttling_request_leaves_throttling_as_it_was(emulator, request_body):
+    status, _, _ = call(emulator, "POST", "/_emulator/throttling", json.dumps(request_body).encode())
+    assert status == 400
+    assert not emulator._throttle.enabled and emulator._throttle.limits["other"] == 4000
+
+
+def test_fault_with_a_non_string_method_is_a_400(emulator):
+    status, answer, _ = call(emulator, "POST", "/_emulator/faults",
+                             json.dumps({"kind": "500", "method": 5}).encode())
+    assert status == 400 and emulator.faults.list() == []
+
+
+def _self_signed(key) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "h")])
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
