@@ -27,11 +27,11 @@ refuses anything it did not make itself, before its first write.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
-import re
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Iterable, Sequence
 
 from cryptography import x509
@@ -42,18 +42,27 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from kvca_core import clock
-from kvca_core.errors import Conflict, InvalidRequest, NotFound, NotManaged
+from kvca_core.authority import build_chain, parse_secret, read_certificate
+from kvca_core.errors import Conflict, InvalidRequest, KvcaError, NotFound, NotManaged
+from kvca_core.events import NAME_RE
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CREATING_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
-from kvca_core.signing import IssuingCA, RemoteSigner, create_intermediate, create_root, parse_subject
+from kvca_core.signing import (
+    IssuancePolicy,
+    IssuingCA,
+    RemoteSigner,
+    check_key,
+    create_intermediate,
+    create_root,
+    normalize_dns_name,
+    parse_csr,
+    parse_subject,
+)
+from kvca_core.signing.csr import verify_csr_signature
 from kvca_core.signing.issue import MAX_CA_YEARS
 
 log = logging.getLogger(__name__)
 
 ROOT_SUFFIX = "-root"
-# Key Vault object names: 1-127 characters, letters, digits and hyphens
-# (learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#objects-identifiers-and-versioning).
-_NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _PEM_KEY_MARKERS = (b"PRIVATE KEY-----",)
 # Certificates that secrets hold: PEM for the CAs made here (readable, and a
 # non-exportable certificate's secret then holds just the chain).
@@ -104,10 +113,20 @@ def _cert(name: str) -> str:
 
 
 def _check_name(name: str, what: str = "CA name") -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidRequest(f"{what} {str(name)[:130]!r} is not a Key Vault object name "
                              "(1-127 letters, digits and hyphens)")
     return name
+
+
+@contextmanager
+def _naming(who: str):
+    """The signing engine's errors say which step refused, not which object: add it."""
+    try:
+        yield
+    except KvcaError as exc:
+        exc.subject = exc.subject or who
+        raise
 
 
 def _describe_key(public_key) -> str:
@@ -123,22 +142,6 @@ def _key_matches_spec(public_key, spec: KeySpec) -> bool:
     if spec.kty.upper().startswith("RSA"):
         return isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size == spec.size
     return _describe_key(public_key) == f"EC {spec.curve}"
-
-
-def _check_ca_key(public_key, who: str) -> None:
-    """The key rules of the signing engine, for a CA: RSA >= 2048, EC P-256/P-384/P-521."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        if public_key.key_size < 2048:
-            raise InvalidRequest(f"key is RSA {public_key.key_size}; a CA key must be RSA 2048 or more",
-                                 subject=who)
-        return
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        if public_key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
-            raise InvalidRequest(f"key is on curve {public_key.curve.name}; a CA key must be "
-                                 "EC P-256, P-384 or P-521", subject=who)
-        return
-    raise InvalidRequest(f"key type {type(public_key).__name__} is not supported for a CA "
-                         "(use RSA or EC P-256/P-384/P-521)", subject=who)
 
 
 def _same_key(a, b) -> bool:
@@ -197,27 +200,33 @@ def _cert_label(cert: x509.Certificate) -> str:
 
 
 def order_chain(leaf: x509.Certificate, others: Iterable[x509.Certificate], who: str) -> list[x509.Certificate]:
-    """[leaf, its issuer, ...] from an unordered bundle; every link's signature checked.
-
-    Certificates in the bundle that are not on the path are refused: a trust
-    bundle with strangers in it is a mistake worth hearing about.
-    """
+    """[leaf, its issuer, ...] from an unordered bundle (authority.build_chain: every link's
+    signature checked), refusing links that are no CA and certificates off the path: a trust
+    bundle with strangers in it is a mistake worth hearing about."""
     pool = [c for c in others if c != leaf]
-    chain = [leaf]
-    while not _is_self_signed(chain[-1]):
-        parent = next((c for c in pool if c.subject == chain[-1].issuer and _issued_by(chain[-1], c)), None)
-        if parent is None:
-            break
+    chain = [leaf, *build_chain(leaf, pool)]
+    for parent in chain[1:]:
         if not _is_ca_cert(parent):
             raise InvalidRequest(f"chain certificate {_cert_label(parent)!r} is not a CA certificate "
                                  "(basicConstraints CA:TRUE with keyCertSign)", subject=who)
-        chain.append(parent)
-        pool.remove(parent)
-    if pool:
-        raise InvalidRequest(f"chain certificate {_cert_label(pool[0])!r} is not an issuer of "
+    strangers = [c for c in pool if c not in chain]
+    if strangers:
+        raise InvalidRequest(f"chain certificate {_cert_label(strangers[0])!r} is not an issuer of "
                              f"{_cert_label(chain[-1])!r} (each chain certificate must sign the one before it)",
                              subject=who)
     return chain
+
+
+def _decoded(certs: list[x509.Certificate], who: str, what: str) -> list[x509.Certificate]:
+    """cryptography parses extensions lazily: touch them now, so a malformed one in a user's
+    file is a clear error here rather than a ValueError deep in the checks."""
+    for cert in certs:
+        try:
+            cert.extensions  # noqa: B018
+        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+            raise InvalidRequest(f"{what}: certificate {_cert_label(cert)!r} has a malformed extension "
+                                 f"({_safe_reason(exc)})", subject=who) from None
+    return certs
 
 
 def _load_pem_certs(data: bytes, who: str, what: str) -> list[x509.Certificate]:
@@ -226,14 +235,15 @@ def _load_pem_certs(data: bytes, who: str, what: str) -> list[x509.Certificate]:
     if b"-----BEGIN CERTIFICATE-----" not in data:
         # DER is allowed for a single certificate (what some tools write for .crt files).
         try:
-            return [x509.load_der_x509_certificate(data)]
+            return _decoded([x509.load_der_x509_certificate(data)], who, what)
         except ValueError:
             raise InvalidRequest(f"{what} holds no PEM 'CERTIFICATE' block and is not a DER certificate",
                                  subject=who) from None
     try:
-        return x509.load_pem_x509_certificates(data)
+        certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
         raise InvalidRequest(f"{what} is not valid PEM: {_safe_reason(exc)}", subject=who) from None
+    return _decoded(certs, who, what)
 
 
 def _safe_reason(exc: Exception) -> str:
@@ -288,31 +298,6 @@ def _load_private_key(key_pem: bytes, password: bytes | None, who: str):
                              subject=who) from None
 
 
-def _certs_from_secret(content_type: str, value: str, who: str) -> tuple[object | None, list[x509.Certificate]]:
-    """(private key or None, certificates) from a certificate's secret value.
-    The key stays in memory; callers that do not need it drop it at once."""
-    if content_type == _PEM or value.lstrip().startswith("-----BEGIN"):
-        data = value.encode("ascii", "replace")
-        key = None
-        if b"PRIVATE KEY-----" in data:
-            start = data.index(b"-----BEGIN")
-            # The key block is the first one Key Vault writes (keyvault-facts.md).
-            end_marker = data.find(b"PRIVATE KEY-----", data.find(b"-----END", start))
-            block = data[start:end_marker + len(b"PRIVATE KEY-----")] if end_marker >= 0 else b""
-            try:
-                key = serialization.load_pem_private_key(block, password=None)
-            except (ValueError, TypeError, UnsupportedAlgorithm):
-                raise InvalidRequest("the secret's private key block cannot be read", subject=who) from None
-        certs = x509.load_pem_x509_certificates(data) if b"-----BEGIN CERTIFICATE-----" in data else []
-        return key, certs
-    try:
-        raw = base64.b64decode(value, validate=False)
-        key, cert, extra = pkcs12.load_key_and_certificates(raw, None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InvalidRequest("the secret is neither PEM nor a password-less PFX", subject=who) from None
-    return key, ([cert] if cert is not None else []) + list(extra)
-
-
 def _pem(certs: Sequence[x509.Certificate]) -> str:
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
 
@@ -330,30 +315,35 @@ def _subject_with_cn_suffix(name: x509.Name, suffix: str) -> x509.Name:
     return x509.Name(rdns)
 
 
-_SHORT = {NameOID.COMMON_NAME: "CN", NameOID.ORGANIZATION_NAME: "O", NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-          NameOID.LOCALITY_NAME: "L", NameOID.STATE_OR_PROVINCE_NAME: "ST", NameOID.COUNTRY_NAME: "C",
-          NameOID.EMAIL_ADDRESS: "E", NameOID.DOMAIN_COMPONENT: "DC", NameOID.SERIAL_NUMBER: "SERIALNUMBER"}
+# Names cryptography's RFC 4514 writer does not know; these are the ones Key Vault
+# and signing.names.parse_subject read.
+_NAME_OVERRIDES = {NameOID.EMAIL_ADDRESS: "E", NameOID.SERIAL_NUMBER: "SERIALNUMBER"}
 
 
 def _kv_subject(name: x509.Name) -> str:
-    """Key Vault's spelling ("CN=a, O=b", in the order given) for a policy's subject."""
-    parts = []
-    # parse_subject reads "CN=a, O=b" as the encoded name O=b, CN=a (RFC 4514 order): write it back reversed.
-    for attr in reversed(list(name)):
-        key = _SHORT.get(attr.oid, attr.oid.dotted_string)
-        value = str(attr.value).replace("\\", "\\\\").replace(",", "\\,")
-        parts.append(f"{key}={value}")
-    return ", ".join(parts)
+    """Key Vault's spelling ("CN=a, O=b", most specific first) for a policy's subject.
+
+    Each attribute is written by cryptography's RFC 4514 writer, so every special
+    character is escaped (RFC 4514 2.4: '+', '"', ';', '<', '>', a leading '#', ...);
+    escaping only ',' and '\\' made the vault refuse a CA named 'A+B' or '#1'. (That the
+    real service reads RFC 4514 escapes is unconfirmed; the emulator does.)"""
+    return ", ".join(x509.Name([attr]).rfc4514_string(_NAME_OVERRIDES) for attr in reversed(list(name)))
 
 
 def _check_permitted_dns(values: Sequence[str]) -> tuple[str, ...]:
+    """The signing engine's own DNS syntax check (names.normalize_dns_name, which
+    create_intermediate applies to each subtree), run before the first write: a suffix it
+    would refuse must not be found only after the root exists."""
     out = []
     for raw in values:
         value = raw.strip().lower()
-        host = value[1:] if value.startswith(".") else value
-        if not host or len(host) > 253 or not all(_DNS_LABEL.match(label) for label in host.split(".")):
-            raise InvalidRequest(f"permitted DNS name {raw!r} is not a DNS name or suffix "
-                                 "(letters, digits, hyphens and dots, e.g. mycompany.local)")
+        try:
+            if "*" in value:
+                raise InvalidRequest("a name constraint is a domain, without a wildcard")
+            normalize_dns_name(value[1:] if value.startswith(".") else value)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"permitted DNS name {raw!r} is not a DNS name or suffix: {exc.message}",
+                                 hint="e.g. --permitted-dns mycompany.local") from None
         out.append(value)
     return tuple(out)
 
@@ -369,33 +359,25 @@ async def _current(vault, name: str) -> CertificateVersion | None:
         return None
 
 
-async def _cert_of(version: CertificateVersion | None) -> x509.Certificate | None:
+def _cert_of(version: CertificateVersion | None) -> x509.Certificate | None:
     if version is None or not version.cer:
         return None
-    try:
-        return x509.load_der_x509_certificate(version.cer)
-    except ValueError:
-        raise InvalidRequest("the vault returned a certificate that cannot be parsed",
-                             subject=_cert(version.name)) from None
+    return read_certificate(version.cer, _cert(version.name))
 
 
 def _remote_signer(vault, key_id: str, public_key):
-    async def sign(algorithm: str, digest: bytes) -> bytes:
-        return await vault.sign_digest(key_id, algorithm, digest)
-
-    return RemoteSigner(public_key, sign, key_id=key_id)
+    return RemoteSigner(public_key, partial(vault.sign_digest, key_id), key_id=key_id)
 
 
-async def _csr_public_key(pending: PendingRequest, who: str):
+def _csr_public_key(pending: PendingRequest, who: str):
+    """The public key of a pending request's CSR (vault data: parsed and verified by the signing
+    engine's own first steps)."""
     if not pending.csr:
         raise Conflict("the pending request carries no CSR", subject=_cert(who),
                        hint=f"delete it: az keyvault certificate pending delete --name {who}")
-    try:
-        csr = x509.load_der_x509_csr(pending.csr)
-    except ValueError:
-        raise InvalidRequest("the pending request's CSR cannot be parsed", subject=_cert(who)) from None
-    if not csr.is_signature_valid:
-        raise InvalidRequest("the pending request's CSR signature does not verify", subject=_cert(who))
+    with _naming(_cert(who)):
+        csr = parse_csr(pending.csr)
+        verify_csr_signature(csr)
     return csr.public_key()
 
 
@@ -534,7 +516,7 @@ async def _find_temporary_version(vault, name: str, public_key) -> CertificateVe
             version = await vault.get_certificate(name, props.version)
         except NotFound:  # the pending version itself, on services that list it
             continue
-        cert = await _cert_of(version)
+        cert = _cert_of(version)
         if cert is not None and version.key_id and _same_key(cert.public_key(), public_key):
             return version
     raise Conflict("no completed version holds the key of the pending root request", subject=_cert(name),
@@ -547,7 +529,7 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
     """-> (root certificate, key id of its merged version)."""
     name = state.name
     if state.role == "root":
-        cert = await _cert_of(state.current)
+        cert = _cert_of(state.current)
         if cert is None or not _is_self_signed(cert) or not _is_ca_cert(cert):
             raise Conflict("is tagged as a kvca root but is not a self-signed CA certificate", subject=_cert(name))
         if cert.subject != subject:
@@ -563,7 +545,7 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
         policy = await vault.get_policy(name)
         if policy.issuer_name.lower() == "unknown":
             # Merged, not yet tagged: check it is the root we meant, then finish below.
-            cert = await _cert_of(current)
+            cert = _cert_of(current)
             if cert is None or not _is_self_signed(cert) or not _is_ca_cert(cert) or cert.subject != subject:
                 raise Conflict("an unfinished root holds a certificate that is not the expected root",
                                subject=_cert(name), hint="delete it and run `kvca ca create` again")
@@ -584,7 +566,7 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
             tags={CREATING_TAG: "root"})
         if not isinstance(pending, PendingRequest):
             raise Conflict("the root's request with issuer Unknown did not stay pending", subject=_cert(name))
-    csr_key = await _csr_public_key(pending, name)
+    csr_key = _csr_public_key(pending, name)
     if not _key_matches_spec(csr_key, spec):
         raise Conflict(f"the pending root request has a {_describe_key(csr_key)} key, not the requested one",
                        subject=_cert(name), hint="run `kvca ca create` with the --key of the first attempt")
@@ -615,7 +597,7 @@ async def _ensure_intermediate(vault, state: _State, subject: x509.Name, spec: K
     chain_der = [root_cert.public_bytes(serialization.Encoding.DER)]
     if state.current is not None and state.current.cer and not state.in_progress:
         # Merged on an earlier run but not tagged: only tag what the root really signed.
-        cert = await _cert_of(state.current)
+        cert = _cert_of(state.current)
         if not _issued_by(cert, root_cert) or not _is_ca_cert(cert):
             raise Conflict("an unfinished intermediate holds a certificate the root did not sign", subject=_ca(name),
                            hint="delete it and run `kvca ca create` again")
@@ -628,7 +610,7 @@ async def _ensure_intermediate(vault, state: _State, subject: x509.Name, spec: K
                                                      tags={CREATING_TAG: "intermediate"})
             if not isinstance(pending, PendingRequest):
                 raise Conflict("the intermediate's request with issuer Unknown did not stay pending", subject=_ca(name))
-        public_key = await _csr_public_key(pending, name)
+        public_key = _csr_public_key(pending, name)
         if not _key_matches_spec(public_key, spec):
             raise Conflict(f"the pending intermediate request has a {_describe_key(public_key)} key, "
                            "not the requested one", subject=_ca(name),
@@ -681,7 +663,8 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
                                  hint="give the password with --password-file" if pw is None else None) from None
         if key is None or cert is None:
             raise InvalidRequest("the PFX must hold the CA certificate and its private key", subject=who)
-        others = list(extra)
+        others = _decoded(list(extra), who, "PFX")
+        _decoded([cert], who, "PFX")
     elif cert_pem is not None and key_pem is not None:
         certs = _load_pem_certs(cert_pem, who, "certificate file")
         key = _load_private_key(key_pem, pw, who)
@@ -700,7 +683,8 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
     if not _same_key(cert.public_key(), key.public_key()):
         raise InvalidRequest(f"the private key does not belong to the certificate {_cert_label(cert)!r}",
                              subject=who)
-    _check_ca_key(cert.public_key(), who)
+    with _naming(who):
+        check_key(cert.public_key(), IssuancePolicy())  # the signing engine's key rules, default policy
     if not _is_ca_cert(cert):
         raise InvalidRequest(f"certificate {_cert_label(cert)!r} is not a CA certificate "
                              "(it needs basicConstraints CA:TRUE and keyUsage keyCertSign)", subject=who)
@@ -743,8 +727,13 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
 # inspect
 
 
-async def _ca_chain(vault, name: str) -> tuple[CertificateVersion, list[x509.Certificate]]:
-    """The CA's current version and [its certificate, ..., root?] from its secret; the key is dropped."""
+async def _ca_chain(vault, name: str) -> tuple[CertificateVersion, list[x509.Certificate], bool]:
+    """The CA's current version, [its certificate, ..., root?], and whether the root
+    `NAME-root` that `kvca ca create` made issued it.
+
+    A created CA's chain comes from the certificates API, as authority.py takes it: its
+    secret (which holds the private key when --exportable) is not read. An imported CA's
+    chain is only in its secret; the key parsed with it is dropped at once."""
     current = await _current(vault, name)
     if current is None:
         if await vault.get_pending(name) is not None:
@@ -761,39 +750,46 @@ async def _ca_chain(vault, name: str) -> tuple[CertificateVersion, list[x509.Cer
                              hint=f"`kvca ca show {ca}`")
         raise NotManaged(f"the certificate is not a kvca CA (no tag {CA_ROLE_TAG}=intermediate)", subject=_ca(name),
                          hint="`kvca ca list` shows the CAs")
-    cert = await _cert_of(current)
+    cert = _cert_of(current)
     if cert is None:
         raise NotFound("the CA has no completed version", subject=_ca(name))
+    root_version = await _current(vault, name + ROOT_SUFFIX)
+    if root_version is not None and (root_version.tags or {}).get(CA_ROLE_TAG) == "root":
+        root = _cert_of(root_version)
+        if root is not None and _is_ca_cert(root) and _issued_by(cert, root):
+            return current, [cert, root], True
     content_type, value = await vault.get_secret_value(name, current.version)
-    key, certs = _certs_from_secret(content_type, value, _ca(name))
+    key, certs = parse_secret(_ca(name), content_type, value)
     del key, value
-    return current, order_chain(cert, [c for c in certs if c != cert], _ca(name))
+    return current, order_chain(cert, [c for c in certs if c != cert], _ca(name)), False
 
 
-async def _issued_counts(vault) -> dict[str, int]:
+async def _scan(vault) -> tuple[list[str], dict[str, int]]:
+    """One listing of the vault: the finished CAs (tag kvca-role=intermediate) by name, and for
+    each CA name how many certificates tagged kvca-ca=NAME are enabled and not expired."""
     now = clock.now()
+    names: list[str] = []
     counts: dict[str, int] = {}
     async for item in vault.list_certificates(include_pending=False):
-        ca = (item.tags or {}).get(CA_TAG)
+        tags = item.tags or {}
+        if tags.get(CA_ROLE_TAG) == "intermediate":
+            names.append(item.name)
+        ca = tags.get(CA_TAG)
         if ca and item.enabled and item.expires_on is not None and item.expires_on > now:
             counts[ca] = counts.get(ca, 0) + 1
-    return counts
+    return sorted(names), counts
 
 
 async def _info(vault, name: str, counts: dict[str, int] | None = None) -> CAInfo:
-    current, chain = await _ca_chain(vault, name)
+    current, chain, created = await _ca_chain(vault, name)
     cert = chain[0]
     if counts is None:
-        counts = await _issued_counts(vault)
+        _, counts = await _scan(vault)
     try:
         exportable = (await vault.get_policy(name)).key.exportable
     except NotFound:
         exportable = None
-    root = chain[-1] if _is_self_signed(chain[-1]) and len(chain) > 1 else None
-    if root is None and len(chain) == 1 and _is_self_signed(cert):
-        root = cert
-    root_state = await _current(vault, name + ROOT_SUFFIX)
-    created = root_state is not None and (root_state.tags or {}).get(CA_ROLE_TAG) == "root"
+    root = chain[-1] if _is_self_signed(chain[-1]) else None
     bc = _basic_constraints(cert)
     permitted, excluded = _name_constraints(cert)
     return CAInfo(
@@ -815,20 +811,16 @@ async def show_ca(ctx, name: str) -> CAInfo:
     return await _info(ctx.vault, name)
 
 
+async def ca_names(ctx) -> list[str]:
+    """The names of the finished CAs in the vault, sorted: one listing, nothing else read."""
+    names, _ = await _scan(ctx.vault)
+    return names
+
+
 async def list_cas(ctx) -> list[CAInfo]:
     """Every finished CA in the vault (tag kvca-role=intermediate), by name."""
-    vault = ctx.vault
-    names = []
-    counts: dict[str, int] = {}
-    now = clock.now()
-    async for item in vault.list_certificates(include_pending=False):
-        tags = item.tags or {}
-        if tags.get(CA_ROLE_TAG) == "intermediate":
-            names.append(item.name)
-        ca = tags.get(CA_TAG)
-        if ca and item.enabled and item.expires_on is not None and item.expires_on > now:
-            counts[ca] = counts.get(ca, 0) + 1
-    return [await _info(vault, n, counts) for n in sorted(names)]
+    names, counts = await _scan(ctx.vault)
+    return [await _info(ctx.vault, n, counts) for n in names]
 
 
 # ---------------------------------------------------------------------------
@@ -839,7 +831,7 @@ async def export_chain(ctx, name: str, include_root: bool = False) -> str:
     """PEM trust bundle of CA `name`: its certificate and those above it; the root only if asked."""
     _check_name(name)
     vault = ctx.vault
-    _, chain = await _ca_chain(vault, name)
+    _, chain, _ = await _ca_chain(vault, name)
     if not _is_self_signed(chain[-1]) and include_root:
         raise NotFound("the CA's chain does not reach a self-signed root, so it cannot be included",
                        subject=_ca(name), hint="import the CA again with --chain holding the root")
@@ -866,13 +858,13 @@ async def download(ctx, name: str, fmt: str = "pem") -> bytes:
         raise NotFound("no certificate of this name in the vault", subject=_cert(name))
     if not current.cer:
         raise NotFound("the certificate has no completed version yet (still pending?)", subject=_cert(name))
+    leaf = read_certificate(current.cer, _cert(name))
     content_type, value = await vault.get_secret_value(name, current.version)
-    key, certs = _certs_from_secret(content_type, value, _cert(name))
+    key, certs = parse_secret(_cert(name), content_type, value)
     del value
     if key is None:
         raise NotManaged("the certificate's key is not exportable, so its secret holds no private key",
                          subject=_cert(name), hint="only certificates created with an exportable key can be downloaded")
-    leaf = x509.load_der_x509_certificate(current.cer)
     ordered = order_chain(leaf, [c for c in certs if c != leaf], _cert(name))
     if fmt == "pfx":
         return pkcs12.serialize_key_and_certificates(name.encode("ascii"), key, leaf, ordered[1:],
@@ -882,5 +874,5 @@ async def download(ctx, name: str, fmt: str = "pem") -> bytes:
     return key_pem + _pem(ordered).encode("ascii")
 
 
-__all__ = ["CAInfo", "CREATING_TAG", "DOWNLOAD_FORMATS", "create_ca", "download", "export_chain",
+__all__ = ["CAInfo", "CREATING_TAG", "DOWNLOAD_FORMATS", "ca_names", "create_ca", "download", "export_chain",
            "import_ca", "key_is_encrypted", "list_cas", "order_chain", "pfx_needs_password", "show_ca"]

@@ -139,6 +139,10 @@ def test_ca_create_over_a_foreign_certificate_is_refused_before_any_write(kvca, 
     (["--subject", "CN=Corp CA", "--years", "0"], 2, "'0' must be at least 1"),
     (["--subject", "CN=Corp CA", "--years", "99"], 1, "not a whole number from 1 to 50"),
     (["--subject", "CN=Corp CA", "--permitted-dns", "bad_name!"], 1, "is not a DNS name or suffix"),
+    # Suffixes the signing engine refuses are refused before the root is made, not after.
+    (["--subject", "CN=Corp CA", "--permitted-dns", "internal"], 1, "'internal' is a single label"),
+    (["--subject", "CN=Corp CA", "--permitted-dns", "10.0.0.1"], 1, "looks like an IP address"),
+    (["--subject", "CN=Corp CA", "--permitted-dns", "corp.x"], 1, "top-level label 'x'"),
 ])
 def test_ca_create_bad_input_exits_nonzero_with_one_line_and_no_vault_change(kvca, kv_clients, argv, code,
                                                                               message):
@@ -246,3 +250,20 @@ def test_merged_but_untagged_object_is_finished_by_a_rerun(kvca, kv_clients, emu
     assert kv_clients.certificates.get_certificate("corp-root").properties.tags == {"kvca-role": "root"}
     assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate"}
     assert len(list(kv_clients.certificates.list_properties_of_certificate_versions("corp"))) == 1
+
+
+def test_show_list_and_export_of_a_created_ca_take_its_chain_without_reading_its_secret(kvca, emulator):
+    """An --exportable intermediate's secret holds its private key: inspecting the CA must not
+    fetch it (the chain comes from `NAME-root` through the certificates API)."""
+    assert kvca("ca", "create", "corp", "--subject", "CN=Corp CA", "--exportable").code == 0
+    emulator.faults.add(kind="429", route=r"/secrets/corp", count=50, retry_after=0.01)
+    shown = kvca("--json", "ca", "show", "corp")
+    assert shown.code == 0, shown.err
+    body = json.loads(shown.out)
+    assert body["origin"] == "created in Key Vault" and body["chain"] == ["CN=Corp CA Root"]
+    assert body["root_subject"] == "CN=Corp CA Root" and body["key_exportable"] is True
+    assert [ca["name"] for ca in json.loads(kvca("--json", "ca", "list").out)] == ["corp"]
+    exported = kvca("export-chain", "corp", "--include-root")
+    assert exported.code == 0, exported.err
+    assert [c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(exported.out.encode())] == [
+        "CN=Corp CA", "CN=Corp CA Root"]

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from clihelpers import make_step_ca, run_on_a_terminal, secret_certificates, secret_has_private_key, vault_snapshot
 
@@ -98,6 +98,20 @@ def _leaf_with_key(tmp_path):
                                                           serialization.NoEncryption()))
 
 
+def _ca_with_malformed_basic_constraints() -> bytes:
+    """A CA certificate whose basicConstraints value is not a SEQUENCE (ASN.1 NULL instead):
+    cryptography parses extensions lazily, so this used to surface as a bare ValueError."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Broken CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x05\x00"), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
 @pytest.mark.parametrize("case, code, message", [
     ("wrong-password", 1, "CA 'step': cannot decrypt the key file: wrong password"),
     ("no-password", 1, "CA 'step': key file is encrypted and no password was given"),
@@ -108,6 +122,8 @@ def _leaf_with_key(tmp_path):
     ("wrong-pfx-password", 1, "CA 'step': cannot read the PFX: wrong password or not a PKCS#12 file"),
     ("not-a-ca", 1, "is not a CA certificate"),
     ("stranger-in-chain", 1, "is not an issuer of"),
+    ("malformed-extension", 1, "CA 'step': certificate file: certificate 'CN=Broken CA' has a malformed extension"),
+    ("password-file-too-big", 2, "is more than 1048576 bytes"),
     ("missing-file", 2, "does not exist"),
     ("pfx-and-pem", 2, "give either --pfx or --cert/--key, not both"),
     ("key-without-cert", 2, "give --pfx FILE, or --cert FILE and --key FILE"),
@@ -144,6 +160,12 @@ def test_import_bad_input_exits_nonzero_with_one_line_and_leaves_the_vault_uncha
     elif case == "stranger-in-chain":
         _leaf_with_key(tmp_path)
         argv = ["--cert", cert, "--key", key, "--password-file", pw, "--chain", str(tmp_path / "leaf.crt")]
+    elif case == "malformed-extension":
+        (tmp_path / "broken.crt").write_bytes(_ca_with_malformed_basic_constraints())
+        argv = ["--cert", str(tmp_path / "broken.crt"), "--key", key, "--password-file", pw]
+    elif case == "password-file-too-big":
+        (tmp_path / "huge").write_bytes(b"x" * (1024 * 1024 + 1))
+        argv = ["--cert", cert, "--key", key, "--password-file", str(tmp_path / "huge")]
     elif case == "missing-file":
         argv = ["--cert", str(tmp_path / "nope.crt"), "--key", key, "--password-file", pw]
     elif case == "pfx-and-pem":
@@ -186,3 +208,24 @@ def test_import_asks_for_the_pfx_password_on_a_terminal(cli_env, kv_clients, ste
     assert code == 0, text
     assert "pfx-secret" not in text
     assert kv_clients.certificates.get_certificate("step").properties.tags == {"kvca-role": "intermediate"}
+
+
+def test_import_of_a_ca_key_the_signing_engine_refuses_is_refused_before_any_write(kvca, kv_clients, tmp_path):
+    ca = make_step_ca(tmp_path / "k1", new_key=lambda: ec.generate_private_key(ec.SECP256K1()))
+    result = kvca("ca", "import", "k1", "--cert", str(ca.intermediate_crt), "--key", str(ca.intermediate_key),
+                  "--chain", str(ca.root_crt), "--password-file", str(ca.password_file))
+    assert result.code == 1
+    assert result.err_lines == ["kvca: error: CA 'k1': check-key: EC curve 'secp256k1' is not supported (use "
+                                "P-256, P-384 or P-521; P-256K/secp256k1 is not accepted by TLS clients)"]
+    assert vault_snapshot(kv_clients) == {}
+
+
+def test_import_of_a_ca_whose_name_holds_rfc4514_special_characters(kvca, kv_clients, tmp_path):
+    from kvca_core.signing import parse_subject
+
+    ca = make_step_ca(tmp_path / "odd", name='#1 A+B "C"; D')
+    result = kvca("ca", "import", "odd", "--cert", str(ca.intermediate_crt), "--key", str(ca.intermediate_key),
+                  "--chain", str(ca.root_crt), "--password-file", str(ca.password_file))
+    assert result.code == 0, result.err
+    # The policy's subject, read back the way kvca reads subjects, is the certificate's subject.
+    assert parse_subject(kv_clients.certificates.get_certificate_policy("odd").subject) == ca.intermediate.subject
