@@ -42,6 +42,8 @@ _MAX_FILE = 1024 * 1024
 class UsageError(KvcaError):
     """Bad command-line input found after parsing (exit 2)."""
 
+    exit_code = EXIT_USAGE
+
 
 # ---------------------------------------------------------------------------
 # Parsing
@@ -153,17 +155,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read_file(path: str, what: str) -> bytes:
     try:
-        size = os.path.getsize(path)
-        if size > _MAX_FILE:
-            raise UsageError(f"{what} {path!r} is {size} bytes; at most {_MAX_FILE} are accepted")
         with open(path, "rb") as fh:
-            return fh.read()
+            # Read one byte past the limit rather than trust a size: a pipe or /dev/stdin has none.
+            data = fh.read(_MAX_FILE + 1)
     except FileNotFoundError:
         raise UsageError(f"{what} {path!r} does not exist") from None
     except IsADirectoryError:
         raise UsageError(f"{what} {path!r} is a directory") from None
     except PermissionError:
         raise UsageError(f"{what} {path!r} cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise UsageError(f"{what} {path!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > _MAX_FILE:
+        raise UsageError(f"{what} {path!r} is more than {_MAX_FILE} bytes; a CA's files are a few KB")
+    return data
+
+
+def _ask_password(path: str) -> str:
+    try:
+        return getpass.getpass(f"password for {path}: ")
+    except EOFError:  # Ctrl-D at the prompt
+        raise UsageError(f"no password given for {path!r} (use --password-file FILE)") from None
 
 
 def _read_password(path: str) -> str:
@@ -180,7 +192,10 @@ def write_private_file(path: str, data: bytes, *, force: bool = False) -> None:
     """Create `path` with mode 0600 from the first byte on (never widened, never world-readable)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     if force and os.path.lexists(path):
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except OSError as exc:  # a directory, or a read-only directory
+            raise UsageError(f"cannot replace {path!r}: {exc.strerror}") from None
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
@@ -359,11 +374,11 @@ def _import_inputs(args) -> dict[str, Any]:
     if args.pfx:
         pfx = _read_file(args.pfx, "PFX file")
         if prompt and ca_ops.pfx_needs_password(pfx):
-            password = getpass.getpass(f"password for {args.pfx}: ")
+            password = _ask_password(args.pfx)
         return dict(pfx=pfx, password=password)
     key_pem = _read_file(args.key, "key file")
     if prompt and ca_ops.key_is_encrypted(key_pem):
-        password = getpass.getpass(f"password for {args.key}: ")
+        password = _ask_password(args.key)
     return dict(cert_pem=_read_file(args.cert, "certificate file"), key_pem=key_pem,
                 chain_pem=_read_file(args.chain, "chain file") if args.chain else None, password=password)
 
@@ -398,7 +413,7 @@ async def _cmd_ca_list(ctx, args, out: Output) -> int:
 
 async def _default_ca(ctx) -> str:
     """`--ca` left out: the vault's only CA, or a usage error listing the choices."""
-    names = [info.name for info in await ca_ops.list_cas(ctx)]
+    names = await ca_ops.ca_names(ctx)  # names only: no CA's certificate or secret is read
     if len(names) == 1:
         return names[0]
     if not names:
@@ -603,8 +618,9 @@ def _object_of(args) -> str | None:
 
 
 def exit_code(error: BaseException) -> int:
-    """Usage errors and missing settings are the user's to fix before anything ran: 2."""
-    return EXIT_USAGE if isinstance(error, (UsageError, ConfigurationError)) else EXIT_FAILED
+    """Each error kind carries its exit code (errors.py): usage errors and missing settings,
+    the user's to fix before anything ran, are 2; anything else that failed is 1."""
+    return error.exit_code if isinstance(error, KvcaError) else EXIT_FAILED
 
 
 def _report(out: Output, error: BaseException, debug: bool) -> int:

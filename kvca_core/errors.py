@@ -90,3 +90,4 @@ class Throttled(UpstreamError):
 
 class ConfigurationError(KvcaError):
     http_status = 500
+    exit_code = 2  # the CLI's usage error: the settings are the user's to fix, nothing ran

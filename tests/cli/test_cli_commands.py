@@ -55,6 +55,19 @@ def test_request_defaults_to_the_only_ca_and_json_reports_the_outcome(kvca, corp
     assert body["name"] == "solo" and body["action"] == "issued" and body["serial"]
 
 
+def test_request_without_ca_is_a_usage_error_unless_the_vault_holds_exactly_one(kvca, kv_clients):
+    none = kvca("request", "solo", "--dns", "solo.corp.internal")
+    assert none.code == 2 and none.err_lines == [
+        "kvca: error: request: the vault holds no CA; create or import one first (`kvca ca create`)"]
+    for name in ("corp", "other"):
+        assert kvca("ca", "create", name, "--subject", f"CN={name} CA").code == 0
+    before = vault_snapshot(kv_clients)
+    several = kvca("request", "solo", "--dns", "solo.corp.internal")
+    assert several.code == 2 and several.err_lines == [
+        "kvca: error: request: the vault holds 2 CAs (corp, other); choose one with --ca"]
+    assert vault_snapshot(kv_clients) == before
+
+
 def test_sweep_dry_run_changes_nothing_then_sweep_signs_and_summarises(kvca, kv_clients, corp):
     for name in ("a", "b"):
         assert kvca("request", name, "--dns", f"{name}.corp.internal", "--ca", corp).code == 0
