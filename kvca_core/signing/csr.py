@@ -111,9 +111,9 @@ def load_public_key(csr: x509.CertificateSigningRequest):
                               f"kvca issues for RSA and EC P-256/P-384/P-521 keys", step="check-key") from None
 
 
-def verify_csr_signature(csr: x509.CertificateSigningRequest) -> None:
-    """Proof that the requester holds the private key (RFC 2986 3)."""
-    load_public_key(csr)
+def verify_csr_signature(csr: x509.CertificateSigningRequest):
+    """Proof that the requester holds the private key (RFC 2986 3). Returns that public key."""
+    public_key = load_public_key(csr)
     algorithm = csr.signature_hash_algorithm
     # None: EdDSA, whose hash is part of the algorithm; its key is refused at check-key.
     if algorithm is not None and not isinstance(algorithm, _CSR_HASHES):
@@ -127,6 +127,7 @@ def verify_csr_signature(csr: x509.CertificateSigningRequest) -> None:
     if not valid:
         raise InvalidRequest("CSR signature does not verify with the CSR's own public key "
                              "(the request was altered after signing, or is corrupt)", step="verify-signature")
+    return public_key
 
 
 def check_key(public_key, policy: IssuancePolicy) -> str:

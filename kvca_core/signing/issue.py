@@ -27,7 +27,7 @@ from kvca_core.errors import InvalidRequest, KvcaError, PolicyViolation, Upstrea
 from kvca_core.signing import csr as csr_mod
 from kvca_core.signing import names
 from kvca_core.signing.builder import IssuanceUrls, Role, build
-from kvca_core.signing.policy import IssuancePolicy, Profile, profile_from_ekus
+from kvca_core.signing.policy import IssuancePolicy, Profile, bare_domain, profile_from_ekus
 from kvca_core.signing.signers import Signer, verify_signature
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ STEPS = ("parse", "verify-signature", "check-key", "check-names", "decide-validi
 BACKDATE = dt.timedelta(minutes=5)
 MAX_CA_YEARS = 50
 MAX_VALIDITY_MONTHS = 1200  # Key Vault's validity_months is a plain integer; refuse nonsense early
+_DEFAULT_POLICY = IssuancePolicy()  # frozen: built once, not per issuance
 
 
 def _same_key(a, b) -> bool:
@@ -49,7 +50,11 @@ def _same_key(a, b) -> bool:
 
 
 def _describe_ca(certificate: x509.Certificate) -> str:
-    return certificate.subject.rfc4514_string() or f"serial {certificate.serial_number:x}"
+    try:
+        text = certificate.subject.rfc4514_string()
+    except ValueError:  # a malformed subject; load-ca refuses it, this only names it
+        text = ""
+    return text or f"serial {certificate.serial_number:x}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,10 @@ class IssuingCA:
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     signer: Signer
+    # Derived once here, not per issuance.
     _root: x509.Certificate | None = field(init=False, repr=False, compare=False, default=None)
+    _ski: x509.SubjectKeyIdentifier | None = field(init=False, repr=False, compare=False, default=None)
+    _label: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         """Refuses (step "load-ca") a certificate that is no CA, a signer for another
@@ -68,12 +76,17 @@ class IssuingCA:
         which is outside input too."""
         object.__setattr__(self, "chain", tuple(self.chain))
         name = _describe_ca(self.certificate)
-        try:
-            for certificate in self.certificates:
-                certificate.extensions  # decode once: a malformed extension is refused here
-        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-            raise InvalidRequest(f"CA {name!r}: a certificate of its chain has a malformed extension "
-                                 f"({str(exc)[:120]})", step="load-ca") from None
+        for certificate in self.certificates:
+            try:
+                # Decode once: a malformed name, key or extension is refused here, not at issuance.
+                certificate.subject, certificate.issuer, certificate.extensions
+                certificate.public_key()
+            except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                    x509.UnsupportedGeneralNameType) as exc:
+                which = ("its certificate" if certificate is self.certificate
+                         else f"chain certificate {_describe_ca(certificate)!r}")
+                raise InvalidRequest(f"CA {name!r}: {which} has a malformed name, key or extension "
+                                     f"({str(exc)[:120]})", step="load-ca") from None
         try:
             constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         except x509.ExtensionNotFound:
@@ -102,6 +115,8 @@ class IssuingCA:
         # Checked once here rather than per leaf: one signature verification less per issuance.
         top = self.certificates[-1]
         object.__setattr__(self, "_root", top if _is_self_signed(top) else None)
+        object.__setattr__(self, "_ski", _ski_of(self.certificate))
+        object.__setattr__(self, "_label", name)
 
     @property
     def certificates(self) -> tuple[x509.Certificate, ...]:
@@ -112,6 +127,16 @@ class IssuingCA:
     def root(self) -> x509.Certificate | None:
         """The self-signed certificate at the top, when the chain reaches it."""
         return self._root
+
+    @property
+    def ski(self) -> x509.SubjectKeyIdentifier | None:
+        """The CA certificate's SKI: the authorityKeyIdentifier of what it issues."""
+        return self._ski
+
+    @property
+    def label(self) -> str:
+        """The CA's subject (or serial) for messages and log lines."""
+        return self._label
 
     @property
     def not_after(self) -> dt.datetime:
@@ -239,15 +264,17 @@ def _check_subject(subject: x509.Name) -> tuple[x509.Name, str | None]:
             raise InvalidRequest(f"subject {label} is empty or not text", step=step)
         problem = names.attribute_problem(attribute.oid, value)
         if problem:
-            raise InvalidRequest(f"subject {label} {problem}", step=step)
+            raise InvalidRequest(f"subject {label}={value[:70]!r} {problem}", step=step)
         if attribute.oid == NameOID.COMMON_NAME:
             if common_name is not None:
                 raise InvalidRequest("subject has more than one CN", step=step)
             common_name = value
-        if attribute.oid == NameOID.COUNTRY_NAME and not (len(value) == 2 and value.isascii() and value.isalpha()):
-            raise InvalidRequest(f"subject C={value!r} is not a two-letter country code", step=step)
         rebuilt.append(x509.RelativeDistinguishedName([x509.NameAttribute(attribute.oid, value)]))
-    return x509.Name(rebuilt), common_name
+    name = x509.Name(rebuilt)
+    problem = names.domain_components_problem(name)
+    if problem:
+        raise InvalidRequest(f"subject {problem}", step=step)
+    return name, common_name
 
 
 def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
@@ -258,6 +285,12 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
                               step=step)
     dns = [names.normalize_dns_name(n) for n in request.dns_names]
     ips = list(request.ip_addresses)
+    for ip in ips:
+        # cryptography reads an 8- or 32-octet iPAddress as a network: that form exists only
+        # in nameConstraints; a SAN holds one address of 4 or 16 octets (RFC 5280 4.2.1.6).
+        if not isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            raise InvalidRequest(f"IP address SAN {str(ip)!r} is an address range, not an address "
+                                 f"(RFC 5280 4.2.1.6)", step=step)
     emails = [names.normalize_email(e) for e in request.emails]
     uris = [names.normalize_uri(u) for u in request.uris]
     if not (dns or ips or emails or uris):
@@ -289,7 +322,7 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
     seen: set[tuple[str, str]] = set()
     for kind, values in (("dns", dns), ("ip", ips), ("email", emails), ("uri", uris)):
         for value in values:
-            key = (kind, str(value).lower())
+            key = (kind, str(value))  # already normalised: DNS names and email domains lower case
             if key in seen:
                 continue
             seen.add(key)
@@ -299,7 +332,7 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
         raise PolicyViolation(f"the CSR asks for {len(general)} SANs (at most {policy.max_sans})", step=step)
     if common_name is not None:
         cn = common_name.lower()
-        candidates = {k[1] for k in seen}
+        candidates = {k[1].lower() for k in seen}
         try:
             candidates_ip = {ipaddress.ip_address(common_name)}
         except ValueError:
@@ -366,7 +399,7 @@ async def issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy | None = None
     when the CA key fails to sign.
     """
     try:
-        return await _issue_leaf(csr, ca=ca, policy=policy or IssuancePolicy(), profile=profile,
+        return await _issue_leaf(csr, ca=ca, policy=policy or _DEFAULT_POLICY, profile=profile,
                                  requested_ekus=requested_ekus, validity_months=validity_months, now=now, urls=urls)
     except KvcaError as exc:
         if name is not None and exc.subject is None:
@@ -381,9 +414,8 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
     # 1. parse
     request_csr = csr_mod.parse_csr(csr)
     # 2. verify-signature
-    csr_mod.verify_csr_signature(request_csr)
+    public_key = csr_mod.verify_csr_signature(request_csr)
     # 3. check-key
-    public_key = csr_mod.load_public_key(request_csr)
     csr_mod.check_key(public_key, policy)
     # 4. check-names (and what else the request asks for)
     request = csr_mod.read_request(request_csr)
@@ -403,7 +435,7 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
     # 6. build: from policy; the CSR gives its key and the names checked above, nothing else
     try:
         builder = build(role=Role.LEAF, subject=subject, issuer=ca.certificate.subject, public_key=public_key,
-                        issuer_public_key=ca.signer.public_key, issuer_ski=_ski_of(ca.certificate),
+                        issuer_public_key=ca.signer.public_key, issuer_ski=ca.ski,
                         not_before=not_before, not_after=not_after, profile=chosen_profile, sans=sans, urls=urls)
     except ValueError as exc:
         raise InvalidRequest(f"the certificate cannot be built ({exc})", step="build") from None
@@ -412,10 +444,9 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
     # 8. re-verify
     _reverify(leaf, ca.certificate, public_key)
     for warning in warnings:
-        log.warning("issued with a warning: serial=%x ca=%s warning=%s", leaf.serial_number,
-                    _describe_ca(ca.certificate), warning)
+        log.warning("issued with a warning: serial=%x ca=%s warning=%s", leaf.serial_number, ca.label, warning)
     log.info("issued leaf: serial=%x ca=%s profile=%s not_after=%s", leaf.serial_number,
-             _describe_ca(ca.certificate), chosen_profile.value, leaf.not_valid_after_utc.isoformat())
+             ca.label, chosen_profile.value, leaf.not_valid_after_utc.isoformat())
     root = ca.root
     chain = (leaf, *(c for c in ca.certificates if c is not root))
     return IssuedCertificate(leaf=leaf, chain=tuple(chain), root=root, profile=chosen_profile,
@@ -448,7 +479,7 @@ def _ca_years(years: int) -> int:
 def _ca_key(public_key) -> None:
     if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise PolicyViolation(f"a CA key must be RSA or EC, not {type(public_key).__name__}", step="check-key")
-    csr_mod.check_key(public_key, IssuancePolicy())
+    csr_mod.check_key(public_key, _DEFAULT_POLICY)
 
 
 async def create_root(subject: str | x509.Name, signer: Signer, *, years: int,
@@ -476,14 +507,16 @@ async def create_intermediate(subject: str | x509.Name, public_key, issuer: Issu
     try:
         constraints = issuer.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         if constraints.path_length == 0:
-            raise PolicyViolation(f"CA {_describe_ca(issuer.certificate)!r} has pathLen 0 and cannot issue a CA",
+            raise PolicyViolation(f"CA {issuer.label!r} has pathLen 0 and cannot issue a CA",
                                   step="check-names")
     except x509.ExtensionNotFound:
         pass
+    if isinstance(permitted_dns, str) or not all(isinstance(entry, str) for entry in permitted_dns):
+        raise InvalidRequest(f"permitted DNS subtrees must be a list of names, not {permitted_dns!r}",
+                             step="check-names")
     subtrees = []
     for entry in permitted_dns:
-        domain = entry.strip().lower().rstrip(".")
-        domain = domain[2:] if domain.startswith("*.") else domain.lstrip(".")
+        domain = bare_domain(entry)  # the same spellings a policy's allowed_domains accepts
         subtrees.append(names.normalize_dns_name(domain))
         if "*" in domain:
             raise InvalidRequest(f"permitted DNS subtree {entry!r} may not contain a wildcard", step="check-names")
@@ -494,15 +527,15 @@ async def create_intermediate(subject: str | x509.Name, public_key, issuer: Issu
     not_after = add_months(moment, 12 * _ca_years(years))
     if not_after > issuer.not_after:
         log.warning("intermediate capped at the issuer's notAfter: issuer=%s not_after=%s",
-                    _describe_ca(issuer.certificate), issuer.not_after.isoformat())
+                    issuer.label, issuer.not_after.isoformat())
         not_after = issuer.not_after
     if not_after <= moment:
         raise PolicyViolation(f"the issuing CA expired on {issuer.not_after:%Y-%m-%d}", step="decide-validity")
     builder = build(role=Role.INTERMEDIATE, subject=name, issuer=issuer.certificate.subject, public_key=public_key,
-                    issuer_public_key=issuer.signer.public_key, issuer_ski=_ski_of(issuer.certificate),
+                    issuer_public_key=issuer.signer.public_key, issuer_ski=issuer.ski,
                     not_before=not_before, not_after=not_after, path_length=0, permitted_dns=subtrees)
     intermediate = await _sign(issuer.signer, builder)
     _reverify(intermediate, issuer.certificate, public_key)
     log.info("created intermediate: serial=%x subject=%s issuer=%s", intermediate.serial_number,
-             name.rfc4514_string(), _describe_ca(issuer.certificate))
+             name.rfc4514_string(), issuer.label)
     return intermediate

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from kvca_core.errors import InvalidRequest, PolicyViolation
-from kvca_core.signing.policy import IssuancePolicy
+
+if TYPE_CHECKING:  # policy.py imports LDH_LABEL from here; the policy is only an argument type
+    from kvca_core.signing.policy import IssuancePolicy
 
 STEP = "check-names"
 
@@ -52,6 +54,13 @@ _UPPER_BOUNDS = {NameOID.COMMON_NAME: 64, NameOID.ORGANIZATION_NAME: 64,
                  NameOID.ORGANIZATIONAL_UNIT_NAME: 64, NameOID.LOCALITY_NAME: 128,
                  NameOID.STATE_OR_PROVINCE_NAME: 128, NameOID.COUNTRY_NAME: 2,
                  NameOID.DOMAIN_COMPONENT: 63}
+# cryptography writes these attributes as IA5String / PrintableString (its
+# _NAMEOID_DEFAULT_TYPE) and encodes whatever text it is given, so a value
+# outside the string type's alphabet would become an invalid string in a signed
+# certificate (X.680 41.4 / 43.3). Checked here instead.
+_IA5_ATTRIBUTES = {NameOID.DOMAIN_COMPONENT, NameOID.EMAIL_ADDRESS}
+_PRINTABLE_ATTRIBUTES = {NameOID.SERIAL_NUMBER}
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*")
 
 
 def attribute_problem(oid: x509.ObjectIdentifier, value: str) -> str | None:
@@ -61,12 +70,38 @@ def attribute_problem(oid: x509.ObjectIdentifier, value: str) -> str | None:
     characters, but cryptography refuses a CN over 64 bytes, and bytes are
     never fewer than characters, so this is the stricter reading.
     """
+    if oid == NameOID.COUNTRY_NAME and not re.fullmatch(r"[A-Za-z]{2}", value):
+        return "is not a two-letter country code (ISO 3166)"
     bound = _UPPER_BOUNDS.get(oid)
     size = len(value.encode("utf-8", "surrogatepass"))
     if bound and size > bound:
         return f"is {size} bytes long (RFC 5280 allows at most {bound})"
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value):
         return "contains control characters"
+    if oid in _IA5_ATTRIBUTES and not value.isascii():
+        return "is not ASCII (it is written as an IA5String)"
+    if oid in _PRINTABLE_ATTRIBUTES and not _PRINTABLE.fullmatch(value):
+        return "has characters outside PrintableString (letters, digits, space and '()+,-./:=?)"
+    return None
+
+
+def domain_components_problem(name: x509.Name) -> str | None:
+    """Why the name's DC attributes do not spell a DNS name, or None.
+
+    RFC 4519 2.4: each DC is one label of a domain name. pkilint's RFC 5280
+    linter joins them, most specific first, and refuses the certificate when
+    the result is no domain name (pkix.name_domain_components_invalid_domain_name).
+    """
+    components = [attribute.value for attribute in name.get_attributes_for_oid(NameOID.DOMAIN_COMPONENT)]
+    if not components:
+        return None
+    joined = ".".join(reversed(components))
+    if "*" in joined:
+        return f"DC components {joined!r} contain a wildcard"
+    try:
+        normalize_dns_name(joined)
+    except InvalidRequest as exc:
+        return f"DC components {joined!r} do not form a DNS name ({exc.message})"
     return None
 
 
@@ -129,14 +164,15 @@ def parse_subject(text: str) -> x509.Name:
         value = _unescape(value)
         if not value:
             raise InvalidRequest(f"subject {text!r}: {key.strip()} is empty", subject="subject")
-        if oid == NameOID.COUNTRY_NAME and not re.fullmatch(r"[A-Za-z]{2}", value):
-            raise InvalidRequest(f"subject {text!r}: C={value!r} must be a two-letter country code",
-                                 subject="subject")
         problem = attribute_problem(oid, value)
         if problem:
             raise InvalidRequest(f"subject {text!r}: {key.strip()} {problem}", subject="subject")
         attributes.append(x509.NameAttribute(oid, value.upper() if oid == NameOID.COUNTRY_NAME else value))
-    return x509.Name([x509.RelativeDistinguishedName([a]) for a in reversed(attributes)])
+    name = x509.Name([x509.RelativeDistinguishedName([a]) for a in reversed(attributes)])
+    problem = domain_components_problem(name)
+    if problem:
+        raise InvalidRequest(f"subject {text!r}: {problem}", subject="subject")
+    return name
 
 
 # ---------------------------------------------------------------- DNS names
@@ -145,7 +181,7 @@ def parse_subject(text: str) -> x509.Name:
 # dNSName; RFC 1123 2.1 lets a label start with a digit. IDNs arrive as
 # A-labels (xn--...). Underscores are refused: RFC 5280 forbids them and
 # CA/B Forum ballot SC-063 ended them in public certificates.
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def normalize_dns_name(name: str) -> str:
@@ -177,7 +213,7 @@ def normalize_dns_name(name: str) -> str:
         if len(label) > 63:
             raise InvalidRequest(f"DNS name {shown!r}: label of {len(label)} characters (at most 63, RFC 1035)",
                                  step=STEP)
-        if not _LABEL.match(label):
+        if not LDH_LABEL.match(label):
             raise InvalidRequest(f"DNS name {shown!r}: label {label!r} is not letters, digits and inner "
                                  f"hyphens (RFC 1035 2.3.1)", step=STEP)
     if len(labels) < 2:
@@ -223,10 +259,22 @@ def check_dns_name_policy(name: str, policy: IssuancePolicy) -> None:
     raise PolicyViolation(f"DNS name {name!r} is outside the allowed domains ({', '.join(allowed)})", step=STEP)
 
 
+def _has_control_or_space(text: str) -> bool:
+    # C0 controls, space and DEL: never part of a URI (RFC 3986 2).
+    return any(ord(c) <= 0x20 or ord(c) == 0x7F for c in text)
+
+
+# RFC 5321 4.1.2 Dot-string: atext runs joined by single dots. Quoted local parts
+# ("a b"@x) are left out: no client of kvca needs them, and cryptography's
+# RFC822Name (email.utils.parseaddr) refuses RFC 5322 specials such as '(' or ','.
+_DOT_STRING = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
+
+
 def normalize_email(address: str) -> str:
     local, sep, domain = address.rpartition("@")
-    if not sep or not local or not address.isascii() or any(c.isspace() for c in address):
-        raise InvalidRequest(f"email address {address!r} is not local@domain in ASCII", step=STEP)
+    if not sep or not _DOT_STRING.fullmatch(local):
+        raise InvalidRequest(f"email address {address!r} is not local@domain with an unquoted ASCII local part "
+                             f"(RFC 5321 4.1.2 Dot-string)", step=STEP)
     return f"{local}@{normalize_dns_name(domain)}"
 
 
@@ -234,10 +282,14 @@ def normalize_uri(uri: str) -> str:
     try:
         parts = urlsplit(uri)
         host = parts.hostname
+        parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+        if parts.netloc.endswith(":"):
+            host = None  # an empty port
     except ValueError:
         host = None
-    if not uri.isascii() or not host or any(c.isspace() for c in uri):
-        raise InvalidRequest(f"URI {uri!r} needs a scheme and a host (RFC 5280 4.2.1.6)", step=STEP)
+    if not uri.isascii() or not host or _has_control_or_space(uri):
+        raise InvalidRequest(f"URI {uri!r} needs a scheme and a host (and a port from 0 to 65535, if any), in "
+                             f"ASCII without spaces or control characters (RFC 5280 4.2.1.6)", step=STEP)
     if not _is_ip(host):
         normalize_dns_name(host)
     return uri

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping
 
@@ -20,6 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kvca_core.errors import ConfigurationError, PolicyViolation
+from kvca_core.signing.names import LDH_LABEL
 
 # The setting a policy comes from, for error messages.
 SETTING = "KVCA_ISSUANCE_POLICY"
@@ -106,6 +106,9 @@ KEY_TYPES = ("rsa", "ec-p256", "ec-p384", "ec-p521")
 # The CA/B Forum's 398-day cap (Baseline Requirements 6.3.2) is what Apple,
 # Chrome and Mozilla enforce for TLS servers: the default maximum follows it.
 DEFAULT_MAX_VALIDITY_DAYS = 398
+# Upper bound for the day counts: 100 years, as issue.MAX_VALIDITY_MONTHS. A larger
+# value would overflow datetime arithmetic at issuance instead of being refused here.
+MAX_DAYS = 36525
 
 
 @dataclass(frozen=True)
@@ -136,18 +139,20 @@ class IssuancePolicy:
                 raise ConfigurationError(f"{name} must be a list of strings, not {value!r}", subject=SETTING)
             value = tuple(v.strip().lower() for v in value)
             if name == "allowed_domains":
-                value = tuple(_domain(v) for v in value)
+                value = tuple(bare_domain(v) for v in value)
             object.__setattr__(self, name, value)
         problems = []
         for name in ("allowed_domains", "allowed_names"):
             for entry in getattr(self, name):
                 bare = entry[2:] if name == "allowed_names" and entry.startswith("*.") else entry
-                if not bare or len(bare) > 253 or not all(_LABEL.match(label) for label in bare.split(".")):
+                if not bare or len(bare) > 253 or not all(LDH_LABEL.match(label) for label in bare.split(".")):
                     problems.append(f"{name} entry {entry!r} is not a DNS name")
         for name in ("max_sans", "max_validity_days", "default_validity_days", "min_rsa_bits"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name}={value!r} must be a whole number of at least 1")
+            elif name.endswith("_days") and value > MAX_DAYS:
+                problems.append(f"{name}={value} is more than {MAX_DAYS} days (100 years)")
         if isinstance(self.min_rsa_bits, int) and self.min_rsa_bits < 2048:
             problems.append(f"min_rsa_bits={self.min_rsa_bits} is below 2048, which kvca never issues for")
         for kind in self.key_types:
@@ -196,10 +201,7 @@ class IssuancePolicy:
         return profile.value in self.profiles
 
 
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")  # RFC 1035 2.3.1 / RFC 1123 2.1
-
-
-def _domain(value: str) -> str:
+def bare_domain(value: str) -> str:
     """'*.example.com', '.example.com' and 'example.com' all mean: example.com and below."""
     value = value.strip().lower().rstrip(".")
     if value.startswith("*."):

@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 HERE = Path(__file__).resolve().parent
@@ -234,6 +235,25 @@ def cases():
     add("uri-san-without-host.der", csr(x509.Name([]), [x509.DNSName("api.kvca.test"),
                                                         x509.UniformResourceIdentifier("urn:kvca:api")]),
         INVALID, "check-names", "needs a scheme and a host", policy={"allow_uri": True})
+    add("ip-san-address-range.der", csr(x509.Name([]), [x509.DNSName("api.kvca.test"),
+                                                        x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]),
+        INVALID, "check-names", "'10.0.0.0/8' is an address range", policy={"allow_ip": True})
+    add("email-san-with-specials.der", csr(x509.Name([]), [x509.DNSName("api.kvca.test"),
+                                                           x509.RFC822Name._init_without_validation("@@kvca.test")]),
+        INVALID, "check-names", "unquoted ASCII local part", policy={"allow_email": True})
+    add("email-san-control-character.der", csr(x509.Name([]), [
+        x509.DNSName("api.kvca.test"), x509.RFC822Name._init_without_validation("ops\x01@kvca.test")]),
+        INVALID, "check-names", "unquoted ASCII local part", policy={"allow_email": True})
+    add("uri-san-port-out-of-range.der", csr(x509.Name([]), [
+        x509.DNSName("api.kvca.test"), x509.UniformResourceIdentifier("https://api.kvca.test:99999/")]),
+        INVALID, "check-names", "port from 0 to 65535", policy={"allow_uri": True})
+    add("subject-dc-not-ascii.der", csr(name(x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "\u00e9",
+                                                                 _type=_ASN1Type.UTF8String), cn("api.kvca.test")),
+                                        [x509.DNSName("api.kvca.test")]), INVALID, "check-names",
+        "DC='\u00e9' is not ASCII")
+    add("subject-dc-not-a-domain.der", csr(name(x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "0"), cn("api.kvca.test")),
+                                           [x509.DNSName("api.kvca.test")]), INVALID, "check-names",
+        "DC components '0' do not form a DNS name")
     add("101-sans-by-default.der", dns(*(f"h{i}.kvca.test" for i in range(101))), POLICY, "check-names",
         "101 SANs (at most 100)")
     add("too-many-sans.der", dns("a.kvca.test", "b.kvca.test", "c.kvca.test", "d.kvca.test"), POLICY,

@@ -45,6 +45,8 @@ def test_policy_from_json_normalises_domains():
     ({"allow_ip": "yes"}, "allow_ip='yes'"),
     ({"allowed_domains": ["my company.local"]}, "'my company.local' is not a DNS name"),
     ({"allowed_names": ["api..example.com"]}, "'api..example.com' is not a DNS name"),
+    ({"max_validity_days": 10 ** 9}, "max_validity_days=1000000000 is more than 36525 days"),
+    ({"default_validity_days": 10 ** 7}, "default_validity_days=10000000 is more than 36525 days"),
 ])
 def test_malformed_policy_is_a_configuration_error_naming_the_field(data, fragment):
     with pytest.raises(errors.ConfigurationError) as caught:
@@ -229,6 +231,18 @@ async def test_duplicate_and_upper_case_sans_are_written_once_in_lower_case(pkis
     assert san.get_values_for_type(x509.DNSName) == ["api.kvca.test", "www.kvca.test"]
 
 
+async def test_uris_that_differ_only_in_path_case_are_both_issued(pkis, keys):
+    from cryptography.hazmat.primitives import hashes
+    uris = ["https://api.kvca.test/A", "https://api.kvca.test/a"]
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.kvca.test")] +
+                                                      [x509.UniformResourceIdentifier(u) for u in uris]), critical=False)
+           .sign(keys.get("ec:leaf"), hashes.SHA256()))
+    issued = await issue_leaf(csr, ca=pkis["ec"].ca(), policy=IssuancePolicy(allow_uri=True))
+    san = issued.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == uris
+
+
 async def test_ca_name_constraints_apply_even_when_the_policy_allows_everything(pkis, keys):
     with pytest.raises(errors.PolicyViolation) as caught:
         await issue_leaf(make_csr(keys.get("ec:leaf"), subject="CN=db.mycompany.local.evil.test",
@@ -266,6 +280,9 @@ async def test_create_root_and_intermediate_refuse_bad_input(keys):
     with pytest.raises(errors.InvalidRequest, match="partial wildcard|only be the leftmost"):
         await create_intermediate("CN=Int", keys.get("ec:intermediate").public_key(), root_ca, years=1,
                                   permitted_dns=["a.*.example"])
+    with pytest.raises(errors.InvalidRequest, match="must be a list of names"):
+        await create_intermediate("CN=Int", keys.get("ec:intermediate").public_key(), root_ca, years=1,
+                                  permitted_dns="kvca.test")
     # longer than the root: capped at the root's notAfter
     intermediate = await create_intermediate("CN=Int", keys.get("ec:intermediate").public_key(), root_ca, years=5)
     assert intermediate.not_valid_after_utc == root.not_valid_after_utc
@@ -285,7 +302,11 @@ def test_parse_subject_reads_key_vaults_spelling():
 @pytest.mark.parametrize("text,fragment", [("", "empty"), ("CN", "not NAME=value"), ("XX=1", "'XX'"),
                                            ("CN=a+O=b", "multi-valued"), ("C=USA", "two-letter"),
                                            ("CN=" + "a" * 65, "at most 64"), ('CN="open', "unfinished"),
-                                           ("CN=a,,O=b", "empty attribute"), ("CN=", "CN is empty")])
+                                           ("CN=a,,O=b", "empty attribute"), ("CN=", "CN is empty"),
+                                           # cryptography writes these as IA5String / PrintableString as given
+                                           ("CN=a, DC=\u00e9", "DC is not ASCII"),
+                                           ("CN=a, SERIALNUMBER=a_b", "outside PrintableString"),
+                                           ("CN=a, DC=0", "DC components '0' do not form a DNS name")])
 def test_parse_subject_refuses_malformed_subjects(text, fragment):
     with pytest.raises(errors.InvalidRequest) as caught:
         parse_subject(text)

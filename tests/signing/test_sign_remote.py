@@ -138,6 +138,33 @@ def test_issuing_ca_refuses_a_leaf_as_ca_and_a_chain_out_of_order(pkis, keys):
         IssuingCA(pki.intermediate, (pkis["rsa"].root,), LocalSigner(pki.intermediate_key))
 
 
+def _patched(certificate: x509.Certificate, old: bytes, new: bytes) -> x509.Certificate:
+    from cryptography.hazmat.primitives.serialization import Encoding
+    der = certificate.public_bytes(Encoding.DER)
+    assert der.count(old) >= 1 and len(old) == len(new)
+    return x509.load_der_x509_certificate(der.replace(old, new))
+
+
+@pytest.mark.parametrize("part,old,new", [
+    ("subject", b"kvca Test Issuing CA", b"kvca Test Issuing \xff\xfe"),  # not UTF-8
+    ("key", b"\x06\x07\x2a\x86\x48\xce\x3d\x02\x01", b"\x06\x07\x2a\x86\x48\xce\x3d\x02\x09"),  # unknown
+    ("curve", b"\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07", b"\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x01"),  # P-192
+])
+def test_issuing_ca_refuses_a_malformed_vault_certificate_without_a_traceback(part, old, new, pkis):
+    pki = pkis["ec"]
+    broken = _patched(pki.intermediate, old, new)
+    with pytest.raises(errors.InvalidRequest, match="has a malformed name, key or extension") as caught:
+        IssuingCA(broken, (pki.root,), LocalSigner(pki.intermediate_key))
+    assert caught.value.step == "load-ca"
+
+
+def test_issuing_ca_refuses_a_chain_certificate_with_a_malformed_subject(pkis):
+    pki = pkis["ec"]
+    broken_root = _patched(pki.root, b"kvca Test Root", b"kvca Test \xff\xfe\xfd\xfc")
+    with pytest.raises(errors.InvalidRequest, match="chain certificate 'serial [0-9a-f]+' has a malformed"):
+        IssuingCA(pki.intermediate, (broken_root,), LocalSigner(pki.intermediate_key))
+
+
 def test_ecdsa_signatures_from_the_vault_are_der_encoded():
     from kvca_core.signing.signers import raw_to_der_ecdsa
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
