@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 import cryptography  # noqa: E402
 
 from kvca_core.signing import (IssuingCA, LocalSigner, RemoteSigner, create_intermediate,  # noqa: E402
                                create_root, issue_leaf, parse_subject)
+from kvemulator._crypto import sign_digest  # noqa: E402  (the emulator's Key Vault sign; a bench may use it)
 
 ISSUERS = [("EC P-256", lambda: ec.generate_private_key(ec.SECP256R1())),
            ("RSA 2048", lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)),
@@ -38,14 +38,10 @@ ISSUERS = [("EC P-256", lambda: ec.generate_private_key(ec.SECP256R1())),
 
 
 def in_process_vault(key):
-    """Key Vault's sign, answered locally: digest in, raw r||s or PKCS#1 v1.5 out."""
+    """Key Vault's sign answered in this process by the emulator's implementation of it
+    (digest in; raw r||s, PKCS#1 v1.5 or PSS out), without its HTTP layer."""
     async def sign(algorithm: str, digest: bytes) -> bytes:
-        hash_ = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}[algorithm[2:]]()
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(Prehashed(hash_))))
-            size = (key.curve.key_size + 7) // 8
-            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-        return key.sign(digest, padding.PKCS1v15(), Prehashed(hash_))
+        return sign_digest(key, algorithm, digest)
     return sign
 
 
