@@ -35,6 +35,7 @@ from kvca_core.errors import InvalidRequest, NotFound, PolicyViolation
 from kvca_core.events import NAME_RE
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CREATING_TAG, CertificateVersion, Vault
 from kvca_core.signing import IssuingCA, LocalSigner, RemoteSigner
+from kvca_core.signing.certs import is_ca_certificate, is_self_signed, issued_by, same_public_key
 
 logger = logging.getLogger(__name__)
 
@@ -87,55 +88,19 @@ def parse_secret(subject: str, content_type: str, value: str):
                              hint="re-import it (`kvca ca import` for a CA)") from None
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    if not bc.ca:
-        return False
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    return bool(ku.key_cert_sign)
-
-
-def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(parent)
-        return True
-    except Exception:  # InvalidSignature, unsupported algorithms, mismatched key types alike
-        return False
-
-
-def _self_signed(cert: x509.Certificate) -> bool:
-    return _issued(cert, cert)
-
-
 def build_chain(ca_cert: x509.Certificate, candidates: list[x509.Certificate]) -> list[x509.Certificate]:
     """The certificates above `ca_cert`, nearest first, as far as `candidates` reach."""
     chain: list[x509.Certificate] = []
     current = ca_cert
     pool = [c for c in candidates if c != ca_cert]
-    while not _self_signed(current) and len(chain) < 8:
-        parent = next((c for c in pool if _issued(current, c)), None)
+    while not is_self_signed(current) and len(chain) < 8:
+        parent = next((c for c in pool if issued_by(current, c)), None)
         if parent is None:
             break
         chain.append(parent)
         pool.remove(parent)
         current = parent
     return chain
-
-
-def _same_public_key(key, cert: x509.Certificate) -> bool:
-    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    try:
-        return key.public_key().public_bytes(*fmt) == cert.public_key().public_bytes(*fmt)
-    except Exception:
-        return False
 
 
 class Authority:
@@ -186,7 +151,7 @@ class Authority:
         if not current.enabled:
             raise PolicyViolation("the CA certificate's current version is disabled", subject=_subject(name))
         cert = read_certificate(current.cer, _subject(name))
-        if not _is_ca(cert):
+        if not is_ca_certificate(cert):
             raise NotFound("the certificate is not a CA certificate (basicConstraints CA:FALSE or no "
                            "keyCertSign)", subject=_subject(name))
         now = clock.now()
@@ -196,20 +161,20 @@ class Authority:
         key = None
         chain: list[x509.Certificate] = []
         exportable = (await self._vault.get_policy(name)).key.exportable
-        if not exportable and not _self_signed(cert):
+        if not exportable and not is_self_signed(cert):
             # The key stays in the vault, so its secret holds certificates only: take the
             # chain through the certificates API (`NAME-root`, Certificates Officer) and
             # the app needs no secret role for such a CA (infra/app/ca-access.bicep).
             chain = await self._root_from_vault(name, cert)
-        if exportable or not (chain or _self_signed(cert)):
+        if exportable or not (chain or is_self_signed(cert)):
             content_type, value = await self._vault.get_secret_value(name, current.version)
             key, certs = parse_secret(_subject(name), content_type, value)
             del value  # the secret's text may hold the private key: drop the reference early
             chain = build_chain(cert, certs)
             top = chain[-1] if chain else cert
-            if not _self_signed(top):
+            if not is_self_signed(top):
                 chain += await self._root_from_vault(name, top)
-        if key is not None and _same_public_key(key, cert):
+        if key is not None and same_public_key(key.public_key(), cert.public_key()):
             signer = LocalSigner(key)
             remote = False
         else:
@@ -229,5 +194,5 @@ class Authority:
         if root_version.cer is None:
             return []
         root = read_certificate(root_version.cer, _subject(f"{name}-root"))
-        return [root] if _issued(top, root) else []
+        return [root] if issued_by(top, root) else []
 

@@ -35,7 +35,7 @@ from functools import partial
 from typing import Iterable, Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -57,6 +57,7 @@ from kvca_core.signing import (
     parse_csr,
     parse_subject,
 )
+from kvca_core.signing.certs import is_ca_certificate, is_self_signed, issued_by, same_public_key
 from kvca_core.signing.csr import verify_csr_signature
 from kvca_core.signing.issue import MAX_CA_YEARS
 
@@ -144,45 +145,11 @@ def _key_matches_spec(public_key, spec: KeySpec) -> bool:
     return _describe_key(public_key) == f"EC {spec.curve}"
 
 
-def _same_key(a, b) -> bool:
-    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    return a.public_bytes(serialization.Encoding.DER, fmt) == b.public_bytes(serialization.Encoding.DER, fmt)
-
-
-def _is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
 def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
     try:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         return None
-
-
-def _is_ca_cert(cert: x509.Certificate) -> bool:
-    bc = _basic_constraints(cert)
-    if bc is None or not bc.ca:
-        return False
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    return ku.key_cert_sign
 
 
 def _name_constraints(cert: x509.Certificate) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -206,7 +173,7 @@ def order_chain(leaf: x509.Certificate, others: Iterable[x509.Certificate], who:
     pool = [c for c in others if c != leaf]
     chain = [leaf, *build_chain(leaf, pool)]
     for parent in chain[1:]:
-        if not _is_ca_cert(parent):
+        if not is_ca_certificate(parent):
             raise InvalidRequest(f"chain certificate {_cert_label(parent)!r} is not a CA certificate "
                                  "(basicConstraints CA:TRUE with keyCertSign)", subject=who)
     strangers = [c for c in pool if c not in chain]
@@ -517,7 +484,7 @@ async def _find_temporary_version(vault, name: str, public_key) -> CertificateVe
         except NotFound:  # the pending version itself, on services that list it
             continue
         cert = _cert_of(version)
-        if cert is not None and version.key_id and _same_key(cert.public_key(), public_key):
+        if cert is not None and version.key_id and same_public_key(cert.public_key(), public_key):
             return version
     raise Conflict("no completed version holds the key of the pending root request", subject=_cert(name),
                    hint=f"delete the pending request (az keyvault certificate pending delete --name {name}) "
@@ -530,7 +497,7 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
     name = state.name
     if state.role == "root":
         cert = _cert_of(state.current)
-        if cert is None or not _is_self_signed(cert) or not _is_ca_cert(cert):
+        if cert is None or not is_self_signed(cert) or not is_ca_certificate(cert):
             raise Conflict("is tagged as a kvca root but is not a self-signed CA certificate", subject=_cert(name))
         if cert.subject != subject:
             raise Conflict(f"the existing root's subject is {_cert_label(cert)!r}, not "
@@ -546,7 +513,7 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
         if policy.issuer_name.lower() == "unknown":
             # Merged, not yet tagged: check it is the root we meant, then finish below.
             cert = _cert_of(current)
-            if cert is None or not _is_self_signed(cert) or not _is_ca_cert(cert) or cert.subject != subject:
+            if cert is None or not is_self_signed(cert) or not is_ca_certificate(cert) or cert.subject != subject:
                 raise Conflict("an unfinished root holds a certificate that is not the expected root",
                                subject=_cert(name), hint="delete it and run `kvca ca create` again")
             await _finish_root(vault, name, current, cert)
@@ -598,7 +565,7 @@ async def _ensure_intermediate(vault, state: _State, subject: x509.Name, spec: K
     if state.current is not None and state.current.cer and not state.in_progress:
         # Merged on an earlier run but not tagged: only tag what the root really signed.
         cert = _cert_of(state.current)
-        if not _issued_by(cert, root_cert) or not _is_ca_cert(cert):
+        if not issued_by(cert, root_cert) or not is_ca_certificate(cert):
             raise Conflict("an unfinished intermediate holds a certificate the root did not sign", subject=_ca(name),
                            hint="delete it and run `kvca ca create` again")
         merged = state.current
@@ -669,7 +636,7 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
         certs = _load_pem_certs(cert_pem, who, "certificate file")
         key = _load_private_key(key_pem, pw, who)
         # The CA certificate is the one that matches the key; the rest of the file is chain.
-        match = [c for c in certs if _same_key(c.public_key(), key.public_key())]
+        match = [c for c in certs if same_public_key(c.public_key(), key.public_key())]
         if not match:
             raise InvalidRequest("the private key does not belong to the certificate "
                                  f"{_cert_label(certs[0])!r}", subject=who)
@@ -680,12 +647,12 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
     else:
         raise InvalidRequest("give --pfx FILE, or --cert FILE and --key FILE", subject=who)
 
-    if not _same_key(cert.public_key(), key.public_key()):
+    if not same_public_key(cert.public_key(), key.public_key()):
         raise InvalidRequest(f"the private key does not belong to the certificate {_cert_label(cert)!r}",
                              subject=who)
     with _naming(who):
         check_key(cert.public_key(), IssuancePolicy())  # the signing engine's key rules, default policy
-    if not _is_ca_cert(cert):
+    if not is_ca_certificate(cert):
         raise InvalidRequest(f"certificate {_cert_label(cert)!r} is not a CA certificate "
                              "(it needs basicConstraints CA:TRUE and keyUsage keyCertSign)", subject=who)
     now = clock.now()
@@ -695,7 +662,7 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
     chain = order_chain(cert, others, who)
     notes = ["the private key of an imported CA has existed outside Key Vault and stays exportable "
              "by nature: delete the local copies, or use `kvca ca create` for a key that never leaves the vault"]
-    if not _is_self_signed(chain[-1]):
+    if not is_self_signed(chain[-1]):
         notes.append(f"the chain ends at {_cert_label(chain[-1])!r}, not at a self-signed root: "
                      "`kvca export-chain --include-root` cannot add the root")
 
@@ -756,7 +723,7 @@ async def _ca_chain(vault, name: str) -> tuple[CertificateVersion, list[x509.Cer
     root_version = await _current(vault, name + ROOT_SUFFIX)
     if root_version is not None and (root_version.tags or {}).get(CA_ROLE_TAG) == "root":
         root = _cert_of(root_version)
-        if root is not None and _is_ca_cert(root) and _issued_by(cert, root):
+        if root is not None and is_ca_certificate(root) and issued_by(cert, root):
             return current, [cert, root], True
     content_type, value = await vault.get_secret_value(name, current.version)
     key, certs = parse_secret(_ca(name), content_type, value)
@@ -789,7 +756,7 @@ async def _info(vault, name: str, counts: dict[str, int] | None = None) -> CAInf
         exportable = (await vault.get_policy(name)).key.exportable
     except NotFound:
         exportable = None
-    root = chain[-1] if _is_self_signed(chain[-1]) else None
+    root = chain[-1] if is_self_signed(chain[-1]) else None
     bc = _basic_constraints(cert)
     permitted, excluded = _name_constraints(cert)
     return CAInfo(
@@ -832,10 +799,10 @@ async def export_chain(ctx, name: str, include_root: bool = False) -> str:
     _check_name(name)
     vault = ctx.vault
     _, chain, _ = await _ca_chain(vault, name)
-    if not _is_self_signed(chain[-1]) and include_root:
+    if not is_self_signed(chain[-1]) and include_root:
         raise NotFound("the CA's chain does not reach a self-signed root, so it cannot be included",
                        subject=_ca(name), hint="import the CA again with --chain holding the root")
-    if not include_root and len(chain) > 1 and _is_self_signed(chain[-1]):
+    if not include_root and len(chain) > 1 and is_self_signed(chain[-1]):
         chain = chain[:-1]
     return _pem(chain)
 

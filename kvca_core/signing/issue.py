@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from kvca_core import clock
@@ -27,6 +27,7 @@ from kvca_core.errors import InvalidRequest, KvcaError, PolicyViolation, Upstrea
 from kvca_core.signing import csr as csr_mod
 from kvca_core.signing import names
 from kvca_core.signing.builder import IssuanceUrls, Role, build
+from kvca_core.signing.certs import is_self_signed, same_public_key
 from kvca_core.signing.policy import IssuancePolicy, Profile, bare_domain, profile_from_ekus
 from kvca_core.signing.signers import Signer, verify_signature
 
@@ -42,11 +43,6 @@ BACKDATE = dt.timedelta(minutes=5)
 MAX_CA_YEARS = 50
 MAX_VALIDITY_MONTHS = 1200  # Key Vault's validity_months is a plain integer; refuse nonsense early
 _DEFAULT_POLICY = IssuancePolicy()  # frozen: built once, not per issuance
-
-
-def _same_key(a, b) -> bool:
-    fmt = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return a.public_bytes(*fmt) == b.public_bytes(*fmt)
 
 
 def _describe_ca(certificate: x509.Certificate) -> str:
@@ -101,7 +97,7 @@ class IssuingCA:
                                      step="load-ca")
         except x509.ExtensionNotFound:
             pass
-        if not _same_key(self.certificate.public_key(), self.signer.public_key):
+        if not same_public_key(self.certificate.public_key(), self.signer.public_key):
             raise InvalidRequest(f"CA {name!r}: the signer's key is not the certificate's key", step="load-ca")
         below = self.certificate
         for above in self.chain:
@@ -114,7 +110,7 @@ class IssuingCA:
             below = above
         # Checked once here rather than per leaf: one signature verification less per issuance.
         top = self.certificates[-1]
-        object.__setattr__(self, "_root", top if _is_self_signed(top) else None)
+        object.__setattr__(self, "_root", top if is_self_signed(top) else None)
         object.__setattr__(self, "_ski", _ski_of(self.certificate))
         object.__setattr__(self, "_label", name)
 
@@ -141,16 +137,6 @@ class IssuingCA:
     @property
     def not_after(self) -> dt.datetime:
         return min(c.not_valid_after_utc for c in self.certificates)
-
-
-def _is_self_signed(certificate: x509.Certificate) -> bool:
-    if certificate.subject != certificate.issuer:
-        return False
-    try:
-        verify_signature(certificate, certificate.public_key())
-        return True
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
 
 
 @dataclass(frozen=True)
@@ -381,7 +367,7 @@ def _reverify(certificate: x509.Certificate, issuer: x509.Certificate, public_ke
         verify_signature(reparsed, issuer.public_key())
     except (InvalidSignature, ValueError, TypeError):
         raise UpstreamError("the signed certificate does not verify with the CA's public key", step=step) from None
-    if not _same_key(reparsed.public_key(), public_key):
+    if not same_public_key(reparsed.public_key(), public_key):
         raise UpstreamError("the signed certificate does not carry the requested public key", step=step)
 
 

@@ -108,3 +108,37 @@ async def test_pkilint_finds_not_even_a_warning_with_pss_p521_and_every_san_kind
                               policy=IssuancePolicy(allow_ip=True, allow_email=True, allow_uri=True))
     for certificate in (root, intermediate, issued.leaf):
         assert pkilint_findings(certificate, minimum="WARNING") == [], certificate.subject.rfc4514_string()
+
+
+def test_certificate_predicates_answer_false_for_what_they_cannot_evaluate(tmp_path):
+    """kvca_core.signing.certs serves the signer, the CA cache and the CA commands alike."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from kvca_core.signing.certs import is_ca_certificate, is_self_signed, issued_by, same_public_key
+
+    def cert(subject, issuer, key, signer, *, ca):
+        now = dt.datetime.now(dt.timezone.utc)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)))
+        if ca is not None:
+            builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        return builder.sign(signer, hashes.SHA256())
+
+    root_key, leaf_key, other_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = cert("root", "root", root_key, root_key, ca=True)
+    leaf = cert("leaf", "root", leaf_key, root_key, ca=False)
+    forged = cert("leaf", "root", leaf_key, other_key, ca=False)  # names the root, signed by another key
+    bare = cert("bare", "bare", other_key, other_key, ca=None)
+    assert is_self_signed(root) and not is_self_signed(leaf)
+    assert issued_by(leaf, root) and not issued_by(forged, root) and not issued_by(root, leaf)
+    assert is_ca_certificate(root) and not is_ca_certificate(leaf) and not is_ca_certificate(bare)
+    assert same_public_key(leaf.public_key(), leaf_key.public_key())
+    assert not same_public_key(leaf.public_key(), root.public_key())
+    assert not same_public_key(leaf.public_key(), None)
