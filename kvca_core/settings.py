@@ -100,6 +100,23 @@ def _https_url(name: str, raw: str, *, required: bool) -> str:
     return raw.rstrip("/")
 
 
+def _policy_problems(setting: Mapping[str, Any] | None) -> list[str]:
+    """Every policy of KVCA_ISSUANCE_POLICY checked now, at start (and by /api/health),
+    rather than at the first issuance that happens to name a broken entry."""
+    from kvca_core.signing import IssuancePolicy, policy_for_ca  # pure; imported late: settings load first
+
+    if not setting:
+        return []
+    single = set(setting) <= set(IssuancePolicy.__dataclass_fields__)
+    problems = []
+    for ca_name in (["*"] if single else list(setting)):
+        try:
+            policy_for_ca(setting, ca_name)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def vault_name_from_url(url: str) -> str:
     """`https://myvault.vault.azure.net` -> `myvault` (and the sovereign clouds' suffixes)."""
     host = urlparse(url).hostname or ""
@@ -158,6 +175,7 @@ class Settings:
             aia_url=read("KVCA_AIA_URL", text),
             azure_client_id=read("AZURE_CLIENT_ID", text),
         )
+        problems.extend(_policy_problems(values["issuance_policy"]))
         if values["tls_ca_bundle"] and not os.path.isfile(values["tls_ca_bundle"]):
             problems.append(f"KVCA_TLS_CA_BUNDLE={values['tls_ca_bundle']!r} is not a readable file")
         if vault_url and not values["vault_name"]:
