@@ -27,7 +27,7 @@ from kvca_core.errors import InvalidRequest, KvcaError, PolicyViolation, Upstrea
 from kvca_core.signing import csr as csr_mod
 from kvca_core.signing import names
 from kvca_core.signing.builder import IssuanceUrls, Role, build
-from kvca_core.signing.certs import is_self_signed, same_public_key
+from kvca_core.signing.certs import is_self_signed, issued_by, same_public_key
 from kvca_core.signing.policy import IssuancePolicy, Profile, bare_domain, profile_from_ekus
 from kvca_core.signing.signers import Signer, verify_signature
 
@@ -99,14 +99,18 @@ class IssuingCA:
             pass
         if not same_public_key(self.certificate.public_key(), self.signer.public_key):
             raise InvalidRequest(f"CA {name!r}: the signer's key is not the certificate's key", step="load-ca")
+        try:
+            # The key rules a leaf must meet, for the CA too: a CA imported by hand with an
+            # RSA-1024 key or a small exponent must not go on issuing.
+            csr_mod.check_key(self.certificate.public_key(), _DEFAULT_POLICY)
+        except PolicyViolation as exc:
+            raise PolicyViolation(f"CA {name!r}: {exc.message}", step="load-ca") from None
         below = self.certificate
         for above in self.chain:
-            try:
-                below.verify_directly_issued_by(above)
-            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            if not issued_by(below, above):
                 raise InvalidRequest(f"CA {name!r}: chain certificate {_describe_ca(above)!r} did not issue "
                                      f"{_describe_ca(below)!r} (the chain must go upwards, in order)",
-                                     step="load-ca") from None
+                                     step="load-ca")
             below = above
         # Checked once here rather than per leaf: one signature verification less per issuance.
         top = self.certificates[-1]

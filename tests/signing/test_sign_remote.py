@@ -186,3 +186,20 @@ def test_splice_keeps_tbs_and_algorithm_and_replaces_only_the_signature(keys):
     assert spliced.tbs_certificate_bytes == cert.tbs_certificate_bytes
     assert spliced.signature == b"\xab" * 300
     assert spliced.signature_algorithm_oid == cert.signature_algorithm_oid
+
+
+def test_issuing_ca_refuses_a_weak_ca_key_it_would_refuse_in_a_csr():
+    import datetime as dt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Weak hand-imported CA")])
+    weak = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    with pytest.raises(errors.PolicyViolation, match="'CN=Weak hand-imported CA': RSA key of 1024 bits is too small") \
+            as caught:
+        IssuingCA(weak, (), LocalSigner(key))
+    assert caught.value.step == "load-ca"
