@@ -13,13 +13,12 @@ Retry-After), 502 other Key Vault failures.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import azure.functions as func
 
 from blueprints.respond import answers, json_response
-from kvca_core import context, operations
+from kvca_core import context, jsontext, operations
 from kvca_core.errors import InvalidRequest
 from kvca_core.settings import Settings
 
@@ -37,7 +36,9 @@ def _body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise InvalidRequest(f"the body is larger than {MAX_BODY} bytes", subject="request")
     try:
-        data = json.loads(raw)
+        data = jsontext.loads(raw, what="the body")
+    except jsontext.TooDeep as exc:
+        raise InvalidRequest(str(exc), subject="request") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON ({getattr(exc, 'msg', 'undecodable')})",
                              subject="request") from None

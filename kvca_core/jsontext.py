@@ -1,0 +1,70 @@
+"""JSON from outside, parsed with a nesting limit checked before the parser runs.
+
+`json.loads` recurses once per `[` or `{`: thirty thousand of them in a 64 KB
+body raise RecursionError from inside the C scanner (an HTTP 500 and a stack
+trace in the log), and catching it afterwards would still have spent the
+stack. So the raw text is scanned first, without recursion, and anything
+nested deeper than the limit is refused as bad input, naming the rule.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# kvca's own documents are shallow: an issue request is an object of lists (depth 2), the
+# access rules are three levels, a batch of requests four. 32 leaves room and stays far from
+# the interpreter's recursion limit (1000).
+MAX_DEPTH = 32
+
+_STRUCTURE = re.compile(rb'["\[\]{}]')
+# A JSON string: a quote, then anything but quote or backslash, or a backslash and one byte.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+class TooDeep(ValueError):
+    """The document nests arrays/objects deeper than the limit (a ValueError, like json's own errors)."""
+
+    def __init__(self, what: str, limit: int, position: int) -> None:
+        self.limit = limit
+        self.position = position
+        super().__init__(f"{what} nests arrays or objects more than {limit} levels deep "
+                         f"(at byte {position}); the limit is {limit}")
+
+
+def depth_exceeded_at(raw: bytes, limit: int = MAX_DEPTH) -> int | None:
+    """Byte offset of the first `[` or `{` that opens level `limit + 1`, or None.
+
+    Brackets inside strings do not count. Malformed text is left to the parser
+    (an unterminated string simply ends the scan)."""
+    depth = 0
+    position = 0
+    while True:
+        found = _STRUCTURE.search(raw, position)
+        if found is None:
+            return None
+        at = found.start()
+        char = raw[at]
+        if char == 0x22:  # '"'
+            string = _STRING.match(raw, at)
+            if string is None:
+                return None
+            position = string.end()
+            continue
+        if char in (0x5B, 0x7B):  # '[', '{'
+            depth += 1
+            if depth > limit:
+                return at
+        else:
+            depth -= 1
+        position = at + 1
+
+
+def loads(raw: bytes | str, *, what: str = "the JSON text", limit: int = MAX_DEPTH) -> Any:
+    """`json.loads` after the depth check; raises TooDeep or json.JSONDecodeError (both ValueError)."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    at = depth_exceeded_at(data, limit)
+    if at is not None:
+        raise TooDeep(what, limit, at)
+    return json.loads(raw)
