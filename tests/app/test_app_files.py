@@ -72,3 +72,15 @@ def test_only_the_vault_adapter_imports_azure_sdks():
             if stripped.startswith(("import azure", "from azure")):
                 offenders.append(f"{path.relative_to(ROOT)}: {stripped}")
     assert offenders == []
+
+
+def test_host_json_never_samples_away_the_issuance_trail():
+    # kvca's per-issuance and per-revocation lines ("kvca op=... serial=...") reach Application
+    # Insights as Trace telemetry: the Python worker's logging goes through the Functions host,
+    # whose adaptive sampling drops a share of every type not in excludedTypes
+    # (learn.microsoft.com/azure/azure-functions/functions-host-json#applicationinsightssamplingsettings).
+    sampling = json.loads((ROOT / "host.json").read_text())["logging"]["applicationInsights"]["samplingSettings"]
+    if sampling.get("isEnabled", True):
+        excluded = {t.strip() for t in sampling.get("excludedTypes", "").split(";")}
+        assert {"Trace", "Exception", "Request"} <= excluded, excluded
+        assert "includedTypes" not in sampling, "includedTypes would override the exclusions"
