@@ -4,9 +4,13 @@
     POST /api/certificates/{name}/renew   renew now ({"force": false} to renew only when due)
     POST /api/certificates                issue ({"name", "ca", "dns_names", ...}; "sign": false to only request)
     GET  /api/certificates                inventory (?expiring_within_days=N)
-    GET  /api/health                      liveness and configuration check
+    GET  /api/health                      liveness, configuration check, who you are to kvca
 
-Statuses: 400 bad JSON or fields, 404 unknown certificate or CA, 409 not
+Every call is authorized first (blueprints/authz.py, kvca_core/access.py): the
+caller's Entra identity (App Service authentication) or a bare function key,
+against KVCA_ACCESS_RULES.
+
+Statuses: 400 bad JSON or fields, 403 not allowed by the access rules, 404 unknown certificate or CA, 409 not
 managed or conflicting state, 422 policy violation, 503 throttled (with
 Retry-After), 502 other Key Vault failures.
 """
@@ -17,8 +21,11 @@ from typing import Any
 
 import azure.functions as func
 
+import datetime as dt
+
+from blueprints import authz
 from blueprints.respond import answers, json_response
-from kvca_core import context, jsontext, operations
+from kvca_core import access, context, jsontext, operations
 from kvca_core.errors import InvalidRequest
 from kvca_core.settings import Settings
 
@@ -60,7 +67,9 @@ def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
 async def kvca_sign(req: func.HttpRequest) -> func.HttpResponse:
     _body(req, optional=True)
     ctx = await context.shared()
-    outcome = await operations.sign_pending(ctx, req.route_params.get("name", ""))
+    name = req.route_params.get("name", "")
+    await authz.authorize_certificate(req, ctx, access.SIGN, name)
+    outcome = await operations.sign_pending(ctx, name)
     return json_response(outcome.to_dict())
 
 
@@ -76,9 +85,12 @@ async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
     version = data.get("version")
     if version is not None and not isinstance(version, str):
         raise InvalidRequest("field 'version' must be a string", subject="request")
+    force = _flag(data, "force", True)
     ctx = await context.shared()
-    outcome = await operations.renew(ctx, req.route_params.get("name", ""),
-                                     force=_flag(data, "force", True), version=version)
+    name = req.route_params.get("name", "")
+    await authz.authorize_certificate(req, ctx, access.FORCE_RENEW if force else access.RENEW, name)
+    outcome = await operations.renew(ctx, name, force=force, version=version,
+                                     min_age=dt.timedelta(minutes=ctx.settings.force_renew_min_age_minutes))
     return json_response(outcome.to_dict())
 
 
@@ -90,6 +102,7 @@ async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
     sign = _flag(data, "sign", True)
     request = operations.IssueRequest.from_mapping(data)
     ctx = await context.shared()
+    authz.authorize_issue(req, ctx.settings, request)
     outcome = await operations.issue(ctx, request, sign=sign)
     return json_response(outcome.to_dict(), 201 if outcome.action in ("issued", "requested") else 200)
 
@@ -106,8 +119,10 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
                                  subject="request")
         days = int(raw)
     ctx = await context.shared()
+    caller, rules = authz.authorize_inventory(req, ctx.settings)
     items = await operations.inventory(ctx, expiring_within_days=days)
-    return json_response({"certificates": [i.to_dict() for i in items]})
+    shown = [i for i in items if access.visible(caller, rules, ca=i.ca, sans=i.sans, subject=i.subject)]
+    return json_response({"certificates": [i.to_dict() for i in shown]})
 
 
 @bp.function_name("kvca_health")
@@ -115,4 +130,4 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
 @answers("health")
 async def kvca_health(req: func.HttpRequest) -> func.HttpResponse:
     settings = Settings.from_env()  # reports every missing or malformed setting at once
-    return json_response({"status": "ok", "vault": settings.vault_name})
+    return json_response({"status": "ok", "vault": settings.vault_name, "access": authz.health(req, settings)})

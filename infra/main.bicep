@@ -41,7 +41,7 @@ param existingKeyVaultResourceGroupName string = ''
 @description('Name of the issuing CA the app signs with (`kvca ca create NAME`); empty until the CA exists. Scopes the app\'s key or secret role to that one CA.')
 param caName string = ''
 
-@description('How the app reaches the CA key. vault-key: the key stays in the vault and the app signs through the keys API (Key Vault Crypto User on that key only). exportable-secret: the app reads the key from the CA\'s secret (Key Vault Secrets User on that secret only).')
+@description('How the app reaches the CA key. vault-key: the key stays in the vault and the app signs through the keys API (kvca CA key signer, keys/read and keys/sign only, on that key only). exportable-secret: the app reads the key from the CA\'s secret (Key Vault Secrets User on that secret only).')
 @allowed([
   'vault-key'
   'exportable-secret'
@@ -70,6 +70,16 @@ param crlUrl string = ''
 
 @description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
 param aiaUrl string = ''
+
+@description('KVCA_ACCESS_RULES: JSON rules saying which HTTP callers (app roles, object ids, bare function keys) may do what; empty: every function-key holder may do everything.')
+param accessRules string = ''
+
+@description('KVCA_FORCE_RENEW_MIN_AGE_MINUTES: an HTTP forced renewal is refused while the current version is younger than this.')
+@minValue(1)
+param forceRenewMinAgeMinutes int = 60
+
+@description('Application (client) ID of an Entra app registration with kvca\'s app roles (infra/app-roles.json), for App Service authentication; empty: none, every HTTP caller is a function-key caller.')
+param authClientId string = ''
 
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
@@ -110,6 +120,18 @@ module functionIdentity 'app/identity.bicep' = {
   }
 }
 
+// The platform's identity for the deployment package, apart from the app's:
+// a stolen token of the app's identity cannot replace the code.
+module deploymentIdentity 'app/identity.bicep' = {
+  name: 'deployment-identity'
+  scope: rg
+  params: {
+    name: 'id-kvca-deploy-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
 module eventGridIdentity 'app/identity.bicep' = {
   name: 'eventgrid-identity'
   scope: rg
@@ -143,6 +165,7 @@ module storage 'app/storage.bicep' = {
     deadLetterContainerName: deadLetterContainerName
     functionPrincipalId: functionIdentity.outputs.principalId
     eventGridPrincipalId: eventGridIdentity.outputs.principalId
+    deploymentPrincipalId: deploymentIdentity.outputs.principalId
   }
 }
 
@@ -190,6 +213,7 @@ module caAccess 'app/ca-access.bicep' = if (!empty(caName)) {
     caName: caName
     caKeyMode: caKeyMode
     functionPrincipalId: functionIdentity.outputs.principalId
+    caSignerRoleId: vaultAccess.outputs.caSignerRoleId
   }
   dependsOn: [
     keyVault
@@ -223,6 +247,8 @@ module functionApp 'app/function.bicep' = {
     tags: tags
     identityId: functionIdentity.outputs.id
     identityClientId: functionIdentity.outputs.clientId
+    deploymentIdentityId: deploymentIdentity.outputs.id
+    authClientId: authClientId
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -237,6 +263,8 @@ module functionApp 'app/function.bicep' = {
     issuancePolicy: issuancePolicy
     crlUrl: crlUrl
     aiaUrl: aiaUrl
+    accessRules: accessRules
+    forceRenewMinAgeMinutes: forceRenewMinAgeMinutes
   }
 }
 

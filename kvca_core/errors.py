@@ -4,6 +4,7 @@ Callers act on the *kind* of an error, never on its text:
 
     KvcaError                 root; anything kvca raises on purpose
     ├── InvalidRequest        the caller's input is malformed (HTTP 400)
+    ├── Forbidden             the access rules do not let this caller do it (403)
     ├── PolicyViolation       well-formed, but the CA's policy forbids it (422)
     ├── NotFound              the certificate, CA or pending request is absent (404)
     ├── NotManaged            exists, but kvca must not touch it (409)
@@ -58,6 +59,10 @@ class KvcaError(Exception):
 
 class InvalidRequest(KvcaError):
     http_status = 400
+
+
+class Forbidden(KvcaError):
+    http_status = 403
 
 
 class PolicyViolation(KvcaError):

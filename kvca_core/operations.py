@@ -383,7 +383,8 @@ async def sign_pending(ctx, name: str) -> Outcome:
 
 
 # --- renewal -------------------------------------------------------------------------------------
-async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome:
+async def _renew(ctx, name: str, *, force: bool, version: str | None,
+                 min_age: dt.timedelta | None = None) -> Outcome:
     """Key Vault has no conditional create, so "one renewal, one version" is kept by
     checking, around the create, that the version we judged is still the current one:
 
@@ -415,6 +416,15 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome
             return Outcome(name, SKIPPED, version=current.version,
                            reason=f"version {current.version} was created "
                                   f"{int((now - current.created_on).total_seconds())} s ago; not renewing it again")
+        if min_age is not None and (current.created_on is None or now - current.created_on < min_age):
+            # The rate limit of forced renewals: `created` of a completed version is when it
+            # completed (keyvault-facts.md), so this counts from the last renewal's merge.
+            since = f"{int((now - current.created_on).total_seconds() // 60)} minutes ago" \
+                if current.created_on is not None else "at an unknown time"
+            raise Conflict(f"a forced renewal needs the current version to be at least "
+                           f"{int(min_age.total_seconds() // 60)} minutes old; version {current.version} "
+                           f"was completed {since}", subject=f"certificate '{name}'",
+                           hint="KVCA_FORCE_RENEW_MIN_AGE_MINUTES sets the limit")
     else:
         due, why = due_state(current, now, ctx.settings.renew_before_days)
         if not due:
@@ -444,11 +454,21 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome
     return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
 
 
-async def renew(ctx, name: str, *, force: bool = False, version: str | None = None) -> Outcome:
+async def renew(ctx, name: str, *, force: bool = False, version: str | None = None,
+                min_age: dt.timedelta | None = None) -> Outcome:
     """Renew when the current version is due (or `force`). `version`: act only while it is current
-    (an event naming an older version is a no-op)."""
+    (an event naming an older version is a no-op). `min_age`: a forced renewal is refused
+    (Conflict) while the current version is younger (the HTTP API's rate limit)."""
     _check_name(name)
-    return await _logged("renew", name, _renew(ctx, name, force=force, version=version))
+    return await _logged("renew", name, _renew(ctx, name, force=force, version=version, min_age=min_age))
+
+
+async def certificate_scope(ctx, name: str) -> tuple[str, CertificatePolicy]:
+    """(the CA its kvca-ca tag names, its policy): what the certificate's next version would be
+    signed by and name. The HTTP API's access rules decide sign, renew and cancel from it."""
+    _check_name(name)
+    current = await _current(ctx, name)
+    return current.tags.get(CA_TAG, ""), await ctx.vault.get_policy(name)
 
 
 # --- sweep ---------------------------------------------------------------------------------------

@@ -50,6 +50,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Optional CRL distribution point URL written into issued certificates."),
     Setting("KVCA_AIA_URL", "",
             "Optional CA Issuers (AIA) URL written into issued certificates."),
+    Setting("KVCA_ACCESS_RULES", "",
+            "JSON rules for HTTP callers: {\"roles\": {\"<app role>\": RULE}, \"callers\": {\"<object id>\": RULE}, "
+            "\"function_key\": RULE}, RULE = {\"actions\": [...], \"cas\": [...], \"dns_suffixes\": [...]}; "
+            "empty: every function-key holder may do everything (reported by /api/health)."),
+    Setting("KVCA_TRUST_EASY_AUTH", "false",
+            "Believe the X-MS-CLIENT-PRINCIPAL header: true only while App Service authentication is on "
+            "(only then does App Service strip the header from clients); the Bicep sets both."),
+    Setting("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", "60",
+            "An HTTP forced renewal is refused while the current version is younger than this."),
     Setting("AZURE_CLIENT_ID", "",
             "Client ID of the user-assigned managed identity (read by DefaultAzureCredential)."),
 )
@@ -89,6 +98,16 @@ def _json_object(name: str, raw: str) -> dict[str, Any]:
     return value
 
 
+def _shallow_json_object(name: str, raw: str) -> dict[str, Any]:
+    """`_json_object` after kvca's nesting limit (kvca_core/jsontext.py): a setting nested
+    thousands deep is a reported problem, not a RecursionError at start."""
+    from kvca_core.jsontext import MAX_DEPTH, depth_exceeded_at
+
+    if depth_exceeded_at(raw.encode("utf-8", "surrogatepass")) is not None:
+        raise ValueError(f"{name} nests arrays or objects more than {MAX_DEPTH} levels deep")
+    return _json_object(name, raw)
+
+
 def _https_url(name: str, raw: str, *, required: bool) -> str:
     if not raw:
         if required:
@@ -117,6 +136,26 @@ def _policy_problems(setting: Mapping[str, Any] | None) -> list[str]:
     return problems
 
 
+def _access_problems(rules: Mapping[str, Any] | None, trust_easy_auth: bool | None,
+                     env: Mapping[str, str]) -> list[str]:
+    """KVCA_ACCESS_RULES checked at start, and KVCA_TRUST_EASY_AUTH against the platform: inside App
+    Service (WEBSITE_SITE_NAME set) the platform sets WEBSITE_AUTH_ENABLED=True while authentication
+    is on (Microsoft.Identity.Web's AppServicesAuthenticationInformation reads the same variable).
+    Trusting the principal header with authentication off would believe what any client sends."""
+    from kvca_core.access import AccessRules  # pure; imported late like the policy check
+
+    problems = []
+    try:
+        AccessRules.parse(rules)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if trust_easy_auth and env.get("WEBSITE_SITE_NAME") and \
+            (env.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() != "true":
+        problems.append("KVCA_TRUST_EASY_AUTH is true but App Service authentication is off "
+                        "(WEBSITE_AUTH_ENABLED is not True): X-MS-CLIENT-PRINCIPAL would be whatever a client sent")
+    return problems
+
+
 def vault_name_from_url(url: str) -> str:
     """`https://myvault.vault.azure.net` -> `myvault` (and the sovereign clouds' suffixes)."""
     host = urlparse(url).hostname or ""
@@ -141,6 +180,9 @@ class Settings:
     crl_url: str = ""
     aia_url: str = ""
     azure_client_id: str = ""
+    access_rules: Mapping[str, Any] = field(default_factory=dict)
+    trust_easy_auth: bool = False
+    force_renew_min_age_minutes: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -174,8 +216,12 @@ class Settings:
             crl_url=read("KVCA_CRL_URL", text),
             aia_url=read("KVCA_AIA_URL", text),
             azure_client_id=read("AZURE_CLIENT_ID", text),
+            access_rules=read("KVCA_ACCESS_RULES", _shallow_json_object),
+            trust_easy_auth=read("KVCA_TRUST_EASY_AUTH", _flag),
+            force_renew_min_age_minutes=read("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", _positive_int),
         )
         problems.extend(_policy_problems(values["issuance_policy"]))
+        problems.extend(_access_problems(values["access_rules"], values["trust_easy_auth"], env))
         if values["tls_ca_bundle"] and not os.path.isfile(values["tls_ca_bundle"]):
             problems.append(f"KVCA_TLS_CA_BUNDLE={values['tls_ca_bundle']!r} is not a readable file")
         if vault_url and not values["vault_name"]:

@@ -6,9 +6,10 @@
 // keys, secrets, and certificates" scope).
 // Deployed only once the CA exists (caName set), so the scope resolves.
 //
-// One role, on one object, per mode. vault-key: Crypto User on the CA's key;
+// One role, on one object, per mode. vault-key: kvca's CA key signer role
+// (keys/read and keys/sign/action only, vault-access.bicep) on the CA's key;
 // the app takes the CA's chain through the certificates API (`NAME-root`,
-// covered by Certificates Officer) and never reads the CA's secret
+// covered by its certificate role) and never reads the CA's secret
 // (kvca_core/authority.py). exportable-secret: Secrets User on the CA's
 // secret, which holds the key and the chain.
 
@@ -19,7 +20,7 @@ param vaultName string
 @minLength(1)
 param caName string
 
-@description('vault-key: the CA key never leaves the vault; the app signs through the keys API (Key Vault Crypto User on that key only). exportable-secret: the app reads the CA\'s key from its secret (Key Vault Secrets User on that secret only).')
+@description('vault-key: the CA key never leaves the vault; the app signs through the keys API (kvca CA key signer on that key only). exportable-secret: the app reads the CA\'s key from its secret (Key Vault Secrets User on that secret only).')
 @allowed([
   'vault-key'
   'exportable-secret'
@@ -29,8 +30,10 @@ param caKeyMode string
 @description('Principal ID of the Functions app\'s managed identity.')
 param functionPrincipalId string
 
-// Built-in role IDs (keyvault-facts.md).
-var keyVaultCryptoUser = '12338af0-0e69-4776-bea7-57ae8d297424'
+@description('Resource ID of kvca\'s CA key signer role (vault-access.bicep: keys/read and keys/sign/action).')
+param caSignerRoleId string
+
+// Built-in role ID (keyvault-facts.md): secrets/getSecret/action and readMetadata only.
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -48,10 +51,10 @@ resource caSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
 }
 
 resource caKeySigner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (caKeyMode == 'vault-key') {
-  name: guid(caKey.id, functionPrincipalId, keyVaultCryptoUser)
+  name: guid(caKey.id, functionPrincipalId, caSignerRoleId)
   scope: caKey
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCryptoUser)
+    roleDefinitionId: caSignerRoleId
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -24,6 +24,15 @@ param identityId string
 @description('Client ID of the app\'s user-assigned managed identity.')
 param identityClientId string
 
+@description('Resource ID of the identity the platform reads and writes the deployment package with; the app\'s code never uses it (AZURE_CLIENT_ID names the app identity).')
+param deploymentIdentityId string
+
+@description('Application (client) ID of the Entra app registration HTTP callers get tokens for (audience api://<id>), with kvca\'s app roles; empty: no App Service authentication, every caller is a function-key caller.')
+param authClientId string = ''
+
+@description('Entra tenant of that app registration.')
+param authTenantId string = tenant().tenantId
+
 @description('Name of the storage account behind AzureWebJobsStorage and the deployment package.')
 param storageAccountName string
 
@@ -83,6 +92,17 @@ param crlUrl string = ''
 @description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
 param aiaUrl string = ''
 
+@description('KVCA_ACCESS_RULES: JSON rules saying which HTTP callers (app roles, object ids, bare function keys) may do what; empty: every function-key holder may do everything.')
+param accessRules string = ''
+
+@description('KVCA_FORCE_RENEW_MIN_AGE_MINUTES: an HTTP forced renewal is refused while the current version is younger than this.')
+@minValue(1)
+param forceRenewMinAgeMinutes int = 60
+
+// App Service authentication on exactly when an app registration is named; the
+// app trusts the principal header exactly then (KVCA_TRUST_EASY_AUTH).
+var easyAuthEnabled = !empty(authClientId)
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -120,6 +140,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${identityId}': {}
+      '${deploymentIdentityId}': {}
     }
   }
   properties: {
@@ -205,6 +226,20 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'KVCA_AIA_URL'
           value: aiaUrl
         }
+        {
+          name: 'KVCA_ACCESS_RULES'
+          value: accessRules
+        }
+        // Set together with authsettingsV2 below: App Service strips client-sent
+        // X-MS-CLIENT-PRINCIPAL headers only while its authentication is on.
+        {
+          name: 'KVCA_TRUST_EASY_AUTH'
+          value: string(easyAuthEnabled)
+        }
+        {
+          name: 'KVCA_FORCE_RENEW_MIN_AGE_MINUTES'
+          value: string(forceRenewMinAgeMinutes)
+        }
       ]
     }
     functionAppConfig: {
@@ -214,7 +249,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identityId
+            userAssignedIdentityResourceId: deploymentIdentityId
           }
         }
       }
@@ -226,6 +261,61 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         name: 'python'
         version: pythonVersion
       }
+    }
+  }
+}
+
+// App Service authentication (Easy Auth) for Entra ID callers, next to function
+// keys. A caller with a token for api://<authClientId> arrives with its claims
+// (app roles included) in X-MS-CLIENT-PRINCIPAL, which App Service strips from
+// client requests while this is on
+// (learn.microsoft.com/azure/app-service/configure-authentication-user-identities).
+// A caller without a token is let through as anonymous: the Functions host still
+// demands a function key, and KVCA_ACCESS_RULES give such a caller only what
+// their "function_key" rule says (nothing, by default, once rules exist).
+// Settings shape: learn.microsoft.com/azure/templates/microsoft.web/sites/config-authsettingsv2.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (easyAuthEnabled) {
+  // checkov:skip=CKV_AZURE_13:this resource is App Service authentication (authsettingsV2, platform.enabled true); the check reads only the v1 authsettings shape
+  // checkov:skip=CKV_AZURE_63:an authsettingsV2 resource, not the site's web config that the HTTP-logging check is written for; kvca logs to Application Insights
+  // checkov:skip=CKV_AZURE_65:an authsettingsV2 resource, not the site's web config that the detailed-errors check is written for
+  // checkov:skip=CKV_AZURE_66:an authsettingsV2 resource, not the site's web config that the failed-request-tracing check is written for
+  // checkov:skip=CKV_AZURE_80:an authsettingsV2 resource of a Python app; there is no .NET Framework version to set
+  // checkov:skip=CKV_AZURE_88:an authsettingsV2 resource; Flex Consumption keeps the package in blob storage, no Azure Files share
+  // checkov:skip=CKV_AZURE_70:httpSettings.requireHttps is true below; the check cannot read a conditional resource's properties (KeyError)
+  // checkov:skip=CKV_AZURE_222:as on the site: Event Grid delivers to the function over the app's public endpoint (no VNet in this template)
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${authTenantId}/v2.0'
+        }
+        validation: {
+          // v1 tokens carry the app ID URI as audience, v2 tokens the client ID.
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    httpSettings: {
+      requireHttps: true
     }
   }
 }

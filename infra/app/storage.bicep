@@ -1,5 +1,8 @@
 // The storage account behind the Functions host (AzureWebJobsStorage), the
-// Flex Consumption deployment package and Event Grid's dead letters.
+// Flex Consumption deployment package and Event Grid's dead letters, each
+// reached by its own identity and container: the app's identity only the
+// host's containers (and tables), the deployment identity only the package,
+// Event Grid only the dead letters.
 // Identity only: shared keys are off, so nothing can use a connection string.
 
 @description('Name of the storage account (3-24 lowercase letters and digits).')
@@ -34,16 +37,28 @@ param functionPrincipalId string
 @description('Principal ID of the identity Event Grid dead-letters with.')
 param eventGridPrincipalId string
 
+@description('Principal ID of the identity the platform reads and writes the deployment package with (functionAppConfig.deployment.storage); never the identity the app\'s code runs as.')
+param deploymentPrincipalId string
+
 // Built-in role IDs (keyvault-facts.md; Storage Blob Data Contributor from
 // https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
-// The Functions host needs blob (leases for the timer trigger, host keys,
-// deployment package) and table (diagnostic events: AZFD0003,
-// https://learn.microsoft.com/azure/azure-functions/errors-diagnostics/diagnostic-events/azfd0003).
-// No queue role: kvca has no blob trigger and no Durable Functions, the two
-// features that need queues.
-var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+// The Functions host needs blob (leases for the timer trigger and host id in
+// azure-webjobs-hosts, function keys in azure-webjobs-secrets) and table
+// (diagnostic events: AZFD0003,
+// https://learn.microsoft.com/azure/azure-functions/errors-diagnostics/diagnostic-events/azfd0003;
+// a monthly table, so it cannot be scoped to one table). No queue role: kvca
+// has no blob trigger and no Durable Functions, the two features that need queues.
+// Blob access is Contributor on the host's two containers, not Owner on the
+// account: Owner adds only ACL and ownership management of Data Lake
+// (modifyPermissions, manageOwnership), which a flat namespace has no use for,
+// and the account scope would reach the deployment package and the dead letters.
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+// The host's containers (azure-functions-host: ScriptConstants.AzureWebJobsHostsContainerName
+// and the blob secrets repository's "azure-webjobs-secrets"); declared here so
+// that a role can be scoped to them before the host first starts.
+var hostsContainerName = 'azure-webjobs-hosts'
+var secretsContainerName = 'azure-webjobs-secrets'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35:no VNet in this template, so the Flex app and Event Grid reach storage publicly; shared keys are off, every access needs an Entra role
@@ -107,12 +122,56 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-resource functionBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, functionPrincipalId, storageBlobDataOwner)
-  scope: storage
+// One resource per container and per assignment (no loops): the infra tests
+// read the templates as pycep parses them.
+resource hostsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: hostsContainerName
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    publicAccess: 'None'
+  }
+}
+
+resource secretsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: secretsContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource functionHostsBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostsContainer.id, functionPrincipalId, storageBlobDataContributor)
+  scope: hostsContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
     principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource functionSecretsBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(secretsContainer.id, functionPrincipalId, storageBlobDataContributor)
+  scope: secretsContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The deployment package, apart: only the deployment identity may write it
+// (`azd deploy` publishes through the app's OneDeploy endpoint, and the
+// platform uploads the package with the identity named in
+// functionAppConfig.deployment.storage, then instances read it with the same
+// identity: https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to
+// "deployment storage"). The identity kvca's code runs as has no role on it.
+resource deploymentPackageWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deploymentContainer.id, deploymentPrincipalId, storageBlobDataContributor)
+  scope: deploymentContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: deploymentPrincipalId
     principalType: 'ServicePrincipal'
   }
 }

@@ -1,5 +1,6 @@
 // Everything that hangs off the vault, deployed in the vault's resource group
-// (a new vault's, or an existing one's): vault-wide certificate rights, and
+// (a new vault's, or an existing one's): kvca's two custom roles, the app's
+// vault-wide certificate rights (no key, no secret), and
 // the Event Grid system topic that turns the vault's certificate events into
 // calls of the Functions app.
 
@@ -50,21 +51,88 @@ param deadLetterStorageId string
 @description('Blob container receiving dead letters.')
 param deadLetterContainerName string
 
-// Built-in role ID (keyvault-facts.md). Certificates Officer manages
-// certificates (create, pending, merge, versions) but cannot read a
-// certificate's secret or use its key: those stay scoped to the CA alone
-// (ca-access.bicep).
+// Built-in role ID (keyvault-facts.md), for the deployer only: a person also
+// imports CAs (`kvca ca import`), which the app never does.
 var keyVaultCertificatesOfficer = 'a4417e6f-fecd-4de8-b567-7b0420556985'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: vaultName
 }
 
-resource functionCertificatesOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, functionPrincipalId, keyVaultCertificatesOfficer)
+// The app's certificate rights: exactly the data actions of the calls kvca makes
+// (learn.microsoft.com/azure/role-based-access-control/permissions/security,
+// Microsoft.KeyVault DataActions; which REST call needs which permission is on
+// each operation's page of learn.microsoft.com/rest/api/keyvault/certificates):
+// - certificates/read: get a certificate, its policy, its pending request, list
+//   certificates and versions;
+// - certificates/create/action: create a certificate or a new version, and merge
+//   (MergeCertificate "requires the certificates/create permission");
+// - certificates/update/action: delete or cancel a pending request ("requires the
+//   certificates/update permission"), set tags.
+// Not granted, unlike Certificates Officer: delete, purge, recover, backup,
+// restore, import, and issuers/contacts management (certificatecas/*,
+// certificatecontacts/write).
+var certificateDataActions = [
+  'Microsoft.KeyVault/vaults/certificates/read'
+  'Microsoft.KeyVault/vaults/certificates/create/action'
+  'Microsoft.KeyVault/vaults/certificates/update/action'
+]
+// Signing with one CA's key (ca-access.bicep assigns it on that key alone): the
+// keys API's sign, and the key's public part. Not Crypto User, which also
+// carries keys/backup/action (a restorable copy of the CA key), update,
+// decrypt, unwrap and the rotation policy.
+var caSignerDataActions = [
+  'Microsoft.KeyVault/vaults/keys/read'
+  'Microsoft.KeyVault/vaults/keys/sign/action'
+]
+
+// Custom roles are defined at the vault's resource group and assignable only
+// there. A role name is unique in the tenant, hence the vault's name in it.
+resource certificateRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, vaultName, 'kvca-certificate-operator')
+  properties: {
+    roleName: 'kvca certificate operator (${vaultName})'
+    description: 'Read, create, renew (new version), merge and cancel the pending request of Key Vault certificates; no delete, purge, import, backup or issuer management.'
+    type: 'CustomRole'
+    assignableScopes: [
+      resourceGroup().id
+    ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: certificateDataActions
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource caSignerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, vaultName, 'kvca-ca-key-signer')
+  properties: {
+    roleName: 'kvca CA key signer (${vaultName})'
+    description: 'Sign digests with, and read the public part of, the key it is assigned on; nothing else.'
+    type: 'CustomRole'
+    assignableScopes: [
+      resourceGroup().id
+    ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: caSignerDataActions
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource functionCertificateOperator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, functionPrincipalId, certificateRole.id)
   scope: vault
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCertificatesOfficer)
+    roleDefinitionId: certificateRole.id
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -145,4 +213,5 @@ resource vaultCertificateEvents 'Microsoft.EventGrid/systemTopics/eventSubscript
 }
 
 output vaultUri string = vault.properties.vaultUri
+output caSignerRoleId string = caSignerRole.id
 output systemTopicName string = systemTopic.name

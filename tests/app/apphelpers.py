@@ -3,6 +3,7 @@ values, build CAs the recipe's way, and check chains with `openssl verify`."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import subprocess
@@ -31,10 +32,12 @@ def user_function(name: str):
 
 
 async def call_http(function: str, method: str, url: str, *, body: Any = None, raw: bytes | None = None,
-                    route_params: dict[str, str] | None = None, params: dict[str, str] | None = None):
+                    route_params: dict[str, str] | None = None, params: dict[str, str] | None = None,
+                    headers: dict[str, str] | None = None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
     req = func.HttpRequest(method=method, url=f"https://kvca.example/api/{url}", headers={
-        "content-type": "application/json"}, params=params or {}, route_params=route_params or {}, body=data)
+        "content-type": "application/json", **(headers or {})}, params=params or {},
+        route_params=route_params or {}, body=data)
     resp: func.HttpResponse = await user_function(function)(req)
     text = resp.get_body().decode()
     return resp.status_code, json.loads(text) if text else None, dict(resp.headers)
@@ -105,6 +108,31 @@ def openssl_verify(chain: list[x509.Certificate], root: x509.Certificate) -> str
         result = subprocess.run(args, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout.strip()
+
+
+def easy_auth_headers(object_id: str, name: str, roles: tuple[str, ...] = (), *,
+                      app_only: bool = False) -> dict[str, str]:
+    """The headers App Service authentication adds for an Entra ID caller, shaped as it writes them:
+    X-MS-CLIENT-PRINCIPAL is base64 JSON {auth_typ, claims [{typ, val}], name_typ, role_typ} with the
+    default claim mapping applied (learn.microsoft.com/azure/app-service/configure-authentication-user-identities)."""
+    claims = [
+        {"typ": "aud", "val": "api://kvca-test"},
+        {"typ": "iss", "val": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"},
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": object_id},
+        {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": "72f988bf-86f1-41af-91ab-2d7cd011db47"},
+        {"typ": "ver", "val": "2.0"},
+    ]
+    if app_only:  # a client-credentials token: the app's id, no name claim
+        claims.append({"typ": "azp", "val": name})
+    else:
+        claims += [{"typ": "name", "val": name}, {"typ": "preferred_username", "val": f"{name}@contoso.example"}]
+    claims += [{"typ": "roles", "val": role} for role in roles]
+    principal = {"auth_typ": "aad", "claims": claims,
+                 "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+                 "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
+    return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(principal).encode()).decode(),
+            "X-MS-CLIENT-PRINCIPAL-ID": object_id, "X-MS-CLIENT-PRINCIPAL-NAME": name,
+            "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
 
 
 async def versions(vault, name: str) -> list:

@@ -43,6 +43,13 @@ ROLE_IDS = {
     "Key Vault Crypto Officer": "14b46e9e-c2b7-41b4-b07b-48a6ebf60603",
 }
 ROLE_NAMES = {v: k for k, v in ROLE_IDS.items()}
+# kvca's custom roles (vault-access.bicep), by the seed of their guid() name, and the
+# parameters through which other modules receive their IDs (main.bicep wires them).
+CUSTOM_ROLES = {
+    "kvca-certificate-operator": "kvca certificate operator",
+    "kvca-ca-key-signer": "kvca CA key signer",
+}
+ROLE_PARAMS = {"caSignerRoleId": "kvca-ca-key-signer"}
 
 
 def bicep_files() -> list[Path]:
@@ -136,14 +143,18 @@ class Resource:
 @dataclass(frozen=True)
 class RoleAssignment:
     resource: Resource
-    role_id: str
+    role_id: str  # a built-in role's GUID, or "custom:<seed>" for kvca's own roles
     scope: Resource
     principal: Any  # the principalId expression: a parameter name in kvca's modules
     principal_type: Any
     name_call: tuple[str, dict[str, Any]] | None
+    role_ref: Any = None  # the roleDefinitionId expression as written
+    definition: Resource | None = None  # the custom role's definition, when in the same template
 
     @property
     def role(self) -> str:
+        if self.role_id.startswith("custom:"):
+            return CUSTOM_ROLES.get(self.role_id[7:], f"unknown custom role {self.role_id}")
         return ROLE_NAMES.get(self.role_id, f"unknown role {self.role_id}")
 
     @property
@@ -193,25 +204,50 @@ class Template:
             value = self.variables[value]
         return value
 
+    def custom_role_seed(self, definition: Resource) -> str:
+        """'kvca-...' from `name: guid(resourceGroup().id, vaultName, 'kvca-...')`."""
+        name = call(definition.body["name"])
+        assert name and name[0] == "guid", f"{definition.symbol}: a role definition is named guid(...)"
+        return list(name[1].values())[-1]
+
+    def _role(self, res: Resource, ref: Any) -> tuple[str, Resource | None]:
+        role_call = call(ref)
+        if role_call:
+            assert role_call[0] == "subscription_resource_id", f"{res.symbol}: roleDefinitionId {ref!r}"
+            assert role_call[1]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+            return self.resolve(role_call[1]["resource_name_1"]), None
+        path = accessor_path(ref)
+        if path and len(path) == 2 and path[1] == "id" and path[0] in self.resources:
+            definition = self.resources[path[0]]
+            assert definition.type == "Microsoft.Authorization/roleDefinitions", f"{res.symbol}: {path}"
+            return "custom:" + self.custom_role_seed(definition), definition
+        assert isinstance(ref, str) and ref in self.params and ref in ROLE_PARAMS, (
+            f"{res.symbol}: roleDefinitionId must be subscriptionResourceId(...), a role definition's id "
+            f"or a known role parameter, got {ref!r}")
+        return "custom:" + ROLE_PARAMS[ref], None
+
     def role_assignments(self) -> list[RoleAssignment]:
         found = []
         for res in self.of_type("Microsoft.Authorization/roleAssignments"):
             props = res.body["properties"]
-            role_call = call(props["roleDefinitionId"])
-            assert role_call and role_call[0] == "subscription_resource_id", (
-                f"{res.symbol}: roleDefinitionId must be subscriptionResourceId(...), got {props['roleDefinitionId']!r}")
-            assert role_call[1]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+            role_id, definition = self._role(res, props["roleDefinitionId"])
             scope_path = accessor_path(res.body.get("scope"))
             assert scope_path, f"{res.symbol}: no resource scope"
             found.append(RoleAssignment(
                 resource=res,
-                role_id=self.resolve(role_call[1]["resource_name_1"]),
+                role_id=role_id,
                 scope=self.resources[scope_path[-1]],
                 principal=props["principalId"],
                 principal_type=props.get("principalType"),
                 name_call=call(res.body["name"]),
+                role_ref=props["roleDefinitionId"],
+                definition=definition,
             ))
         return found
+
+    def role_definitions(self) -> dict[str, Resource]:
+        """kvca's custom roles in this template, by their guid seed."""
+        return {self.custom_role_seed(r): r for r in self.of_type("Microsoft.Authorization/roleDefinitions")}
 
 
 def all_templates() -> list[Template]:

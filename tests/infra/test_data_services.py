@@ -18,7 +18,8 @@ def test_storage_refuses_shared_keys_public_blobs_and_old_tls():
 def test_storage_has_private_deployment_and_dead_letter_containers():
     template = load("app/storage.bicep")
     containers = {r.name: r for r in template.of_type("Microsoft.Storage/storageAccounts/blobServices/containers")}
-    assert set(containers) == {"deploymentContainerName", "deadLetterContainerName"}
+    assert set(containers) == {"deploymentContainerName", "deadLetterContainerName",
+                               "azure-webjobs-hosts", "azure-webjobs-secrets"}
     for container in containers.values():
         assert container.get("properties.publicAccess") == "None"
 
@@ -64,9 +65,9 @@ def test_application_insights_accepts_only_entra_authenticated_telemetry():
     assert workspace.get("properties.features.disableLocalAuth") is True
 
 
-def test_two_identities_one_for_the_app_one_for_event_grid():
+def test_three_identities_the_app_the_deployment_package_and_event_grid():
     main = load("main.bicep")
     identities = [s for s, m in main.modules.items() if main.module_paths[s] == "app/identity.bicep"]
-    assert sorted(identities) == ["eventGridIdentity", "functionIdentity"]
+    assert sorted(identities) == ["deploymentIdentity", "eventGridIdentity", "functionIdentity"]
     created = load("app/identity.bicep").one("Microsoft.ManagedIdentity/userAssignedIdentities")
     assert not created.existing

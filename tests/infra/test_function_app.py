@@ -50,14 +50,16 @@ def test_deployment_package_is_reached_through_the_user_assigned_identity():
     assert storage["type"] == "blobContainer"
     assert storage["authentication"] == {
         "type": "UserAssignedIdentity",
-        "userAssignedIdentityResourceId": "identityId",
+        "userAssignedIdentityResourceId": "deploymentIdentityId",
     }
 
 
 def test_app_runs_as_its_user_assigned_identity_only():
     identity = _site().get("identity")
     assert identity["type"] == "UserAssigned"
-    assert [k.strip("'") for k in identity["userAssignedIdentities"]] == ["${identityId}"]
+    # The app's own identity, and the deployment identity the platform writes the package with.
+    assert [k.strip("'") for k in identity["userAssignedIdentities"]] == ["${identityId}", "${deploymentIdentityId}"]
+    assert _settings()["AZURE_CLIENT_ID"] == "identityClientId"
 
 
 def test_app_is_https_only_with_tls_1_2_and_no_ftp():
@@ -121,6 +123,8 @@ def _unwrap_string(value):
 def _setting_default(template, value):
     """The value a setting gets when nobody overrides it, or None if it is computed."""
     value = _unwrap_string(value)
+    if isinstance(value, str) and value in template.variables:
+        return None  # computed (KVCA_TRUST_EASY_AUTH follows the auth settings; tested on its own)
     if isinstance(value, str) and value in template.params:
         default = template.params[value].default
         return None if default is None else str(default)
@@ -181,3 +185,32 @@ def test_vault_url_setting_is_built_from_the_vault_name():
     params = main.modules["functionApp"].body["params"]
     assert (params["vaultUrl"], params["vaultName"]) == ("vaultUrl", "vaultName")
     assert accessor_path(params["eventGridTopicEndpoint"]) == ["topic", "outputs", "endpoint"]
+
+
+def _auth():
+    return _function().one("Microsoft.Web/sites/config")
+
+
+def test_app_service_authentication_is_entra_id_next_to_function_keys_and_on_exactly_when_trusted():
+    template = _function()
+    auth = _auth()
+    assert auth.name == "authsettingsV2" and auth.body["parent"] == _site().symbol
+    assert auth.condition == "easyAuthEnabled"
+    assert template.variables["easyAuthEnabled"] == {"operator": {"type": "not", "operands": {
+        "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": "authClientId"}}}}}}
+    # The app believes X-MS-CLIENT-PRINCIPAL exactly when App Service authentication is on.
+    assert call(_settings()["KVCA_TRUST_EASY_AUTH"]) == ("string", {"value_to_convert": "easyAuthEnabled"})
+    assert auth.get("properties.platform.enabled") is True
+    # Callers without a token pass on to the host's function-key check and kvca's rules.
+    assert auth.get("properties.globalValidation") == {"requireAuthentication": False,
+                                                        "unauthenticatedClientAction": "AllowAnonymous"}
+    aad = auth.get("properties.identityProviders.azureActiveDirectory")
+    assert aad["enabled"] is True and aad["registration"]["clientId"] == "authClientId"
+    assert "authTenantId" in repr(aad["registration"]["openIdIssuer"])
+    assert "clientSecretSettingName" not in aad["registration"], "an API validating bearer tokens needs no secret"
+    assert set(map(repr, aad["validation"]["allowedAudiences"])) == {repr("api://${authClientId}"), repr("authClientId")}
+    assert auth.get("properties.login.tokenStore.enabled") is False
+    assert auth.get("properties.httpSettings.requireHttps") is True
+    main = load("main.bicep")
+    assert main.params["authClientId"].default == ""
+    assert main.modules["functionApp"].body["params"]["authClientId"] == "authClientId"

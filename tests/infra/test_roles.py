@@ -9,25 +9,34 @@ from __future__ import annotations
 
 import pytest
 
-from bicepwalk import ROLE_IDS, accessor_path, all_templates, call, load
+from bicepwalk import CUSTOM_ROLES, ROLE_IDS, accessor_path, all_templates, call, load
 
+CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
 # (file, role, scope resource type, principal parameter) for every assignment.
 GRANTS = {
-    ("vault-access.bicep", "Key Vault Certificates Officer", "Microsoft.KeyVault/vaults", "functionPrincipalId"),
+    ("vault-access.bicep", "kvca certificate operator", "Microsoft.KeyVault/vaults", "functionPrincipalId"),
     ("vault-access.bicep", "Key Vault Certificates Officer", "Microsoft.KeyVault/vaults", "deployerPrincipalId"),
-    ("ca-access.bicep", "Key Vault Crypto User", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
+    ("ca-access.bicep", "kvca CA key signer", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
     ("ca-access.bicep", "Key Vault Secrets User", "Microsoft.KeyVault/vaults/secrets", "functionPrincipalId"),
     ("eventgrid-topic.bicep", "EventGrid Data Sender", "Microsoft.EventGrid/topics", "functionPrincipalId"),
-    ("storage.bicep", "Storage Blob Data Owner", "Microsoft.Storage/storageAccounts", "functionPrincipalId"),
+    ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "functionPrincipalId"),
     ("storage.bicep", "Storage Table Data Contributor", "Microsoft.Storage/storageAccounts", "functionPrincipalId"),
-    ("storage.bicep", "Storage Blob Data Contributor",
-     "Microsoft.Storage/storageAccounts/blobServices/containers", "eventGridPrincipalId"),
+    ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "deploymentPrincipalId"),
+    ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "eventGridPrincipalId"),
     ("monitoring.bicep", "Monitoring Metrics Publisher", "Microsoft.Insights/components", "functionPrincipalId"),
 }
 
 NEVER = {"Owner", "Contributor", "User Access Administrator", "Key Vault Administrator",
-         "Key Vault Secrets Officer", "Key Vault Crypto Officer", "Storage Queue Data Contributor"}
-KEY_MATERIAL_ROLES = {"Key Vault Secrets User", "Key Vault Crypto User"}
+         "Key Vault Secrets Officer", "Key Vault Crypto Officer", "Storage Queue Data Contributor",
+         "Storage Blob Data Owner", "Key Vault Crypto User"}
+KEY_MATERIAL_ROLES = {"Key Vault Secrets User", "kvca CA key signer"}
+# Exactly what kvca's calls need (vault-access.bicep cites the permission of each call).
+CUSTOM_DATA_ACTIONS = {
+    "kvca-certificate-operator": {"Microsoft.KeyVault/vaults/certificates/read",
+                                  "Microsoft.KeyVault/vaults/certificates/create/action",
+                                  "Microsoft.KeyVault/vaults/certificates/update/action"},
+    "kvca-ca-key-signer": {"Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/sign/action"},
+}
 
 
 def _assignments():
@@ -41,8 +50,64 @@ def test_the_role_assignments_are_exactly_the_intended_grants():
 
 @pytest.mark.parametrize("ra", _assignments(), ids=lambda ra: ra.where)
 def test_no_assignment_grants_a_broad_role(ra):
-    assert ra.role_id in ROLE_IDS.values(), f"{ra.where}: unknown role id {ra.role_id}"
+    assert ra.role_id in ROLE_IDS.values() or ra.role_id[7:] in CUSTOM_ROLES, f"{ra.where}: unknown role {ra.role_id}"
     assert ra.role not in NEVER, f"{ra.where} grants {ra.role}"
+
+
+def _definitions():
+    return load("app/vault-access.bicep").role_definitions()
+
+
+@pytest.mark.parametrize("seed", sorted(CUSTOM_DATA_ACTIONS))
+def test_each_custom_role_grants_exactly_the_data_actions_kvca_uses(seed):
+    template = load("app/vault-access.bicep")
+    definition = _definitions()[seed]
+    permissions = definition.get("properties.permissions")
+    assert len(permissions) == 1
+    granted = template.resolve(permissions[0]["dataActions"])
+    assert set(granted) == CUSTOM_DATA_ACTIONS[seed] and len(granted) == len(set(granted))
+    assert permissions[0]["actions"] == [] and permissions[0]["notDataActions"] == []
+    assert not any("*" in action for action in granted)
+    # Assignable only in the vault's resource group, where vault-access.bicep runs.
+    assert [call(s) for s in definition.get("properties.assignableScopes")] == [None] or \
+        accessor_path(definition.get("properties.assignableScopes")[0]) is None
+    assert "resource_group" in repr(definition.get("properties.assignableScopes"))
+    assert definition.get("properties.type") == "CustomRole"
+
+
+def test_no_custom_role_can_delete_purge_import_back_up_or_manage_issuers():
+    forbidden = ("delete", "purge", "import", "backup", "restore", "recover", "certificatecas", "certificatecontacts",
+                 "secrets", "decrypt", "unwrap", "keys/update", "keys/create", "release", "rotate")
+    for seed in CUSTOM_DATA_ACTIONS:
+        definition = _definitions()[seed]
+        granted = load("app/vault-access.bicep").resolve(definition.get("properties.permissions")[0]["dataActions"])
+        assert not [a for a in granted for word in forbidden if word in a.lower()], (seed, granted)
+
+
+def test_the_signer_role_reaches_ca_access_through_main():
+    main = load("main.bicep")
+    assert accessor_path(main.modules["caAccess"].body["params"]["caSignerRoleId"]) == \
+        ["vaultAccess", "outputs", "caSignerRoleId"]
+    vault_access = load("app/vault-access.bicep")
+    signer = _definitions()["kvca-ca-key-signer"]
+    assert accessor_path(vault_access.outputs["caSignerRoleId"]["value"]) == [signer.symbol, "id"]
+
+
+def test_the_app_identity_has_no_role_on_the_deployment_package_and_blob_rights_only_on_host_containers():
+    template = load("app/storage.bicep")
+    for ra in template.role_assignments():
+        if ra.scope.symbol == "deploymentContainer":
+            assert ra.principal == "deploymentPrincipalId", f"{ra.where}: {ra.principal} on the deployment package"
+        if ra.principal == "functionPrincipalId" and ra.role.startswith("Storage Blob"):
+            assert ra.scope.type == CONTAINER and ra.scope.name in ("azure-webjobs-hosts", "azure-webjobs-secrets")
+    function = load("app/function.bicep").one("Microsoft.Web/sites")
+    auth = function.get("properties.functionAppConfig.deployment.storage.authentication")
+    assert auth["userAssignedIdentityResourceId"] == "deploymentIdentityId"
+    main = load("main.bicep")
+    assert accessor_path(main.modules["functionApp"].body["params"]["deploymentIdentityId"]) == \
+        ["deploymentIdentity", "outputs", "id"]
+    assert accessor_path(main.modules["storage"].body["params"]["deploymentPrincipalId"]) == \
+        ["deploymentIdentity", "outputs", "principalId"]
 
 
 @pytest.mark.parametrize("ra", _assignments(), ids=lambda ra: ra.where)
@@ -51,7 +116,8 @@ def test_assignment_name_is_guid_of_scope_principal_and_role(ra):
     args = ra.name_call[1]
     assert accessor_path(args["base_string"]) == [ra.scope.symbol, "id"], f"{ra.where}: guid must start with the scope's id"
     assert args["extra_string_1"] == ra.principal, f"{ra.where}: guid's second part must be the principal"
-    assert ra.resource.template.resolve(args["extra_string_2"]) == ra.role_id, f"{ra.where}: guid's third part must be the role"
+    assert ra.resource.template.resolve(args["extra_string_2"]) == ra.role_id or args["extra_string_2"] == ra.role_ref, \
+        f"{ra.where}: guid's third part must be the role"
 
 
 @pytest.mark.parametrize("ra", _assignments(), ids=lambda ra: ra.where)
@@ -82,7 +148,7 @@ def test_each_ca_key_mode_grants_exactly_one_role():
     # tests/app/test_vault.py). exportable-secret: read the key from the secret.
     template = load("app/ca-access.bicep")
     by_role = {ra.role: ra.resource.condition for ra in template.role_assignments()}
-    assert by_role["Key Vault Crypto User"] == {
+    assert by_role["kvca CA key signer"] == {
         "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "vault-key"}}}
     assert by_role["Key Vault Secrets User"] == {
         "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "exportable-secret"}}}
@@ -111,6 +177,7 @@ def test_main_hands_each_module_the_right_principal():
         "functionPrincipalId": ["functionIdentity", "outputs", "principalId"],
         "eventGridPrincipalId": ["eventGridIdentity", "outputs", "principalId"],
         "deployerPrincipalId": ["principalId"],
+        "deploymentPrincipalId": ["deploymentIdentity", "outputs", "principalId"],
     }
     seen = set()
     for symbol, module in main.modules.items():

@@ -1,0 +1,66 @@
+"""kvca_core.access and its settings, without the app: rules checked at start, one rule at a time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kvca_core import access
+from kvca_core.access import AccessRules, Caller
+from kvca_core.errors import ConfigurationError, Forbidden
+from kvca_core.operations import IssueRequest
+from kvca_core.settings import Settings
+
+from apphelpers import easy_auth_headers
+
+VAULT = {"KVCA_VAULT_URL": "https://corp.vault.azure.net/"}
+OID = "5b9c3c53-0a7e-4b4e-9a39-2f0a8d1c7e11"
+
+
+def test_every_problem_of_the_access_rules_is_reported_at_start():
+    rules = {"roles": {"r": {"actions": ["delete"], "cas": ["../x"], "dns_suffixes": ["*.x.com"]}},
+             "callers": {"bob": {"actions": ["issue"], "cas": ["*"], "dns_suffixes": ["*"]}}, "admins": {}}
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**VAULT, "KVCA_ACCESS_RULES": json.dumps(rules)})
+    text = str(caught.value)
+    for fragment in ("unknown key(s) 'admins'", "unknown action(s) 'delete'", "'../x' is not a CA name",
+                     "dns suffix '*.x.com'", "callers['bob']: a caller is named by its Entra object id"):
+        assert fragment in text
+
+
+def test_access_rules_nested_beyond_the_limit_are_a_reported_problem_not_a_crash():
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**VAULT, "KVCA_ACCESS_RULES": "[" * 30_000})
+    assert "KVCA_ACCESS_RULES nests arrays or objects more than 32 levels deep" in str(caught.value)
+
+
+def test_trusting_easy_auth_while_app_service_authentication_is_off_is_refused_at_start():
+    env = {**VAULT, "KVCA_TRUST_EASY_AUTH": "true", "WEBSITE_SITE_NAME": "func-kvca"}
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    assert "App Service authentication is off" in str(caught.value)
+    assert Settings.from_env({**env, "WEBSITE_AUTH_ENABLED": "True"}).trust_easy_auth is True
+
+
+def test_a_ca_from_one_rule_and_a_suffix_from_another_never_combine():
+    rules = AccessRules.parse({"roles": {
+        "a": {"actions": ["issue"], "cas": ["corp-ca"], "dns_suffixes": ["web.corp.internal"]},
+        "b": {"actions": ["issue"], "cas": ["other-ca"], "dns_suffixes": ["db.corp.internal"]}}})
+    caller = Caller(access.ENTRA, OID, "both", ("a", "b"))
+    mixed = IssueRequest(name="m", ca="corp-ca", dns_names=("x.db.corp.internal",))
+    assert not access.decide_issue(caller, rules, mixed).allowed
+    assert access.decide_issue(caller, rules, IssueRequest(name="m", ca="other-ca",
+                                                           dns_names=("x.db.corp.internal",))).allowed
+
+
+def test_the_principal_of_an_app_only_token_names_the_app_and_keeps_its_roles():
+    header = easy_auth_headers(OID, "3f2a1b0c-app-id", ("kvca.operator", "kvca.web"), app_only=True)
+    caller, note = access.caller_from_headers(header, trust_easy_auth=True)
+    assert note == ""
+    assert caller == Caller(access.ENTRA, OID, "3f2a1b0c-app-id", ("kvca.operator", "kvca.web"))
+
+
+def test_an_oversized_principal_is_refused_before_decoding():
+    with pytest.raises(Forbidden):
+        access.parse_principal("A" * (access.MAX_PRINCIPAL_BYTES + 4))
