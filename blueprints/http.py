@@ -17,11 +17,10 @@ Retry-After), 502 other Key Vault failures.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import azure.functions as func
-
-import datetime as dt
 
 from blueprints import authz
 from blueprints.respond import answers, json_response

@@ -64,3 +64,19 @@ def test_the_principal_of_an_app_only_token_names_the_app_and_keeps_its_roles():
 def test_an_oversized_principal_is_refused_before_decoding():
     with pytest.raises(Forbidden):
         access.parse_principal("A" * (access.MAX_PRINCIPAL_BYTES + 4))
+
+
+def test_a_name_field_the_rules_do_not_know_makes_a_name_restricted_rule_refuse():
+    # Fail closed: a field added to IssueRequest later (emails, URIs) carries names no suffix check saw.
+    import dataclasses
+
+    Wider = dataclasses.make_dataclass("Wider", [("emails", tuple, dataclasses.field(default=()))], bases=(IssueRequest,),
+                                       frozen=True)
+    rules = AccessRules.parse({"roles": {"a": {"actions": ["issue"], "cas": ["corp-ca"], "dns_suffixes": ["corp.internal"]},
+                                         "all": {"actions": ["issue"], "cas": ["*"], "dns_suffixes": ["*"]}}})
+    request = Wider(name="m", ca="corp-ca", dns_names=("a.corp.internal",), emails=("x@bank.example",))
+    refused = access.decide_issue(Caller(access.ENTRA, OID, "n", ("a",)), rules, request)
+    assert not refused.allowed and "emails" in refused.reason
+    assert access.decide_issue(Caller(access.ENTRA, OID, "n", ("all",)), rules, request).allowed
+    assert access.decide_issue(Caller(access.ENTRA, OID, "n", ("a",)), rules,
+                               Wider(name="m", ca="corp-ca", dns_names=("a.corp.internal",))).allowed

@@ -69,9 +69,11 @@ def test_each_custom_role_grants_exactly_the_data_actions_kvca_uses(seed):
     assert permissions[0]["actions"] == [] and permissions[0]["notDataActions"] == []
     assert not any("*" in action for action in granted)
     # Assignable only in the vault's resource group, where vault-access.bicep runs.
-    assert [call(s) for s in definition.get("properties.assignableScopes")] == [None] or \
-        accessor_path(definition.get("properties.assignableScopes")[0]) is None
-    assert "resource_group" in repr(definition.get("properties.assignableScopes"))
+    [scope] = definition.get("properties.assignableScopes")
+    accessor = scope["operator"]
+    assert accessor["type"] == "property_accessor" and accessor["operands"]["operand_2"] == "id"
+    assert call(accessor["operands"]["operand_1"]) == ("resource_group", {"resource_group_name": None,
+                                                                           "subscription_id": None})
     assert definition.get("properties.type") == "CustomRole"
 
 
