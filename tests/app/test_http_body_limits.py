@@ -48,3 +48,10 @@ def test_depth_scan_finds_the_first_bracket_beyond_the_limit():
     assert jsontext.depth_exceeded_at(b" " + b"[" * 33) == 33
     assert jsontext.depth_exceeded_at(b'["\\"[[[[", []]', limit=2) is None
     assert jsontext.depth_exceeded_at(b'["\\"[[[[", [[]]]', limit=2) == 12
+
+
+@pytest.mark.parametrize("raw", [b'"' + b"[" * 30_000, b'["a\\"' + b"[" * 30_000, b"]" * 100 + b"[" * 30_000],
+                         ids=["unterminated-string", "escaped-quote", "closers-first"])
+async def test_malformed_deep_bodies_are_400s_too(app, raw):
+    status, body, _ = await call_http("kvca_issue", "POST", "certificates", raw=raw)
+    assert status == 400 and body["error"] == "InvalidRequest", body
