@@ -81,8 +81,6 @@ def health(req: func.HttpRequest, settings: Settings) -> dict[str, Any]:
     if not rules.configured:
         warnings.append("KVCA_ACCESS_RULES is empty: every function-key holder may issue for any CA, "
                         "force-renew any certificate and read the whole inventory")
-    elif rules.function_key is None:
-        pass  # callers without an identity get nothing: the intended default
     if not settings.trust_easy_auth:
         warnings.append("KVCA_TRUST_EASY_AUTH is false: Entra ID identities are not used, every caller "
                         "is a function-key caller")
