@@ -69,23 +69,28 @@ class Routes:
     """A tiny regex router, so unknown routes and wrong methods get Key Vault's error shape."""
 
     def __init__(self) -> None:
-        self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
+        self._routes: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = []
 
     def add(self, pattern: str, **methods: Handler) -> None:
         # A version may be empty: the SDK sends "/keys/NAME//sign" for a versionless key id.
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern).replace(
             "(?P<version>[^/]+)", "(?P<version>[^/]*)") + "$"
-        self._routes.append((re.compile(regex), {m.upper(): h for m, h in methods.items()}))
+        self._routes.append((re.compile(regex), pattern, {m.upper(): h for m, h in methods.items()}))
 
     def find(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        handler, params, _ = self.find_route(method, path)
+        return handler, params
+
+    def find_route(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
+        """The handler, the path's parameters and the route's template ("/certificates/{name}")."""
         allowed = False
-        for regex, methods in self._routes:
+        for regex, pattern, methods in self._routes:
             match = regex.match(path)
             if match is None:
                 continue
             handler = methods.get(method)
             if handler is not None:
-                return handler, match.groupdict()
+                return handler, match.groupdict(), pattern
             allowed = True
         if allowed:
             raise KvError(405, "MethodNotAllowed", f"The method {method} is not allowed on {path}.")
@@ -185,7 +190,9 @@ class Server:
         if version not in API_VERSIONS:
             raise bad_parameter(f"The specified version ({version}) is not recognized. Consider "
                                 "using the latest supported version (2026-04-01).")
-        handler, params = self.vault_routes.find(method, path.rstrip("/") if path != "/" else path)
+        handler, params, template = self.vault_routes.find_route(
+            method, path.rstrip("/") if path != "/" else path)
+        self.em.requests.append((method, f"{method} {template}"))
         body = await self._read_json(request) if method in ("POST", "PUT", "PATCH") else None
         result = await handler(request, params, body)
         if method != "GET":
@@ -404,7 +411,17 @@ class Server:
         r.add("/_emulator/events/take", post=events_take)
         r.add("/_emulator/subscriptions", post=webhook)
         r.add("/_emulator/faults", get=faults_get, post=faults_add, delete=faults_clear)
+        async def fidelity_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            return em.fidelity.describe()
+
+        async def fidelity_set(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            try:
+                return em.set_fidelity(**_control_body(b)).describe()
+            except ValueError as exc:
+                raise bad_parameter(f"Invalid fidelity request: {exc}") from None
+
         r.add("/_emulator/throttling", post=throttling)
+        r.add("/_emulator/fidelity", get=fidelity_get, post=fidelity_set)
         r.add("/_emulator/eventgrid/api/events", post=self.eventgrid_publish)
 
     async def eventgrid_publish(self, request: web.Request, p: dict[str, str], body: Any) -> Any:

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ObjectIdentifier
 
 from kvemulator import _crypto as kc
 from kvemulator._errors import KvError, bad_parameter, not_found
+from kvemulator._fidelity import Fidelity
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 PKCS12 = "application/x-pkcs12"
@@ -365,6 +366,7 @@ class Vault:
         self.secrets: dict[str, Secret] = {}
         self.deleted_secrets: dict[str, Secret] = {}
         self.generation = 0  # bumped on every change (persistence watches it)
+        self.fidelity = Fidelity()
 
     # ------------------------------------------------------------ helpers
 
