@@ -217,17 +217,21 @@ class Server:
             raise bad_parameter(f"The request body nests deeper than {MAX_DEPTH} levels.")
         return body
 
-    def _next_url(self, request: web.Request, *keep: str) -> Callable[[int], str]:
-        def build(skip: int) -> str:
-            params = {"api-version": request.query.get("api-version", ""), "$skiptoken": str(skip)}
-            for name in keep:
+    def _next_url(self, request: web.Request, *keep: str) -> Callable[[str], str]:
+        def build(skip: str) -> str:
+            params = {"api-version": request.query.get("api-version", ""), "$skiptoken": skip}
+            # The real service keeps only api-version and $skiptoken (keyvault-facts.md second
+            # round, azure-sdk-for-python#38589); the switch brings back the old full link.
+            for name in () if self.em.fidelity.paging_drops_params else keep:
                 if name in request.query:
                     params[name] = request.query[name]
             return f"{self.em.url}{request.path.rstrip('/')}?{urllib.parse.urlencode(params)}"
         return build
 
     def _paging(self, request: web.Request) -> dict[str, Any]:
-        skip = _int_param(request, "$skiptoken", 0, 10**9) or 0
+        skip = request.query.get("$skiptoken", "")
+        if len(skip) > 1024:
+            raise bad_parameter("Invalid $skiptoken: it is longer than 1024 characters.")
         return {"maxresults": _int_param(request, "maxresults", 1, 25), "skip": skip}
 
     # ------------------------------------------------------------ vault routes
