@@ -27,6 +27,7 @@ from cryptography.x509.oid import ObjectIdentifier
 
 from kvemulator import _crypto as kc
 from kvemulator._errors import KvError, bad_parameter, not_found
+from kvemulator._faults import KeySpec
 from kvemulator._fidelity import Fidelity
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
@@ -1208,6 +1209,32 @@ class Vault:
             _, ver = self._usable_key(name, version, "verify")
             key = ver.key
         return {"value": kc.verify_digest(key, alg, digest_b, sig)}
+
+    def key_spec(self, route: str, params: dict[str, str], body: Any) -> KeySpec | None:
+        """The key a request works on, for the weighted throttling limits (None: no key,
+        or one not known). A certificate create's key comes from its policy (or the
+        certificate's), an import's HSM flag from its policy (its size is not read here)."""
+        with self.lock:
+            name = params.get("name", "").lower()
+            if route.startswith("/keys/{name}"):
+                cert = self.certs.get(name)
+                version = params.get("version", "").lower()
+                ver = (cert.versions.get(version) if version else cert.current()) if cert else None
+                if ver is None:
+                    return None
+                kty, size, _ = kc.key_spec_of(ver.key)
+                return KeySpec(size if kty == "RSA" else None, ver.hsm)
+            if route in ("/certificates/{name}/create", "/certificates/{name}/import"):
+                policy = body.get("policy") if isinstance(body, dict) else None
+                if not isinstance(policy, dict) and name in self.certs:
+                    policy = self.certs[name].policy
+                kp = policy.get("key_props") if isinstance(policy, dict) else None
+                if not isinstance(kp, dict):
+                    return KeySpec(None, False)
+                kty, size = str(kp.get("kty") or "RSA"), kp.get("key_size")
+                rsa = size if kty.startswith("RSA") and isinstance(size, int) else None
+                return KeySpec(rsa, kty.endswith("-HSM"))
+            return None
 
     # ------------------------------------------------------------ time-driven work
 

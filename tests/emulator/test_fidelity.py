@@ -442,3 +442,77 @@ def test_pending_only_certificate_answers_its_pending_version_under_either_switc
     pending(certs, "lonely")
     got = certs.get_certificate("lonely")
     assert got.properties.version and got.cer is None and got.properties.enabled is False
+
+
+# ---------------------------------------------------------------- throttling
+
+THROTTLED = {"error": {"code": "Throttled", "message": (
+    "Request was not processed because too many requests were received. "
+    "Reason: VaultRequestTypeLimitReached")}}
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_throttled_answer_has_the_captured_body_and_retry_after_per_switch(emulator, retry_after):
+    emulator.set_fidelity(throttle_retry_after=retry_after)
+    emulator.throttling(True, limits={"other": 1})
+    assert call(emulator, "GET", "/certificates?api-version=7.6")[0] == 200
+    status, body, headers = call(emulator, "GET", "/certificates?api-version=7.6")
+    assert status == 429 and body == THROTTLED
+    assert ("Retry-After" in headers) is retry_after
+    if retry_after:
+        assert 1 <= int(headers["Retry-After"]) <= 10
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_injected_429_faults_follow_the_retry_after_switch(emulator, retry_after):
+    emulator.set_fidelity(throttle_retry_after=retry_after)
+    emulator.faults.add(kind="429", route="^/certificates$", count=1, retry_after=2)
+    status, body, headers = call(emulator, "GET", "/certificates?api-version=7.6")
+    assert status == 429 and body["error"]["code"] == "Throttled"
+    assert body["error"]["message"].endswith("Reason: VaultRequestTypeLimitReached")
+    assert headers.get("Retry-After") == ("2" if retry_after else None)
+
+
+def no_retry_certificates(emulator):
+    from azure.keyvault.certificates import CertificateClient
+    return CertificateClient(emulator.url, emulator.credential(), retry_total=0, **emulator.client_kwargs())
+
+
+@pytest.mark.parametrize("kty,allowed", [("EC", 20), ("EC-HSM", 10)])
+def test_certificate_creates_count_against_the_key_create_limit_of_20_and_hsm_halves_it(
+        emulator, kty, allowed):
+    emulator.throttling(True)
+    policy = CertificatePolicy(issuer_name="Unknown", subject="CN=t", key_type=kty,
+                               exportable=False if kty.endswith("HSM") else None)
+    with no_retry_certificates(emulator) as certs:
+        for i in range(allowed):
+            certs.begin_create_certificate(f"burst-{i:02d}", policy)
+        with pytest.raises(HttpResponseError) as info:
+            certs.begin_create_certificate("one-too-many", policy)
+    assert info.value.status_code == 429 and info.value.error.code == "Throttled"
+
+
+@pytest.mark.parametrize("kty,size,allowed", [("RSA", 2048, 16), ("RSA", 3072, 4), ("RSA", 4096, 2),
+                                              ("EC-HSM", None, 8)])
+def test_key_operations_are_a_weighted_sum_rsa_3072_4096_and_hsm_cost_more(
+        emulator, kv_clients, kty, size, allowed):
+    # A budget of 16 software RSA-2048 operations: RSA-3072 costs 4 (4,000 vs 1,000 per 10 s),
+    # RSA-4096 8 (vs 500), HSM doubles (half the limits).
+    kwargs = {"key_size": size} if size else {"exportable": False}
+    cert = kv_clients.certificates.begin_create_certificate("weighted", CertificatePolicy(
+        issuer_name="Self", subject="CN=w", key_type=kty, **kwargs)).result()
+    emulator.throttling(True, limits={"key-other": 16})
+    sign = json.dumps({"alg": "RS256" if kty == "RSA" else "ES256",
+                       "value": kc.b64url(hashlib.sha256(b"x").digest())}).encode()
+    path = f"/keys/weighted/{cert.properties.version}/sign?api-version=7.6"
+    statuses = [call(emulator, "POST", path, sign)[0] for _ in range(allowed + 1)]
+    assert statuses == [200] * allowed + [429]
+
+
+def test_default_limits_are_the_documented_per_10_seconds_figures():
+    from kvemulator._faults import LIMITS, KeySpec, weight
+    assert LIMITS == {"key-create": 20, "key-other": 4000, "secret-create": 300, "other": 4000}
+    assert LIMITS["key-other"] // weight("key-other", KeySpec(3072, False)) == 1000
+    assert LIMITS["key-other"] // weight("key-other", KeySpec(4096, False)) == 500
+    assert LIMITS["key-other"] // weight("key-other", KeySpec(None, True)) == 2000
+    assert LIMITS["key-create"] // weight("key-create", KeySpec(2048, True)) == 10
