@@ -226,12 +226,14 @@ class Server:
             raise bad_parameter(f"The request body nests deeper than {MAX_DEPTH} levels.")
         return body
 
-    def _next_url(self, request: web.Request, *keep: str) -> Callable[[str], str]:
+    def _next_url(self, request: web.Request, *keep: str, certificates: bool = False) -> Callable[[str], str]:
         def build(skip: str) -> str:
             params = {"api-version": request.query.get("api-version", ""), "$skiptoken": skip}
-            # The real service keeps only api-version and $skiptoken (keyvault-facts.md second
-            # round, azure-sdk-for-python#38589); the switch brings back the old full link.
-            for name in () if self.em.fidelity.paging_drops_params else keep:
+            # The certificate lists' real links keep only api-version and $skiptoken
+            # (keyvault-facts.md second round, azure-sdk-for-python#38589); the switch brings
+            # back the full link. Secret and key lists were not recorded: they keep theirs.
+            dropped = certificates and self.em.fidelity.paging_drops_params
+            for name in () if dropped else keep:
                 if name in request.query:
                     params[name] = request.query[name]
             return f"{self.em.url}{request.path.rstrip('/')}?{urllib.parse.urlencode(params)}"
@@ -250,12 +252,14 @@ class Server:
 
         async def list_certs(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return v.list_certificates(include_pending=_bool_param(req, "includePending"),
-                                       next_url=self._next_url(req, "maxresults", "includePending"),
+                                       next_url=self._next_url(req, "maxresults", "includePending",
+                                                               certificates=True),
                                        **self._paging(req))
 
         async def list_deleted_certs(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return v.list_certificates(include_pending=_bool_param(req, "includePending"),
-                                       next_url=self._next_url(req, "maxresults", "includePending"),
+                                       next_url=self._next_url(req, "maxresults", "includePending",
+                                                               certificates=True),
                                        deleted=True, **self._paging(req))
 
         async def create(req: web.Request, p: dict[str, str], b: Any) -> Any:
@@ -288,9 +292,10 @@ class Server:
                 return fn(*args, b) if body else fn(*args)
             return handler
 
-        def paged(fn: Callable[..., Any], *names: str) -> Handler:
+        def paged(fn: Callable[..., Any], *names: str, certificates: bool = False) -> Handler:
             async def handler(req: web.Request, p: dict[str, str], b: Any) -> Any:
-                return fn(*[p[n] for n in names], next_url=self._next_url(req, "maxresults"),
+                return fn(*[p[n] for n in names],
+                          next_url=self._next_url(req, "maxresults", certificates=certificates),
                           **self._paging(req))
             return handler
 
@@ -298,7 +303,7 @@ class Server:
         r.add("/certificates/issuers", get=lambda *_: _const({"value": [], "nextLink": None}))
         r.add("/certificates/{name}/create", post=create)
         r.add("/certificates/{name}/import", post=simple(v.import_certificate, "name", body=True))
-        r.add("/certificates/{name}/versions", get=paged(v.list_versions, "name"))
+        r.add("/certificates/{name}/versions", get=paged(v.list_versions, "name", certificates=True))
         r.add("/certificates/{name}/policy", get=simple(v.get_policy, "name"),
               patch=simple(v.update_policy, "name", body=True))
         r.add("/certificates/{name}/pending", get=simple(v.get_operation, "name"),

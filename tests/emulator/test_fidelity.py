@@ -125,6 +125,22 @@ def test_next_link_keeps_only_api_version_and_skiptoken(emulator, kv_clients, dr
         assert kept == {"api-version", "$skiptoken", "maxresults", "includePending"}
 
 
+def test_versions_and_deleted_lists_drop_the_parameters_too_but_secret_lists_keep_theirs(emulator, kv_clients):
+    emulator.set_fidelity(soft_delete_settle_seconds=0)  # no 2 s poll per delete
+    certs = kv_clients.certificates
+    for _ in range(3):
+        self_signed(certs, "many-versions")
+    for i in range(3):
+        self_signed(certs, f"to-delete-{i}")
+        certs.begin_delete_certificate(f"to-delete-{i}").wait()
+        kv_clients.secrets.set_secret(f"plain-{i}", "v")
+    for path in ("/certificates/many-versions/versions", "/deletedcertificates"):
+        status, body, _ = call(emulator, "GET", f"{path}?api-version=7.6&maxresults=2")
+        assert status == 200 and set(query_of(body["nextLink"])) == {"api-version", "$skiptoken"}, path
+    status, body, _ = call(emulator, "GET", "/secrets?api-version=7.6&maxresults=2")
+    assert set(query_of(body["nextLink"])) == {"api-version", "$skiptoken", "maxresults"}
+
+
 @pytest.mark.parametrize("drops", [True, False])
 def test_pending_only_certificates_past_the_first_page_are_lost_when_the_link_drops_include_pending(
         emulator, kv_clients, drops):
