@@ -13,6 +13,7 @@ raise `KvError` with the service's status, code and message.
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import dataclasses
 import datetime as dt
@@ -354,8 +355,9 @@ def _body(body: Any) -> dict[str, Any]:
     return body
 
 
-def _page(items: list[dict[str, Any]], maxresults: int | None, skip: str,
-          next_url: Callable[[str], str], keys: list[str] | None = None) -> dict[str, Any]:
+def _page(items: list[Any], maxresults: int | None, skip: str,
+          next_url: Callable[[str], str], keys: list[str] | None = None,
+          build: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """One page after the position `skip` (a $skiptoken this function made, or "").
 
     The token names the last item's key (the object's name, or the index for version
@@ -368,9 +370,11 @@ def _page(items: list[dict[str, Any]], maxresults: int | None, skip: str,
     after = _skip_key(skip)
     start = 0
     if after is not None:
-        start = next((i for i, key in enumerate(keys) if key > after), len(keys))
+        start = bisect.bisect_right(keys, after)  # keys are sorted
     chunk = items[start:start + size]
-    out: dict[str, Any] = {"value": chunk, "nextLink": None}
+    # Only this page's items are rendered (`build`): a sweep over a large vault reads every
+    # page, and rendering the whole list per page would be quadratic.
+    out: dict[str, Any] = {"value": [build(i) for i in chunk] if build else chunk, "nextLink": None}
     if start + size < len(items):
         out["nextLink"] = next_url(kc.b64url(keys[start + size - 1].encode()))
     return out
@@ -811,7 +815,7 @@ class Vault:
                           next_url: Callable[[str], str], deleted: bool = False) -> dict[str, Any]:
         with self.lock:
             source = self.deleted_certs if deleted else self.certs
-            items, keys = [], []
+            entries, keys = [], []
             for key in sorted(source):
                 cert = source[key]
                 if deleted and not self._delete_settled(cert):
@@ -821,6 +825,11 @@ class Vault:
                 ver = self._current_view(cert)
                 if ver is None:
                     continue
+                entries.append((cert, ver))
+                keys.append(key)
+
+            def item_of(entry: tuple[Certificate, CertVersion]) -> dict[str, Any]:
+                cert, ver = entry
                 # A never-completed version's item: enabled false, nbf/exp from the policy,
                 # no x5t, subject "" (JS recording, keyvault-facts.md second round).
                 item: dict[str, Any] = {"id": f"{self.base_url}/certificates/{cert.name}",
@@ -831,9 +840,9 @@ class Vault:
                     item["subject"] = kc.subject_text(ver.cert.subject)
                 if deleted:
                     item.update(self._deleted_fields(cert, "certificates"))
-                items.append(item)
-                keys.append(key)
-            return _page(items, maxresults, skip, next_url, keys)
+                return item
+
+            return _page(entries, maxresults, skip, next_url, keys, item_of)
 
     def list_versions(self, name: str, *, maxresults: int | None, skip: str,
                       next_url: Callable[[str], str]) -> dict[str, Any]:
