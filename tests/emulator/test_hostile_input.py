@@ -221,3 +221,11 @@ def test_encrypted_pem_key_asking_for_millions_of_kdf_rounds_is_refused_before_d
     status, answer, _ = call(emulator, "POST", "/certificates/kdf-pem/import?api-version=7.6",
                              json.dumps({"value": pem, "pwd": "pw"}).encode())
     assert status == 400 and "password-KDF iterations" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize("token", ["!!!", "%FF%FE", "_w", "a" * 2000, "AAAA", "%00%00", "-1"])
+def test_a_forged_skiptoken_is_a_400_or_a_page_never_a_500(emulator, token):
+    status, answer, _ = call(emulator, "GET", f"/certificates?api-version=7.6&$skiptoken={token}")
+    assert status in (200, 400), answer
+    if status == 400:
+        assert answer["error"]["code"] == "BadParameter"
