@@ -39,6 +39,11 @@ class Fidelity:
     # within this many seconds of the first gets 409 "There was a conflict while
     # updating/deleting pending certificate" (azure-sdk-for-js#35011, #36328). 0: off.
     pending_conflict_seconds: float = 0.0
+    # Unconfirmed either way (keyvault-facts.md second round; a maintainer of another Key
+    # Vault tool reported no events, 2021): whether CertificateNewVersionCreated fires at
+    # merge for issuer Unknown, and NearExpiry/Expired for such versions at all. True: they
+    # fire (as for Self and imported versions). False: none for merged versions.
+    unknown_issuer_events: bool = True
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

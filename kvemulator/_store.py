@@ -80,6 +80,7 @@ class CertVersion:
     # dates the service computes from the policy at creation: created - 600 s, + validity.
     planned_nbf: int | None = None
     planned_exp: int | None = None
+    merged: bool = False  # completed by a merge (issuer Unknown): events per the fidelity switch
 
     @property
     def pending(self) -> bool:
@@ -738,10 +739,12 @@ class Vault:
             # (keyvault-facts.md second round).
             ver.created = ver.updated = self.now()
             ver.planned_nbf = ver.planned_exp = None
+            ver.merged = True
             op["status"] = "completed"
             op["status_details"] = None
             self._touch()
-            self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
+            if self.fidelity.unknown_issuer_events:
+                self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
             return self._bundle(cert, ver, with_policy=True)
 
     # ------------------------------------------------------------ certificates: import
@@ -1255,7 +1258,7 @@ class Vault:
                 # NearExpiry and Expired are raised for the current version only
                 # (event-schema-key-vault; keyvault-facts.md second round).
                 ver = cert.current()
-                if ver is not None:
+                if ver is not None and (self.fidelity.unknown_issuer_events or not ver.merged):
                     exp = ver.exp
                     assert exp is not None
                     if "near" not in ver.fired and now >= exp - NEAR_EXPIRY.total_seconds():
@@ -1289,7 +1292,7 @@ class Vault:
                         if ver.cert else None,
                         "chain": [c.public_bytes(serialization.Encoding.PEM).decode() for c in ver.chain],
                         "fired": sorted(ver.fired), "planned_nbf": ver.planned_nbf,
-                        "planned_exp": ver.planned_exp})
+                        "planned_exp": ver.planned_exp, "merged": ver.merged})
                 op = None
                 if cert.op is not None:
                     op = {**cert.op, "csr": base64.b64encode(cert.op["csr"]).decode()}
@@ -1324,7 +1327,7 @@ class Vault:
                     v["created"], v["updated"], v["enabled"], dict(v["tags"]),
                     x509.load_pem_x509_certificate(v["cert"].encode()) if v["cert"] else None,
                     [x509.load_pem_x509_certificate(c.encode()) for c in v["chain"]], set(v["fired"]),
-                    v.get("planned_nbf"), v.get("planned_exp"))
+                    v.get("planned_nbf"), v.get("planned_exp"), bool(v.get("merged", False)))
             if data["op"] is not None:
                 cert.op = {**data["op"], "csr": base64.b64decode(data["op"]["csr"])}
             return cert

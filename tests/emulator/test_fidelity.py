@@ -31,6 +31,7 @@ def unknown_policy(subject: str = "CN=pending", **kwargs) -> CertificatePolicy:
 
 def test_fidelity_defaults_are_the_real_service_and_clear_controls_restores_them(emulator):
     assert emulator.fidelity == Fidelity()
+    assert emulator.fidelity.unknown_issuer_events  # unconfirmed: the emulator's old behaviour
     assert emulator.fidelity.paging_drops_params and emulator.fidelity.throttle_retry_after
     assert not emulator.fidelity.current_includes_pending
     emulator.set_fidelity(paging_drops_params=False, cancel_settle_seconds=4)
@@ -370,6 +371,22 @@ def test_near_expiry_and_expired_fire_for_the_current_version_only(emulator, kv_
     events = emulator.take_events()
     assert [(e["eventType"].rsplit(".", 1)[1], e["data"]["Version"]) for e in events] == [
         ("CertificateNearExpiry", newer.properties.version)]
+
+
+@pytest.mark.parametrize("fires", [True, False])
+def test_events_for_merged_versions_follow_the_unknown_issuer_events_switch(emulator, kv_clients, fires):
+    emulator.set_fidelity(unknown_issuer_events=fires)
+    certs = kv_clients.certificates
+    merged = merge(certs, "from-ca", pending(certs, "from-ca"))  # a 90-day leaf
+    self_signed(certs, "own", months=2)
+    kinds = [(e["eventType"].rsplit(".", 1)[1], e["subject"]) for e in emulator.take_events()]
+    assert (("CertificateNewVersionCreated", "from-ca") in kinds) is fires
+    assert ("CertificateNewVersionCreated", "own") in kinds
+    emulator.clock.advance(days=100)  # past both certificates' NearExpiry and expiry
+    seen = {(e["eventType"].rsplit(".", 1)[1], e["data"]["Version"]) for e in emulator.take_events()}
+    assert (("CertificateNearExpiry", merged.properties.version) in seen) is fires
+    assert (("CertificateExpired", merged.properties.version) in seen) is fires
+    assert {kind for kind, _ in seen} >= {"CertificateNearExpiry", "CertificateExpired"}
 
 
 @pytest.mark.parametrize("settle", [9.0, 0.0])
