@@ -236,7 +236,8 @@ class Server:
             for name in () if dropped else keep:
                 if name in request.query:
                     params[name] = request.query[name]
-            return f"{self.em.url}{request.path.rstrip('/')}?{urllib.parse.urlencode(params)}"
+            # "$skiptoken" literally, as the service writes it (not "%24skiptoken").
+            return f"{self.em.url}{request.path.rstrip('/')}?{urllib.parse.urlencode(params, safe='$')}"
         return build
 
     def _paging(self, request: web.Request) -> dict[str, Any]:
