@@ -154,6 +154,14 @@ def test_pending_only_certificates_past_the_first_page_are_lost_when_the_link_dr
     assert listed == [f"wait-{i:02d}" for i in range(25 if drops else 30)]
 
 
+async def test_the_aio_client_follows_the_dropped_link_too(emulator, kv_aio_clients):
+    certs = kv_aio_clients.certificates
+    for i in range(27):
+        await certs.create_certificate(f"aio-wait-{i:02d}", unknown_policy("CN=a", key_type="EC"))
+    listed = [c.name async for c in certs.list_properties_of_certificates(include_pending=True)]
+    assert listed == [f"aio-wait-{i:02d}" for i in range(25)]
+
+
 def test_pages_hold_25_unless_maxresults_is_sent_and_a_dropped_maxresults_falls_back_to_25(emulator, kv_clients):
     certs = kv_clients.certificates
     for i in range(40):
