@@ -309,14 +309,14 @@ async def _policy_of(ctx, current: CertificateVersion) -> CertificatePolicy:
     return current.policy if current.policy is not None else await ctx.vault.get_policy(current.name)
 
 
-async def _load_ca(ctx, ca_name: str, cas: dict[str, LoadedCA] | None) -> LoadedCA:
-    """The CA, checked against the vault once per sweep (`cas`) rather than once per certificate."""
-    if cas is not None and ca_name in cas:
-        return cas[ca_name]
-    loaded = await ctx.authority.load(ca_name)
-    if cas is not None:
-        cas[ca_name] = loaded
-    return loaded
+async def _load_ca(ctx, ca_name: str, cas: dict[str, asyncio.Future] | None) -> LoadedCA:
+    """The CA, checked against the vault once per sweep (`cas`: one shared load per CA, which
+    the sweep's workers await together) rather than once per certificate."""
+    if cas is None:
+        return await ctx.authority.load(ca_name)
+    if ca_name not in cas:
+        cas[ca_name] = asyncio.ensure_future(ctx.authority.load(ca_name))
+    return await asyncio.shield(cas[ca_name])
 
 
 def _pending_status(pending: PendingRequest | None) -> str:
@@ -380,7 +380,7 @@ def _just_completed(current: CertificateVersion, now: dt.datetime) -> Outcome | 
 
 
 async def _sign_pending(ctx, name: str, *, action: str = SIGNED, pending: PendingRequest | None = None,
-                        cas: dict[str, LoadedCA] | None = None) -> Outcome:
+                        cas: dict[str, asyncio.Future] | None = None) -> Outcome:
     """`pending`: the request, when the caller has just read it."""
     if pending is None:
         pending = await ctx.vault.get_pending(name)
@@ -409,7 +409,7 @@ async def sign_pending(ctx, name: str) -> Outcome:
 
 # --- renewal -------------------------------------------------------------------------------------
 async def _renew(ctx, name: str, *, force: bool, version: str | None,
-                 cas: dict[str, LoadedCA] | None = None) -> Outcome:
+                 cas: dict[str, asyncio.Future] | None = None) -> Outcome:
     """Key Vault has no conditional create, so "one renewal, one version" is kept by
     checking, after the create, that the version we judged is still the current one:
 
@@ -491,7 +491,7 @@ def _pending_only(version: CertificateVersion) -> bool:
 
 
 async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool,
-                     cas: dict[str, LoadedCA] | None = None) -> Outcome:
+                     cas: dict[str, asyncio.Future] | None = None) -> Outcome:
     """One listed certificate. What the list item holds (tags, nbf/exp, x5t) decides most
     of it; a certificate that is not due costs one call, the pending check: the list item
     shows the current version only, so a "New Version" made by hand on a certificate whose
@@ -544,7 +544,7 @@ async def sweep(ctx, *, dry_run: bool = False,
     scanned = 0
     managed = 0
     listing_error: str | None = None
-    cas: dict[str, LoadedCA] = {}  # each CA checked against the vault once per sweep
+    cas: dict[str, asyncio.Future] = {}  # each CA checked against the vault once per sweep
 
     async def worker() -> None:
         while True:

@@ -161,3 +161,20 @@ async def test_every_client_shares_one_connection_pool_and_one_tls_context(app, 
     assert ctx.vault.transport.ssl_context.session_stats()["connect"] - handshakes <= 2
     assert _established_to(port) - baseline <= 2
     assert ctx.vault._crypto  # the keys-API signer was used, through the same pool
+
+
+async def test_a_renewal_costs_five_vault_calls_and_four_within_a_sweep(app, ctx):
+    """Before: 9 per renewal. The create's answer carries the CSR, the policy comes with the current
+    version, and a sweep checks each CA once (README, "Key Vault calls")."""
+    await import_recipe_ca(ctx.vault, "counted-ca")
+    for name in ("alone", "swept-1", "swept-2"):
+        await operations.issue(ctx, IssueRequest(name=name, ca="counted-ca", dns_names=(f"{name}.corp.internal",)))
+    app.clock.advance(days=340)
+    app.requests.clear()
+    assert (await operations.renew(ctx, "alone")).action == "renewed"
+    assert len(app.requests) == 5, app.requests
+    app.requests.clear()
+    summary = await operations.sweep(ctx)
+    assert summary.renewed == 2
+    # One listing page, the pending check of the fresh "alone", 5 for the first renewal, 4 for the second.
+    assert len(app.requests) == 1 + 1 + 5 + 4, app.requests
