@@ -117,9 +117,9 @@ class Vault(Protocol):
     vault_name: str
 
     async def get_certificate(self, name: str, version: str | None = None) -> CertificateVersion:
-        """No `version`: the current version, which is the newest completed, enabled one (a pending
-        or abandoned newer version is passed over), with its `policy`; the pending version when
-        no version is completed."""
+        """No `version`: the current version, which is the newest completed one (a pending or
+        abandoned newer version is passed over; a disabled completed one stays current), with
+        its `policy`; the pending version when no version is completed."""
 
     async def get_policy(self, name: str) -> CertificatePolicy: ...
 

@@ -284,7 +284,7 @@ async def _logged(op: str, name: Any, coro) -> Outcome:
 
 
 async def _current(ctx, name: str) -> CertificateVersion:
-    """The current version (the newest completed, enabled one: `Vault.get_certificate`), with
+    """The current version (the newest completed one: `Vault.get_certificate`), with
     its policy; for a certificate whose only version is pending, that version (cer None).
     Key Vault answers GET for it (keyvault-facts.md, second round); a 404 all the same falls
     back to the versions listing."""
@@ -507,7 +507,7 @@ async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool,
                 return await _sign_pending(ctx, name, pending=pending, cas=cas)
             # Nothing in progress: the item shows a withdrawn request's leftover version, or a
             # newer version answered as current while an older one is completed. The current
-            # version (the newest completed, enabled one) decides from here.
+            # version (the newest completed one) decides from here.
             current = await _current(ctx, name)
             if _pending_only(current):
                 return Outcome(name, SKIPPED, reason=f"nothing to sign: {_pending_status(pending)}")

@@ -165,6 +165,14 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
+def _throttled_post(exc: HttpResponseError) -> bool:
+    """A 429 without Retry-After on a POST: the one throttling answer azure-core does not retry."""
+    response = exc.response
+    request = getattr(response, "request", None)
+    return exc.status_code == 429 and _retry_after(response) is None and \
+        getattr(request, "method", "").upper() == "POST"
+
+
 def translate(exc: BaseException, what: str) -> KvcaError:
     """One place that turns an SDK exception into a kvca error kind.
 
@@ -329,33 +337,38 @@ class KeyVault:
 
     async def _posting(self, what: str, call, *, pending_change: bool = False):
         """`await call()` (a create, merge or sign: a POST), retried with `Backoff` while Key Vault
-        answers 429 without Retry-After (azure-core has given up at once then, see _RETRY). A 429
-        with Retry-After has already been retried by azure-core as the service asked: it stands."""
+        answers that POST 429 without Retry-After (azure-core has given up at once then, see
+        _RETRY). A 429 with Retry-After has already been retried by azure-core as the service
+        asked, and a 429 on a GET the call made afterwards (a create's polling) means the POST
+        went through: both stand."""
         attempts = max(1, self._backoff.attempts)
         for attempt in range(attempts):
-            try:
-                async with _calling(what, pending_change=pending_change):
+            async with _calling(what, pending_change=pending_change):
+                try:
                     return await call()
-            except Throttled as exc:
-                if exc.retry_after is not None or attempt + 1 >= attempts:
-                    raise
-                if attempt == 0:
-                    logger.warning("kvca throttled without Retry-After subject=%s; backing off, at most %d "
-                                   "more tries", what, attempts - 1)
-                await asyncio.sleep(self._backoff.delay(attempt))
+                except HttpResponseError as exc:
+                    if attempt + 1 >= attempts or not _throttled_post(exc):
+                        raise
+            if attempt == 0:
+                logger.warning("kvca throttled without Retry-After subject=%s; backing off, at most %d more tries",
+                               what, attempts - 1)
+            await asyncio.sleep(self._backoff.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- certificates -------------------------------------------------------
     async def get_certificate(self, name: str, version: str | None = None) -> CertificateVersion:
-        """A version, or (no `version`) the current one: the newest completed, enabled version.
+        """A version, or (no `version`) the current one: the newest completed version.
 
         Whether a versionless GET answers a newer pending or abandoned version (a withdrawn
         request leaves one behind, disabled and without a certificate) over an older completed
-        one is unconfirmed, and disabled versions are answered as current (keyvault-facts.md,
-        second round; azure-cli#26044). Either would stall signing and renewal, so such an
-        answer is checked against the versions list. The usual answer, a completed enabled
-        version, costs the one GET. A certificate with no completed version answers its
-        pending version (cer None)."""
+        one is unconfirmed (keyvault-facts.md, second round). Either would stall signing and
+        renewal, so an answer without a certificate is checked against the versions list; the
+        usual answer, a completed version, costs the one GET. A certificate with no completed
+        version answers its pending version (cer None).
+
+        A completed version that is disabled stays current, as Key Vault answers it
+        (azure-cli#26044) and as its consumers see it: disabling a CA's or a leaf's version
+        stops kvca using or renewing it, instead of falling back to an older one."""
         what = f"certificate '{name}'"
         async with _calling(what):
             if version:
@@ -363,13 +376,13 @@ class KeyVault:
             else:
                 cert = await self._certs.get_certificate(name)
         found = _version_of(cert.properties, cert)
-        if version or (found.completed and found.enabled):
+        if version or found.completed:
             return found
         async with _calling(what):
             completed = [_version_of(p) async for p in self._certs.list_properties_of_certificate_versions(name)
                          if p.x509_thumbprint]
-        best = _newest([v for v in completed if v.enabled]) or _newest(completed)
-        if best is None or best.version == found.version:
+        best = _newest(completed)
+        if best is None:
             return found
         async with _calling(what):
             cert = await self._certs.get_certificate_version(name, best.version)

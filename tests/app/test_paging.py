@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from kvca_core import operations
-from kvca_core.errors import Throttled
+from kvca_core.errors import PolicyViolation, Throttled
 from kvca_core.model import CA_TAG
 from kvca_core.operations import IssueRequest
 from kvca_core.vault import Backoff
@@ -145,3 +145,19 @@ async def test_a_409_from_a_concurrent_change_of_the_pending_request_is_no_failu
     outcome = await signing
     assert outcome.action == "skipped" and "another caller is changing the pending request" in outcome.reason
     assert await completed_versions(ctx.vault, "busy") == []
+
+
+@BOTH_WAYS
+async def test_a_disabled_ca_version_is_not_swapped_for_an_older_one(app, ctx, current_includes_pending):
+    """Disabling the CA's current version stops signing; kvca does not fall back to the version
+    before it (Key Vault, too, answers the disabled version as current)."""
+    app.set_fidelity(current_includes_pending=current_includes_pending)
+    await import_recipe_ca(ctx.vault, "corp-ca")
+    older = await ctx.vault.get_certificate("corp-ca")
+    await import_recipe_ca(ctx.vault, "corp-ca")
+    newest = await ctx.vault.get_certificate("corp-ca")
+    await ctx.vault.update_properties("corp-ca", newest.version, enabled=False)
+    current = await ctx.vault.get_certificate("corp-ca")
+    assert (current.version, current.enabled) == (newest.version, False) and current.version != older.version
+    with pytest.raises(PolicyViolation, match="disabled"):
+        await operations.issue(ctx, IssueRequest(name="z-refused", ca="corp-ca", dns_names=("r.corp.internal",)))
