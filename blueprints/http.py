@@ -4,7 +4,7 @@
     POST /api/certificates/{name}/renew   renew now ({"force": false} to renew only when due)
     POST /api/certificates                issue ({"name", "ca", "dns_names", ...}; "sign": false to only request)
     GET  /api/certificates                inventory (?expiring_within_days=N)
-    GET  /api/health                      liveness, configuration check, who you are to kvca
+    GET  /api/health                      liveness, configuration check (the sweep schedule too), who you are to kvca
 
 Every call is authorized first (blueprints/authz.py, kvca_core/access.py): the
 caller's Entra identity (App Service authentication) or a bare function key,
@@ -128,5 +128,8 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="health", methods=["GET"], auth_level=AUTH)
 @answers("health")
 async def kvca_health(req: func.HttpRequest) -> func.HttpResponse:
-    settings = Settings.from_env()  # reports every missing or malformed setting at once
-    return json_response({"status": "ok", "vault": settings.vault_name, "access": authz.health(req, settings)})
+    # Every missing or malformed setting at once; host=True: the timer's schedule must be an
+    # app setting, since the binding reads it itself (a broken one silently disables the sweep).
+    settings = Settings.from_env(host=True)
+    return json_response({"status": "ok", "vault": settings.vault_name, "sweep_schedule": settings.sweep_schedule,
+                          "access": authz.health(req, settings)})

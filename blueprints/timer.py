@@ -1,5 +1,9 @@
 """Timer trigger `kvca_sweep`: the sweep on KVCA_SWEEP_SCHEDULE (NCRONTAB, default every 6 hours).
 
+The binding reads `%KVCA_SWEEP_SCHEDULE%` from the app settings itself, before any of kvca
+runs: the Bicep and local.settings.sample.json set it, and `Settings.from_env(host=True)`
+(/api/health) reports it missing or malformed, since the host would disable the timer.
+
 The sweep backs the events up: it signs pending requests and renews due
 certificates even when an event was lost or never sent (keyvault-facts.md).
 """

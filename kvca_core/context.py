@@ -39,7 +39,7 @@ class Context:
         owns = credential is None
         credential = credential if credential is not None else default_credential(settings)
         vault = KeyVault(settings, credential)
-        publisher = TopicPublisher(settings, credential) if settings.eventgrid_topic_endpoint else None
+        publisher = TopicPublisher(settings, credential, vault.transport) if settings.eventgrid_topic_endpoint else None
         return cls(settings, vault, Authority(vault), publisher, credential, owns)
 
     @classmethod

@@ -9,6 +9,7 @@ Callers act on the *kind* of an error, never on its text:
     ├── NotFound              the certificate, CA or pending request is absent (404)
     ├── NotManaged            exists, but kvca must not touch it (409)
     ├── Conflict              the vault's state forbids it right now (409)
+    │   └── Busy              someone else is changing the pending request; try later (409)
     ├── UpstreamError         Key Vault or Event Grid failed (502)
     │   └── Throttled         429 from the service, with Retry-After (503)
     └── ConfigurationError    a setting is missing or malformed (500)
@@ -79,6 +80,13 @@ class NotManaged(KvcaError):
 
 class Conflict(KvcaError):
     http_status = 409
+
+
+class Busy(Conflict):
+    """Key Vault's 409 on a change (merge, cancel, delete) of a pending certificate that another
+    caller is changing at the same moment (keyvault-facts.md, second round: "There was a conflict
+    while updating/deleting pending certificate"). Nothing is wrong: whoever else is working on
+    it finishes, or a later pass does."""
 
 
 class UpstreamError(KvcaError):

@@ -65,6 +65,9 @@ class CertificatePolicy:
     validity_months: int | None = None
     key: KeySpec = field(default_factory=lambda: KeySpec("EC", curve="P-256"))
     content_type: str = "application/x-pkcs12"  # or "application/x-pem-file"
+    # The vault adapter's own copy of the policy as read (lifetime actions and all), opaque
+    # here: a new version is made with exactly that policy. None when built by kvca.
+    raw: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,14 @@ class CertificateVersion:
     key_id: str | None = None  # kid, with version
     secret_id: str | None = None  # sid, with version
     x5t: bytes | None = None  # SHA-1 thumbprint as the vault reports it
+    policy: CertificatePolicy | None = None  # with a versionless get_certificate; None in listings
+
+    @property
+    def completed(self) -> bool:
+        """Whether the version holds a certificate. A pending or abandoned (withdrawn) version has
+        no x5t and no cer, but it does have dates: Key Vault computes nbf/exp from the policy
+        (keyvault-facts.md, second round), so dates never tell "pending"."""
+        return self.x5t is not None or self.cer is not None
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,10 @@ class Vault(Protocol):
     vault_url: str
     vault_name: str
 
-    async def get_certificate(self, name: str, version: str | None = None) -> CertificateVersion: ...
+    async def get_certificate(self, name: str, version: str | None = None) -> CertificateVersion:
+        """No `version`: the current version, which is the newest completed one (a pending or
+        abandoned newer version is passed over; a disabled completed one stays current), with
+        its `policy`; the pending version when no version is completed."""
 
     async def get_policy(self, name: str) -> CertificatePolicy: ...
 
@@ -118,18 +132,24 @@ class Vault(Protocol):
         """Issuer Unknown: the PendingRequest; issuer Self: the finished version.
         Raises Conflict when a pending request is already in progress (409)."""
 
-    async def create_new_version(self, name: str, tags: Mapping[str, str] | None = None) -> PendingRequest:
+    async def create_new_version(self, name: str, tags: Mapping[str, str] | None = None,
+                                 policy: CertificatePolicy | None = None) -> PendingRequest:
         """A new version with the certificate's current policy exactly as the vault holds it
-        (the portal's "New Version"). Raises Conflict when a request is already pending (409)."""
+        (the portal's "New Version"; `policy` from `get_certificate` saves reading it again).
+        Raises Conflict when a request is already pending (409)."""
 
     async def merge(self, name: str, chain_der: Sequence[bytes],
                     tags: Mapping[str, str] | None = None) -> CertificateVersion:
-        """`tags` given: the merged version's tags (a new version does not inherit them)."""
+        """`tags` given: the merged version's tags (a new version does not inherit them).
+        Raises Busy when another caller is changing the same pending request (409)."""
 
-    async def delete_pending(self, name: str) -> None: ...
+    async def delete_pending(self, name: str) -> None:
+        """Withdraw the request. Key Vault keeps the never-completed version (disabled, no
+        certificate; there is no API to delete one version): `get_certificate` passes over it."""
 
     def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
-        """Every certificate's current version, page by page (no `cer`)."""
+        """Every certificate's current version, page by page (no `cer`, no policy); with
+        `include_pending`, pending-only certificates on every page."""
 
     def list_versions(self, name: str) -> AsyncIterator[CertificateVersion]: ...
 

@@ -34,6 +34,7 @@ from cryptography import x509
 
 from kvca_core import clock
 from kvca_core.errors import (
+    Busy,
     Conflict,
     InvalidRequest,
     KvcaError,
@@ -283,10 +284,10 @@ async def _logged(op: str, name: Any, coro) -> Outcome:
 
 
 async def _current(ctx, name: str) -> CertificateVersion:
-    """The current version; for a certificate whose only version is pending, that version
-    (cer None). The emulator answers GET for it; whether Key Vault does is unconfirmed
-    (keyvault-facts.md lists pending-only certificates, with their tags, only in listings),
-    so a 404 falls back to the versions listing."""
+    """The current version (the newest completed one: `Vault.get_certificate`), with
+    its policy; for a certificate whose only version is pending, that version (cer None).
+    Key Vault answers GET for it (keyvault-facts.md, second round); a 404 all the same falls
+    back to the versions listing."""
     try:
         return await ctx.vault.get_certificate(name)
     except NotFound:
@@ -301,6 +302,21 @@ async def _current(ctx, name: str) -> CertificateVersion:
         if newest is None:
             raise NotFound("no such certificate in the vault", subject=f"certificate '{name}'") from None
         return newest
+
+
+async def _policy_of(ctx, current: CertificateVersion) -> CertificatePolicy:
+    """The policy a versionless GET returned with the version, or (a listing, a fallback) read."""
+    return current.policy if current.policy is not None else await ctx.vault.get_policy(current.name)
+
+
+async def _load_ca(ctx, ca_name: str, cas: dict[str, asyncio.Future] | None) -> LoadedCA:
+    """The CA, checked against the vault once per sweep (`cas`: one shared load per CA, which
+    the sweep's workers await together) rather than once per certificate."""
+    if cas is None:
+        return await ctx.authority.load(ca_name)
+    if ca_name not in cas:
+        cas[ca_name] = asyncio.ensure_future(ctx.authority.load(ca_name))
+    return await asyncio.shield(cas[ca_name])
 
 
 def _pending_status(pending: PendingRequest | None) -> str:
@@ -327,6 +343,11 @@ async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str]
         urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None))
     try:
         merged = await ctx.vault.merge(name, issued.chain_der(include_root=False), tags=dict(tags))
+    except Busy as exc:
+        # Someone else is changing this request right now (most likely merging it): not a
+        # failure. Whatever they do, the request ends merged or withdrawn, or a later pass
+        # (the sweep, a redelivered event) signs it.
+        return Outcome(name, SKIPPED, reason=f"not merged now: {exc.message}")
     except (Conflict, NotFound, InvalidRequest):
         after = await ctx.vault.get_pending(name)
         if after is None or after.status.lower() == "completed":
@@ -358,8 +379,11 @@ def _just_completed(current: CertificateVersion, now: dt.datetime) -> Outcome | 
     return None
 
 
-async def _sign_pending(ctx, name: str, *, action: str = SIGNED) -> Outcome:
-    pending = await ctx.vault.get_pending(name)
+async def _sign_pending(ctx, name: str, *, action: str = SIGNED, pending: PendingRequest | None = None,
+                        cas: dict[str, asyncio.Future] | None = None) -> Outcome:
+    """`pending`: the request, when the caller has just read it."""
+    if pending is None:
+        pending = await ctx.vault.get_pending(name)
     if pending is None or not pending.in_progress:
         try:
             await ctx.vault.get_certificate(name)
@@ -368,12 +392,13 @@ async def _sign_pending(ctx, name: str, *, action: str = SIGNED) -> Outcome:
                 raise NotFound("no such certificate in the vault", subject=f"certificate '{name}'") from None
         return Outcome(name, SKIPPED, reason=f"nothing to sign: {_pending_status(pending)}")
     current = await _current(ctx, name)
-    policy = await ctx.vault.get_policy(name)
+    policy = await _policy_of(ctx, current)
     ca_name = managed_ca(name, current, policy)
     wait = _just_completed(current, clock.now())
     if wait is not None:
         return wait
-    return await _sign(ctx, name, pending, current.tags, policy, ca_name, action)
+    loaded = await _load_ca(ctx, ca_name, cas)
+    return await _sign(ctx, name, pending, current.tags, policy, ca_name, action, loaded)
 
 
 async def sign_pending(ctx, name: str) -> Outcome:
@@ -384,39 +409,39 @@ async def sign_pending(ctx, name: str) -> Outcome:
 
 # --- renewal -------------------------------------------------------------------------------------
 async def _renew(ctx, name: str, *, force: bool, version: str | None,
-                 min_age: dt.timedelta | None = None) -> Outcome:
+                 min_age: dt.timedelta | None = None,
+                 cas: dict[str, asyncio.Future] | None = None) -> Outcome:
     """Key Vault has no conditional create, so "one renewal, one version" is kept by
-    checking, around the create, that the version we judged is still the current one:
+    checking, after the create, that the version we judged is still the current one:
 
     - a create that meets a pending request (409) helps sign that request, if the
       version it judged is still current (the request is the same renewal);
     - a create that succeeds re-reads the current version: if another trigger
-      completed a renewal in between, our request is a duplicate and is deleted
-      unsigned;
+      completed a renewal in between, our request is a duplicate and is withdrawn
+      unsigned (its never-completed version stays behind, disabled, and is passed
+      over as "current": `Vault.get_certificate`);
     - a request found pending on a version completed moments ago is left alone
       (`_just_completed`), since it may be such a duplicate about to be withdrawn.
+
+    Calls: the current version with its policy, the create (its answer carries the
+    CSR), the re-read, the merge; and the CA's version check, once per sweep.
     """
     vault = ctx.vault
     current = await _current(ctx, name)
-    if current.cer is None:
+    if not current.completed:
         # Only a pending version exists (created in the portal, or a crashed issue): sign it.
-        return await _sign_pending(ctx, name, action=SIGNED)
+        return await _sign_pending(ctx, name, action=SIGNED, cas=cas)
     if version and version != current.version:
         return Outcome(name, SKIPPED, version=current.version,
                        reason=f"version {version} is no longer current (current: {current.version})")
-    policy = await vault.get_policy(name)
+    policy = await _policy_of(ctx, current)
     ca_name = managed_ca(name, current, policy)
     now = clock.now()
-    pending = await vault.get_pending(name)
-    if pending is not None and pending.in_progress:
-        return _just_completed(current, now) or \
-            await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
     if force:
-        if current.created_on is not None and now - current.created_on < FRESH:
-            return Outcome(name, SKIPPED, version=current.version,
-                           reason=f"version {current.version} was created "
-                                  f"{int((now - current.created_on).total_seconds())} s ago; not renewing it again")
-        if min_age is not None and (current.created_on is None or now - current.created_on < min_age):
+        fresh = current.created_on is not None and now - current.created_on < FRESH
+        not_now = (f"version {current.version} was created {int((now - current.created_on).total_seconds())} s "
+                   f"ago; not renewing it again") if fresh else ""
+        if not fresh and min_age is not None and (current.created_on is None or now - current.created_on < min_age):
             # The rate limit of forced renewals: `created` of a completed version is when it
             # completed (keyvault-facts.md), so this counts from the last renewal's merge.
             since = f"{int((now - current.created_on).total_seconds() // 60)} minutes ago" \
@@ -427,29 +452,36 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None,
                            hint="KVCA_FORCE_RENEW_MIN_AGE_MINUTES sets the limit")
     else:
         due, why = due_state(current, now, ctx.settings.renew_before_days)
-        if not due:
-            return Outcome(name, SKIPPED, version=current.version, reason=why)
-        if not current.enabled:
-            return Outcome(name, SKIPPED, version=current.version, reason="the current version is disabled")
+        not_now = why if not due else "" if current.enabled else "the current version is disabled"
+    if not_now:
+        # Nothing to renew; a request pending all the same (a "New Version" made by hand,
+        # a renewal in flight) is signed, unless its version has only just completed.
+        pending = await vault.get_pending(name)
+        if pending is not None and pending.in_progress:
+            return _just_completed(current, now) or \
+                await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
+        return Outcome(name, SKIPPED, version=current.version, reason=not_now)
     # The CA must be usable before anything changes in the vault.
-    loaded = await ctx.authority.load(ca_name)
+    loaded = await _load_ca(ctx, ca_name, cas)
     concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
-    if (await _current(ctx, name)).version != current.version:
-        return concurrent
     try:
-        pending = await vault.create_new_version(name, tags=current.tags)
+        pending = await vault.create_new_version(name, tags=current.tags, policy=policy)
     except Conflict:
-        # Another trigger started a renewal first: finish theirs rather than start a second,
-        # as long as it is a renewal of the version we judged.
+        # A request is pending: another trigger's renewal, or a "New Version" made by hand.
+        # Finish it rather than start a second, as long as it renews the version we judged.
         pending = await vault.get_pending(name)
         if pending is None or not pending.in_progress or (await _current(ctx, name)).version != current.version:
             return concurrent
-        return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
+        return _just_completed(current, clock.now()) or \
+            await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
     latest = await _current(ctx, name)
     if latest.version != current.version:
         again = await vault.get_pending(name)
         if again is not None and again.in_progress and again.request_id == pending.request_id:
-            await vault.delete_pending(name)
+            try:
+                await vault.delete_pending(name)
+            except (Busy, NotFound):
+                pass  # someone else is already merging or withdrawing it
         return Outcome(name, SKIPPED, version=latest.version, reason=concurrent.reason)
     return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
 
@@ -473,30 +505,45 @@ async def certificate_scope(ctx, name: str) -> tuple[str, CertificatePolicy]:
 
 # --- sweep ---------------------------------------------------------------------------------------
 def _pending_only(version: CertificateVersion) -> bool:
-    return version.x5t is None and version.expires_on is None
+    # Pending shows as the missing certificate (x5t/cer), never as missing dates: Key Vault
+    # gives a pending version nbf/exp computed from the policy (keyvault-facts.md, second round).
+    return not version.completed
 
 
-async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool) -> Outcome:
+async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool,
+                     cas: dict[str, asyncio.Future] | None = None) -> Outcome:
+    """One listed certificate. What the list item holds (tags, nbf/exp, x5t) decides most
+    of it; a certificate that is not due costs one call, the pending check: the list item
+    shows the current version only, so a "New Version" made by hand on a certificate whose
+    current version is completed is visible nowhere else."""
     name = listed.name
     try:
         managed_ca(name, listed, None)  # the tag; the policy issuer is checked before signing
         if _pending_only(listed):
-            if dry_run:
-                pending = await ctx.vault.get_pending(name)
-                return Outcome(name, WOULD_SIGN if pending and pending.in_progress else SKIPPED,
-                               reason=_pending_status(pending))
-            return await _sign_pending(ctx, name)
+            pending = await ctx.vault.get_pending(name)
+            if pending is not None and pending.in_progress:
+                if dry_run:
+                    return Outcome(name, WOULD_SIGN, reason=_pending_status(pending))
+                return await _sign_pending(ctx, name, pending=pending, cas=cas)
+            # Nothing in progress: the item shows a withdrawn request's leftover version, or a
+            # newer version answered as current while an older one is completed. The current
+            # version (the newest completed one) decides from here.
+            current = await _current(ctx, name)
+            if _pending_only(current):
+                return Outcome(name, SKIPPED, reason=f"nothing to sign: {_pending_status(pending)}")
+            managed_ca(name, current, current.policy)
+            listed = current
         due, why = due_state(listed, clock.now(), ctx.settings.renew_before_days)
         if due and listed.enabled:
             if dry_run:
                 return Outcome(name, WOULD_RENEW, reason=why)
-            return await _renew(ctx, name, force=False, version=None)
+            return await _renew(ctx, name, force=False, version=None, cas=cas)
         pending = await ctx.vault.get_pending(name)
         if pending is not None and pending.in_progress:
             # A "New Version" made by hand (the portal) on a certificate that is not due.
             if dry_run:
                 return Outcome(name, WOULD_SIGN, reason="a new version is pending")
-            return await _sign_pending(ctx, name)
+            return await _sign_pending(ctx, name, pending=pending, cas=cas)
         return Outcome(name, SKIPPED, reason=why if listed.enabled else "the current version is disabled")
     except NotManaged as exc:
         return Outcome(name, SKIPPED, reason=str(exc))
@@ -517,13 +564,14 @@ async def sweep(ctx, *, dry_run: bool = False,
     scanned = 0
     managed = 0
     listing_error: str | None = None
+    cas: dict[str, asyncio.Future] = {}  # each CA checked against the vault once per sweep
 
     async def worker() -> None:
         while True:
             item = await queue.get()
             if item is None:
                 return
-            outcome = await _sweep_one(ctx, item, dry_run)
+            outcome = await _sweep_one(ctx, item, dry_run, cas)
             if not dry_run and outcome.action != SKIPPED:
                 _log("sweep", outcome)
             outcomes.append(outcome)
@@ -689,7 +737,7 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
 
 
 def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> str:
-    if version.cer is None and version.expires_on is None:
+    if _pending_only(version):
         return "pending"
     if not version.enabled:
         return "disabled"
@@ -701,10 +749,13 @@ def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int
 def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> CertificateInfo:
     cert = read_certificate(version.cer, f"certificate '{version.name}'") if version.cer else None
     subject = cert.subject.rfc4514_string() if cert is not None else ""
-    not_after = version.expires_on or (cert.not_valid_after_utc if cert else None)
+    # A pending version's nbf/exp are Key Vault's guesses from the policy, not a certificate's.
+    completed = not _pending_only(version)
+    not_after = (version.expires_on or (cert.not_valid_after_utc if cert else None)) if completed else None
     return CertificateInfo(
         name=version.name, subject=subject, sans=_sans(cert) if cert is not None else (),
-        ca=version.tags.get(CA_TAG, ""), not_before=version.not_before, not_after=not_after,
+        ca=version.tags.get(CA_TAG, ""), not_before=version.not_before if completed else None,
+        not_after=not_after,
         days_left=(not_after - now).days if not_after else None,
         state=_state(version, now, renew_before_days), version=version.version,
         serial=_serial(cert) if cert is not None else None)
@@ -723,8 +774,8 @@ async def inventory(ctx, *, expiring_within_days: int | None = None) -> tuple[Ce
     limit = asyncio.Semaphore(ctx.settings.concurrency)
 
     async def one(v: CertificateVersion) -> CertificateInfo:
-        if _pending_only(v):
-            return _info(v, now, ctx.settings.renew_before_days)
+        # Every item is read in full, pending-looking ones too: an item without a certificate may
+        # stand for a newer pending or abandoned version over a completed one (Vault.get_certificate).
         async with limit:
             try:
                 full = await ctx.vault.get_certificate(v.name)
@@ -743,7 +794,7 @@ async def inventory(ctx, *, expiring_within_days: int | None = None) -> tuple[Ce
 async def describe(ctx, name: str) -> Description:
     _check_name(name)
     current = await _current(ctx, name)
-    policy = await ctx.vault.get_policy(name)
+    policy = await _policy_of(ctx, current)
     try:
         managed_ca(name, current, policy)
         managed, why = True, ""
@@ -769,5 +820,6 @@ async def describe(ctx, name: str) -> Description:
         sha256=hashlib.sha256(current.cer).hexdigest() if current.cer else None,
         tags=dict(current.tags), chain=chain,
         pending=pending.status if pending is not None else None,
-        renew_at=renewal_time(current.not_before, current.expires_on, ctx.settings.renew_before_days),
+        renew_at=None if _pending_only(current) else
+        renewal_time(current.not_before, current.expires_on, ctx.settings.renew_before_days),
         policy=policy)

@@ -119,6 +119,59 @@ def _https_url(name: str, raw: str, *, required: bool) -> str:
     return raw.rstrip("/")
 
 
+# NCRONTAB as the Functions timer trigger reads it: six fields, {second} {minute} {hour} {day}
+# {month} {day-of-week} (learn.microsoft.com, "Timer trigger for Azure Functions", NCRONTAB
+# expressions). Each field is *, a value, a range a-b, a step (*/n, a-b/n, a/n) or a comma list
+# of those; months and days of the week may be named (Jan, Mon). A TimeSpan schedule is allowed
+# only on an App Service plan, not on the Flex Consumption plan kvca deploys to.
+_CRON_FIELDS = (("second", 0, 59), ("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
+                ("day-of-week", 0, 6))
+_CRON_NAMES = {
+    "month": {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                          "nov", "dec"), 1)},
+    "day-of-week": {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+}
+
+
+def _cron_value(text: str, field: str, low: int, high: int) -> int:
+    named = _CRON_NAMES.get(field, {}).get(text.lower())
+    if named is not None:
+        return named
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ValueError(f"{text!r} is not a {field} ({low}-{high})")
+    return int(text)
+
+
+def _cron_field(text: str, field: str, low: int, high: int) -> None:
+    for part in text.split(","):
+        base, slash, step = part.partition("/")
+        if slash and not (step.isascii() and step.isdigit() and int(step) >= 1):
+            raise ValueError(f"step {step!r} in {part!r} is not a whole number of at least 1")
+        if base == "*":
+            continue
+        first, dash, last = base.partition("-")
+        start = _cron_value(first, field, low, high)
+        if dash and _cron_value(last, field, low, high) < start:
+            raise ValueError(f"range {base!r} runs backwards")
+
+
+def _ncrontab(name: str, raw: str) -> str:
+    """A 6-field NCRONTAB expression, each field checked. The timer binding reads the app
+    setting itself (`%KVCA_SWEEP_SCHEDULE%`); with a 5-field cron or none the host disables
+    the trigger without a word to the function, so kvca says it at start and in /api/health."""
+    value = " ".join(raw.split())
+    fields = value.split(" ") if value else []
+    if len(fields) != 6:
+        raise ValueError(f"{name}={raw!r} must be a 6-field NCRONTAB expression ({{second}} {{minute}} {{hour}} "
+                         f"{{day}} {{month}} {{day-of-week}}, e.g. '0 0 */6 * * *'), not {len(fields)} field(s)")
+    for text, (field, low, high) in zip(fields, _CRON_FIELDS):
+        try:
+            _cron_field(text, field, low, high)
+        except ValueError as exc:
+            raise ValueError(f"{name}={raw!r}: the {field} field {text!r} is malformed ({exc})") from None
+    return value
+
+
 def _policy_problems(setting: Mapping[str, Any] | None) -> list[str]:
     """Every policy of KVCA_ISSUANCE_POLICY checked now, at start (and by /api/health),
     rather than at the first issuance that happens to name a broken entry."""
@@ -185,10 +238,17 @@ class Settings:
     force_renew_min_age_minutes: int = 60
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Read every setting; report every missing or malformed one in one error."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, host: bool = False) -> "Settings":
+        """Read every setting; report every missing or malformed one in one error.
+
+        `host`: read inside the Functions host (/api/health), where the timer binding reads
+        KVCA_SWEEP_SCHEDULE from the app settings itself: a default known only here would not
+        reach it, so the setting must be present."""
         env = os.environ if environ is None else environ
         problems: list[str] = []
+        if host and not (env.get("KVCA_SWEEP_SCHEDULE") or "").strip():
+            problems.append("KVCA_SWEEP_SCHEDULE is required in the app settings: the timer binding reads it "
+                            "itself, and without it the Functions host disables the sweep")
 
         def read(name: str, parse: Callable[[str, str], Any]) -> Any:
             raw = env.get(name)
@@ -209,7 +269,7 @@ class Settings:
             verify_challenge_resource=read("KVCA_VERIFY_CHALLENGE_RESOURCE", _flag),
             renew_before_days=read("KVCA_RENEW_BEFORE_DAYS", _positive_int),
             concurrency=read("KVCA_CONCURRENCY", _positive_int),
-            sweep_schedule=read("KVCA_SWEEP_SCHEDULE", text),
+            sweep_schedule=read("KVCA_SWEEP_SCHEDULE", _ncrontab),
             eventgrid_topic_endpoint=read("KVCA_EVENTGRID_TOPIC_ENDPOINT",
                                           lambda n, r: _https_url(n, r.strip(), required=False)),
             issuance_policy=read("KVCA_ISSUANCE_POLICY", _json_object),

@@ -12,11 +12,19 @@ to a custom Event Grid topic with `azure-eventgrid`.
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
+import random
+import ssl
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Mapping, Sequence
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
+import aiohttp
+
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -38,6 +46,7 @@ from azure.keyvault.secrets.aio import SecretClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from kvca_core.errors import (
+    Busy,
     Conflict,
     InvalidRequest,
     KvcaError,
@@ -50,17 +59,34 @@ from kvca_core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Retries: azure-core's RetryPolicy already waits for the service's Retry-After
-# on 429/503 (azure/core/pipeline/policies/_retry.py, RetryPolicyBase.is_retry:
-# "if Retry-After present: retry", for every method, POST included; Key Vault
-# sends Retry-After with its 429s) and backs off exponentially otherwise. Key
-# Vault throttles per 10-second window (keyvault-facts.md), so a few retries
-# capped at 60 s ride out a burst; after that the error becomes Throttled and
-# the caller (HTTP 503 + Retry-After, Event Grid redelivery, the next sweep)
-# tries again later. A retried create or merge that had in fact succeeded
-# answers 409 / 404, which the operations treat as "already done".
+# Retries. azure-core's RetryPolicy (azure/core/pipeline/policies/_retry.py) retries a
+# 429/503 that carries Retry-After for every method, waiting as told. Without Retry-After
+# it retries only "safe" methods: `_is_method_retryable` refuses POST and PATCH except on
+# 500/503/504, so a 429 without Retry-After on a create, a merge or a keys-API sign comes
+# back at once. Key Vault may send exactly that (keyvault-facts.md, second round: one real
+# capture had no Retry-After), so those three calls go through `_throttle_backoff` below:
+# a few jittered, exponentially growing waits, one log line per operation. After that the
+# error is Throttled and the caller (HTTP 503 + Retry-After, Event Grid redelivery, the
+# next sweep) tries again later. Key Vault throttles per 10-second window, so the waits
+# together span more than one window. A retried create or merge that had in fact
+# succeeded answers 409 / 404, which the operations treat as "already done".
 _RETRY = dict(retry_total=6, retry_status=5, retry_connect=3, retry_read=3,
               retry_backoff_factor=0.5, retry_backoff_max=60)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """kvca's own retries of a throttled POST that came without Retry-After: `attempts` tries
+    in all, waiting a random time up to base * 2**n (capped) between them ("full jitter", so
+    workers throttled together do not retry together)."""
+
+    attempts: int = 5
+    base: float = 1.0
+    cap: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** attempt))
+
 
 _NOISY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity",
                   "azure.identity.aio")
@@ -81,11 +107,52 @@ def default_credential(settings: Settings):
     return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
 
 
-def _client_kwargs(settings: Settings, retry: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {**_RETRY, **(retry or {})}
-    if settings.tls_ca_bundle:
-        kwargs["connection_verify"] = settings.tls_ca_bundle
-    return kwargs
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The process's one TLS client context: the system trust store, or only KVCA_TLS_CA_BUNDLE
+    when it is set (what azure-core's `connection_verify=<file>` means)."""
+    return ssl.create_default_context(cafile=settings.tls_ca_bundle or None)
+
+
+class SharedTransport(AioHttpTransport):
+    """One aiohttp session, so one connection pool and one TLS context, for every client of a
+    process (certificates, secrets, keys, the CryptographyClients, the Event Grid publisher).
+
+    Why not `connection_verify=<file>` on each client: azure-core's AioHttpTransport turns a
+    path into a new `ssl.create_default_context(cafile=...)` on every request
+    (`_build_ssl_config`, called from `send`), and aiohttp pools connections per SSL context,
+    so no connection was ever reused and every request parsed the CA file again (the issue
+    measured about 4 MB per certificate swept). Here the context is built once and given to
+    the session's connector; requests carry no `connection_verify`, so azure-core passes no
+    `ssl` of its own and aiohttp uses the connector's.
+
+    The session is opened lazily (aiohttp needs a running loop) and is not closed when a
+    client closes: `close()` is a no-op for the clients that share it, `dispose()` ends it.
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(session_owner=True)
+        self.ssl_context = context
+
+    async def open(self) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.ssl_context),
+                # What AioHttpTransport.open gives its own sessions: proxy settings from the
+                # environment, no cookies, bodies left as they came.
+                trust_env=True, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        await super().open()
+
+    async def close(self) -> None:
+        return None
+
+    async def dispose(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+def _client_kwargs(transport: SharedTransport, retry: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {**_RETRY, **(retry or {}), "transport": transport}
 
 
 def _retry_after(response: Any) -> float | None:
@@ -96,6 +163,14 @@ def _retry_after(response: Any) -> float | None:
         return float(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+def _throttled_post(exc: HttpResponseError) -> bool:
+    """A 429 without Retry-After on a POST: the one throttling answer azure-core does not retry."""
+    response = exc.response
+    request = getattr(response, "request", None)
+    return exc.status_code == 429 and _retry_after(response) is None and \
+        getattr(request, "method", "").upper() == "POST"
 
 
 def translate(exc: BaseException, what: str) -> KvcaError:
@@ -139,16 +214,25 @@ def _service_message(exc: HttpResponseError) -> str:
 
 
 @asynccontextmanager
-async def _calling(what: str):
+async def _calling(what: str, *, pending_change: bool = False):
+    """`pending_change`: the call changes a pending certificate (merge, cancel, delete). Its 409
+    is then Key Vault's "conflict while updating/deleting pending certificate", another caller
+    changing it at the same moment (keyvault-facts.md, second round): Busy, told apart by the
+    call and the status, not the text. A create's 409 stays Conflict (a request is pending)."""
     try:
         yield
     except KvcaError:
         raise
     except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
-        raise translate(exc, what) from None
+        error = translate(exc, what)
+        if pending_change and type(error) is Conflict:
+            raise Busy(f"another caller is changing the pending request ({error.message})", subject=what,
+                       hint="nothing to do: it finishes, or the next sweep does") from None
+        raise error from None
 
 
 def _version_of(props: CertificateProperties, cert: KeyVaultCertificate | None = None) -> CertificateVersion:
+    policy = getattr(cert, "policy", None) if cert is not None else None
     return CertificateVersion(
         name=props.name,
         version=props.version,
@@ -161,7 +245,13 @@ def _version_of(props: CertificateProperties, cert: KeyVaultCertificate | None =
         key_id=cert.key_id if cert is not None else None,
         secret_id=cert.secret_id if cert is not None else None,
         x5t=props.x509_thumbprint,
+        policy=_policy_of(policy) if policy is not None else None,
     )
+
+
+def _newest(versions: list[CertificateVersion]) -> CertificateVersion | None:
+    floor = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return max(versions, key=lambda v: (v.created_on or floor, v.version or ""), default=None)
 
 
 def _pending_of(name: str, op: CertificateOperation) -> PendingRequest:
@@ -188,6 +278,7 @@ def _policy_of(p: SdkPolicy) -> CertificatePolicy:
         validity_months=p.validity_in_months,
         key=key,
         content_type=str(content.value if hasattr(content, "value") else content or "application/x-pkcs12"),
+        raw=p,
     )
 
 
@@ -225,14 +316,18 @@ def parse_key_id(key_id: str) -> tuple[str, str | None]:
 class KeyVault:
     """`model.Vault` over the async Key Vault clients."""
 
-    def __init__(self, settings: Settings, credential, *, retry: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, credential, *, retry: Mapping[str, Any] | None = None,
+                 backoff: Backoff | None = None) -> None:
         """`retry`: azure-core RetryPolicy keywords overriding the defaults above (e.g. an
-        interactive caller that prefers failing fast: {"retry_total": 1})."""
+        interactive caller that prefers failing fast: {"retry_total": 1}). `backoff`: kvca's own
+        retries of a throttled POST without Retry-After."""
         quiet_azure_logging()
         self.vault_url = settings.vault_url
         self.vault_name = settings.vault_name
         self._credential = credential
-        self._kwargs = _client_kwargs(settings, retry)
+        self.transport = SharedTransport(tls_context(settings))
+        self._kwargs = _client_kwargs(self.transport, retry)
+        self._backoff = backoff or Backoff()
         auth = dict(verify_challenge_resource=settings.verify_challenge_resource)
         self._certs = CertificateClient(self.vault_url, credential, **auth, **self._kwargs)
         self._secrets = SecretClient(self.vault_url, credential, **auth, **self._kwargs)
@@ -240,14 +335,58 @@ class KeyVault:
         self._auth = auth
         self._crypto: dict[str, CryptographyClient] = {}
 
+    async def _posting(self, what: str, call, *, pending_change: bool = False):
+        """`await call()` (a create, merge or sign: a POST), retried with `Backoff` while Key Vault
+        answers that POST 429 without Retry-After (azure-core has given up at once then, see
+        _RETRY). A 429 with Retry-After has already been retried by azure-core as the service
+        asked, and a 429 on a GET the call made afterwards (a create's polling) means the POST
+        went through: both stand."""
+        attempts = max(1, self._backoff.attempts)
+        for attempt in range(attempts):
+            async with _calling(what, pending_change=pending_change):
+                try:
+                    return await call()
+                except HttpResponseError as exc:
+                    if attempt + 1 >= attempts or not _throttled_post(exc):
+                        raise
+            if attempt == 0:
+                logger.warning("kvca throttled without Retry-After subject=%s; backing off, at most %d more tries",
+                               what, attempts - 1)
+            await asyncio.sleep(self._backoff.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # --- certificates -------------------------------------------------------
     async def get_certificate(self, name: str, version: str | None = None) -> CertificateVersion:
-        async with _calling(f"certificate '{name}'"):
+        """A version, or (no `version`) the current one: the newest completed version.
+
+        Whether a versionless GET answers a newer pending or abandoned version (a withdrawn
+        request leaves one behind, disabled and without a certificate) over an older completed
+        one is unconfirmed (keyvault-facts.md, second round). Either would stall signing and
+        renewal, so an answer without a certificate is checked against the versions list; the
+        usual answer, a completed version, costs the one GET. A certificate with no completed
+        version answers its pending version (cer None).
+
+        A completed version that is disabled stays current, as Key Vault answers it
+        (azure-cli#26044) and as its consumers see it: disabling a CA's or a leaf's version
+        stops kvca using or renewing it, instead of falling back to an older one."""
+        what = f"certificate '{name}'"
+        async with _calling(what):
             if version:
                 cert = await self._certs.get_certificate_version(name, version)
             else:
                 cert = await self._certs.get_certificate(name)
-        return _version_of(cert.properties, cert)
+        found = _version_of(cert.properties, cert)
+        if version or found.completed:
+            return found
+        async with _calling(what):
+            completed = [_version_of(p) async for p in self._certs.list_properties_of_certificate_versions(name)
+                         if p.x509_thumbprint]
+        best = _newest(completed)
+        if best is None:
+            return found
+        async with _calling(what):
+            cert = await self._certs.get_certificate_version(name, best.version)
+        return replace(_version_of(cert.properties, cert), policy=found.policy)
 
     async def get_policy(self, name: str) -> CertificatePolicy:
         async with _calling(f"certificate '{name}'"):
@@ -266,42 +405,79 @@ class KeyVault:
                                  enabled: bool = True) -> PendingRequest | CertificateVersion:
         return await self._create(name, _sdk_policy(policy), tags, enabled)
 
-    async def create_new_version(self, name: str, tags: Mapping[str, str] | None = None) -> PendingRequest:
-        """A new version with the certificate's current policy exactly as the vault
-        holds it (lifetime actions, IP SANs and all): the portal's "New Version"."""
-        async with _calling(f"certificate '{name}'"):
-            policy = await self._certs.get_certificate_policy(name)
-        result = await self._create(name, policy, tags, True)
+    async def create_new_version(self, name: str, tags: Mapping[str, str] | None = None,
+                                 policy: CertificatePolicy | None = None) -> PendingRequest:
+        """A new version with the certificate's current policy exactly as the vault holds it
+        (lifetime actions, IP SANs and all): the portal's "New Version". `policy`: the one a
+        versionless `get_certificate` just returned (it holds the vault's own copy), which
+        saves reading it again."""
+        sdk_policy = policy.raw if policy is not None and policy.raw is not None else None
+        if sdk_policy is None:
+            async with _calling(f"certificate '{name}'"):
+                sdk_policy = await self._certs.get_certificate_policy(name)
+        result = await self._create(name, sdk_policy, tags, True)
         if not isinstance(result, PendingRequest):
             raise Conflict("a new version completed without a pending request (issuer is not Unknown)",
                            subject=f"certificate '{name}'")
         return result
 
     async def _create(self, name: str, policy: SdkPolicy, tags, enabled) -> PendingRequest | CertificateVersion:
-        async with _calling(f"certificate '{name}'"):
-            # _polling_interval: issuer Self completes at once in the emulator and
-            # within seconds in Key Vault; the SDK's default is 5 s between polls.
-            result = await self._certs.create_certificate(name, policy, tags=dict(tags) if tags else None,
-                                                          enabled=enabled, _polling_interval=1)
+        # _polling_interval: issuer Self completes at once in the emulator and
+        # within seconds in Key Vault; the SDK's default is 5 s between polls.
+        result = await self._posting(f"certificate '{name}'", lambda: self._certs.create_certificate(
+            name, policy, tags=dict(tags) if tags else None, enabled=enabled, _polling_interval=1))
         if isinstance(result, CertificateOperation):
             return _pending_of(name, result)
         return _version_of(result.properties, result)
 
     async def merge(self, name: str, chain_der: Sequence[bytes],
                     tags: Mapping[str, str] | None = None) -> CertificateVersion:
-        async with _calling(f"certificate '{name}'"):
-            cert = await self._certs.merge_certificate(name, [bytes(c) for c in chain_der],
-                                                       tags=dict(tags) if tags else None)
+        cert = await self._posting(f"certificate '{name}'", lambda: self._certs.merge_certificate(
+            name, [bytes(c) for c in chain_der], tags=dict(tags) if tags else None), pending_change=True)
         return _version_of(cert.properties, cert)
 
     async def delete_pending(self, name: str) -> None:
-        async with _calling(f"certificate '{name}'"):
+        async with _calling(f"certificate '{name}'", pending_change=True):
             await self._certs.delete_certificate_operation(name)
 
     async def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
-        async with _calling("certificate list"):
-            async for props in self._certs.list_properties_of_certificates(include_pending=include_pending):
-                yield _version_of(props)
+        """Page by page, asking for pending certificates on every page.
+
+        Key Vault's nextLink keeps only api-version and $skiptoken (keyvault-facts.md, second
+        round; azure-sdk-for-python#38589), and the SDK follows it as it is: its
+        `prepare_request(next_link)` (azure/keyvault/certificates/_generated/aio/_operations/
+        _operations.py, get_certificates) keeps the link's query and sets only api-version.
+        So each page is fetched with `by_page(continuation_token=<nextLink>)`, the link given
+        `includePending=true` again (azure/core/async_paging.py: the token is what `get_next`
+        receives). Without it every certificate past the first page whose only version is
+        pending would never be signed."""
+        params = {"includePending": "true"} if include_pending else {}
+        token: str | None = None
+        while True:
+            async with _calling("certificate list"):
+                pages = self._certs.list_properties_of_certificates(
+                    include_pending=include_pending).by_page(continuation_token=token)
+                try:
+                    page = await pages.__anext__()
+                except StopAsyncIteration:
+                    return
+                items = [_version_of(props) async for props in page]
+            for item in items:
+                yield item
+            if not pages.continuation_token:
+                return
+            token = self._next_link(pages.continuation_token, params)
+
+    def _next_link(self, link: str, params: Mapping[str, str]) -> str:
+        """The service's nextLink (untrusted: it must stay on this vault) with `params` set again."""
+        parsed, ours = urlparse(link), urlparse(self.vault_url)
+        if parsed.scheme != "https" or parsed.hostname != ours.hostname or \
+                (parsed.port or 443) != (ours.port or 443):
+            raise UpstreamError("the vault's list answered a next page on another host", subject="certificate list")
+        names = {n.lower() for n in params}
+        query = [(k, v) for k, v in parse_qsl(parsed.query, keep_blank_values=True) if k.lower() not in names]
+        query += list(params.items())
+        return urlunparse(parsed._replace(query=urlencode(query, safe="$")))
 
     async def list_versions(self, name: str) -> AsyncIterator[CertificateVersion]:
         async with _calling(f"certificate '{name}'"):
@@ -342,8 +518,7 @@ class KeyVault:
             client = self._crypto[key_id] = CryptographyClient(key_id, self._credential,
                                                                **self._auth, **self._kwargs)
         name, _ = parse_key_id(key_id)
-        async with _calling(f"key '{name}'"):
-            result = await client.sign(alg, digest)
+        result = await self._posting(f"key '{name}'", lambda: client.sign(alg, digest))
         return bytes(result.signature)
 
     async def get_public_key(self, key_id: str):
@@ -370,16 +545,18 @@ class KeyVault:
             except Exception:  # closing is best effort; a failure here must not mask the result
                 logger.debug("closing a Key Vault client failed", exc_info=True)
         self._crypto.clear()
+        await self.transport.dispose()
 
 
 class TopicPublisher:
     """Publishes kvca's own events to the custom topic of KVCA_EVENTGRID_TOPIC_ENDPOINT."""
 
-    def __init__(self, settings: Settings, credential) -> None:
+    def __init__(self, settings: Settings, credential, transport: SharedTransport) -> None:
+        """`transport`: the vault's (`KeyVault.transport`), so the process keeps one pool."""
         from azure.eventgrid.aio import EventGridPublisherClient
 
         self.endpoint = settings.eventgrid_topic_endpoint
-        self._client = EventGridPublisherClient(self.endpoint, credential, **_client_kwargs(settings))
+        self._client = EventGridPublisherClient(self.endpoint, credential, **_client_kwargs(transport))
 
     async def publish(self, event: Mapping[str, Any]) -> None:
         """`event` is an Event Grid schema dict (kvca_core.events.pending_request_event)."""

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from kvemulator._fidelity import FIELDS, Fidelity
 from kvemulator.emulator import Emulator
 
 # Where ca.pem goes unless --tls-dir says otherwise (relative to the working directory,
@@ -36,6 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook", action="append", default=[], metavar="URL",
                         help="POST events (Event Grid schema) to URL, e.g. the Functions host's "
                              "/runtime/webhooks/eventgrid?functionName=NAME (repeatable)")
+    defaults = Fidelity()
+    for name, field in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, dest=f"fidelity_{name}", action=argparse.BooleanOptionalAction,
+                                default=getattr(defaults, name),
+                                help=f"fidelity switch {name} (default {getattr(defaults, name)})")
+        else:
+            parser.add_argument(flag, dest=f"fidelity_{name}", type=float, metavar="SECONDS",
+                                default=getattr(defaults, name),
+                                help=f"fidelity switch {name} (default {getattr(defaults, name):g})")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         em = Emulator(args.vault_name, args.tls_dir, host=args.host, port=args.port,
                       identity_port=identity_port, state_path=args.state)
+        em.set_fidelity(**{name: getattr(args, f"fidelity_{name}") for name in FIELDS})
         if args.identity_header:
             em.identity_header = args.identity_header
         for url in args.webhook:

@@ -102,13 +102,28 @@ class Faults:
 
 
 # Key Vault service limits, per vault and region, per 10 seconds
-# (https://learn.microsoft.com/azure/key-vault/general/service-limits):
-# secrets create 300, other secret transactions 4000; software RSA 2048 key
-# create 20, other key transactions 4000. Creating or importing a certificate
-# creates a key, so it counts against the key-create limit (an inference,
-# as keyvault-facts.md says).
+# (learn.microsoft.com/azure/key-vault/general/service-limits; keyvault-facts.md, "Observed
+# in recorded sessions (second round)", Throttling): software keys: create 20, other key
+# operations 4,000 (RSA-3072: 1,000; RSA-4096: 500); HSM keys: create 10, half the other
+# limits; secrets: create 300; other secret and vault transactions 4,000. Creating or
+# importing a certificate creates a key, so it counts as a key create (an inference).
+#
+# "The limits are a weighted sum across key types": each class has one budget in units of
+# its cheapest operation (software RSA-2048 / EC), and an operation costs budget / its own
+# limit: a software RSA-3072 operation 4 (4000/1000), RSA-4096 8 (4000/500); HSM doubles
+# every cost (create 20/10 = 2; others 4000/2000, so RSA-4096-HSM costs 16). Limits set
+# through `throttling(limits=...)` are in these units.
 LIMITS = {"key-create": 20, "key-other": 4000, "secret-create": 300, "other": 4000}
+RSA_WEIGHT = {3072: 4, 4096: 8}  # 2048 and every curve: 1
+HSM_WEIGHT = 2
 WINDOW = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySpec:
+    """What a key operation's cost depends on: RSA size (None for EC) and HSM or not."""
+    rsa_size: int | None
+    hsm: bool
 
 
 def classify(method: str, path: str) -> str:
@@ -123,6 +138,14 @@ def classify(method: str, path: str) -> str:
     if parts[0] == "secrets" and method == "PUT":
         return "secret-create"
     return "other"
+
+
+def weight(kind: str, key: KeySpec | None) -> int:
+    """The cost of one operation of class `kind` on `key` (None: unknown, the cheapest)."""
+    if key is None or kind not in ("key-create", "key-other"):
+        return 1
+    cost = 1 if kind == "key-create" else RSA_WEIGHT.get(key.rsa_size or 0, 1)
+    return cost * (HSM_WEIGHT if key.hsm else 1)
 
 
 class Throttle:
@@ -149,17 +172,16 @@ class Throttle:
             self._windows.clear()
             self.limits = new_limits
 
-    def check(self, method: str, path: str) -> float | None:
-        """None when allowed, else the seconds until the window resets (Retry-After)."""
+    def check(self, kind: str, cost: int = 1) -> float | None:
+        """None when allowed (and counted), else the seconds until the window resets."""
         if not self.enabled:
             return None
-        kind = classify(method, path)
         now = time.monotonic()
         with self._lock:
             start, used = self._windows.get(kind, (now, 0))
             if now - start >= WINDOW:
                 start, used = now, 0
-            if used >= self.limits[kind]:
+            if used + cost > self.limits[kind]:
                 return max(1.0, WINDOW - (now - start))
-            self._windows[kind] = (start, used + 1)
+            self._windows[kind] = (start, used + cost)
         return None

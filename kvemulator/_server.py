@@ -22,6 +22,7 @@ from aiohttp import web
 
 from kvemulator import _crypto as kc
 from kvemulator._errors import KvError, bad_parameter
+from kvemulator._faults import classify, weight
 
 if TYPE_CHECKING:
     from kvemulator.emulator import Emulator
@@ -69,23 +70,28 @@ class Routes:
     """A tiny regex router, so unknown routes and wrong methods get Key Vault's error shape."""
 
     def __init__(self) -> None:
-        self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
+        self._routes: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = []
 
     def add(self, pattern: str, **methods: Handler) -> None:
         # A version may be empty: the SDK sends "/keys/NAME//sign" for a versionless key id.
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern).replace(
             "(?P<version>[^/]+)", "(?P<version>[^/]*)") + "$"
-        self._routes.append((re.compile(regex), {m.upper(): h for m, h in methods.items()}))
+        self._routes.append((re.compile(regex), pattern, {m.upper(): h for m, h in methods.items()}))
 
     def find(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        handler, params, _ = self.find_route(method, path)
+        return handler, params
+
+    def find_route(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
+        """The handler, the path's parameters and the route's template ("/certificates/{name}")."""
         allowed = False
-        for regex, methods in self._routes:
+        for regex, pattern, methods in self._routes:
             match = regex.match(path)
             if match is None:
                 continue
             handler = methods.get(method)
             if handler is not None:
-                return handler, match.groupdict()
+                return handler, match.groupdict(), pattern
             allowed = True
         if allowed:
             raise KvError(405, "MethodNotAllowed", f"The method {method} is not allowed on {path}.")
@@ -162,20 +168,12 @@ class Server:
                     request.transport.abort()
                 raise asyncio.CancelledError  # nothing to answer: the connection is gone
             elif fault.kind == "429":
-                return _json(429, {"error": {"code": "Throttled", "message": (
-                    "Request was not processed because too many requests were received "
-                    "(injected by kvemulator).")}}, {"Retry-After": f"{fault.retry_after:g}"})
+                return self._throttled(f"{fault.retry_after:g}", injected=True)
             else:
                 code = "InternalServerError" if fault.kind == "500" else "ServiceUnavailable"
                 headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.kind == "503" else None
                 return _json(int(fault.kind), {"error": {"code": code, "message": (
                     f"The service failed with {fault.kind} (injected by kvemulator).")}}, headers)
-        wait = self.em._throttle.check(method, path)
-        if wait is not None:
-            return _json(429, {"error": {"code": "Throttled", "message": (
-                "Request was not processed because too many requests were received. "
-                "Reason: the vault's per-10-second limit for this kind of transaction was reached.")}},
-                {"Retry-After": f"{int(wait + 0.999)}"})
         auth = request.headers.get("Authorization", "")
         if not (auth.startswith("Bearer ") and auth[7:].strip()):
             return _json(401, UNAUTHORIZED, {"WWW-Authenticate": CHALLENGE})
@@ -185,12 +183,30 @@ class Server:
         if version not in API_VERSIONS:
             raise bad_parameter(f"The specified version ({version}) is not recognized. Consider "
                                 "using the latest supported version (2026-04-01).")
-        handler, params = self.vault_routes.find(method, path.rstrip("/") if path != "/" else path)
+        handler, params, template = self.vault_routes.find_route(
+            method, path.rstrip("/") if path != "/" else path)
+        self.em.requests.append((method, f"{method} {template}"))
         body = await self._read_json(request) if method in ("POST", "PUT", "PATCH") else None
+        if self.em._throttle.enabled:
+            kind = classify(method, path)
+            wait = self.em._throttle.check(kind, weight(kind, self.vault.key_spec(template, params, body)))
+            if wait is not None:
+                return self._throttled(f"{int(wait + 0.999)}")
         result = await handler(request, params, body)
         if method != "GET":
             self.vault.scan()
         return _as_response(result)
+
+    def _throttled(self, retry_after: str, *, injected: bool = False) -> web.Response:
+        """Key Vault's 429, as captured (AzureSignTool#219): code Throttled, the reason at the
+        end of the message, and Retry-After only when the fidelity switch says so (that
+        capture had none; keyvault-facts.md second round)."""
+        source = " (injected by kvemulator)" if injected else ""
+        body = {"error": {"code": "Throttled", "message": (
+            f"Request was not processed because too many requests were received{source}. "
+            "Reason: VaultRequestTypeLimitReached")}}
+        headers = {"Retry-After": retry_after} if self.em.fidelity.throttle_retry_after else None
+        return _json(429, body, headers)
 
     @staticmethod
     async def _read_json(request: web.Request) -> Any:
@@ -210,17 +226,24 @@ class Server:
             raise bad_parameter(f"The request body nests deeper than {MAX_DEPTH} levels.")
         return body
 
-    def _next_url(self, request: web.Request, *keep: str) -> Callable[[int], str]:
-        def build(skip: int) -> str:
-            params = {"api-version": request.query.get("api-version", ""), "$skiptoken": str(skip)}
-            for name in keep:
+    def _next_url(self, request: web.Request, *keep: str, certificates: bool = False) -> Callable[[str], str]:
+        def build(skip: str) -> str:
+            params = {"api-version": request.query.get("api-version", ""), "$skiptoken": skip}
+            # The certificate lists' real links keep only api-version and $skiptoken
+            # (keyvault-facts.md second round, azure-sdk-for-python#38589); the switch brings
+            # back the full link. Secret and key lists were not recorded: they keep theirs.
+            dropped = certificates and self.em.fidelity.paging_drops_params
+            for name in () if dropped else keep:
                 if name in request.query:
                     params[name] = request.query[name]
-            return f"{self.em.url}{request.path.rstrip('/')}?{urllib.parse.urlencode(params)}"
+            # "$skiptoken" literally, as the service writes it (not "%24skiptoken").
+            return f"{self.em.url}{request.path.rstrip('/')}?{urllib.parse.urlencode(params, safe='$')}"
         return build
 
     def _paging(self, request: web.Request) -> dict[str, Any]:
-        skip = _int_param(request, "$skiptoken", 0, 10**9) or 0
+        skip = request.query.get("$skiptoken", "")
+        if len(skip) > 1024:
+            raise bad_parameter("Invalid $skiptoken: it is longer than 1024 characters.")
         return {"maxresults": _int_param(request, "maxresults", 1, 25), "skip": skip}
 
     # ------------------------------------------------------------ vault routes
@@ -230,12 +253,14 @@ class Server:
 
         async def list_certs(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return v.list_certificates(include_pending=_bool_param(req, "includePending"),
-                                       next_url=self._next_url(req, "maxresults", "includePending"),
+                                       next_url=self._next_url(req, "maxresults", "includePending",
+                                                               certificates=True),
                                        **self._paging(req))
 
         async def list_deleted_certs(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return v.list_certificates(include_pending=_bool_param(req, "includePending"),
-                                       next_url=self._next_url(req, "maxresults", "includePending"),
+                                       next_url=self._next_url(req, "maxresults", "includePending",
+                                                               certificates=True),
                                        deleted=True, **self._paging(req))
 
         async def create(req: web.Request, p: dict[str, str], b: Any) -> Any:
@@ -268,9 +293,10 @@ class Server:
                 return fn(*args, b) if body else fn(*args)
             return handler
 
-        def paged(fn: Callable[..., Any], *names: str) -> Handler:
+        def paged(fn: Callable[..., Any], *names: str, certificates: bool = False) -> Handler:
             async def handler(req: web.Request, p: dict[str, str], b: Any) -> Any:
-                return fn(*[p[n] for n in names], next_url=self._next_url(req, "maxresults"),
+                return fn(*[p[n] for n in names],
+                          next_url=self._next_url(req, "maxresults", certificates=certificates),
                           **self._paging(req))
             return handler
 
@@ -278,7 +304,7 @@ class Server:
         r.add("/certificates/issuers", get=lambda *_: _const({"value": [], "nextLink": None}))
         r.add("/certificates/{name}/create", post=create)
         r.add("/certificates/{name}/import", post=simple(v.import_certificate, "name", body=True))
-        r.add("/certificates/{name}/versions", get=paged(v.list_versions, "name"))
+        r.add("/certificates/{name}/versions", get=paged(v.list_versions, "name", certificates=True))
         r.add("/certificates/{name}/policy", get=simple(v.get_policy, "name"),
               patch=simple(v.update_policy, "name", body=True))
         r.add("/certificates/{name}/pending", get=simple(v.get_operation, "name"),
@@ -404,7 +430,17 @@ class Server:
         r.add("/_emulator/events/take", post=events_take)
         r.add("/_emulator/subscriptions", post=webhook)
         r.add("/_emulator/faults", get=faults_get, post=faults_add, delete=faults_clear)
+        async def fidelity_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            return em.fidelity.describe()
+
+        async def fidelity_set(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            try:
+                return em.set_fidelity(**_control_body(b)).describe()
+            except ValueError as exc:
+                raise bad_parameter(f"Invalid fidelity request: {exc}") from None
+
         r.add("/_emulator/throttling", post=throttling)
+        r.add("/_emulator/fidelity", get=fidelity_get, post=fidelity_set)
         r.add("/_emulator/eventgrid/api/events", post=self.eventgrid_publish)
 
     async def eventgrid_publish(self, request: web.Request, p: dict[str, str], body: Any) -> Any:

@@ -13,6 +13,7 @@ raise `KvError` with the service's status, code and message.
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import dataclasses
 import datetime as dt
@@ -27,6 +28,8 @@ from cryptography.x509.oid import ObjectIdentifier
 
 from kvemulator import _crypto as kc
 from kvemulator._errors import KvError, bad_parameter, not_found
+from kvemulator._faults import KeySpec
+from kvemulator._fidelity import Fidelity
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 PKCS12 = "application/x-pkcs12"
@@ -39,6 +42,11 @@ NEAR_EXPIRY = dt.timedelta(days=30)
 
 PENDING_CONFLICT = ("A new key vault certificate can not be created or imported while a "
                     "pending key vault certificate's status is inProgress.")
+# azure-sdk-for-js#35011, #36328: two changes to one pending certificate at once.
+CONCURRENT_CONFLICT = "There was a conflict while updating/deleting pending certificate {name}."
+# A pending version's nbf is its creation time less 10 minutes (.NET recording
+# VerifyCertificateGetWithPolicyInProgress, keyvault-facts.md second round).
+PENDING_BACKDATE = 600
 
 # (event type suffix, certificate name, version, nbf, exp)
 Emit = Callable[[str, str, str, int | None, int | None], None]
@@ -68,18 +76,24 @@ class CertVersion:
     cert: x509.Certificate | None = None  # None while pending
     chain: list[x509.Certificate] = dataclasses.field(default_factory=list)  # above the leaf
     fired: set[str] = dataclasses.field(default_factory=set)
+    # A version that never completed (pending, or left behind by DELETE .../pending) shows
+    # dates the service computes from the policy at creation: created - 600 s, + validity.
+    planned_nbf: int | None = None
+    planned_exp: int | None = None
+    merged: bool = False  # completed by a merge (issuer Unknown): events per the fidelity switch
 
     @property
     def pending(self) -> bool:
+        """Never completed: no certificate merged (still pending, or abandoned)."""
         return self.cert is None
 
     @property
     def nbf(self) -> int | None:
-        return _epoch(self.cert.not_valid_before_utc) if self.cert else None
+        return _epoch(self.cert.not_valid_before_utc) if self.cert else self.planned_nbf
 
     @property
     def exp(self) -> int | None:
-        return _epoch(self.cert.not_valid_after_utc) if self.cert else None
+        return _epoch(self.cert.not_valid_after_utc) if self.cert else self.planned_exp
 
 
 @dataclasses.dataclass
@@ -92,9 +106,10 @@ class Certificate:
     op: dict[str, Any] | None = None  # request_id, version, csr, status, ...
     deleted: int | None = None
     purge_at: int | None = None
+    deleted_at: float | None = None  # when the DELETE came (fractional): the settle starts here
 
     def current(self) -> CertVersion | None:
-        """The newest completed version (Key Vault's "latest")."""
+        """The newest completed version."""
         # Insertion order, not `created` (seconds): two versions can share a second. Only
         # one version is ever pending, so completed versions sit in completion order.
         done = [v for v in self.versions.values() if not v.pending]
@@ -341,14 +356,38 @@ def _body(body: Any) -> dict[str, Any]:
     return body
 
 
-def _page(items: list[dict[str, Any]], maxresults: int | None, skip: int,
-          next_url: Callable[[int], str]) -> dict[str, Any]:
+def _page(items: list[Any], maxresults: int | None, skip: str,
+          next_url: Callable[[str], str], keys: list[str] | None = None,
+          build: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One page after the position `skip` (a $skiptoken this function made, or "").
+
+    The token names the last item's key (the object's name, or the index for version
+    lists), not an offset: the real service's links drop includePending and maxresults
+    (keyvault-facts.md, second round), so the next page may be cut from a different list,
+    and it must still start after what the last page held, as the service's does.
+    """
     size = MAX_PAGE if maxresults is None else maxresults
-    chunk = items[skip:skip + size]
-    out: dict[str, Any] = {"value": chunk, "nextLink": None}
-    if skip + size < len(items):
-        out["nextLink"] = next_url(skip + size)
+    keys = keys if keys is not None else [f"{i:09d}" for i in range(len(items))]
+    after = _skip_key(skip)
+    start = 0
+    if after is not None:
+        start = bisect.bisect_right(keys, after)  # keys are sorted
+    chunk = items[start:start + size]
+    # Only this page's items are rendered (`build`): a sweep over a large vault reads every
+    # page, and rendering the whole list per page would be quadratic.
+    out: dict[str, Any] = {"value": [build(i) for i in chunk] if build else chunk, "nextLink": None}
+    if start + size < len(items):
+        out["nextLink"] = next_url(kc.b64url(keys[start + size - 1].encode()))
     return out
+
+
+def _skip_key(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        return kc.b64url_decode(token).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise bad_parameter(f"Invalid $skiptoken '{token[:64]}'.") from None
 
 
 # ---------------------------------------------------------------- the vault
@@ -365,11 +404,16 @@ class Vault:
         self.secrets: dict[str, Secret] = {}
         self.deleted_secrets: dict[str, Secret] = {}
         self.generation = 0  # bumped on every change (persistence watches it)
+        self.fidelity = Fidelity()
 
     # ------------------------------------------------------------ helpers
 
     def now(self) -> int:
         return _epoch(self._now())
+
+    def _seconds(self) -> float:
+        """The emulator clock in fractional seconds (the settle delays are shorter than 1 s)."""
+        return self._now().timestamp()
 
     def _touch(self) -> None:
         self.generation += 1
@@ -395,17 +439,28 @@ class Vault:
             if ver is None:
                 raise not_found("Certificate", cert.name, version)
             return ver
-        ver = cert.current()
-        if ver is None and allow_pending:
-            ver = cert.latest_any()
+        ver = self._current_view(cert) if allow_pending else cert.current()
         if ver is None:
             raise not_found("Certificate", cert.name)
         return ver
 
+    def _current_view(self, cert: Certificate) -> CertVersion | None:
+        """The version a versionless GET (and the list, and DELETE) answers.
+
+        Whether the real service answers a newer pending or abandoned version over an
+        older completed one is unconfirmed (keyvault-facts.md second round, azure-cli#26044),
+        hence the switch; a certificate with no completed version answers its newest one
+        either way (.NET recording VerifyCertificateGetWithPolicyInProgress).
+        """
+        if self.fidelity.current_includes_pending:
+            return cert.latest_any()
+        return cert.current() or cert.latest_any()
+
     def _cert_attrs(self, ver: CertVersion) -> dict[str, Any]:
         attrs: dict[str, Any] = {"enabled": ver.enabled and not ver.pending}
-        if not ver.pending:
+        if ver.nbf is not None:
             attrs["nbf"] = ver.nbf
+        if ver.exp is not None:
             attrs["exp"] = ver.exp
         attrs.update(created=ver.created, updated=ver.updated, recoveryLevel=RECOVERY_LEVEL,
                      recoverableDays=RECOVERABLE_DAYS)
@@ -422,12 +477,14 @@ class Vault:
         base = self.base_url
         body: dict[str, Any] = {
             "id": f"{base}/certificates/{cert.name}/{ver.version}",
-            "kid": f"{base}/keys/{cert.name}/{ver.version}",
-            "sid": f"{base}/secrets/{cert.name}/{ver.version}",
             "attributes": self._cert_attrs(ver),
             "tags": dict(ver.tags),
         }
         if ver.cert is not None:
+            # A never-completed version has no kid, sid, x5t or cer (.NET and Java
+            # recordings): "pending" shows as their absence, not as missing dates.
+            body["kid"] = f"{base}/keys/{cert.name}/{ver.version}"
+            body["sid"] = f"{base}/secrets/{cert.name}/{ver.version}"
             body["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
             body["cer"] = base64.b64encode(kc.cert_der(ver.cert)).decode()
         if with_policy:
@@ -448,6 +505,13 @@ class Vault:
         deleted[obj.name.lower()] = live.pop(obj.name.lower())
         self._touch()
 
+    def _delete_settled(self, cert: Certificate) -> bool:
+        """Whether a deleted certificate shows in /deletedcertificates yet: soft delete
+        completes asynchronously, GET of it was 404 for about 9 s after the DELETE
+        (Python recording, 7.3; keyvault-facts.md second round)."""
+        return cert.deleted_at is None or \
+            self._seconds() >= cert.deleted_at + self.fidelity.soft_delete_settle_seconds
+
     def _recover(self, live: dict[str, Any], deleted: dict[str, Any], obj: Certificate | Secret) -> None:
         obj.deleted = obj.purge_at = None
         live[obj.name.lower()] = deleted.pop(obj.name.lower())
@@ -465,8 +529,21 @@ class Vault:
         del deleted[self._find_deleted(deleted, name, kind).name.lower()]
         self._touch()
 
-    def _op_json(self, cert: Certificate) -> dict[str, Any]:
+    def _settle_op(self, cert: Certificate) -> dict[str, Any] | None:
+        """The operation, with a requested cancellation applied once its delay has passed:
+        the service answers the cancel with status still inProgress and reads "cancelled"
+        only later (Java recording, keyvault-facts.md second round)."""
         op = cert.op
+        if op is not None and op["status"] == "inProgress" and op.get("cancel_at") is not None \
+                and self._seconds() >= op["cancel_at"]:
+            op["status"] = "cancelled"
+            op["status_details"] = "Pending certificate cancelled."
+            op["cancel_at"] = None
+            self._touch()
+        return op
+
+    def _op_json(self, cert: Certificate) -> dict[str, Any]:
+        op = self._settle_op(cert)
         assert op is not None
         body: dict[str, Any] = {
             "id": f"{self.base_url}/certificates/{cert.name}/pending",
@@ -474,25 +551,43 @@ class Vault:
             "csr": base64.b64encode(op["csr"]).decode(),
             "cancellation_requested": op["cancellation_requested"],
             "status": op["status"],
-            "status_details": op["status_details"],
             "request_id": op["request_id"],
         }
+        if op["status_details"] is not None:
+            body["status_details"] = op["status_details"]
         if op["status"] == "completed":
+            # Completed: target, and no status_details (Java recording).
             body["target"] = f"{self.base_url}/certificates/{cert.name}"
         return body
+
+    def _change_pending(self, cert: Certificate) -> None:
+        """Count a change (merge, cancel, delete) to the pending operation; a second one
+        within `pending_conflict_seconds` of the last is a 409, as the service answers
+        concurrent changes (azure-sdk-for-js#35011, #36328)."""
+        op = cert.op
+        assert op is not None
+        window, now = self.fidelity.pending_conflict_seconds, self._seconds()
+        last = op.get("changed_at")
+        if window > 0 and last is not None and now - last < window:
+            raise KvError(409, "Conflict", CONCURRENT_CONFLICT.format(name=cert.name))
+        op["changed_at"] = now
 
     def _check_can_add_version(self, name: str) -> None:
         key = name.lower()
         if key in self.deleted_certs:
+            # 409 Conflict, innererror ObjectIsDeletedButRecoverable (keyvault-facts.md second round).
             raise KvError(409, "Conflict", f"Certificate {name} is currently in a deleted but "
                           "recoverable state, and its name cannot be reused; in this state, the "
-                          "certificate can only be recovered or purged.")
+                          "certificate can only be recovered or purged.",
+                          inner="ObjectIsDeletedButRecoverable")
         if key in self.secrets or key in self.deleted_secrets:
             raise KvError(409, "Conflict", f"Secret {name} already exists and is not managed by "
                           "a certificate: a certificate cannot take its name.")
         cert = self.certs.get(key)
-        if cert is not None and cert.op is not None and cert.op["status"] == "inProgress":
-            raise KvError(409, "Conflict", PENDING_CONFLICT)
+        op = self._settle_op(cert) if cert is not None else None
+        if op is not None and op["status"] == "inProgress":
+            # 409, with the code the docs show: Forbidden (keyvault-facts.md second round).
+            raise KvError(409, "Forbidden", PENDING_CONFLICT)
 
     def _new_version(self) -> str:
         return uuid.uuid4().hex
@@ -542,10 +637,13 @@ class Vault:
             else:
                 cert.policy, cert.policy_updated = policy, now
             kp = policy["key_props"]
+            planned_nbf = now - PENDING_BACKDATE
+            planned_exp = _epoch(kc.add_months(dt.datetime.fromtimestamp(planned_nbf, dt.timezone.utc),
+                                               policy["x509_props"]["validity_months"]))
             ver = CertVersion(self._new_version(), key, kp["exportable"], kp["kty"].endswith("-HSM"),
                               policy["secret_props"]["contentType"], now, now,
                               enabled=plan.attributes.get("enabled", True) is not False,
-                              tags=plan.tags)
+                              tags=plan.tags, planned_nbf=planned_nbf, planned_exp=planned_exp)
             cert.versions[ver.version] = ver
             cert.op = {"request_id": uuid.uuid4().hex, "version": ver.version, "csr": csr,
                        "issuer": policy["issuer"]["name"], "cancellation_requested": False,
@@ -582,12 +680,13 @@ class Vault:
         with self.lock:
             self.get_operation(name)
             cert = self.certs[name.lower()]
-            op = cert.op
+            self._change_pending(cert)
+            op = self._settle_op(cert)
             assert op is not None
-            if flag and op["status"] == "inProgress":
+            if flag and op["status"] == "inProgress" and not op["cancellation_requested"]:
+                # Answered with status still inProgress; "cancelled" only after the delay.
                 op["cancellation_requested"] = True
-                op["status"] = "cancelled"
-                op["status_details"] = "Pending certificate cancelled."
+                op["cancel_at"] = self._seconds() + self.fidelity.cancel_settle_seconds
                 self._touch()
             return self._op_json(cert)
 
@@ -595,44 +694,57 @@ class Vault:
         with self.lock:
             body = self.get_operation(name)
             cert = self.certs[name.lower()]
-            op = cert.op
-            assert op is not None
-            ver = cert.versions.get(op["version"])
-            if ver is not None and ver.pending:
-                del cert.versions[ver.version]
+            self._change_pending(cert)
+            # The never-completed version stays behind, disabled and without a certificate:
+            # DELETE /certificates/{name} later answers it (Python recording
+            # test_async_request_cancellation_and_deletion, 7.3).
             cert.op = None
-            if not cert.versions:
-                del self.certs[name.lower()]
             self._touch()
             return body
 
+    def _merge_target(self, name: str) -> tuple[Certificate, dict[str, Any]]:
+        with self.lock:
+            check_name(name)
+            cert = self.certs.get(name.lower())
+            op = self._settle_op(cert) if cert is not None else None
+            if cert is None or op is None or op["status"] == "completed":
+                # "Certificate" capitalized, as the Java recording mergeCertificateNotFound shows.
+                raise KvError(404, "PendingCertificateNotFound", f"Pending Certificate not found: {name}")
+            return cert, op
+
     def merge(self, name: str, body: Any) -> dict[str, Any]:
         body = _body(body)
+        # Nothing pending is a 404 before the body is looked at, even a garbage x5c
+        # (Java recording mergeCertificateNotFound).
+        self._merge_target(name)
         chain_in = kc.parse_x5c(body.get("x5c"))
         attrs = _attrs_in(body)
         tags = _tags_in(body)
         with self.lock:
-            check_name(name)
-            cert = self.certs.get(name.lower())
-            if cert is None or cert.op is None or cert.op["status"] == "completed":
-                raise KvError(404, "PendingCertificateNotFound", f"Pending certificate not found: {name}")
-            if cert.op["status"] != "inProgress":
+            cert, op = self._merge_target(name)
+            if op["status"] != "inProgress":
                 raise bad_parameter(f"The pending certificate operation of {name} is "
-                                    f"{cert.op['status']}; it can no longer be merged.")
-            ver = cert.versions[cert.op["version"]]
+                                    f"{op['status']}; it can no longer be merged.")
+            ver = cert.versions[op["version"]]
             leaf = chain_in[0]
             if not kc.cert_has_key(leaf, ver.key):
                 raise KvError(400, "BadParameter", kc.MISMATCH_MESSAGE)
+            self._change_pending(cert)
             ver.cert = leaf
             ver.chain = kc.order_chain(leaf, chain_in[1:])[1:]
             ver.enabled = attrs.get("enabled", True) is not False
             if tags is not None:
                 ver.tags = tags
-            ver.updated = self.now()
-            cert.op["status"] = "completed"
-            cert.op["status_details"] = None
+            # created is when the version completed, not when it was requested
+            # (keyvault-facts.md second round).
+            ver.created = ver.updated = self.now()
+            ver.planned_nbf = ver.planned_exp = None
+            ver.merged = True
+            op["status"] = "completed"
+            op["status_details"] = None
             self._touch()
-            self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
+            if self.fidelity.unknown_issuer_events:
+                self._emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
             return self._bundle(cert, ver, with_policy=True)
 
     # ------------------------------------------------------------ certificates: import
@@ -702,19 +814,27 @@ class Vault:
             ver = self._version(cert, version)
             return self._bundle(cert, ver, with_policy=not version)
 
-    def list_certificates(self, *, maxresults: int | None, include_pending: bool, skip: int,
-                          next_url: Callable[[int], str], deleted: bool = False) -> dict[str, Any]:
+    def list_certificates(self, *, maxresults: int | None, include_pending: bool, skip: str,
+                          next_url: Callable[[str], str], deleted: bool = False) -> dict[str, Any]:
         with self.lock:
             source = self.deleted_certs if deleted else self.certs
-            items = []
+            entries, keys = [], []
             for key in sorted(source):
                 cert = source[key]
-                ver = cert.current()
-                if ver is None and not include_pending:
+                if deleted and not self._delete_settled(cert):
                     continue
-                ver = ver or cert.latest_any()
+                if cert.current() is None and not include_pending:
+                    continue  # only never-completed versions: listed with includePending only
+                ver = self._current_view(cert)
                 if ver is None:
                     continue
+                entries.append((cert, ver))
+                keys.append(key)
+
+            def item_of(entry: tuple[Certificate, CertVersion]) -> dict[str, Any]:
+                cert, ver = entry
+                # A never-completed version's item: enabled false, nbf/exp from the policy,
+                # no x5t, subject "" (JS recording, keyvault-facts.md second round).
                 item: dict[str, Any] = {"id": f"{self.base_url}/certificates/{cert.name}",
                                         "attributes": self._cert_attrs(ver), "tags": dict(ver.tags),
                                         "subject": ""}
@@ -723,11 +843,12 @@ class Vault:
                     item["subject"] = kc.subject_text(ver.cert.subject)
                 if deleted:
                     item.update(self._deleted_fields(cert, "certificates"))
-                items.append(item)
-            return _page(items, maxresults, skip, next_url)
+                return item
 
-    def list_versions(self, name: str, *, maxresults: int | None, skip: int,
-                      next_url: Callable[[int], str]) -> dict[str, Any]:
+            return _page(entries, maxresults, skip, next_url, keys, item_of)
+
+    def list_versions(self, name: str, *, maxresults: int | None, skip: str,
+                      next_url: Callable[[str], str]) -> dict[str, Any]:
         with self.lock:
             cert = self._cert(name)
             items = []
@@ -773,8 +894,8 @@ class Vault:
     # ------------------------------------------------------------ certificates: soft delete
 
     def _cert_json(self, cert: Certificate) -> dict[str, Any]:
-        """The bundle of the current version (or the pending one), policy included."""
-        ver = cert.current() or cert.latest_any()
+        """The bundle of the current version (or a never-completed one), policy included."""
+        ver = self._current_view(cert)
         assert ver is not None  # a certificate never outlives its last version
         body = self._bundle(cert, ver, with_policy=True)
         if cert.deleted is not None:
@@ -785,21 +906,29 @@ class Vault:
         with self.lock:
             cert = self._cert(name)
             self._soft_delete(self.certs, self.deleted_certs, cert)
+            cert.deleted_at = self._seconds()
             return self._cert_json(cert)
+
+    def _settled_deleted_cert(self, name: str) -> Certificate:
+        cert = self._find_deleted(self.deleted_certs, name, "Certificate")
+        if not self._delete_settled(cert):
+            raise KvError(404, "CertificateNotFound", f"Deleted Certificate not found: {name}")
+        return cert
 
     def get_deleted_certificate(self, name: str) -> dict[str, Any]:
         with self.lock:
-            return self._cert_json(self._find_deleted(self.deleted_certs, name, "Certificate"))
+            return self._cert_json(self._settled_deleted_cert(name))
 
     def recover_certificate(self, name: str) -> dict[str, Any]:
         with self.lock:
-            cert = self._find_deleted(self.deleted_certs, name, "Certificate")
+            cert = self._settled_deleted_cert(name)
             self._recover(self.certs, self.deleted_certs, cert)
+            cert.deleted_at = None
             return self._cert_json(cert)
 
     def purge_certificate(self, name: str) -> None:
         with self.lock:
-            self._purge(self.deleted_certs, name, "Certificate")
+            self._purge(self.deleted_certs, self._settled_deleted_cert(name).name, "Certificate")
 
     # ------------------------------------------------------------ secrets
 
@@ -890,7 +1019,7 @@ class Vault:
                               inner="SecretDisabled")
             return self._cert_secret(cert, ver, with_value=True)
 
-    def list_secrets(self, *, maxresults: int | None, skip: int, next_url: Callable[[int], str],
+    def list_secrets(self, *, maxresults: int | None, skip: str, next_url: Callable[[str], str],
                      deleted: bool = False) -> dict[str, Any]:
         with self.lock:
             items: list[tuple[str, dict[str, Any]]] = []
@@ -913,10 +1042,11 @@ class Vault:
                     item["id"] = f"{self.base_url}/secrets/{cert.name}"
                     items.append((key, item))
             items.sort(key=lambda pair: pair[0])
-            return _page([item for _, item in items], maxresults, skip, next_url)
+            return _page([item for _, item in items], maxresults, skip, next_url,
+                         [key for key, _ in items])
 
-    def list_secret_versions(self, name: str, *, maxresults: int | None, skip: int,
-                             next_url: Callable[[int], str]) -> dict[str, Any]:
+    def list_secret_versions(self, name: str, *, maxresults: int | None, skip: str,
+                             next_url: Callable[[str], str]) -> dict[str, Any]:
         with self.lock:
             check_name(name)
             secret = self.secrets.get(name.lower())
@@ -1024,10 +1154,10 @@ class Vault:
         with self.lock:
             return self._key_json(*self._key_version(name, version))
 
-    def list_keys(self, *, maxresults: int | None, skip: int,
-                  next_url: Callable[[int], str]) -> dict[str, Any]:
+    def list_keys(self, *, maxresults: int | None, skip: str,
+                  next_url: Callable[[str], str]) -> dict[str, Any]:
         with self.lock:
-            items = []
+            items, keys = [], []
             for key in sorted(self.certs):
                 cert = self.certs[key]
                 ver = cert.current() or cert.latest_any()
@@ -1036,10 +1166,11 @@ class Vault:
                 body = self._key_json(cert, ver)
                 items.append({"kid": f"{self.base_url}/keys/{cert.name}",
                               "attributes": body["attributes"], "tags": body["tags"], "managed": True})
-            return _page(items, maxresults, skip, next_url)
+                keys.append(key)
+            return _page(items, maxresults, skip, next_url, keys)
 
-    def list_key_versions(self, name: str, *, maxresults: int | None, skip: int,
-                          next_url: Callable[[int], str]) -> dict[str, Any]:
+    def list_key_versions(self, name: str, *, maxresults: int | None, skip: str,
+                          next_url: Callable[[str], str]) -> dict[str, Any]:
         with self.lock:
             cert, _ = self._key_version(name, "")
             items = []
@@ -1091,6 +1222,32 @@ class Vault:
             key = ver.key
         return {"value": kc.verify_digest(key, alg, digest_b, sig)}
 
+    def key_spec(self, route: str, params: dict[str, str], body: Any) -> KeySpec | None:
+        """The key a request works on, for the weighted throttling limits (None: no key,
+        or one not known). A certificate create's key comes from its policy (or the
+        certificate's), an import's HSM flag from its policy (its size is not read here)."""
+        with self.lock:
+            name = params.get("name", "").lower()
+            if route.startswith("/keys/{name}"):
+                cert = self.certs.get(name)
+                version = params.get("version", "").lower()
+                ver = (cert.versions.get(version) if version else cert.current()) if cert else None
+                if ver is None:
+                    return None
+                kty, size, _ = kc.key_spec_of(ver.key)
+                return KeySpec(size if kty == "RSA" else None, ver.hsm)
+            if route in ("/certificates/{name}/create", "/certificates/{name}/import"):
+                policy = body.get("policy") if isinstance(body, dict) else None
+                if not isinstance(policy, dict) and name in self.certs:
+                    policy = self.certs[name].policy
+                kp = policy.get("key_props") if isinstance(policy, dict) else None
+                if not isinstance(kp, dict):
+                    return KeySpec(None, False)
+                kty, size = str(kp.get("kty") or "RSA"), kp.get("key_size")
+                rsa = size if kty.startswith("RSA") and isinstance(size, int) else None
+                return KeySpec(rsa, kty.endswith("-HSM"))
+            return None
+
     # ------------------------------------------------------------ time-driven work
 
     def scan(self) -> None:
@@ -1098,9 +1255,10 @@ class Vault:
         with self.lock:
             now = self.now()
             for cert in self.certs.values():
-                for ver in cert.versions.values():
-                    if ver.pending:
-                        continue
+                # NearExpiry and Expired are raised for the current version only
+                # (event-schema-key-vault; keyvault-facts.md second round).
+                ver = cert.current()
+                if ver is not None and (self.fidelity.unknown_issuer_events or not ver.merged):
                     exp = ver.exp
                     assert exp is not None
                     if "near" not in ver.fired and now >= exp - NEAR_EXPIRY.total_seconds():
@@ -1133,13 +1291,14 @@ class Vault:
                         "cert": ver.cert.public_bytes(serialization.Encoding.PEM).decode()
                         if ver.cert else None,
                         "chain": [c.public_bytes(serialization.Encoding.PEM).decode() for c in ver.chain],
-                        "fired": sorted(ver.fired)})
+                        "fired": sorted(ver.fired), "planned_nbf": ver.planned_nbf,
+                        "planned_exp": ver.planned_exp, "merged": ver.merged})
                 op = None
                 if cert.op is not None:
                     op = {**cert.op, "csr": base64.b64encode(cert.op["csr"]).decode()}
                 return {"name": cert.name, "policy": cert.policy, "policy_created": cert.policy_created,
                         "policy_updated": cert.policy_updated, "versions": versions, "op": op,
-                        "deleted": cert.deleted, "purge_at": cert.purge_at}
+                        "deleted": cert.deleted, "purge_at": cert.purge_at, "deleted_at": cert.deleted_at}
 
             def secret_state(secret: Secret) -> dict[str, Any]:
                 return {"name": secret.name, "deleted": secret.deleted, "purge_at": secret.purge_at,
@@ -1157,7 +1316,8 @@ class Vault:
 
         def cert_from(data: dict[str, Any]) -> Certificate:
             cert = Certificate(data["name"], data["policy"], data["policy_created"],
-                               data["policy_updated"], deleted=data["deleted"], purge_at=data["purge_at"])
+                               data["policy_updated"], deleted=data["deleted"], purge_at=data["purge_at"],
+                               deleted_at=data.get("deleted_at"))
             keys: dict[str, Any] = {}
             for v in data["versions"]:
                 if v["key"] not in keys:
@@ -1166,7 +1326,8 @@ class Vault:
                     v["version"], keys[v["key"]], v["exportable"], v["hsm"], v["content_type"],
                     v["created"], v["updated"], v["enabled"], dict(v["tags"]),
                     x509.load_pem_x509_certificate(v["cert"].encode()) if v["cert"] else None,
-                    [x509.load_pem_x509_certificate(c.encode()) for c in v["chain"]], set(v["fired"]))
+                    [x509.load_pem_x509_certificate(c.encode()) for c in v["chain"]], set(v["fired"]),
+                    v.get("planned_nbf"), v.get("planned_exp"), bool(v.get("merged", False)))
             if data["op"] is not None:
                 cert.op = {**data["op"], "csr": base64.b64decode(data["op"]["csr"])}
             return cert

@@ -23,6 +23,7 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from kvemulator._clock import EmulatorClock
 from kvemulator._events import Event, Events
 from kvemulator._faults import Faults, Throttle
+from kvemulator._fidelity import Fidelity, changed
 from kvemulator._server import Server
 from kvemulator._store import Vault
 from kvemulator._tls import make_server_context
@@ -42,7 +43,8 @@ class Emulator:
 
     def __init__(self, vault_name: str = "kvemulator", tls_dir: str | os.PathLike[str] | None = None,
                  *, host: str = "127.0.0.1", port: int = 0, identity_port: int = 0,
-                 state_path: str | os.PathLike[str] | None = None) -> None:
+                 state_path: str | os.PathLike[str] | None = None,
+                 fidelity: Fidelity | None = None) -> None:
         self.vault_name = vault_name
         self.host = host
         self._port = port
@@ -58,6 +60,12 @@ class Emulator:
         self._events = Events(vault_name=vault_name, now=self.clock.now)
         self._vault = Vault(vault_name=vault_name, now=self.clock.now,
                             emit=self._events.emit_certificate)
+        if fidelity is not None:
+            self.fidelity = fidelity
+        # (method, route template) of each data-plane request past authentication, e.g.
+        # ("POST", "/certificates/{name}/create"); throttled ones included. Bench and call
+        # counting tests read it; reset() empties it.
+        self.requests: list[tuple[str, str]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
@@ -288,9 +296,26 @@ class Emulator:
     # ------------------------------------------------------------ controls
 
     def reset(self) -> None:
-        """Empty the vault (certificates, secrets, deleted items) and the outbox."""
+        """Empty the vault (certificates, secrets, deleted items), the outbox and `requests`."""
         self._vault.reset()
         self._events.take()
+        self.requests.clear()
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """The live switches (kvemulator._fidelity); the vault reads them on every request."""
+        return self._vault.fidelity
+
+    @fidelity.setter
+    def fidelity(self, value: Fidelity) -> None:
+        if not isinstance(value, Fidelity):
+            raise TypeError(f"fidelity must be a kvemulator.Fidelity, not {type(value).__name__}")
+        self._vault.fidelity = changed(value, {})
+
+    def set_fidelity(self, **changes: object) -> Fidelity:
+        """Change some switches at run time, e.g. `set_fidelity(paging_drops_params=False)`."""
+        self._vault.fidelity = changed(self._vault.fidelity, changes)
+        return self._vault.fidelity
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call `callback(event)` from the emulator's thread for each event; returns an unsubscribe."""
@@ -309,8 +334,10 @@ class Emulator:
         self._throttle.set(enabled, limits)
 
     def clear_controls(self) -> None:
-        """Back to defaults: real time, no faults, no throttling, no subscribers, empty outbox."""
+        """Back to defaults: real time, no faults, no throttling, no subscribers, empty outbox,
+        the default `Fidelity()`."""
         self.clock.reset()
+        self._vault.fidelity = Fidelity()
         self.faults.clear()
         self._throttle.set(False)
         self._events.clear()

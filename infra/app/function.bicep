@@ -77,7 +77,8 @@ param renewBeforeDays int = 30
 @minValue(1)
 param concurrency int = 8
 
-@description('KVCA_SWEEP_SCHEDULE: NCRONTAB schedule (6 fields) of the timer sweep.')
+@description('KVCA_SWEEP_SCHEDULE: NCRONTAB schedule (6 fields) of the timer sweep. The timer binding reads this app setting itself: an empty one disables the sweep.')
+@minLength(11)
 param sweepSchedule string = '0 0 */6 * * *'
 
 @description('KVCA_EVENTGRID_TOPIC_ENDPOINT: endpoint of kvca\'s custom Event Grid topic.')

@@ -3,6 +3,7 @@ values, build CAs the recipe's way, and check chains with `openssl verify`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -14,12 +15,14 @@ from typing import Any
 import azure.functions as func
 from azure.functions.timer import TimerRequest  # the concrete class (func.TimerRequest is the abstract one)
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, pkcs12
 
 import function_app
 from kvca_core import clock
 from kvca_core.authority import parse_secret
+from kvca_core.model import CA_TAG
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root
 
 
@@ -141,3 +144,26 @@ async def versions(vault, name: str) -> list:
 
 async def completed_versions(vault, name: str) -> list:
     return [v for v in await versions(vault, name) if v.x5t is not None]
+
+
+async def import_leaves(vault, inter, inter_key, names, *, days: int, ca: str = "corp-ca",
+                        concurrency: int = 16) -> None:
+    """Leaves of `ca` (EC P-256: fast) signed by the intermediate outside the vault and imported
+    with the kvca-ca tag: one call each, so a vault of hundreds fills quickly. Their policy is
+    issuer Unknown, as Key Vault gives imported certificates, so renewals go through kvca."""
+    now = clock.now()
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(name: str) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(f"CN={name}.corp.internal"))
+                .issuer_name(inter.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{name}.corp.internal")]), False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+                .sign(inter_key, hashes.SHA256()))
+        pfx = pkcs12.serialize_key_and_certificates(name.encode(), key, leaf, [inter], NoEncryption())
+        async with limit:
+            await vault.import_certificate(name, pfx, tags={CA_TAG: ca})
+
+    await asyncio.gather(*(one(n) for n in names))

@@ -3,6 +3,9 @@ settings, with kvca's clock following the emulator's and a fresh process context
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from kvca_core import clock, context
@@ -17,6 +20,10 @@ async def app(emulator, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for key, value in emulator.environ().items():
         monkeypatch.setenv(key, value)
+    # An app setting the host itself reads (the timer binding): it comes from the app settings,
+    # as local.settings.sample.json and the Bicep give it, never from a default in Python.
+    sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())
+    monkeypatch.setenv("KVCA_SWEEP_SCHEDULE", sample["Values"]["KVCA_SWEEP_SCHEDULE"])
     clock.use(emulator.clock.now)
     await context.reset_shared()
     try:

@@ -7,42 +7,21 @@ import asyncio
 import datetime as dt
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
 
-from kvca_core import clock, operations
-from kvca_core.model import CA_TAG
+from kvca_core import operations
 
-from apphelpers import completed_versions, import_recipe_ca, recipe_ca_material, run_timer
+from apphelpers import completed_versions, import_leaves, import_recipe_ca, recipe_ca_material, run_timer
 
 TOTAL = 500
 DUE = 25  # 5 %
 
 
 async def _populate(ctx, inter, inter_key) -> tuple[list[str], list[str]]:
-    """25 two-month certificates and 475 one-year ones (EC P-256: fast), signed by the CA and
-    imported with the kvca-ca tag: one call each, so the setup stays short. Their policy is
-    issuer Unknown, as Key Vault gives imported certificates, so renewals go through kvca."""
+    """25 two-month certificates and 475 one-year ones, imported with the kvca-ca tag."""
     short = [f"short-{i:03d}" for i in range(DUE)]
     long_ = [f"long-{i:03d}" for i in range(TOTAL - DUE)]
-    now = clock.now()
-    limit = asyncio.Semaphore(16)
-
-    async def one(name: str, days: int):
-        key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(f"CN={name}.corp.internal"))
-                .issuer_name(inter.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{name}.corp.internal")]), False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-                .sign(inter_key, hashes.SHA256()))
-        pfx = pkcs12.serialize_key_and_certificates(name.encode(), key, leaf, [inter], NoEncryption())
-        async with limit:
-            await ctx.vault.import_certificate(name, pfx, tags={CA_TAG: "corp-ca"})
-
-    await asyncio.gather(*(one(n, 61) for n in short), *(one(n, 365) for n in long_))
+    await asyncio.gather(import_leaves(ctx.vault, inter, inter_key, short, days=61),
+                         import_leaves(ctx.vault, inter, inter_key, long_, days=365))
     return short, long_
 
 

@@ -120,9 +120,24 @@ async def test_inventory_lists_managed_certificates_with_days_left_and_state(app
 async def test_health_is_ok_with_valid_settings_and_names_a_missing_one(app, monkeypatch):
     status, body, _ = await call_http("kvca_health", "GET", "health")
     assert status == 200 and body["status"] == "ok" and body["vault"] == "kvemulator"
+    assert body["sweep_schedule"] == "0 0 */6 * * *"
     monkeypatch.delenv("KVCA_VAULT_URL")
     status, body, _ = await call_http("kvca_health", "GET", "health")
     assert status == 500 and body["error"] == "ConfigurationError" and "KVCA_VAULT_URL" in body["message"]
+
+
+@pytest.mark.parametrize("schedule, named", [
+    (None, "KVCA_SWEEP_SCHEDULE is required in the app settings"),    # the host disables the timer
+    ("0 */6 * * *", "must be a 6-field NCRONTAB expression"),          # a 5-field (Unix) cron
+    ("0 0 */6 * * 8", "the day-of-week field '8' is malformed"),
+])
+async def test_health_fails_when_the_timer_schedule_would_disable_the_sweep(app, monkeypatch, schedule, named):
+    if schedule is None:
+        monkeypatch.delenv("KVCA_SWEEP_SCHEDULE")
+    else:
+        monkeypatch.setenv("KVCA_SWEEP_SCHEDULE", schedule)
+    status, body, _ = await call_http("kvca_health", "GET", "health")
+    assert status == 500 and body["error"] == "ConfigurationError" and named in body["message"]
 
 
 async def test_pending_request_event_published_by_issue_is_signed_by_the_event_trigger(app, ctx):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import logging
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from cryptography import x509
@@ -128,3 +130,51 @@ async def test_no_key_material_reaches_any_log_line(app, ctx, caplog):
     assert "PRIVATE KEY" not in text
     assert secret[:64] not in text and base64.b64decode(secret)[:32].hex() not in text
     assert "op=issue certificate=quiet" in text  # the one structured line per operation is there
+
+
+def _established_to(port: int) -> int:
+    """TCP connections of this network namespace in state ESTABLISHED whose far end is `port`
+    on loopback (the clients' side of connections to the emulator; /proc/net/tcp, hex fields)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and remote.endswith(f":{port:04X}"):
+            count += 1
+    return count
+
+
+async def test_every_client_shares_one_connection_pool_and_one_tls_context(app, ctx):
+    """With KVCA_TLS_CA_BUNDLE set, azure-core made an SSL context per request and no connection
+    was reused. Now certificates, secrets, keys and the keys-API signer share one pool."""
+    port = urlparse(app.url).port
+    await create_ca(ctx, "pooled-ca", subject="CN=Pooled CA", key="ec-p256", years=3)  # signs through the keys API
+    await import_recipe_ca(ctx.vault, "pooled-pfx")
+    baseline = _established_to(port)
+    handshakes = ctx.vault.transport.ssl_context.session_stats()["connect"]
+    for i in range(4):
+        await operations.issue(ctx, IssueRequest(name=f"pooled-{i}", ca="pooled-ca", dns_names=(f"p{i}.corp.internal",)))
+        await ctx.vault.get_secret_value("pooled-pfx")  # the secrets client
+        await ctx.vault.get_public_key((await ctx.vault.get_certificate(f"pooled-{i}")).key_id)  # the keys client
+    assert len(app.requests) > 30
+    # Sequential calls: one connection carries them all (two, should the server close one).
+    assert ctx.vault.transport.ssl_context.session_stats()["connect"] - handshakes <= 2
+    assert _established_to(port) - baseline <= 2
+    assert ctx.vault._crypto  # the keys-API signer was used, through the same pool
+
+
+async def test_a_renewal_costs_five_vault_calls_and_four_within_a_sweep(app, ctx):
+    """Before: 9 per renewal. The create's answer carries the CSR, the policy comes with the current
+    version, and a sweep checks each CA once (README, "Key Vault calls")."""
+    await import_recipe_ca(ctx.vault, "counted-ca")
+    for name in ("alone", "swept-1", "swept-2"):
+        await operations.issue(ctx, IssueRequest(name=name, ca="counted-ca", dns_names=(f"{name}.corp.internal",)))
+    app.clock.advance(days=340)
+    app.requests.clear()
+    assert (await operations.renew(ctx, "alone")).action == "renewed"
+    assert len(app.requests) == 5, app.requests
+    app.requests.clear()
+    summary = await operations.sweep(ctx)
+    assert summary.renewed == 2
+    # One listing page, the pending check of the fresh "alone", 5 for the first renewal, 4 for the second.
+    assert len(app.requests) == 1 + 1 + 5 + 4, app.requests

@@ -149,11 +149,13 @@ def test_create_or_import_while_pending_is_a_409(kv_clients):
     assert info.value.error.message == "Pending certificate not found: busy"
 
 
-def test_cancel_marks_operation_cancelled_and_allows_new_version(kv_clients):
+def test_cancel_marks_operation_cancelled_and_allows_new_version(kv_clients, emulator):
     certs = kv_clients.certificates
     create_pending(certs, "cancelme", unknown_policy())
     op = certs.cancel_certificate_operation("cancelme")
-    assert op.cancellation_requested is True and op.status == "cancelled"
+    # The service answers the cancel still inProgress; "cancelled" reads only later.
+    assert op.cancellation_requested is True and op.status == "inProgress"
+    emulator.clock.advance(seconds=emulator.fidelity.cancel_settle_seconds + 1)
     assert certs.get_certificate_operation("cancelme").status == "cancelled"
     create_pending(certs, "cancelme", unknown_policy())
 

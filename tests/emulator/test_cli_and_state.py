@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import ssl
 import stat
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 from azure.keyvault.certificates import CertificateClient, CertificatePolicy
@@ -128,3 +131,42 @@ class _Cred:
     def get_token(self, *scopes, **kwargs):
         from azure.core.credentials import AccessToken
         return AccessToken("t", 2**31 - 1)
+
+
+def test_cli_fidelity_flags_set_the_switches(tmp_path):
+    proc, match = start_cli(tmp_path, "--no-paging-drops-params", "--current-includes-pending",
+                            "--cancel-settle-seconds", "3")
+    try:
+        ctx = ssl.create_default_context(cafile=match.group(3))
+        with urllib.request.urlopen(f"{match.group(1)}/_emulator/fidelity", context=ctx, timeout=30) as resp:
+            switches = json.loads(resp.read())
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert switches["paging_drops_params"] is False and switches["current_includes_pending"] is True
+    assert switches["cancel_settle_seconds"] == 3.0 and switches["throttle_retry_after"] is True
+
+
+def test_cli_refuses_a_negative_fidelity_delay(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kvemulator", "--port", "0", "--tls-dir",
+                           str(tmp_path / "tls"), "--soft-delete-settle-seconds", "-1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "soft_delete_settle_seconds" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_state_file_keeps_withdrawn_versions_settle_times_and_policy_dates(tmp_path):
+    state = tmp_path / "vault.json"
+    with Emulator(tls_dir=tmp_path / "tls", state_path=state) as first:
+        with CertificateClient(first.url, first.credential(), **first.client_kwargs()) as certs:
+            certs.begin_create_certificate("left", CertificatePolicy(
+                issuer_name="Unknown", subject="CN=l", key_type="EC"))
+            certs.delete_certificate_operation("left")
+            before = certs.get_certificate("left")
+    with Emulator(tls_dir=tmp_path / "tls", state_path=state) as second:
+        with CertificateClient(second.url, second.credential(), **second.client_kwargs()) as certs:
+            after = certs.get_certificate("left")
+    assert after.properties.version == before.properties.version and after.cer is None
+    assert after.properties.enabled is False
+    assert (after.properties.not_before, after.properties.expires_on) == (
+        before.properties.not_before, before.properties.expires_on)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import subprocess
 
 import pytest
 from cryptography import x509
@@ -174,3 +175,57 @@ def _self_signed(key) -> x509.Certificate:
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now)
             .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+
+
+def _leaf_and_key():
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kdf")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    return key, cert
+
+
+# 65,536 rounds encode as INTEGER 02 03 01 00 00; the same length holds 8,388,607 (02 03 7f ff ff).
+ROUNDS, HUGE = b"\x02\x03\x01\x00\x00", b"\x02\x03\x7f\xff\xff"
+
+
+def test_pfx_asking_for_millions_of_kdf_rounds_is_refused_before_decrypting(emulator):
+    key, cert = _leaf_and_key()
+    encryption = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(65536).build(b"pw")
+    pfx = pkcs12.serialize_key_and_certificates(b"kdf", key, cert, None, encryption)
+    assert pfx.count(ROUNDS) == 2  # the key's and the certificates' PBES2 parameters
+    status, answer, _ = call(emulator, "POST", "/certificates/kdf-ok/import?api-version=7.6",
+                             json.dumps({"value": base64.b64encode(pfx).decode(), "pwd": "pw"}).encode())
+    assert status == 200, answer
+    huge = pfx.replace(ROUNDS, HUGE)
+    status, answer, _ = call(emulator, "POST", "/certificates/kdf-huge/import?api-version=7.6",
+                             json.dumps({"value": base64.b64encode(huge).decode(), "pwd": "pw"}).encode())
+    assert status == 400 and answer["error"]["code"] == "BadParameter"
+    assert "password-KDF iterations" in answer["error"]["message"]
+
+
+def test_encrypted_pem_key_asking_for_millions_of_kdf_rounds_is_refused_before_decrypting(emulator):
+    key, cert = _leaf_and_key()
+    # cryptography writes PKCS#8 with 2,048 rounds only; openssl takes -iter (key through a pipe).
+    plain = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+    der = subprocess.run(["openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-iter", "65536",
+                          "-passout", "pass:pw", "-outform", "DER"],
+                         input=plain, capture_output=True, check=True).stdout
+    assert der.count(ROUNDS) == 1
+    body = base64.encodebytes(der.replace(ROUNDS, HUGE)).decode()
+    pem = (f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}-----END ENCRYPTED PRIVATE KEY-----\n"
+           + cert.public_bytes(serialization.Encoding.PEM).decode())
+    status, answer, _ = call(emulator, "POST", "/certificates/kdf-pem/import?api-version=7.6",
+                             json.dumps({"value": pem, "pwd": "pw"}).encode())
+    assert status == 400 and "password-KDF iterations" in answer["error"]["message"]
+
+
+@pytest.mark.parametrize("token", ["!!!", "%FF%FE", "_w", "a" * 2000, "AAAA", "%00%00", "-1"])
+def test_a_forged_skiptoken_is_a_400_or_a_page_never_a_500(emulator, token):
+    status, answer, _ = call(emulator, "GET", f"/certificates?api-version=7.6&$skiptoken={token}")
+    assert status in (200, 400), answer
+    if status == 400:
+        assert answer["error"]["code"] == "BadParameter"

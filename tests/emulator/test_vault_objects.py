@@ -18,7 +18,9 @@ def make(certs, name: str) -> None:
 def test_delete_recover_and_purge_certificate(kv_clients):
     certs = kv_clients.certificates
     make(certs, "gone")
-    deleted = certs.begin_delete_certificate("gone").result()
+    poller = certs.begin_delete_certificate("gone")
+    poller.wait()  # soft delete completes asynchronously; wait() polls until it has
+    deleted = poller.result()
     assert deleted.recovery_id.endswith("/deletedcertificates/gone")
     assert deleted.deleted_on is not None and deleted.scheduled_purge_date > deleted.deleted_on
     with pytest.raises(ResourceNotFoundError):
@@ -31,7 +33,7 @@ def test_delete_recover_and_purge_certificate(kv_clients):
         certs.begin_create_certificate("gone", SELF_EC)
     recovered = certs.begin_recover_deleted_certificate("gone").result()
     assert recovered.name == "gone" and certs.get_certificate("gone").cer
-    certs.begin_delete_certificate("gone").result()
+    certs.begin_delete_certificate("gone").wait()
     certs.purge_deleted_certificate("gone")
     with pytest.raises(ResourceNotFoundError):
         certs.get_deleted_certificate("gone")
@@ -96,7 +98,9 @@ def test_identity_endpoint_refuses_a_wrong_header(emulator):
     assert info.value.code == 401
 
 
-def test_paging_over_sixty_certificates_with_include_pending(kv_clients):
+@pytest.mark.parametrize("drops", [True, False])
+def test_paging_over_sixty_certificates_with_include_pending(kv_clients, emulator, drops):
+    emulator.set_fidelity(paging_drops_params=drops)
     certs = kv_clients.certificates
     for i in range(60):
         make(certs, f"page-{i:02d}")
@@ -106,6 +110,12 @@ def test_paging_over_sixty_certificates_with_include_pending(kv_clients):
     completed = [c.name for c in certs.list_properties_of_certificates(max_page_size=7)]
     assert completed == [f"page-{i:02d}" for i in range(60)]
     every = [c.name for c in certs.list_properties_of_certificates(include_pending=True)]
-    assert len(every) == 65 and len(set(every)) == 65
     pages = list(certs.list_properties_of_certificates(include_pending=True, max_page_size=25).by_page())
-    assert [len(list(page)) for page in pages] == [25, 25, 15]
+    if drops:
+        # The real nextLink drops includePending: the pending-only "pend-*" sort after
+        # "page-*", onto page 3, and are lost there (azure-sdk-for-python#38589).
+        assert every == [f"page-{i:02d}" for i in range(60)]
+        assert [len(list(page)) for page in pages] == [25, 25, 10]
+    else:
+        assert len(every) == 65 and len(set(every)) == 65
+        assert [len(list(page)) for page in pages] == [25, 25, 15]
