@@ -43,6 +43,7 @@ from kvca_core.errors import (
 )
 from kvca_core.authority import LoadedCA, parse_secret, read_certificate
 from kvca_core.events import NAME_RE, pending_request_event
+from kvca_core.model import REVOKED_SERIAL_TAG
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
 from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
 from kvca_core.signing.names import check_dns_name_policy, check_name_constraints, normalize_dns_name
@@ -115,7 +116,7 @@ class CertificateInfo:
     not_before: dt.datetime | None
     not_after: dt.datetime | None
     days_left: int | None
-    state: str  # valid | due | expired | pending | disabled
+    state: str  # valid | due | expired | pending | disabled | revoked
     version: str | None = None
     serial: str | None = None
 
@@ -460,6 +461,8 @@ async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool) -> Outcome:
     name = listed.name
     try:
         managed_ca(name, listed, None)  # the tag; the policy issuer is checked before signing
+        if REVOKED_SERIAL_TAG in listed.tags:  # a revoked certificate is replaced on purpose, never renewed
+            return Outcome(name, SKIPPED, version=listed.version, reason="the current version is revoked")
         if _pending_only(listed):
             if dry_run:
                 pending = await ctx.vault.get_pending(name)
@@ -671,6 +674,8 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
 def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> str:
     if version.cer is None and version.expires_on is None:
         return "pending"
+    if REVOKED_SERIAL_TAG in version.tags:
+        return "revoked"
     if not version.enabled:
         return "disabled"
     if version.expires_on is not None and version.expires_on <= now:

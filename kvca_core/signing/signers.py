@@ -105,6 +105,9 @@ class Signer(Protocol):
     async def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         """The certificate `builder` describes, signed with this key."""
 
+    async def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
+        """The CRL `builder` describes, signed with this key."""
+
 
 class _KeyOwner:
     """What both signers share: the CA's public key and the algorithm chosen for it."""
@@ -139,6 +142,9 @@ class LocalSigner(_KeyOwner):
         return f"LocalSigner({self._algorithm})"
 
     async def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        return builder.sign(self._private_key, hash_for(self._algorithm), rsa_padding=_padding_for(self._algorithm))
+
+    async def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
         return builder.sign(self._private_key, hash_for(self._algorithm), rsa_padding=_padding_for(self._algorithm))
 
     def sign_bytes(self, data: bytes) -> bytes:
@@ -263,6 +269,20 @@ class RemoteSigner(_KeyOwner):
             raise UpstreamError(f"the vault's {algorithm} signature does not verify with the CA's public key",
                                 step="sign", hint="is the key id the CA certificate's key?") from None
         return certificate
+
+    async def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
+        """As sign_certificate: CertificateList has the same three-element shape
+        (tbsCertList, signatureAlgorithm, signatureValue; RFC 5280 5.1), so the same splice works."""
+        algorithm = self._algorithm
+        kind = "EC" if algorithm.startswith("ES") else "RSA"
+        draft = builder.sign(_throwaway_key(kind), hash_for(algorithm), rsa_padding=_padding_for(algorithm))
+        signature = await self.sign_digest(draft.tbs_certlist_bytes)
+        crl = x509.load_der_x509_crl(splice_signature(draft.public_bytes(Encoding.DER), signature))
+        if not crl.is_signature_valid(self._public_key):
+            log.warning("remote CRL signature does not verify: key_id=%s algorithm=%s", self.key_id, algorithm)
+            raise UpstreamError(f"the vault's {algorithm} signature over the CRL does not verify with the CA's "
+                                f"public key", step="sign", hint="is the key id the CA certificate's key?")
+        return crl
 
 
 def verify_signature(certificate: x509.Certificate, public_key: IssuerPublicKey) -> None:
