@@ -71,6 +71,9 @@ param crlUrl string = ''
 @description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
 param aiaUrl string = ''
 
+@description('Turn on kvca\'s OCSP responder once `kvca ocsp-responder <caName>` has issued its certificate: sets KVCA_OCSP_URL (leaves then carry it) and grants the app Crypto User on the responder\'s key only.')
+param ocspEnabled bool = false
+
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -93,6 +96,12 @@ var vaultResourceGroupName = useExistingVault && !empty(existingKeyVaultResource
 // The vault's URL is fixed by its name; built here so the settings do not
 // wait for (or depend on) the vault module.
 var vaultUrl = 'https://${vaultName}${environment().suffixes.keyvaultDns}/'
+// The app's own URL is fixed by its name as well. The CRL and the OCSP responder are
+// anonymous routes of the app (blueprints/revocation.py), so the CDP and AIA OCSP URLs
+// written into leaves follow from the deployment; nobody types them.
+var appBaseUrl = 'https://${functionAppName}.azurewebsites.net'
+var derivedCrlUrl = !empty(crlUrl) ? crlUrl : (empty(caName) ? '' : '${appBaseUrl}/api/crl/${caName}.crl')
+var ocspBaseUrl = '${appBaseUrl}/api/ocsp'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -196,6 +205,19 @@ module caAccess 'app/ca-access.bicep' = if (!empty(caName)) {
   ]
 }
 
+module ocspAccess 'app/ocsp-access.bicep' = if (!empty(caName) && ocspEnabled) {
+  name: 'ocsp-access'
+  scope: resourceGroup(vaultResourceGroupName)
+  params: {
+    vaultName: vaultName
+    caName: caName
+    functionPrincipalId: functionIdentity.outputs.principalId
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
 module topic 'app/eventgrid-topic.bicep' = {
   name: 'eventgrid-topic'
   scope: rg
@@ -235,8 +257,9 @@ module functionApp 'app/function.bicep' = {
     sweepSchedule: sweepSchedule
     eventGridTopicEndpoint: topic.outputs.endpoint
     issuancePolicy: issuancePolicy
-    crlUrl: crlUrl
+    crlUrl: derivedCrlUrl
     aiaUrl: aiaUrl
+    ocspUrl: ocspEnabled ? ocspBaseUrl : ''
   }
 }
 
@@ -254,3 +277,7 @@ output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = functionIdentity.outputs.clien
 output AZURE_EVENTGRID_TOPIC_ENDPOINT string = topic.outputs.endpoint
 output AZURE_EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+// Revocation: where the CA's CRL is served, and the OCSP base URL `kvca ocsp-responder` names
+// its responder after (its host), before ocspEnabled is turned on.
+output AZURE_CRL_URL string = derivedCrlUrl
+output KVCA_OCSP_URL string = ocspBaseUrl

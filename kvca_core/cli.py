@@ -591,6 +591,8 @@ def _add_revocation_commands(sub, add) -> None:
                    help="the root's CRL over the intermediate, signed with the root's key (your identity "
                         "needs Crypto User on CA-root; the app has none), valid for a year")
     p.add_argument("--revoke-intermediate", metavar="REASON", help="with --root: list the intermediate as revoked")
+    p = add(sub, "ocsp-responder", "issue the CA's delegated OCSP responder certificate CA-ocsp (needs KVCA_OCSP_URL)")
+    p.add_argument("name", metavar="CA")
 
 
 async def _cmd_revoke(ctx, args, out: Output) -> int:
@@ -625,7 +627,16 @@ async def _cmd_crl(ctx, args, out: Output) -> int:
     return EXIT_OK
 
 
-_COMMANDS.update({("revoke", None): _cmd_revoke, ("crl", None): _cmd_crl})
+async def _cmd_ocsp_responder(ctx, args, out: Output) -> int:
+    from kvca_core import revocation
+
+    result = await revocation.ensure_responder(ctx, args.name)
+    out.json(result) if out.as_json else _print_outcome(out, result)
+    return _outcome_exit(result)
+
+
+_COMMANDS.update({("revoke", None): _cmd_revoke, ("crl", None): _cmd_crl,
+                  ("ocsp-responder", None): _cmd_ocsp_responder})
 
 
 # ---------------------------------------------------------------------------

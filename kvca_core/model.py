@@ -27,6 +27,8 @@ CREATING_TAG = "kvca-creating"
 REVOKED_TAG = "kvca-revoked"
 REVOKED_AT_TAG = "kvca-revoked-at"
 REVOKED_SERIAL_TAG = "kvca-revoked-serial"
+# On a CA's delegated OCSP responder certificate `<CA>-ocsp`; its value names the CA.
+RESPONDER_TAG = "kvca-ocsp-responder"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,10 @@ from kvca_core.errors import (
 )
 from kvca_core.authority import LoadedCA, parse_secret, read_certificate
 from kvca_core.events import NAME_RE, pending_request_event
-from kvca_core.model import REVOKED_SERIAL_TAG
+from urllib.parse import urlparse
+
+from kvca_core.model import RESPONDER_TAG, REVOKED_SERIAL_TAG
+from kvca_core.signing.policy import responder_policy
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
 from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
 from kvca_core.signing.names import check_dns_name_policy, check_name_constraints, normalize_dns_name
@@ -322,10 +325,14 @@ async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str]
     if loaded is None:
         loaded = await ctx.authority.load(ca_name)
     settings = ctx.settings
+    ipolicy = policy_for_ca(settings.issuance_policy, ca_name)
+    if tags.get(RESPONDER_TAG) == ca_name and name == f"{ca_name}-ocsp" and settings.ocsp_url:
+        ipolicy = responder_policy(ipolicy, urlparse(settings.ocsp_url).hostname or "")  # revocation.py
     issued = await issue_leaf(
-        pending.csr, ca=loaded.issuing, policy=policy_for_ca(settings.issuance_policy, ca_name),
+        pending.csr, ca=loaded.issuing, policy=ipolicy,
         requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
-        urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None))
+        urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None,
+                          ocsp=f"{settings.ocsp_url}/{ca_name}" if settings.ocsp_url else None))
     try:
         merged = await ctx.vault.merge(name, issued.chain_der(include_root=False), tags=dict(tags))
     except (Conflict, NotFound, InvalidRequest):

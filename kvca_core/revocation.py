@@ -3,6 +3,8 @@
     revoke(ctx, name, reason=..., version=None, serial=None)
     publish_crl(ctx, ca)           the CA's current CRL (signed at most CRL_CACHE ago by this process)
     sign_root_crl(ctx, ca)         the root's CRL over its intermediate, signed with the root's key
+    ensure_responder(ctx, ca)      issue the CA's delegated OCSP responder certificate `<ca>-ocsp`
+    answer_ocsp(ctx, ca, der)      an OCSP answer from the same records, signed by that responder
 
 The record lives on the revoked version itself, as three tags (REVOKED_TAG,
 REVOKED_AT_TAG, REVOKED_SERIAL_TAG), and the version is disabled. So it
@@ -26,24 +28,31 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
+from urllib.parse import urlparse
+
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kvca_core import clock
+from kvca_core import clock, operations
 from kvca_core.authority import read_certificate
-from kvca_core.errors import InvalidRequest, KvcaError, NotFound, NotManaged
+from kvca_core.errors import ConfigurationError, Conflict, InvalidRequest, KvcaError, NotFound, NotManaged
 from kvca_core.model import (
     CA_ROLE_TAG,
     CA_TAG,
+    RESPONDER_TAG,
     REVOKED_AT_TAG,
     REVOKED_SERIAL_TAG,
     REVOKED_TAG,
+    CertificatePolicy,
     CertificateVersion,
+    KeySpec,
 )
 from kvca_core.operations import _check_name, managed_ca
 from kvca_core.signing import RemoteSigner
 from kvca_core.signing.certs import issued_by
-from kvca_core.signing.crl import CRL_VALIDITY, RevokedEntry, parse_reason, sign_crl
+from kvca_core.signing import ocsp as ocsp_mod
+from kvca_core.signing.crl import CRL_VALIDITY, REASONS, RevokedEntry, parse_reason, sign_crl
 
 logger = logging.getLogger(__name__)
 
@@ -266,3 +275,104 @@ def crl_der(crl: x509.CertificateRevocationList) -> bytes:
 
 def crl_pem(crl: x509.CertificateRevocationList) -> str:
     return crl.public_bytes(Encoding.PEM).decode("ascii")
+
+
+# --- OCSP ----------------------------------------------------------------------------------------
+RESPONDER_SUFFIX = "-ocsp"
+# One month: the responder certificate carries ocsp-nocheck (RFC 6960 4.2.2.2.1: "CAs ... should
+# issue a responder certificate with a short lifetime"), so it is renewed often, by the sweep,
+# like any managed certificate (two thirds into its life).
+RESPONDER_MONTHS = 1
+
+
+def responder_name(ca: str) -> str:
+    return f"{ca}{RESPONDER_SUFFIX}"
+
+
+async def ensure_responder(ctx, ca: str) -> operations.Outcome:
+    """Issue CA `ca`'s delegated OCSP responder certificate `<ca>-ocsp` (OCSPSigning, ocsp-nocheck),
+    its key made and kept in the vault, through the ordinary request-and-sign path; a no-op when
+    a valid one exists. The sweep renews it from then on."""
+    _check_name(ca, "CA")
+    url = ctx.settings.ocsp_url
+    host = urlparse(url).hostname if url else None
+    if not host:
+        raise ConfigurationError("KVCA_OCSP_URL is not set: there is no OCSP responder to issue for",
+                                 subject="settings", hint="set it to https://<app>/api/ocsp")
+    await ctx.authority.load(ca)  # an unknown or unusable CA is refused before anything is created
+    name = responder_name(ca)
+    try:
+        current = await ctx.vault.get_certificate(name)
+    except NotFound:
+        current = None
+    if current is not None and current.cer is not None:
+        if current.tags.get(RESPONDER_TAG) != ca:
+            raise NotManaged(f"exists but is not CA '{ca}''s OCSP responder (no {RESPONDER_TAG}={ca} tag)",
+                             subject=f"certificate '{name}'", hint="delete it or rename the CA")
+        if current.enabled and not is_revoked(current) and current.expires_on and current.expires_on > clock.now():
+            return operations.Outcome(name, operations.SKIPPED, version=current.version,
+                                      reason="a valid responder certificate exists; the sweep renews it")
+        return await operations.renew(ctx, name, force=True)
+    policy = CertificatePolicy(
+        issuer_name=operations.UNKNOWN_ISSUER, subject=f"CN={host}", dns_names=(host,),
+        ekus=(ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string,), key_usage=("digitalSignature",),
+        validity_months=RESPONDER_MONTHS, key=KeySpec("EC", curve="P-256", exportable=False))
+    try:
+        await ctx.vault.create_certificate(name, policy, tags={CA_TAG: ca, RESPONDER_TAG: ca})
+    except Conflict:
+        pass  # a request is already pending (a second trigger, a crashed run): sign that one
+    return await operations.sign_pending(ctx, name)
+
+
+async def _responder(ctx, ca: str, issuer: x509.Certificate) -> tuple[x509.Certificate, RemoteSigner]:
+    name = responder_name(ca)
+    current = await ctx.vault.get_certificate(name)
+    where = f"certificate '{name}'"
+    if current.cer is None or current.key_id is None or not current.enabled or is_revoked(current) \
+            or current.tags.get(RESPONDER_TAG) != ca:
+        raise NotFound("no usable OCSP responder certificate", subject=where,
+                       hint=f"run `kvca ocsp-responder {ca}`")
+    cert = read_certificate(current.cer, where)
+    if not issued_by(cert, issuer) or cert.not_valid_after_utc <= clock.now():
+        raise NotFound("the OCSP responder certificate is expired or not issued by its CA", subject=where)
+    return cert, RemoteSigner(cert.public_key(), partial(ctx.vault.sign_digest, current.key_id),
+                              key_id=current.key_id)
+
+
+async def answer_ocsp(ctx, ca: str, der: bytes) -> bytes:
+    """The DER OCSPResponse for `der` about a certificate of CA `ca`: good or revoked from the same
+    records as the CRL, signed by the delegated responder; malformedRequest, unauthorized or
+    tryLater (unsigned, RFC 6960 4.2.1) when it cannot be answered."""
+    try:
+        request = ocsp_mod.parse_request(der)
+    except InvalidRequest as exc:
+        logger.info("kvca op=ocsp ca=%s outcome=malformed reason=%s", ca, exc)
+        return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    try:
+        _check_name(ca, "CA")
+        loaded = await ctx.authority.load(ca)
+        if not ocsp_mod.asks_about(request, loaded.issuing.certificate):
+            logger.info("kvca op=ocsp ca=%s serial=%x outcome=unauthorized", ca, request.serial_number)
+            return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        crl = await publish_crl(ctx, ca)
+        revoked = crl.get_revoked_certificate_by_serial_number(request.serial_number)
+        entry = None
+        if revoked is not None:
+            try:
+                flag = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
+                reason = next(k for k, v in REASONS.items() if v == flag)
+            except x509.ExtensionNotFound:
+                reason = "unspecified"
+            entry = RevokedEntry(revoked.serial_number, revoked.revocation_date_utc, reason)
+        responder, signer = await _responder(ctx, ca, loaded.issuing.certificate)
+        answer = await ocsp_mod.sign_response(
+            signer, ocsp_mod.response_builder(request, entry=entry, now=clock.now()), responder)
+    except (NotFound, NotManaged, InvalidRequest) as exc:
+        logger.warning("kvca op=ocsp ca=%s outcome=unauthorized reason=%s", ca, exc)
+        return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    except KvcaError as exc:  # the vault is unreachable or throttled: the client retries
+        logger.warning("kvca op=ocsp ca=%s outcome=try-later reason=%s", ca, exc)
+        return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.TRY_LATER)
+    logger.info("kvca op=ocsp ca=%s serial=%x status=%s", ca, request.serial_number,
+                "revoked" if entry is not None else "good")
+    return answer

@@ -50,6 +50,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Optional CRL distribution point URL written into issued certificates."),
     Setting("KVCA_AIA_URL", "",
             "Optional CA Issuers (AIA) URL written into issued certificates."),
+    Setting("KVCA_OCSP_URL", "",
+            "Optional base URL of kvca's OCSP responder (https://<app>/api/ocsp); leaves get <URL>/<CA> as "
+            "their AIA OCSP URL and each CA a delegated responder certificate for its host."),
     Setting("AZURE_CLIENT_ID", "",
             "Client ID of the user-assigned managed identity (read by DefaultAzureCredential)."),
 )
@@ -140,6 +143,7 @@ class Settings:
     issuance_policy: Mapping[str, Any] = field(default_factory=dict)
     crl_url: str = ""
     aia_url: str = ""
+    ocsp_url: str = ""
     azure_client_id: str = ""
 
     @classmethod
@@ -173,6 +177,7 @@ class Settings:
             issuance_policy=read("KVCA_ISSUANCE_POLICY", _json_object),
             crl_url=read("KVCA_CRL_URL", text),
             aia_url=read("KVCA_AIA_URL", text),
+            ocsp_url=read("KVCA_OCSP_URL", lambda n, r: r.strip().rstrip("/")),
             azure_client_id=read("AZURE_CLIENT_ID", text),
         )
         problems.extend(_policy_problems(values["issuance_policy"]))

@@ -83,6 +83,9 @@ param crlUrl string = ''
 @description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
 param aiaUrl string = ''
 
+@description('KVCA_OCSP_URL: base URL of kvca\'s OCSP responder (<app>/api/ocsp); empty for none.')
+param ocspUrl string = ''
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -204,6 +207,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'KVCA_AIA_URL'
           value: aiaUrl
+        }
+        {
+          name: 'KVCA_OCSP_URL'
+          value: ocspUrl
         }
       ]
     }

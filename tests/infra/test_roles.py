@@ -23,6 +23,7 @@ GRANTS = {
     ("storage.bicep", "Storage Blob Data Contributor",
      "Microsoft.Storage/storageAccounts/blobServices/containers", "eventGridPrincipalId"),
     ("monitoring.bicep", "Monitoring Metrics Publisher", "Microsoft.Insights/components", "functionPrincipalId"),
+    ("ocsp-access.bicep", "Key Vault Crypto User", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
 }
 
 NEVER = {"Owner", "Contributor", "User Access Administrator", "Key Vault Administrator",

@@ -16,11 +16,7 @@ _app_conftest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_app_conftest)
 app, ctx = _app_conftest.app, _app_conftest.ctx
 
-from revhelpers import Leaf, make_leaf  # noqa: E402
-
-CA = "rev-ca"
-# Issue 13: every CA has its own KVCA_ISSUANCE_POLICY entry.
-POLICY = '{"%s": {"allowed_domains": ["rev.internal"]}}' % CA
+from revhelpers import CA, OCSP_URL, POLICY, Leaf, make_leaf  # noqa: E402
 
 
 @pytest.fixture
@@ -30,6 +26,7 @@ async def revocation_ca(app, monkeypatch):
     from kvca_core.ca import create_ca
 
     monkeypatch.setenv("KVCA_ISSUANCE_POLICY", POLICY)
+    monkeypatch.setenv("KVCA_OCSP_URL", OCSP_URL)
     await context.reset_shared()  # rebuilt with the policy
     ctx = await context.shared()
     await create_ca(ctx, CA, subject="CN=Revocation Test CA", key="ec-p256", years=5)

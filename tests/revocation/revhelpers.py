@@ -18,6 +18,10 @@ from kvca_core.authority import parse_secret
 from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
 
 CLIENT_AUTH, SERVER_AUTH = "1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"
+CA = "rev-ca"
+# Issue 13: every CA has its own KVCA_ISSUANCE_POLICY entry.
+POLICY = '{"%s": {"allowed_domains": ["rev.internal"]}}' % CA
+OCSP_URL = "http://ocsp.rev.internal/api/ocsp"
 
 
 @dataclass

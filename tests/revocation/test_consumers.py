@@ -18,8 +18,7 @@ import pytest
 
 from kvca_core import revocation
 
-from conftest import CA
-from revhelpers import Leaf, crl_pem, fetch_crl, make_leaf, pem
+from revhelpers import CA, crl_pem, fetch_crl, make_leaf, pem
 
 NGINX, MOSQUITTO, MOSQUITTO_PUB = "/usr/sbin/nginx", "/usr/sbin/mosquitto", "mosquitto_pub"
 

@@ -13,8 +13,7 @@ from kvca_core import operations, revocation
 from kvca_core.errors import InvalidRequest, NotManaged
 from kvca_core.model import REVOKED_AT_TAG, REVOKED_SERIAL_TAG, REVOKED_TAG
 
-from conftest import CA
-from revhelpers import fetch_crl, openssl_verify_crl, pkilint_crl_findings
+from revhelpers import CA, fetch_crl, openssl_verify_crl, pkilint_crl_findings
 
 import pytest
 
