@@ -42,6 +42,7 @@ demo: venv
 
 bench: venv
 	$(PY) bench/signing.py
+	$(PY) bench/crl.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .demo
