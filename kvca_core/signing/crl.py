@@ -57,8 +57,8 @@ class RevokedEntry:
     reason: str  # a key of REASONS
 
 
-def crl_number(this_update: dt.datetime, previous: int | None = None) -> int:
-    """The CRL number: microseconds since the epoch of thisUpdate, and above `previous`.
+def crl_number(signed_at: dt.datetime, previous: int | None = None) -> int:
+    """The CRL number: microseconds since the epoch of the signing time, and above `previous`.
 
     RFC 5280 5.2.3 wants it monotonically increasing per CA across every
     instance that signs. Key Vault has no compare-and-swap, so a counter kept
@@ -68,7 +68,7 @@ def crl_number(this_update: dt.datetime, previous: int | None = None) -> int:
     NTP-synchronised). `previous` (the number of the copy being replaced)
     guards against a clock that stepped back. It fits the 20 octets 5.2.3 allows.
     """
-    number = int(this_update.timestamp() * 1_000_000)
+    number = int(signed_at.timestamp() * 1_000_000)
     return max(number, (previous or 0) + 1)
 
 

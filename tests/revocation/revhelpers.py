@@ -104,3 +104,19 @@ def pkilint_crl_findings(der: bytes, minimum: str = "ERROR") -> list[tuple[str, 
     return [(fd.finding.severity.name, fd.finding.code, fd.message)
             for result in validator.validate(document.root)
             for fd in result.finding_descriptions if fd.finding.severity <= threshold]
+
+
+def pkilint_ocsp_findings(der: bytes, minimum: str = "ERROR") -> list[tuple[str, str, str | None]]:
+    """pkilint's RFC 6960 OCSP response linter (what its `lint_ocsp_response` runs)."""
+    from pkilint import loader, pkix
+    from pkilint.pkix import extension, name, ocsp
+    from pkilint.validation import ValidationFindingSeverity
+
+    validator = ocsp.create_pkix_ocsp_response_validator_container(
+        [ocsp.create_response_decoder(), pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+         pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS)], [])
+    document = loader.RFC6960OCSPResponseDocumentLoader().load_der_document(der, "ocsp")
+    threshold = ValidationFindingSeverity[minimum]
+    return [(fd.finding.severity.name, fd.finding.code, fd.message)
+            for result in validator.validate(document.root)
+            for fd in result.finding_descriptions if fd.finding.severity <= threshold]

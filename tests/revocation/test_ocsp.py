@@ -22,7 +22,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from apphelpers import user_function
 from kvca_core import clock, operations, revocation
 
-from revhelpers import CA, OCSP_URL, pem
+from revhelpers import CA, OCSP_URL, pem, pkilint_ocsp_findings
 
 
 @pytest.fixture
@@ -106,10 +106,15 @@ async def test_openssl_ocsp_gets_revoked_and_good_from_the_delegated_responder(r
     assert "Response verify OK" in output and "leaf.pem: good" in output, output
 
 
-def _get(url: str) -> ocsp.OCSPResponse:
-    with urllib.request.urlopen(url, timeout=60) as response:
+def _get(url: str, data: bytes | None = None) -> ocsp.OCSPResponse:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/ocsp-request"})
+    with urllib.request.urlopen(request, timeout=60) as response:
         assert response.headers["Content-Type"] == "application/ocsp-response"
-        return ocsp.load_der_ocsp_response(response.read())
+        body = response.read()
+    answer = ocsp.load_der_ocsp_response(body)
+    if answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL:
+        assert pkilint_ocsp_findings(body) == []
+    return answer
 
 
 async def test_get_form_answers_and_bad_requests_get_unsigned_errors(revocation_ca, leaves, responder_url):
@@ -126,6 +131,9 @@ async def test_get_form_answers_and_bad_requests_get_unsigned_errors(revocation_
     assert answer.serial_number == leaves["good"].cert.serial_number
     answer = await asyncio.to_thread(_get, responder_url + f"{CA}/not-base64!")
     assert answer.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    for hostile in (b"\x30\x03\x02\x01\x00", b"garbage", b"\x30" * 20000):
+        answer = await asyncio.to_thread(_get, responder_url + CA, hostile)
+        assert answer.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     # A request about another CA's certificate: unauthorized, not a guess.
     answer = await asyncio.to_thread(_get, responder_url + f"no-such-ca/{encoded}")
     assert answer.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
