@@ -43,6 +43,7 @@ demo: venv
 bench: venv
 	$(PY) bench/signing.py
 	$(PY) bench/vault_calls.py
+	$(PY) bench/crl.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .demo

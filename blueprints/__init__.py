@@ -6,6 +6,7 @@ and maps the result or the error to its output (`respond.py`); nothing else.
 
 from blueprints.eventgrid import bp as eventgrid
 from blueprints.http import bp as http
+from blueprints.revocation import bp as revocation
 from blueprints.timer import bp as timer
 
-ALL = (eventgrid, timer, http)
+ALL = (eventgrid, timer, http, revocation)

@@ -9,7 +9,9 @@
 4. run the registered Functions handlers (HTTP, Event Grid, timer) to sign them;
 5. move the emulator's clock to 30 days before expiry, so it raises
    `CertificateNearExpiry`, and let the Event Grid handler renew each one;
-6. `openssl verify` every chain read back from the vault, print a table, stop.
+6. `openssl verify` every chain read back from the vault, print a table;
+7. revoke one certificate and show `openssl verify -crl_check` refusing it with the
+   CRL the app serves, then stop.
 
 Nothing here is a second way of doing things: the handlers are the ones
 function_app.py registers, and they call kvca_core.operations.
@@ -84,6 +86,48 @@ async def _recipe_pfx(name: str):
                                       IssuingCA(root, (), LocalSigner(root_key)), years=10, now=now)
     pfx = pkcs12.serialize_key_and_certificates(name.encode(), inter_key, inter, [root], NoEncryption())
     return root, pfx
+
+
+async def _revocation_step(fns, ctx, work: Path, roots: dict, rows: dict) -> bool:
+    """5. A lost MQTT device: revoke its certificate over HTTP, fetch the CA's CRL from the
+    anonymous CRL route, and show `openssl verify -crl_check` refusing it (and passing the other)."""
+    from kvca_core import clock
+    from kvca_core.authority import parse_secret
+
+    console.rule("[bold]5. A device is lost: revoke its certificate")
+    lost, kept = "mqtt-client", "portal-made"  # both issued by recipe-ca
+    status, body = await _http(fns, "kvca_revoke", "POST", f"certificates/{lost}/revoke",
+                               {"reason": "keyCompromise"}, route_params={"name": lost})
+    console.print(f"POST /api/certificates/{lost}/revoke -> {status} {body.get('action')} "
+                  f"(serial {body.get('serial', '?')[:10]}, {body.get('reason')})")
+    req = func.HttpRequest(method="GET", url="http://localhost:7071/api/crl/recipe-ca.crl", headers={},
+                           params={}, route_params={"ca": "recipe-ca"}, body=b"")
+    resp = await fns["kvca_crl"](req)
+    crl = x509.load_der_x509_crl(resp.get_body())
+    console.print(f"GET /api/crl/recipe-ca.crl -> {resp.status_code} {resp.mimetype}, {len(crl)} entry, "
+                  f"next update {crl.next_update_utc:%Y-%m-%d %H:%M}")
+    (work / "crl.pem").write_bytes(crl.public_bytes(Encoding.PEM))
+    results = {}
+    # The revoked version is disabled, secret included: its certificate comes from the certificates
+    # API, the CA's chain from the other certificate's secret (same CA).
+    chain = parse_secret(f"certificate '{kept}'", *await ctx.vault.get_secret_value(kept))[1]
+    (work / "root.pem").write_bytes(roots["recipe-ca"].public_bytes(Encoding.PEM))
+    (work / "chain.pem").write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in chain[1:]))
+    for name in (lost, kept):
+        (work / "leaf.pem").write_bytes(x509.load_der_x509_certificate(
+            (await ctx.vault.get_certificate(name)).cer).public_bytes(Encoding.PEM))
+        args = ["openssl", "verify", "-crl_check", "-CRLfile", str(work / "crl.pem"), "-CAfile", str(work / "root.pem"),
+                "-untrusted", str(work / "chain.pem"), "-attime", str(int(clock.now().timestamp())),
+                str(work / "leaf.pem")]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        results[name] = (result.returncode, (result.stdout + result.stderr).strip().splitlines())
+        verdict = "passes" if result.returncode == 0 else "fails: " + next(
+            (line for line in results[name][1] if "error" in line), "?")
+        console.print(f"openssl verify -crl_check {name}: {verdict}")
+    ok = results[lost][0] != 0 and any("certificate revoked" in l for l in results[lost][1]) and results[kept][0] == 0
+    console.print("[green]the revoked certificate is refused, the other still verifies[/]" if ok
+                  else "[red]revocation check did not behave[/]")
+    return ok
 
 
 async def demo(em, work: Path) -> int:
@@ -189,6 +233,7 @@ async def demo(em, work: Path) -> int:
                       row.get("renewed", "-"), row["v2_serial"], row["v2_until"],
                       "[green]OK (v1, v2)[/]" if good else f"[red]{row['v1_verify']} / {row['v2_verify']}[/]")
     console.print(table)
+    ok &= await _revocation_step(fns, ctx, work, roots, rows)
     console.print("[green]demo complete[/]" if ok else "[red]demo found a problem[/]")
     await context.reset_shared()
     return 0 if ok else 1

@@ -80,6 +80,8 @@ param forceRenewMinAgeMinutes int = 60
 
 @description('Application (client) ID of an Entra app registration with kvca\'s app roles (infra/app-roles.json), for App Service authentication; empty: none, every HTTP caller is a function-key caller.')
 param authClientId string = ''
+@description('Turn on kvca\'s OCSP responder once `kvca ocsp-responder <caName>` has issued its certificate: sets KVCA_OCSP_URL (leaves then carry it) and grants the app kvca\'s CA key signer role on the responder\'s key only.')
+param ocspEnabled bool = false
 
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
@@ -103,6 +105,12 @@ var vaultResourceGroupName = useExistingVault && !empty(existingKeyVaultResource
 // The vault's URL is fixed by its name; built here so the settings do not
 // wait for (or depend on) the vault module.
 var vaultUrl = 'https://${vaultName}${environment().suffixes.keyvaultDns}/'
+// The app's own URL is fixed by its name as well. The CRL and the OCSP responder are
+// anonymous routes of the app (blueprints/revocation.py), so the CDP and AIA OCSP URLs
+// written into leaves follow from the deployment; nobody types them.
+var appBaseUrl = 'https://${functionAppName}.azurewebsites.net'
+var derivedCrlUrl = !empty(crlUrl) ? crlUrl : (empty(caName) ? '' : '${appBaseUrl}/api/crl/${caName}.crl')
+var ocspBaseUrl = '${appBaseUrl}/api/ocsp'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -220,6 +228,20 @@ module caAccess 'app/ca-access.bicep' = if (!empty(caName)) {
   ]
 }
 
+module ocspAccess 'app/ocsp-access.bicep' = if (!empty(caName) && ocspEnabled) {
+  name: 'ocsp-access'
+  scope: resourceGroup(vaultResourceGroupName)
+  params: {
+    vaultName: vaultName
+    caName: caName
+    functionPrincipalId: functionIdentity.outputs.principalId
+    caSignerRoleId: vaultAccess.outputs.caSignerRoleId
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
 module topic 'app/eventgrid-topic.bicep' = {
   name: 'eventgrid-topic'
   scope: rg
@@ -261,10 +283,11 @@ module functionApp 'app/function.bicep' = {
     sweepSchedule: sweepSchedule
     eventGridTopicEndpoint: topic.outputs.endpoint
     issuancePolicy: issuancePolicy
-    crlUrl: crlUrl
+    crlUrl: derivedCrlUrl
     aiaUrl: aiaUrl
     accessRules: accessRules
     forceRenewMinAgeMinutes: forceRenewMinAgeMinutes
+    ocspUrl: ocspEnabled ? ocspBaseUrl : ''
   }
 }
 
@@ -282,3 +305,7 @@ output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = functionIdentity.outputs.clien
 output AZURE_EVENTGRID_TOPIC_ENDPOINT string = topic.outputs.endpoint
 output AZURE_EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+// Revocation: where the CA's CRL is served, and the OCSP base URL `kvca ocsp-responder` names
+// its responder after (its host), before ocspEnabled is turned on.
+output AZURE_CRL_URL string = derivedCrlUrl
+output KVCA_OCSP_URL string = ocspBaseUrl

@@ -17,7 +17,7 @@ Rules (KVCA_ACCESS_RULES, JSON):
     {"roles":        {"<app role value>": RULE, ...},
      "callers":      {"<Entra object id>": RULE, ...},
      "function_key": RULE}
-    RULE = {"actions": ["issue", "renew", "force_renew", "sign", "cancel", "inventory"],
+    RULE = {"actions": ["issue", "renew", "force_renew", "sign", "cancel", "inventory", "revoke"],
             "cas": ["corp-ca", ...] or ["*"],
             "dns_suffixes": ["web.corp.internal", ...] or ["*"]}
 
@@ -46,7 +46,8 @@ from kvca_core.errors import Forbidden, KvcaError
 from kvca_core.events import NAME_RE
 
 ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY = "issue", "renew", "force_renew", "sign", "cancel", "inventory"
-ACTIONS = (ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY)
+REVOKE = "revoke"
+ACTIONS = (ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY, REVOKE)
 ANY = "*"
 FUNCTION_KEY = "function-key"
 ENTRA = "entra"

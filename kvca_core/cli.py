@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", required=True)
     p.add_argument("--format", choices=ca_ops.DOWNLOAD_FORMATS, default="pem")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    _add_revocation_commands(sub, add)
     return parser
 
 
@@ -571,6 +572,71 @@ _COMMANDS = {
     ("sweep", None): _cmd_sweep, ("list", None): _cmd_list, ("show", None): _cmd_show,
     ("export-chain", None): _cmd_export_chain, ("download", None): _cmd_download,
 }
+
+
+# --- revocation (kvca_core/revocation.py) ----------------------------------
+def _add_revocation_commands(sub, add) -> None:
+    from kvca_core.signing.crl import REASONS
+
+    p = add(sub, "revoke", "revoke a certificate version: recorded in the vault, listed on its CA's CRL")
+    p.add_argument("name", metavar="NAME")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", metavar="V", help="the version to revoke (default: the current one)")
+    which.add_argument("--serial", metavar="S", help="the version whose certificate has this serial (hex)")
+    p.add_argument("--reason", required=True, metavar="REASON", help=f"RFC 5280 reason: {', '.join(REASONS)}")
+    p = add(sub, "crl", "sign a CA's CRL now and write it (PEM)")
+    p.add_argument("name", metavar="CA")
+    p.add_argument("--out", metavar="FILE", required=True)
+    p.add_argument("--root", action="store_true",
+                   help="the root's CRL over the intermediate, signed with the root's key (your identity "
+                        "needs Crypto User on CA-root; the app has none), valid for a year")
+    p.add_argument("--revoke-intermediate", metavar="REASON", help="with --root: list the intermediate as revoked")
+    p = add(sub, "ocsp-responder", "issue the CA's delegated OCSP responder certificate CA-ocsp (needs KVCA_OCSP_URL)")
+    p.add_argument("name", metavar="CA")
+
+
+async def _cmd_revoke(ctx, args, out: Output) -> int:
+    from kvca_core import revocation
+
+    result = await revocation.revoke(ctx, args.name, reason=args.reason, version=args.version, serial=args.serial)
+    if out.as_json:
+        out.json(result)
+    else:
+        out.line(f"{result.name}: {result.action} (version {result.version}, serial {result.serial}, "
+                 f"{result.reason}, {result.revoked_at.isoformat()}); listed on CA '{result.ca}''s CRL")
+    return EXIT_OK
+
+
+async def _cmd_crl(ctx, args, out: Output) -> int:
+    from kvca_core import revocation
+
+    if args.revoke_intermediate and not args.root:
+        raise UsageError("crl: --revoke-intermediate needs --root")
+    if args.root:
+        crl = await revocation.sign_root_crl(ctx, args.name, revoke_intermediate=args.revoke_intermediate)
+    else:
+        crl = await revocation.publish_crl(ctx, args.name)
+    _write_public_file(args.out, revocation.crl_pem(crl))  # PEM: what nginx's ssl_crl and mosquitto read
+    entries = len(crl)
+    if out.as_json:
+        out.json({"ca": args.name, "root": args.root, "file": args.out, "entries": entries,
+                  "next_update": crl.next_update_utc.isoformat()})
+    else:
+        out.line(f"wrote the {'root ' if args.root else ''}CRL of CA '{args.name}' ({entries} entries, next "
+                 f"update {crl.next_update_utc:%Y-%m-%d %H:%M}) to {args.out}")
+    return EXIT_OK
+
+
+async def _cmd_ocsp_responder(ctx, args, out: Output) -> int:
+    from kvca_core import revocation
+
+    result = await revocation.ensure_responder(ctx, args.name)
+    out.json(result) if out.as_json else _print_outcome(out, result)
+    return _outcome_exit(result)
+
+
+_COMMANDS.update({("revoke", None): _cmd_revoke, ("crl", None): _cmd_crl,
+                  ("ocsp-responder", None): _cmd_ocsp_responder})
 
 
 # ---------------------------------------------------------------------------

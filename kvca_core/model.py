@@ -22,6 +22,13 @@ CA_TAG = "kvca-ca"
 CA_ROLE_TAG = "kvca-role"
 # Tag on the objects `kvca ca create` is still building; its value is the role they will get.
 CREATING_TAG = "kvca-creating"
+# A revoked version's record (kvca_core/revocation.py): the RFC 5280 reason, when (ISO 8601 UTC)
+# and the serial (hex). The version is also disabled.
+REVOKED_TAG = "kvca-revoked"
+REVOKED_AT_TAG = "kvca-revoked-at"
+REVOKED_SERIAL_TAG = "kvca-revoked-serial"
+# On a CA's delegated OCSP responder certificate `<CA>-ocsp`; its value names the CA.
+RESPONDER_TAG = "kvca-ocsp-responder"
 
 
 @dataclass(frozen=True)

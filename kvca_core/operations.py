@@ -44,6 +44,10 @@ from kvca_core.errors import (
 )
 from kvca_core.authority import LoadedCA, parse_secret, read_certificate
 from kvca_core.events import NAME_RE, pending_request_event
+from urllib.parse import urlparse
+
+from kvca_core.model import RESPONDER_TAG, REVOKED_SERIAL_TAG
+from kvca_core.signing.policy import responder_policy
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
 from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
 from kvca_core.signing.names import check_dns_name_policy, check_name_constraints, normalize_dns_name
@@ -116,7 +120,7 @@ class CertificateInfo:
     not_before: dt.datetime | None
     not_after: dt.datetime | None
     days_left: int | None
-    state: str  # valid | due | expired | pending | disabled
+    state: str  # valid | due | expired | pending | disabled | revoked
     version: str | None = None
     serial: str | None = None
 
@@ -337,10 +341,14 @@ async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str]
     if loaded is None:
         loaded = await ctx.authority.load(ca_name)
     settings = ctx.settings
+    ipolicy = policy_for_ca(settings.issuance_policy, ca_name)
+    if tags.get(RESPONDER_TAG) == ca_name and name == f"{ca_name}-ocsp" and settings.ocsp_url:
+        ipolicy = responder_policy(ipolicy, urlparse(settings.ocsp_url).hostname or "")  # revocation.py
     issued = await issue_leaf(
-        pending.csr, ca=loaded.issuing, policy=policy_for_ca(settings.issuance_policy, ca_name),
+        pending.csr, ca=loaded.issuing, policy=ipolicy,
         requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
-        urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None))
+        urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None,
+                          ocsp=f"{settings.ocsp_url}/{ca_name}" if settings.ocsp_url else None))
     try:
         merged = await ctx.vault.merge(name, issued.chain_der(include_root=False), tags=dict(tags))
     except Busy as exc:
@@ -519,6 +527,8 @@ async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool,
     name = listed.name
     try:
         managed_ca(name, listed, None)  # the tag; the policy issuer is checked before signing
+        if REVOKED_SERIAL_TAG in listed.tags:  # a revoked certificate is replaced on purpose, never renewed
+            return Outcome(name, SKIPPED, version=listed.version, reason="the current version is revoked")
         if _pending_only(listed):
             pending = await ctx.vault.get_pending(name)
             if pending is not None and pending.in_progress:
@@ -739,6 +749,8 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
 def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> str:
     if _pending_only(version):
         return "pending"
+    if REVOKED_SERIAL_TAG in version.tags:
+        return "revoked"
     if not version.enabled:
         return "disabled"
     if version.expires_on is not None and version.expires_on <= now:

@@ -59,6 +59,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(only then does App Service strip the header from clients); the Bicep sets both."),
     Setting("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", "60",
             "An HTTP forced renewal is refused while the current version is younger than this."),
+    Setting("KVCA_OCSP_URL", "",
+            "Optional base URL of kvca's OCSP responder (https://<app>/api/ocsp); leaves get <URL>/<CA> as "
+            "their AIA OCSP URL and each CA a delegated responder certificate for its host."),
     Setting("AZURE_CLIENT_ID", "",
             "Client ID of the user-assigned managed identity (read by DefaultAzureCredential)."),
 )
@@ -232,6 +235,7 @@ class Settings:
     issuance_policy: Mapping[str, Any] = field(default_factory=dict)
     crl_url: str = ""
     aia_url: str = ""
+    ocsp_url: str = ""
     azure_client_id: str = ""
     access_rules: Mapping[str, Any] = field(default_factory=dict)
     trust_easy_auth: bool = False
@@ -275,6 +279,7 @@ class Settings:
             issuance_policy=read("KVCA_ISSUANCE_POLICY", _json_object),
             crl_url=read("KVCA_CRL_URL", text),
             aia_url=read("KVCA_AIA_URL", text),
+            ocsp_url=read("KVCA_OCSP_URL", lambda n, r: r.strip().rstrip("/")),
             azure_client_id=read("AZURE_CLIENT_ID", text),
             access_rules=read("KVCA_ACCESS_RULES", _shallow_json_object),
             trust_easy_auth=read("KVCA_TRUST_EASY_AUTH", _flag),

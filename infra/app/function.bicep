@@ -104,6 +104,9 @@ param forceRenewMinAgeMinutes int = 60
 // app trusts the principal header exactly then (KVCA_TRUST_EASY_AUTH).
 var easyAuthEnabled = !empty(authClientId)
 
+@description('KVCA_OCSP_URL: base URL of kvca\'s OCSP responder (<app>/api/ocsp); empty for none.')
+param ocspUrl string = ''
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -240,6 +243,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'KVCA_FORCE_RENEW_MIN_AGE_MINUTES'
           value: string(forceRenewMinAgeMinutes)
+        }
+        {
+          name: 'KVCA_OCSP_URL'
+          value: ocspUrl
         }
       ]
     }

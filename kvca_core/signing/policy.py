@@ -31,6 +31,9 @@ class Profile(str, enum.Enum):
     SERVER = "server"  # serverAuth: TLS servers
     CLIENT = "client"  # clientAuth: mTLS clients, MQTT clients of Event Grid namespaces
     SERVER_CLIENT = "server-client"  # both (Key Vault's default policy asks for both)
+    # OCSPSigning: only kvca's own delegated OCSP responder (revocation.py) gets it. A
+    # policy can never allow it: its holder speaks for the CA about every certificate.
+    OCSP = "ocsp"
 
     def __str__(self) -> str:  # "server", not "Profile.SERVER", in messages
         return self.value
@@ -41,6 +44,7 @@ class Profile(str, enum.Enum):
             Profile.SERVER: (ExtendedKeyUsageOID.SERVER_AUTH,),
             Profile.CLIENT: (ExtendedKeyUsageOID.CLIENT_AUTH,),
             Profile.SERVER_CLIENT: (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+            Profile.OCSP: (ExtendedKeyUsageOID.OCSP_SIGNING,),
         }[self]
 
     @classmethod
@@ -53,6 +57,9 @@ class Profile(str, enum.Enum):
             raise PolicyViolation(f"profile {value!r} is not one of {', '.join(p.value for p in cls)}",
                                   step="check-names") from None
 
+
+# The profiles an issuance policy may allow (every one but the OCSP responder's).
+LEAF_PROFILES = tuple(p for p in Profile if p is not Profile.OCSP)
 
 _EKU_NAMES = {
     "serverauth": ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
@@ -79,6 +86,10 @@ def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
     so nobody receives a certificate that silently lacks what they asked for.
     """
     wanted: set[str] = set()
+    ekus = list(ekus)
+    ocsp = ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string
+    if [e.dotted_string if isinstance(e, x509.ObjectIdentifier) else str(e).strip() for e in ekus] == [ocsp]:
+        return Profile.OCSP  # OCSPSigning alone; the issuance policy decides whether it is allowed
     for eku in ekus:
         dotted = eku.dotted_string if isinstance(eku, x509.ObjectIdentifier) else str(eku).strip()
         dotted = _EKU_NAMES.get(dotted.lower(), dotted)
@@ -129,7 +140,7 @@ class IssuancePolicy:
     default_validity_days: int = 365
     key_types: tuple[str, ...] = KEY_TYPES
     min_rsa_bits: int = 2048
-    profiles: tuple[str, ...] = tuple(p.value for p in Profile)
+    profiles: tuple[str, ...] = tuple(p.value for p in LEAF_PROFILES)
 
     def __post_init__(self) -> None:
         # Normalised here, whichever way the policy was made: lower case, tuples, bare domains.
@@ -159,8 +170,8 @@ class IssuancePolicy:
             if kind not in KEY_TYPES:
                 problems.append(f"key type {kind!r} is not one of {', '.join(KEY_TYPES)}")
         for profile in self.profiles:
-            if profile not in {p.value for p in Profile}:
-                problems.append(f"profile {profile!r} is not one of {', '.join(p.value for p in Profile)}")
+            if profile not in {p.value for p in LEAF_PROFILES}:
+                problems.append(f"profile {profile!r} is not one of {', '.join(p.value for p in LEAF_PROFILES)}")
         for name in ("allow_wildcards", "allow_ip", "allow_email", "allow_uri"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name}={getattr(self, name)!r} must be true or false")
@@ -231,3 +242,15 @@ def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str) -> IssuancePo
     except ConfigurationError as exc:
         key = ca_name if ca_name in setting else "*"
         raise ConfigurationError(exc.message, subject=f"{SETTING}[{key!r}]", hint=exc.hint) from None
+
+
+def responder_policy(policy: IssuancePolicy, host: str) -> IssuancePolicy:
+    """The policy for a CA's own OCSP responder certificate (revocation.py): the OCSP profile
+    only, and only the responder's host name (from KVCA_OCSP_URL) as its name."""
+    from dataclasses import replace
+
+    narrowed = replace(policy, allowed_names=(host,), allowed_domains=(), allow_wildcards=False,
+                       allow_ip=False, allow_email=False, allow_uri=False, max_sans=1)
+    # Set past __post_init__, which refuses "ocsp" in any policy read from KVCA_ISSUANCE_POLICY.
+    object.__setattr__(narrowed, "profiles", (Profile.OCSP.value,))
+    return narrowed

@@ -16,11 +16,12 @@ import threading
 from typing import Awaitable, Callable, Protocol, runtime_checkable
 
 from cryptography import x509
+from cryptography.x509 import ocsp
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kvca_core.errors import InvalidRequest, UpstreamError
 
@@ -105,6 +106,13 @@ class Signer(Protocol):
     async def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         """The certificate `builder` describes, signed with this key."""
 
+    async def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
+        """The CRL `builder` describes, signed with this key."""
+
+    async def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder, responder: x509.Certificate) -> ocsp.OCSPResponse:
+        """The OCSP response `builder` describes (RFC 6960 4.2.1), signed with this key, which is
+        `responder`'s: the responder is named by key hash and its certificate included."""
+
 
 class _KeyOwner:
     """What both signers share: the CA's public key and the algorithm chosen for it."""
@@ -140,6 +148,14 @@ class LocalSigner(_KeyOwner):
 
     async def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
         return builder.sign(self._private_key, hash_for(self._algorithm), rsa_padding=_padding_for(self._algorithm))
+
+    async def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
+        return builder.sign(self._private_key, hash_for(self._algorithm), rsa_padding=_padding_for(self._algorithm))
+
+    async def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder, responder: x509.Certificate) -> ocsp.OCSPResponse:
+        if self._algorithm.startswith("PS"):  # cryptography's OCSP builder signs PKCS#1 v1.5 or ECDSA only
+            raise InvalidRequest("an OCSP responder key signs with RS* or ES*, not PS*", step="sign")
+        return _with_responder(builder, responder).sign(self._private_key, hash_for(self._algorithm))
 
     def sign_bytes(self, data: bytes) -> bytes:
         """A raw signature over `data` (for benchmarks and tests: what one signature costs)."""
@@ -207,9 +223,86 @@ def splice_signature(draft_der: bytes, signature: bytes) -> bytes:
     content, end = _der_read(draft_der, 0)
     _, tbs_end = _der_read(draft_der, content)
     _, algorithm_end = _der_read(draft_der, tbs_end)
-    bit_string = b"\x03" + _der_length(len(signature) + 1) + b"\x00" + signature  # 0 unused bits
-    body = draft_der[content:algorithm_end] + bit_string
-    return b"\x30" + _der_length(len(body)) + body
+    return _tlv(0x30, draft_der[content:algorithm_end] + _bit_string(signature))
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(body)) + body
+
+
+def _bit_string(signature: bytes) -> bytes:
+    return _tlv(0x03, b"\x00" + signature)  # 0 unused bits
+
+
+def _ocsp_basic(draft_der: bytes) -> tuple[bytes, int, int, bytes]:
+    """(status TLV, start and end of BasicOCSPResponse, responseType TLV) of an OCSPResponse:
+    SEQUENCE { responseStatus ENUMERATED, responseBytes [0] EXPLICIT SEQUENCE { responseType OID,
+    response OCTET STRING } } (RFC 6960 4.2.1)."""
+    outer, _ = _der_read(draft_der, 0)
+    _, status_end = _der_read(draft_der, outer)
+    tagged, _ = _der_read(draft_der, status_end)
+    response_bytes, _ = _der_read(draft_der, tagged)
+    _, oid_end = _der_read(draft_der, response_bytes)
+    octets, octets_end = _der_read(draft_der, oid_end)
+    return draft_der[outer:status_end], octets, octets_end, draft_der[response_bytes:oid_end]
+
+
+def _ocsp_parts(draft_der: bytes) -> tuple[bytes, bytes]:
+    """(tbsResponseData TLV, signatureAlgorithm TLV) of the BasicOCSPResponse ::= SEQUENCE {
+    tbsResponseData, signatureAlgorithm, signature BIT STRING, certs [0] OPTIONAL }."""
+    _, start, end, _ = _ocsp_basic(draft_der)
+    basic = draft_der[start:end]
+    content, _ = _der_read(basic, 0)
+    _, tbs_end = _der_read(basic, content)
+    _, algorithm_end = _der_read(basic, tbs_end)
+    return basic[content:tbs_end], basic[tbs_end:algorithm_end]
+
+
+def splice_ocsp_signature(draft_der: bytes, tbs: bytes, signature: bytes, responder_der: bytes) -> bytes:
+    """The draft OCSPResponse with `tbs`, `signature` and certs = [responder], lengths re-encoded."""
+    status, _, _, response_type = _ocsp_basic(draft_der)
+    _, algorithm = _ocsp_parts(draft_der)
+    basic = _tlv(0x30, tbs + algorithm + _bit_string(signature) + _tlv(0xA0, _tlv(0x30, responder_der)))
+    return _tlv(0x30, status + _tlv(0xA0, _tlv(0x30, response_type + _tlv(0x04, basic))))
+
+
+def public_key_bits(certificate: x509.Certificate) -> bytes:
+    """The subjectPublicKey BIT STRING's value: what OCSP's KeyHash and issuerKeyHash hash (RFC 6960 4.1.1)."""
+    spki = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    content, _ = _der_read(spki, 0)
+    _, algorithm_end = _der_read(spki, content)
+    bits, bits_end = _der_read(spki, algorithm_end)
+    return spki[bits + 1:bits_end]  # skip the unused-bits octet
+
+
+def _key_hash_id(certificate: x509.Certificate) -> bytes:
+    """ResponderID byKey: [2] EXPLICIT KeyHash (OCTET STRING, SHA-1 of the key bits)."""
+    return _tlv(0xA2, _tlv(0x04, hashlib.sha1(public_key_bits(certificate)).digest()))  # noqa: S324 - RFC 6960
+
+
+def _with_responder(builder: ocsp.OCSPResponseBuilder, responder: x509.Certificate) -> ocsp.OCSPResponseBuilder:
+    return builder.responder_id(ocsp.OCSPResponderEncoding.HASH, responder).certificates([responder])
+
+
+_throwaway_certs: dict[str, x509.Certificate] = {}
+
+
+def _throwaway_certificate(kind: str) -> x509.Certificate:
+    """A self-signed certificate of the throwaway key: it names the drafts' responder, never anything real."""
+    with _throwaway_lock:
+        cert = _throwaway_certs.get(kind)
+    if cert is None:
+        import datetime as dt
+
+        key = _throwaway_key(kind)
+        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "kvca throwaway draft signer")])
+        moment = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(moment).not_valid_after(moment + dt.timedelta(days=1))
+                .sign(key, hashes.SHA256()))
+        with _throwaway_lock:
+            _throwaway_certs[kind] = cert
+    return cert
 
 
 def raw_to_der_ecdsa(raw: bytes, curve: ec.EllipticCurve) -> bytes:
@@ -263,6 +356,53 @@ class RemoteSigner(_KeyOwner):
             raise UpstreamError(f"the vault's {algorithm} signature does not verify with the CA's public key",
                                 step="sign", hint="is the key id the CA certificate's key?") from None
         return certificate
+
+    async def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
+        """As sign_certificate: CertificateList has the same three-element shape
+        (tbsCertList, signatureAlgorithm, signatureValue; RFC 5280 5.1), so the same splice works."""
+        algorithm = self._algorithm
+        kind = "EC" if algorithm.startswith("ES") else "RSA"
+        draft = builder.sign(_throwaway_key(kind), hash_for(algorithm), rsa_padding=_padding_for(algorithm))
+        signature = await self.sign_digest(draft.tbs_certlist_bytes)
+        crl = x509.load_der_x509_crl(splice_signature(draft.public_bytes(Encoding.DER), signature))
+        if not crl.is_signature_valid(self._public_key):
+            log.warning("remote CRL signature does not verify: key_id=%s algorithm=%s", self.key_id, algorithm)
+            raise UpstreamError(f"the vault's {algorithm} signature over the CRL does not verify with the CA's "
+                                f"public key", step="sign", hint="is the key id the CA certificate's key?")
+        return crl
+
+    async def sign_ocsp(self, builder: ocsp.OCSPResponseBuilder, responder: x509.Certificate) -> ocsp.OCSPResponse:
+        """As sign_certificate, for the BasicOCSPResponse inside an OCSPResponse. cryptography
+        also insists that the responder certificate holds the signing key, so the draft names a
+        throwaway certificate of the throwaway key; its ResponderID byKey (a SHA-1, 20 bytes
+        either way, RFC 6960 4.2.1) is swapped for the real responder's in the TBS, and the
+        real certificate goes into `certs`."""
+        algorithm = self._algorithm
+        if algorithm.startswith("PS"):
+            raise InvalidRequest("an OCSP responder key signs with RS* or ES*, not PS*", step="sign")
+        kind = "EC" if algorithm.startswith("ES") else "RSA"
+        stand_in = _throwaway_certificate(kind)
+        draft = _with_responder(builder, stand_in).sign(_throwaway_key(kind), hash_for(algorithm)).public_bytes(
+            Encoding.DER)
+        swap = (_key_hash_id(stand_in), _key_hash_id(responder))
+        if draft.count(swap[0]) != 1:
+            raise UpstreamError("the OCSP draft's responder id cannot be located", step="sign")
+        tbs, rest = _ocsp_parts(draft)
+        tbs = tbs.replace(*swap)
+        signature = await self.sign_digest(tbs)
+        response = ocsp.load_der_ocsp_response(
+            splice_ocsp_signature(draft, tbs, signature, responder.public_bytes(Encoding.DER)))
+        try:
+            if isinstance(self._public_key, ec.EllipticCurvePublicKey):
+                self._public_key.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(hash_for(algorithm)))
+            else:
+                self._public_key.verify(response.signature, response.tbs_response_bytes, padding.PKCS1v15(),
+                                        hash_for(algorithm))
+        except InvalidSignature:
+            log.warning("remote OCSP signature does not verify: key_id=%s algorithm=%s", self.key_id, algorithm)
+            raise UpstreamError(f"the vault's {algorithm} signature over the OCSP response does not verify",
+                                step="sign", hint="is the key id the responder certificate's key?") from None
+        return response
 
 
 def verify_signature(certificate: x509.Certificate, public_key: IssuerPublicKey) -> None:

@@ -15,3 +15,4 @@ def test_python_m_demo_signs_renews_and_verifies_every_certificate():
     assert out.count("OK (v1, v2)") == 3
     assert "renewed 0, signed 0" in out  # redelivered events and a later sweep change nothing
     assert "Traceback" not in out + result.stderr
+    assert "certificate revoked" in out and "portal-made: passes" in out  # the revocation step

@@ -25,6 +25,7 @@ RULES = {
                      "dns_suffixes": ["web.corp.internal"]},
         "kvca.operator": {"actions": ["force_renew", "renew", "sign", "inventory"], "cas": ["*"],
                           "dns_suffixes": ["*"]},
+        "kvca.revoker": {"actions": ["revoke"], "cas": ["corp-ca"], "dns_suffixes": ["web.corp.internal"]},
     },
     "callers": {ADMIN: {"actions": ["issue", "renew", "force_renew", "sign", "cancel", "inventory"],
                         "cas": ["*"], "dns_suffixes": ["*"]}},
@@ -205,3 +206,21 @@ async def test_a_function_key_rule_grants_callers_without_an_identity_exactly_th
     assert status == 403
     status, body, _ = await call_http("kvca_health", "GET", "health")
     assert body["access"]["rules"] == {"configured": True, "roles": [], "callers": 0, "function_key": ["inventory"]}
+
+
+async def test_revoking_needs_the_revoke_action(ruled):
+    """A caller whose rules cover a certificate but not `revoke` cannot revoke it; one that may, can."""
+    status, body, _ = await issue({"name": "shop", "ca": "corp-ca", "dns_names": ["shop.web.corp.internal"]}, web())
+    assert status == 201, body
+    status, body, _ = await call_http("kvca_revoke", "POST", "certificates/shop/revoke", body={"reason": "keyCompromise"},
+                                      route_params={"name": "shop"}, headers=web())
+    assert status == 403 and body["error"] == "Forbidden" and "revoke" in body["message"], body
+    status, body, _ = await call_http("kvca_revoke", "POST", "certificates/shop/revoke", body={"reason": "keyCompromise"},
+                                      route_params={"name": "shop"}, headers=admin())
+    assert status == 403, body  # the admin's rule names no 'revoke' either
+    revoker = easy_auth_headers(OUTSIDER, "Security Desk", ("kvca.revoker",))
+    status, body, _ = await call_http("kvca_revoke", "POST", "certificates/shop/revoke", body={"reason": "keyCompromise"},
+                                      route_params={"name": "shop"}, headers=revoker)
+    assert status == 200, body
+    current = await ruled.vault.get_certificate("shop")
+    assert current.tags.get("kvca-revoked") == "keyCompromise" and not current.enabled

@@ -24,6 +24,7 @@ GRANTS = {
     ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "deploymentPrincipalId"),
     ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "eventGridPrincipalId"),
     ("monitoring.bicep", "Monitoring Metrics Publisher", "Microsoft.Insights/components", "functionPrincipalId"),
+    ("ocsp-access.bicep", "kvca CA key signer", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
 }
 
 NEVER = {"Owner", "Contributor", "User Access Administrator", "Key Vault Administrator",

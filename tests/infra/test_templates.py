@@ -18,6 +18,7 @@ from bicepwalk import INFRA, ROOT, accessor_path, all_templates, bicep_files, ca
 
 EXPECTED_FILES = {
     "main.bicep",
+    "app/ocsp-access.bicep",
     "app/identity.bicep",
     "app/monitoring.bicep",
     "app/storage.bicep",

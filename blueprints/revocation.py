@@ -1,0 +1,90 @@
+"""Revocation triggers.
+
+    POST /api/certificates/{name}/revoke   {"reason": "keyCompromise", "version"?: V, "serial"?: S}  (FUNCTION)
+    GET  /api/crl/{ca}.crl                 the CA's CRL, DER, application/pkix-crl                   (ANONYMOUS)
+    POST /api/ocsp/{ca}                    OCSP, body application/ocsp-request (RFC 6960 A.1)       (ANONYMOUS)
+    GET  /api/ocsp/{ca}/{base64 request}   OCSP, the request base64 then URL-encoded (A.1)           (ANONYMOUS)
+
+The CRL and OCSP routes are anonymous on purpose: a relying party fetching a CRL has no
+key to send (RFC 5280 4.2.1.13 distribution points are plain URLs), and the
+answers are signed, public data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+import azure.functions as func
+
+from blueprints import authz
+from blueprints.http import _body
+from blueprints.respond import answers, json_response
+from kvca_core import access, context, revocation
+from kvca_core.errors import InvalidRequest
+
+bp = func.Blueprint()
+
+_REVOKE_FIELDS = ("reason", "version", "serial")
+
+
+@bp.function_name("kvca_revoke")
+@bp.route(route="certificates/{name}/revoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@answers("revoke")
+async def kvca_revoke(req: func.HttpRequest) -> func.HttpResponse:
+    data = _body(req, optional=False)
+    unknown = sorted(set(data) - set(_REVOKE_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))}", subject="request",
+                             hint=f"known fields: {', '.join(_REVOKE_FIELDS)}")
+    for key in _REVOKE_FIELDS:
+        if key in data and not isinstance(data[key], str):
+            raise InvalidRequest(f"field {key!r} must be a string", subject="request")
+    if "reason" not in data:
+        raise InvalidRequest("field 'reason' is required (an RFC 5280 reason, e.g. keyCompromise)",
+                             subject="request")
+    ctx = await context.shared()
+    name = req.route_params.get("name", "")
+    await authz.authorize_certificate(req, ctx, access.REVOKE, name)
+    result = await revocation.revoke(ctx, name, reason=data["reason"],
+                                     version=data.get("version"), serial=data.get("serial"))
+    return json_response(result.to_dict())
+
+
+@bp.function_name("kvca_crl")
+@bp.route(route="crl/{ca}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@answers("crl")
+async def kvca_crl(req: func.HttpRequest) -> func.HttpResponse:
+    ctx = await context.shared()
+    crl = await revocation.publish_crl(ctx, req.route_params.get("ca", ""))
+    # Clients and proxies may cache it until this instance would sign a fresh one.
+    max_age = int(revocation.CRL_CACHE.total_seconds())
+    return func.HttpResponse(revocation.crl_der(crl), status_code=200, mimetype="application/pkix-crl",
+                             headers={"Cache-Control": f"public, max-age={max_age}"})
+
+
+def _ocsp_answer(der: bytes) -> func.HttpResponse:
+    # Every OCSP answer is 200 with a DER OCSPResponse, errors included (RFC 6960 A.1 / 2.3).
+    return func.HttpResponse(der, status_code=200, mimetype="application/ocsp-response")
+
+
+@bp.function_name("kvca_ocsp_post")
+@bp.route(route="ocsp/{ca}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@answers("ocsp")
+async def kvca_ocsp_post(req: func.HttpRequest) -> func.HttpResponse:
+    ctx = await context.shared()
+    return _ocsp_answer(await revocation.answer_ocsp(ctx, req.route_params.get("ca", ""), req.get_body() or b""))
+
+
+@bp.function_name("kvca_ocsp_get")
+@bp.route(route="ocsp/{ca}/{*request}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@answers("ocsp")
+async def kvca_ocsp_get(req: func.HttpRequest) -> func.HttpResponse:
+    encoded = unquote(req.route_params.get("request", ""))
+    try:
+        der = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        der = b""  # answered malformedRequest by the operation
+    ctx = await context.shared()
+    return _ocsp_answer(await revocation.answer_ocsp(ctx, req.route_params.get("ca", ""), der))

@@ -1,0 +1,378 @@
+"""Revocation: `revoke` records it in the vault, `publish_crl` signs the CA's CRL from those records.
+
+    revoke(ctx, name, reason=..., version=None, serial=None)
+    publish_crl(ctx, ca)           the CA's current CRL (signed at most CRL_CACHE ago by this process)
+    sign_root_crl(ctx, ca)         the root's CRL over its intermediate, signed with the root's key
+    ensure_responder(ctx, ca)      issue the CA's delegated OCSP responder certificate `<ca>-ocsp`
+    answer_ocsp(ctx, ca, der)      an OCSP answer from the same records, signed by that responder
+
+The record lives on the revoked version itself, as three tags (REVOKED_TAG,
+REVOKED_AT_TAG, REVOKED_SERIAL_TAG), and the version is disabled. So it
+survives as long as the version does, every instance reads the same record,
+and nothing else has to be kept in step. Writing the same tags twice leaves
+one record; two revocations racing both write the same version's tags, and
+the last write is the record (Key Vault has no conditional update).
+
+The CRL is built from those records on demand and cached in this process for
+CRL_CACHE: every instance signs its own, numbered by time (signing/crl.py
+says why that is monotonic without shared state), and a revocation made here
+drops the cache at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+from urllib.parse import urlparse
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from kvca_core import clock, operations
+from kvca_core.authority import read_certificate
+from kvca_core.errors import ConfigurationError, Conflict, InvalidRequest, KvcaError, NotFound, NotManaged
+from kvca_core.model import (
+    CA_ROLE_TAG,
+    CA_TAG,
+    RESPONDER_TAG,
+    REVOKED_AT_TAG,
+    REVOKED_SERIAL_TAG,
+    REVOKED_TAG,
+    CertificatePolicy,
+    CertificateVersion,
+    KeySpec,
+)
+from kvca_core.operations import _check_name, managed_ca
+from kvca_core.signing import RemoteSigner
+from kvca_core.signing.certs import issued_by
+from kvca_core.signing import ocsp as ocsp_mod
+from kvca_core.signing.crl import CRL_VALIDITY, REASONS, RevokedEntry, parse_reason, sign_crl
+
+logger = logging.getLogger(__name__)
+
+# How long one process reuses a CRL it signed before signing a fresh one. Short, so that a
+# revocation made on another instance reaches this one's CRL within minutes; each signing is
+# one listing pass and one signature (bench/crl.py).
+CRL_CACHE = dt.timedelta(minutes=5)
+# The root's CRL is signed by an operator (the app holds no role on the root's key), so it is
+# long-lived: a year, re-signed with `kvca crl CA --root` well before then.
+ROOT_CRL_VALIDITY = dt.timedelta(days=365)
+# A revoked certificate stays listed until one regular CRL after it expired (RFC 5280 3.3).
+_KEEP_AFTER_EXPIRY = CRL_VALIDITY + dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    name: str
+    version: str | None
+    serial: str  # hex
+    reason: str
+    revoked_at: dt.datetime
+    ca: str
+    action: str  # "revoked" | "already-revoked"
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["revoked_at"] = self.revoked_at.isoformat()
+        return body
+
+
+def revocation_of(version: CertificateVersion) -> RevokedEntry | None:
+    """The record a version's tags carry, or None. Tags are untrusted: a malformed record
+    is refused loudly rather than left out of the CRL silently."""
+    tags = version.tags
+    if REVOKED_SERIAL_TAG not in tags:
+        return None
+    where = f"certificate '{version.name}' version {version.version}"
+    try:
+        serial = int(tags[REVOKED_SERIAL_TAG], 16)
+        at = dt.datetime.fromisoformat(tags.get(REVOKED_AT_TAG, ""))
+    except ValueError:
+        raise InvalidRequest(f"its revocation tags ({REVOKED_SERIAL_TAG}, {REVOKED_AT_TAG}) cannot be read",
+                             subject=where) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return RevokedEntry(serial=serial, revoked_at=at, reason=parse_reason(tags.get(REVOKED_TAG, "unspecified")))
+
+
+def is_revoked(version: CertificateVersion) -> bool:
+    return REVOKED_SERIAL_TAG in version.tags
+
+
+async def _target(ctx, name: str, version: str | None, serial: str | None) -> CertificateVersion:
+    if version and serial:
+        raise InvalidRequest("give a version or a serial, not both", subject=f"certificate '{name}'")
+    if version:
+        return await ctx.vault.get_certificate(name, version)
+    if not serial:
+        return await ctx.vault.get_certificate(name)
+    try:
+        wanted = int(serial.replace(":", ""), 16)
+    except ValueError:
+        raise InvalidRequest(f"serial {serial[:80]!r} is not hexadecimal", subject=f"certificate '{name}'") from None
+    async for listed in ctx.vault.list_versions(name):
+        full = await ctx.vault.get_certificate(name, listed.version)
+        if full.cer is not None and read_certificate(full.cer, f"certificate '{name}'").serial_number == wanted:
+            return full
+    raise NotFound(f"no version has serial {serial}", subject=f"certificate '{name}'")
+
+
+async def _revoke(ctx, name: str, reason: str, version: str | None, serial: str | None) -> Revocation:
+    target = await _target(ctx, name, version, serial)
+    where = f"certificate '{name}'"
+    if target.cer is None:
+        raise NotFound("the version is still pending: there is nothing to revoke", subject=where)
+    if target.tags.get(CA_ROLE_TAG):
+        raise NotManaged(f"is a CA certificate ({CA_ROLE_TAG}={target.tags[CA_ROLE_TAG]}); a CA is revoked "
+                         f"on its root's CRL", subject=where, hint="see `kvca crl CA --root`")
+    ca = managed_ca(name, target, await ctx.vault.get_policy(name))
+    cert = read_certificate(target.cer, where)
+    hex_serial = format(cert.serial_number, "x")
+    existing = revocation_of(target)
+    if existing is not None:
+        # Idempotent: the first record stands (its time and reason are what the CRL says).
+        return Revocation(name, target.version, hex_serial, existing.reason, existing.revoked_at, ca,
+                          "already-revoked")
+    # RFC 5280 5.1.2.6: the revocation date is when it took effect; seconds are what GeneralizedTime holds.
+    at = clock.now().replace(microsecond=0)
+    tags = {**target.tags, REVOKED_TAG: reason, REVOKED_AT_TAG: at.isoformat(), REVOKED_SERIAL_TAG: hex_serial}
+    await ctx.vault.update_properties(name, target.version, enabled=False, tags=tags)
+    _drop_cached(ctx, ca)
+    return Revocation(name, target.version, hex_serial, reason, at, ca, "revoked")
+
+
+async def revoke(ctx, name: str, *, reason: str, version: str | None = None,
+                 serial: str | None = None) -> Revocation:
+    """Revoke one version of a managed certificate (the current one unless `version` or
+    `serial` names another): tag it, disable it, and re-sign the CA's CRL."""
+    _check_name(name)
+    reason = parse_reason(reason)
+    try:
+        result = await _revoke(ctx, name, reason, version, serial)
+    except KvcaError as exc:
+        logger.warning("kvca op=revoke certificate=%s outcome=refused kind=%s reason=%s", name, exc.kind, exc)
+        raise
+    logger.info("kvca op=revoke certificate=%s version=%s serial=%s outcome=%s reason=%s ca=%s", name,
+                result.version, result.serial, result.action, result.reason, result.ca)
+    if result.action == "revoked":
+        await publish_crl(ctx, result.ca)  # re-signed at once, so this instance serves it from now on
+    return result
+
+
+# --- CRLs ----------------------------------------------------------------------------------------
+async def revoked_entries(ctx, ca: str) -> list[RevokedEntry]:
+    """Every revocation record of `ca`'s certificates, read from the vault's version tags
+    (one listing, then each managed certificate's versions)."""
+    now = clock.now()
+    names = [v.name async for v in ctx.vault.list_certificates(include_pending=True)
+             if CA_TAG in v.tags and CA_ROLE_TAG not in v.tags]
+    limit = asyncio.Semaphore(ctx.settings.concurrency)
+
+    async def versions_of(name: str) -> list[RevokedEntry]:
+        found = []
+        async with limit:
+            try:
+                async for version in ctx.vault.list_versions(name):
+                    if version.tags.get(CA_TAG) != ca:
+                        continue
+                    entry = revocation_of(version)
+                    if entry is None:
+                        continue
+                    if version.expires_on is not None and version.expires_on + _KEEP_AFTER_EXPIRY < now:
+                        continue
+                    found.append(entry)
+            except NotFound:  # deleted while we listed
+                pass
+        return found
+
+    return [e for group in await asyncio.gather(*(versions_of(n) for n in names)) for e in group]
+
+
+def _cache_of(ctx) -> dict[str, tuple[dt.datetime, x509.CertificateRevocationList]]:
+    """One signed CRL per CA per context (a warm instance keeps one context): (signed at, CRL)."""
+    cache = getattr(ctx, "_kvca_crl_cache", None)
+    if cache is None:
+        cache = {}
+        ctx._kvca_crl_cache = cache
+        ctx._kvca_crl_locks = {}
+    return cache
+
+
+def _drop_cached(ctx, ca: str) -> None:
+    _cache_of(ctx).pop(ca, None)
+
+
+async def publish_crl(ctx, ca: str) -> x509.CertificateRevocationList:
+    """The CA's CRL: the cached one while it is younger than CRL_CACHE, otherwise a fresh one
+    signed by the CA's key (the same signer as its leaves). A fresh signing that fails
+    (vault unreachable) falls back to the cached copy while that is still valid: a CRL that
+    cannot be fetched fails clients hard."""
+    _check_name(ca, "CA")
+    now = clock.now()
+    cache = _cache_of(ctx)
+    cached = cache.get(ca)
+    if cached is not None and now - cached[0] < CRL_CACHE:
+        return cached[1]
+    lock = ctx._kvca_crl_locks.setdefault(ca, asyncio.Lock())
+    async with lock:
+        cached = cache.get(ca)
+        if cached is not None and now - cached[0] < CRL_CACHE:
+            return cached[1]
+        try:
+            loaded = await ctx.authority.load(ca)
+            entries = await revoked_entries(ctx, ca)
+            previous = cached[1].extensions.get_extension_for_class(x509.CRLNumber).value.crl_number \
+                if cached else None
+            crl = await sign_crl(loaded.issuing.certificate, loaded.issuing.signer, entries, now=now,
+                                 previous_number=previous)
+        except KvcaError as exc:
+            if cached is not None and cached[1].next_update_utc > now:
+                logger.warning("kvca op=publish_crl ca=%s outcome=stale reason=%s", ca, exc)
+                return cached[1]
+            raise
+        cache[ca] = (now, crl)
+        logger.info("kvca op=publish_crl ca=%s entries=%s number=%s next_update=%s", ca, len(entries),
+                    crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number,
+                    crl.next_update_utc.isoformat())
+        return crl
+
+
+async def sign_root_crl(ctx, ca: str, *, revoke_intermediate: str | None = None) -> x509.CertificateRevocationList:
+    """The root's CRL (`CA-root` over `CA`): empty, or listing the intermediate when
+    `revoke_intermediate` gives a reason. Signed through the keys API with the root's key,
+    which only the operator's identity may use, so it is the CLI that calls this."""
+    _check_name(ca, "CA")
+    root_version = await ctx.vault.get_certificate(f"{ca}-root")
+    inter_version = await ctx.vault.get_certificate(ca)
+    if root_version.cer is None or inter_version.cer is None or root_version.key_id is None:
+        raise NotFound("the root or the intermediate has no completed version", subject=f"CA '{ca}'")
+    root = read_certificate(root_version.cer, f"CA '{ca}-root'")
+    inter = read_certificate(inter_version.cer, f"CA '{ca}'")
+    if not issued_by(inter, root):
+        raise NotManaged(f"'{ca}' is not issued by '{ca}-root'", subject=f"CA '{ca}'")
+    now = clock.now()
+    entries = []
+    if revoke_intermediate:
+        entries.append(RevokedEntry(inter.serial_number, now.replace(microsecond=0),
+                                    parse_reason(revoke_intermediate)))
+    signer = RemoteSigner(root.public_key(), partial(ctx.vault.sign_digest, root_version.key_id),
+                          key_id=root_version.key_id)
+    crl = await sign_crl(root, signer, entries, now=now, validity=ROOT_CRL_VALIDITY)
+    logger.info("kvca op=sign_root_crl ca=%s entries=%s next_update=%s", ca, len(entries),
+                crl.next_update_utc.isoformat())
+    return crl
+
+
+def crl_der(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(Encoding.DER)
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> str:
+    return crl.public_bytes(Encoding.PEM).decode("ascii")
+
+
+# --- OCSP ----------------------------------------------------------------------------------------
+RESPONDER_SUFFIX = "-ocsp"
+# One month: the responder certificate carries ocsp-nocheck (RFC 6960 4.2.2.2.1: "CAs ... should
+# issue a responder certificate with a short lifetime"), so it is renewed often, by the sweep,
+# like any managed certificate (two thirds into its life).
+RESPONDER_MONTHS = 1
+
+
+def responder_name(ca: str) -> str:
+    return f"{ca}{RESPONDER_SUFFIX}"
+
+
+async def ensure_responder(ctx, ca: str) -> operations.Outcome:
+    """Issue CA `ca`'s delegated OCSP responder certificate `<ca>-ocsp` (OCSPSigning, ocsp-nocheck),
+    its key made and kept in the vault, through the ordinary request-and-sign path; a no-op when
+    a valid one exists. The sweep renews it from then on."""
+    _check_name(ca, "CA")
+    url = ctx.settings.ocsp_url
+    host = urlparse(url).hostname if url else None
+    if not host:
+        raise ConfigurationError("KVCA_OCSP_URL is not set: there is no OCSP responder to issue for",
+                                 subject="settings", hint="set it to https://<app>/api/ocsp")
+    await ctx.authority.load(ca)  # an unknown or unusable CA is refused before anything is created
+    name = responder_name(ca)
+    try:
+        current = await ctx.vault.get_certificate(name)
+    except NotFound:
+        current = None
+    if current is not None and current.cer is not None:
+        if current.tags.get(RESPONDER_TAG) != ca:
+            raise NotManaged(f"exists but is not CA '{ca}''s OCSP responder (no {RESPONDER_TAG}={ca} tag)",
+                             subject=f"certificate '{name}'", hint="delete it or rename the CA")
+        if current.enabled and not is_revoked(current) and current.expires_on and current.expires_on > clock.now():
+            return operations.Outcome(name, operations.SKIPPED, version=current.version,
+                                      reason="a valid responder certificate exists; the sweep renews it")
+        return await operations.renew(ctx, name, force=True)
+    policy = CertificatePolicy(
+        issuer_name=operations.UNKNOWN_ISSUER, subject=f"CN={host}", dns_names=(host,),
+        ekus=(ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string,), key_usage=("digitalSignature",),
+        validity_months=RESPONDER_MONTHS, key=KeySpec("EC", curve="P-256", exportable=False))
+    try:
+        await ctx.vault.create_certificate(name, policy, tags={CA_TAG: ca, RESPONDER_TAG: ca})
+    except Conflict:
+        pass  # a request is already pending (a second trigger, a crashed run): sign that one
+    return await operations.sign_pending(ctx, name)
+
+
+async def _responder(ctx, ca: str, issuer: x509.Certificate) -> tuple[x509.Certificate, RemoteSigner]:
+    name = responder_name(ca)
+    current = await ctx.vault.get_certificate(name)
+    where = f"certificate '{name}'"
+    if current.cer is None or current.key_id is None or not current.enabled or is_revoked(current) \
+            or current.tags.get(RESPONDER_TAG) != ca:
+        raise NotFound("no usable OCSP responder certificate", subject=where,
+                       hint=f"run `kvca ocsp-responder {ca}`")
+    cert = read_certificate(current.cer, where)
+    if not issued_by(cert, issuer) or cert.not_valid_after_utc <= clock.now():
+        raise NotFound("the OCSP responder certificate is expired or not issued by its CA", subject=where)
+    return cert, RemoteSigner(cert.public_key(), partial(ctx.vault.sign_digest, current.key_id),
+                              key_id=current.key_id)
+
+
+async def answer_ocsp(ctx, ca: str, der: bytes) -> bytes:
+    """The DER OCSPResponse for `der` about a certificate of CA `ca`: good or revoked from the same
+    records as the CRL, signed by the delegated responder; malformedRequest, unauthorized or
+    tryLater (unsigned, RFC 6960 4.2.1) when it cannot be answered."""
+    try:
+        request = ocsp_mod.parse_request(der)
+    except InvalidRequest as exc:
+        logger.info("kvca op=ocsp ca=%s outcome=malformed reason=%s", ca, exc)
+        return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    try:
+        _check_name(ca, "CA")
+        loaded = await ctx.authority.load(ca)
+        if not ocsp_mod.asks_about(request, loaded.issuing.certificate):
+            logger.info("kvca op=ocsp ca=%s serial=%x outcome=unauthorized", ca, request.serial_number)
+            return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        crl = await publish_crl(ctx, ca)
+        revoked = crl.get_revoked_certificate_by_serial_number(request.serial_number)
+        entry = None
+        if revoked is not None:
+            try:
+                flag = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
+                reason = next(k for k, v in REASONS.items() if v == flag)
+            except x509.ExtensionNotFound:
+                reason = "unspecified"
+            entry = RevokedEntry(revoked.serial_number, revoked.revocation_date_utc, reason)
+        responder, signer = await _responder(ctx, ca, loaded.issuing.certificate)
+        answer = await ocsp_mod.sign_response(
+            signer, ocsp_mod.response_builder(request, entry=entry, now=clock.now()), responder)
+    except (NotFound, NotManaged, InvalidRequest) as exc:
+        logger.warning("kvca op=ocsp ca=%s outcome=unauthorized reason=%s", ca, exc)
+        return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    except KvcaError as exc:  # the vault is unreachable or throttled: the client retries
+        logger.warning("kvca op=ocsp ca=%s outcome=try-later reason=%s", ca, exc)
+        return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.TRY_LATER)
+    logger.info("kvca op=ocsp ca=%s serial=%x status=%s", ca, request.serial_number,
+                "revoked" if entry is not None else "good")
+    return answer
