@@ -8,6 +8,8 @@ import pytest
 from kvca_core import clock, context
 from kvca_core.settings import SETTING_NAMES
 
+TEST_POLICY = '{"*": {}}'
+
 
 @pytest.fixture
 async def app(emulator, monkeypatch):
@@ -17,6 +19,9 @@ async def app(emulator, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for key, value in emulator.environ().items():
         monkeypatch.setenv(key, value)
+    # Every CA needs a policy (a CA without one is refused): the defaults, for every CA. A test
+    # that is about the policy sets its own.
+    monkeypatch.setenv("KVCA_ISSUANCE_POLICY", TEST_POLICY)
     clock.use(emulator.clock.now)
     await context.reset_shared()
     try:
