@@ -210,9 +210,10 @@ def bare_domain(value: str) -> str:
     return value.lstrip(".")
 
 
-# How to give a CA a policy, for the refusal below (README "Issuance policy").
-POLICY_HINT = (f'set {SETTING} to {{"<ca name>": {{"allowed_domains": ["example.internal"]}}}} '
-               f'(or a "*" entry for every CA); an empty object {{}} takes the field defaults')
+def _policy_hint(ca_name: str) -> str:
+    """How to give a CA a policy, for the refusal below (README "Issuance policy")."""
+    return (f'set {SETTING} to {{"{ca_name}": {{"allowed_domains": ["example.internal"]}}}} '
+            f'(or a "*" entry for every CA); an empty object {{}} takes the field defaults')
 
 
 def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str, *,
@@ -237,8 +238,8 @@ def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str, *,
         return IssuancePolicy.from_mapping(setting)
     entry = setting.get(ca_name, setting.get("*")) if setting else None
     if entry is None:
-        raise PolicyViolation(f"CA '{ca_name}' has no issuance policy, so it issues nothing", step="check-names",
-                              hint=POLICY_HINT)
+        raise PolicyViolation(f"CA '{ca_name}' has no issuance policy, so it issues nothing",
+                              hint=_policy_hint(ca_name))
     try:
         return IssuancePolicy.from_mapping(entry)
     except ConfigurationError as exc:

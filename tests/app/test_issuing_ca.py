@@ -80,7 +80,7 @@ async def test_a_ca_without_a_policy_entry_is_refused_with_the_way_to_configure_
     status, body, _ = await call_http("kvca_issue", "POST", "certificates", body={
         "name": "api", "ca": "other-ca", "dns_names": ["api.anything.example"]})
     assert status == 422 and "CA 'other-ca' has no issuance policy" in body["message"], body
-    assert 'set KVCA_ISSUANCE_POLICY to {"<ca name>"' in body["message"]
+    assert 'set KVCA_ISSUANCE_POLICY to {"other-ca": {"allowed_domains"' in body["message"]
     assert await snapshot(ctx.vault) == before
 
 

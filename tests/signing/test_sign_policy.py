@@ -79,7 +79,7 @@ def test_a_ca_without_a_configured_policy_is_refused_not_defaulted(setting):
         policy_for_ca(setting, "corp-ca-root")
     text = str(caught.value)
     assert "CA 'corp-ca-root' has no issuance policy" in text
-    assert 'KVCA_ISSUANCE_POLICY to {"<ca name>": {"allowed_domains"' in text and '"*" entry' in text
+    assert 'KVCA_ISSUANCE_POLICY to {"corp-ca-root": {"allowed_domains"' in text and '"*" entry' in text
 
 
 def test_a_stored_policy_comes_before_the_setting():
