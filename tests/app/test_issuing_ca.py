@@ -142,3 +142,14 @@ async def test_a_portal_request_for_a_kvca_created_root_is_refused(ctx, kv_aio_c
         validity_in_months=12), tags={CA_TAG: "made-root"}, _polling_interval=0)
     with pytest.raises(PolicyViolation, match="is a root CA"):
         await operations.sign_pending(ctx, "leaf")
+
+
+def test_kvca_issuing_cas_is_read_as_names_and_a_bad_name_is_reported_at_start():
+    from kvca_core.errors import ConfigurationError
+    from kvca_core.settings import Settings
+
+    vault = {"KVCA_VAULT_URL": "https://v.vault.azure.net"}
+    assert Settings.from_env({**vault, "KVCA_ISSUING_CAS": " hand-ca, other ,"}).issuing_cas == ("hand-ca", "other")
+    assert Settings.from_env(vault).issuing_cas == ()
+    with pytest.raises(ConfigurationError, match="KVCA_ISSUING_CAS: 'bad/name' is not a Key Vault certificate name"):
+        Settings.from_env({**vault, "KVCA_ISSUING_CAS": "ok,bad/name"})
