@@ -43,6 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 console = Console(width=None if sys.stdout.isatty() else 132)
 
 
+# The demo's KVCA_ISSUANCE_POLICY.
+DEMO_POLICY = {"*": {"allowed_domains": ["demo.internal"]}}
+
+
 def _functions():
     import function_app
 
@@ -257,6 +261,9 @@ def main() -> int:
     saved = dict(os.environ)
     try:
         os.environ.update(em.environ())
+        # Every CA that signs needs an issuance policy (a CA without one is refused): both
+        # demo CAs issue for demo.internal only.
+        os.environ["KVCA_ISSUANCE_POLICY"] = json.dumps(DEMO_POLICY)
         clock.use(em.clock.now)
         return asyncio.run(demo(em, work))
     except Exception as exc:  # the demo's own failures: one line, then the non-zero exit

@@ -62,8 +62,11 @@ param concurrency int = 8
 @description('KVCA_SWEEP_SCHEDULE: NCRONTAB schedule (6 fields) of the timer sweep.')
 param sweepSchedule string = '0 0 */6 * * *'
 
-@description('KVCA_ISSUANCE_POLICY: JSON issuance policy (one policy, or {"<ca>": {...}, "*": {...}}); empty for the safe defaults.')
+@description('KVCA_ISSUANCE_POLICY: JSON issuance policy (one policy, or {"<ca>": {...}, "*": {...}}); a CA with no entry is refused.')
 param issuancePolicy string = ''
+
+@description('KVCA_ISSUING_CAS: comma-separated CA certificates that may sign without the kvca-role=intermediate tag.')
+param issuingCas string = ''
 
 @description('KVCA_CRL_URL: CRL distribution point written into issued certificates; empty for none.')
 param crlUrl string = ''
@@ -283,6 +286,7 @@ module functionApp 'app/function.bicep' = {
     sweepSchedule: sweepSchedule
     eventGridTopicEndpoint: topic.outputs.endpoint
     issuancePolicy: issuancePolicy
+    issuingCas: issuingCas
     crlUrl: derivedCrlUrl
     aiaUrl: aiaUrl
     accessRules: accessRules

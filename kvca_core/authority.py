@@ -11,9 +11,17 @@ with the private key). The signer is:
 - `RemoteSigner` through the keys API otherwise: only a digest leaves the
   process and the key never leaves Key Vault.
 
-Loaded once per warm instance and cached in memory; every use asks the vault
-for the CA's current version (one GET) and reloads when it changed, so a
-renewed or re-imported CA is picked up at once.
+Only a CA meant to issue leaves signs them: its current version carries
+`kvca-role=intermediate` (what `kvca ca create` and `kvca ca import` write) or
+its name is listed in KVCA_ISSUING_CAS (a CA imported by hand), and it is not
+self-signed. The recipe's `NAME-root` and any other CA certificate in the vault
+are refused.
+
+The key material and chain are loaded once per warm instance and cached in
+memory; the verdict is not. Every use asks the vault for the CA's current
+version (one GET, which was needed anyway to notice a renewal) and checks its
+state again: enabled, role tag, not expired and already valid. An administrator
+who disables or re-tags a CA stops a warm instance at its next signing.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
-from functools import partial
+from typing import Iterable
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -31,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from kvca_core import clock
-from kvca_core.errors import InvalidRequest, NotFound, PolicyViolation
+from kvca_core.errors import InvalidRequest, KvcaError, NotFound, PolicyViolation, Throttled, UpstreamError
 from kvca_core.events import NAME_RE
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CREATING_TAG, CertificateVersion, Vault
 from kvca_core.signing import IssuingCA, LocalSigner, RemoteSigner
@@ -103,43 +111,57 @@ def build_chain(ca_cert: x509.Certificate, candidates: list[x509.Certificate]) -
     return chain
 
 
+# The setting that names CAs allowed to sign without the role tag, for messages.
+ISSUING_CAS = "KVCA_ISSUING_CAS"
+
+
 class Authority:
     """The CA cache of one process (`ctx.authority`)."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, issuing_cas: Iterable[str] = ()) -> None:
         self._vault = vault
+        self._issuing_cas = frozenset(issuing_cas)
         self._cache: dict[str, LoadedCA] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def load(self, name: str) -> LoadedCA:
+        """The CA `name`, ready to sign, or the error that says why it may not sign now."""
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidRequest(f"{str(name)[:130]!r} is not a valid CA certificate name", subject="CA")
+        current = await self._current(name)
+        self._check_state(name, current)
+        cached = self._cache.get(name)
+        if cached is None or cached.version != current.version:
+            lock = self._locks.setdefault(name, asyncio.Lock())
+            async with lock:
+                cached = self._cache.get(name)
+                if cached is None or cached.version != current.version:
+                    try:
+                        cached = await self._build(name, current)
+                    except UpstreamError as exc:
+                        await self._explain(name, exc)
+                        raise
+                    self._cache[name] = cached
+                    logger.info("kvca loaded CA ca=%s version=%s serial=%x signer=%s", name, current.version,
+                                cached.issuing.certificate.serial_number, "remote" if cached.remote else "local")
+        # The dates are checked against now on every use: a cached CA expires like any other.
+        self._check_dates(name, cached.issuing.certificate)
+        return cached
+
+    async def _current(self, name: str) -> CertificateVersion:
         try:
-            current = await self._vault.get_certificate(name)
+            return await self._vault.get_certificate(name)
         except NotFound:
             raise NotFound("no CA certificate of this name in the vault", subject=_subject(name),
                            hint="create it with `kvca ca create` or import it with `kvca ca import`") from None
-        cached = self._cache.get(name)
-        if cached is not None and cached.version == current.version:
-            return cached
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            cached = self._cache.get(name)
-            if cached is not None and cached.version == current.version:
-                return cached
-            loaded = await self._build(name, current)
-            self._cache[name] = loaded
-            logger.info("kvca loaded CA ca=%s version=%s serial=%x signer=%s", name, current.version,
-                        loaded.issuing.certificate.serial_number, "remote" if loaded.remote else "local")
-            return loaded
 
-    async def _build(self, name: str, current: CertificateVersion) -> LoadedCA:
+    def _check_state(self, name: str, current: CertificateVersion) -> None:
+        """What an administrator can change at any time: checked on every load, never cached."""
         if current.cer is None:
             raise NotFound("the CA certificate has no completed version (only a pending request)",
                            subject=_subject(name))
         # `kvca ca create` tags what it is still building, and a root signs only its
-        # intermediate: neither may sign leaves. (A CA imported the recipe's way, with
-        # no kvca tags, is allowed: it is the intermediate the recipe signs with.)
+        # intermediate: neither may sign leaves.
         if current.tags.get(CREATING_TAG):
             raise NotFound("the CA is still being created (tag kvca-creating)", subject=_subject(name),
                            hint="run `kvca ca create` again to finish it")
@@ -148,25 +170,68 @@ class Authority:
             raise PolicyViolation(f"is a {role} CA ({CA_ROLE_TAG}={role}); leaves are signed by an "
                                   f"intermediate", subject=_subject(name),
                                   hint=f"name the intermediate in the {CA_TAG} tag")
+        if not role and name not in self._issuing_cas:
+            # An untagged CA certificate may be anything an administrator imported (the
+            # recipe's root among them): it signs only when someone said it should.
+            raise PolicyViolation(f"is not an issuing CA: its current version has no tag "
+                                  f"{CA_ROLE_TAG}=intermediate and {ISSUING_CAS} does not list it",
+                                  subject=_subject(name),
+                                  hint=f"tag the intermediate (`az keyvault certificate set-attributes --name "
+                                       f"{name} --tags {CA_ROLE_TAG}=intermediate`, or `kvca ca import`) or add "
+                                       f"{name} to {ISSUING_CAS}")
         if not current.enabled:
-            raise PolicyViolation("the CA certificate's current version is disabled", subject=_subject(name))
-        cert = read_certificate(current.cer, _subject(name))
-        if not is_ca_certificate(cert):
-            raise NotFound("the certificate is not a CA certificate (basicConstraints CA:FALSE or no "
-                           "keyCertSign)", subject=_subject(name))
+            raise PolicyViolation("the CA is disabled: its current version is disabled in the vault",
+                                  subject=_subject(name), hint="enable it again, or name another CA")
+
+    def _check_dates(self, name: str, cert: x509.Certificate) -> None:
         now = clock.now()
         if cert.not_valid_after_utc <= now:
             raise PolicyViolation(f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}",
                                   subject=_subject(name), hint="renew or replace the CA")
+        if cert.not_valid_before_utc > now:
+            # A leaf would be valid before its issuer is: clients refuse such a chain.
+            raise PolicyViolation(f"the CA certificate is not valid before "
+                                  f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z", subject=_subject(name))
+
+    async def _explain(self, name: str, exc: UpstreamError) -> None:
+        """The vault refused a call for the CA (a 403 at sign or secret read): when the CA was
+        disabled or re-tagged meanwhile, say that rather than "grant roles"."""
+        if isinstance(exc, Throttled):
+            return
+        try:
+            current = await self._vault.get_certificate(name)
+        except KvcaError:
+            return  # the original error says more than this one
+        self._check_state(name, current)
+
+    async def _sign(self, name: str, key_id: str, algorithm: str, digest: bytes) -> bytes:
+        try:
+            return await self._vault.sign_digest(key_id, algorithm, digest)
+        except UpstreamError as exc:
+            await self._explain(name, exc)
+            raise
+
+    async def _build(self, name: str, current: CertificateVersion) -> LoadedCA:
+        """Key material and chain of one version. What holds for the version for good (its
+        certificate is a CA, not self-signed) is checked here once; its state, in load."""
+        cert = read_certificate(current.cer, _subject(name))
+        if not is_ca_certificate(cert):
+            raise NotFound("the certificate is not a CA certificate (basicConstraints CA:FALSE or no "
+                           "keyCertSign)", subject=_subject(name))
+        if is_self_signed(cert):
+            # A root signs intermediates only (`kvca ca create`); a leaf straight under it
+            # escapes the intermediate's policy and name constraints (issue 13).
+            raise PolicyViolation("is a self-signed root; leaves are signed by an intermediate",
+                                  subject=_subject(name), hint=f"name the intermediate in the {CA_TAG} tag")
         key = None
         chain: list[x509.Certificate] = []
         exportable = (await self._vault.get_policy(name)).key.exportable
-        if not exportable and not is_self_signed(cert):
+        if not exportable:
             # The key stays in the vault, so its secret holds certificates only: take the
             # chain through the certificates API (`NAME-root`, Certificates Officer) and
             # the app needs no secret role for such a CA (infra/app/ca-access.bicep).
             chain = await self._root_from_vault(name, cert)
-        if exportable or not (chain or is_self_signed(cert)):
+        if exportable or not chain:
             content_type, value = await self._vault.get_secret_value(name, current.version)
             key, certs = parse_secret(_subject(name), content_type, value)
             del value  # the secret's text may hold the private key: drop the reference early
@@ -180,7 +245,9 @@ class Authority:
         else:
             if current.key_id is None:
                 raise NotFound("the CA certificate has no key identifier", subject=_subject(name))
-            signer = RemoteSigner(cert.public_key(), partial(self._vault.sign_digest, current.key_id))
+            key_id = current.key_id
+            signer = RemoteSigner(cert.public_key(),
+                                  lambda algorithm, digest: self._sign(name, key_id, algorithm, digest))
             remote = True
         return LoadedCA(name, current.version, IssuingCA(cert, chain, signer), remote)
 

@@ -40,7 +40,7 @@ class Context:
         credential = credential if credential is not None else default_credential(settings)
         vault = KeyVault(settings, credential)
         publisher = TopicPublisher(settings, credential, vault.transport) if settings.eventgrid_topic_endpoint else None
-        return cls(settings, vault, Authority(vault), publisher, credential, owns)
+        return cls(settings, vault, Authority(vault, settings.issuing_cas), publisher, credential, owns)
 
     @classmethod
     @asynccontextmanager

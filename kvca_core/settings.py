@@ -45,7 +45,10 @@ SETTINGS: tuple[Setting, ...] = (
             "empty: sign inline, publish nothing."),
     Setting("KVCA_ISSUANCE_POLICY", "",
             "JSON issuance policy: either one policy for every CA, or {\"<ca name>\": {...}, \"*\": {...}}; "
-            "empty: the safe defaults."),
+            "every CA that signs needs an entry (its own or \"*\"): a CA without one is refused."),
+    Setting("KVCA_ISSUING_CAS", "",
+            "Comma-separated names of CA certificates that may sign leaves without the tag "
+            "kvca-role=intermediate (a CA imported by hand, the recipe's way); a self-signed root never signs."),
     Setting("KVCA_CRL_URL", "",
             "Optional CRL distribution point URL written into issued certificates."),
     Setting("KVCA_AIA_URL", "",
@@ -109,6 +112,16 @@ def _shallow_json_object(name: str, raw: str) -> dict[str, Any]:
     if depth_exceeded_at(raw.encode("utf-8", "surrogatepass")) is not None:
         raise ValueError(f"{name} nests arrays or objects more than {MAX_DEPTH} levels deep")
     return _json_object(name, raw)
+
+
+def _name_list(name: str, raw: str) -> tuple[str, ...]:
+    from kvca_core.events import NAME_RE  # Key Vault's object-name rule; imported late like the policy
+
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    bad = [n for n in names if not NAME_RE.match(n)]
+    if bad:
+        raise ValueError(f"{name}: {', '.join(map(repr, bad))} is not a Key Vault certificate name")
+    return names
 
 
 def _https_url(name: str, raw: str, *, required: bool) -> str:
@@ -233,6 +246,7 @@ class Settings:
     sweep_schedule: str = "0 0 */6 * * *"
     eventgrid_topic_endpoint: str = ""
     issuance_policy: Mapping[str, Any] = field(default_factory=dict)
+    issuing_cas: tuple[str, ...] = ()
     crl_url: str = ""
     aia_url: str = ""
     ocsp_url: str = ""
@@ -277,6 +291,7 @@ class Settings:
             eventgrid_topic_endpoint=read("KVCA_EVENTGRID_TOPIC_ENDPOINT",
                                           lambda n, r: _https_url(n, r.strip(), required=False)),
             issuance_policy=read("KVCA_ISSUANCE_POLICY", _json_object),
+            issuing_cas=read("KVCA_ISSUING_CAS", _name_list),
             crl_url=read("KVCA_CRL_URL", text),
             aia_url=read("KVCA_AIA_URL", text),
             ocsp_url=read("KVCA_OCSP_URL", lambda n, r: r.strip().rstrip("/")),

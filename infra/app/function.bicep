@@ -84,8 +84,11 @@ param sweepSchedule string = '0 0 */6 * * *'
 @description('KVCA_EVENTGRID_TOPIC_ENDPOINT: endpoint of kvca\'s custom Event Grid topic.')
 param eventGridTopicEndpoint string
 
-@description('KVCA_ISSUANCE_POLICY: JSON issuance policy; empty for the safe defaults.')
+@description('KVCA_ISSUANCE_POLICY: JSON issuance policy; a CA with no entry (its own or "*") is refused.')
 param issuancePolicy string = ''
+
+@description('KVCA_ISSUING_CAS: comma-separated CA certificates that may sign without the kvca-role=intermediate tag.')
+param issuingCas string = ''
 
 @description('KVCA_CRL_URL: CRL distribution point written into issued certificates; empty for none.')
 param crlUrl string = ''
@@ -221,6 +224,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'KVCA_ISSUANCE_POLICY'
           value: issuancePolicy
+        }
+        {
+          name: 'KVCA_ISSUING_CAS'
+          value: issuingCas
         }
         {
           name: 'KVCA_CRL_URL'

@@ -264,6 +264,9 @@ def _check_subject(subject: x509.Name) -> tuple[x509.Name, str | None]:
     problem = names.domain_components_problem(name)
     if problem:
         raise InvalidRequest(f"subject {problem}", step=step)
+    problem = names.subject_size_problem(name)
+    if problem:
+        raise InvalidRequest(f"subject {problem}", step=step)
     return name, common_name
 
 
@@ -417,6 +420,8 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
                               f"may hold", step="check-names")
     chosen_profile = _decide_profile(profile, requested_ekus, request, policy)
     subject, common_name = _check_subject(request.subject)
+    # Before the SAN rules, so a repeated issuer subject is named as such (check_name_constraints checks it too).
+    names.check_not_issuer_subject(subject, ca.certificates)
     sans = _check_sans(request, common_name, policy)
     names.check_name_constraints(sans, subject, ca.certificates)
     # 5. decide-validity

@@ -7,13 +7,17 @@ or raises an errors.py kind naming the value and the rule.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Iterable, Sequence
 from urllib.parse import urlsplit
 
+import idna
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from publicsuffixlist import PublicSuffixList
 
 from kvca_core.errors import InvalidRequest, PolicyViolation
 
@@ -61,6 +65,51 @@ _UPPER_BOUNDS = {NameOID.COMMON_NAME: 64, NameOID.ORGANIZATION_NAME: 64,
 _IA5_ATTRIBUTES = {NameOID.DOMAIN_COMPONENT, NameOID.EMAIL_ADDRESS}
 _PRINTABLE_ATTRIBUTES = {NameOID.SERIAL_NUMBER}
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*")
+# Unicode general categories that never show: Cf (format: the bidi embeddings,
+# overrides and isolates U+202A-202E/2066-2069, LRM/RLM/ALM, zero-width space,
+# joiners, word joiner, BOM, tag characters) and the line/paragraph separators
+# Zl/Zp. In a subject they let a name read as another one (Unicode TR 36 3.1,
+# the "Trojan Source" bidi attack CVE-2021-42574).
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
+# A subject's DER size bound. RFC 5280 bounds each attribute (Appendix A, ub-*)
+# but not how many a name holds: a 42 KB subject of repeated OUs passed each
+# attribute's bound. 1 KiB is far above what a leaf needs (the bounded
+# attributes kvca issues, CN 64 + O 64 + OU 64 + L 128 + ST 128 + C 2 plus a few
+# DC labels, encode in well under 600 bytes) and keeps certificates small for
+# the constrained TLS stacks RFC 7925 (IoT profile) has in mind.
+MAX_SUBJECT_DER = 1024
+
+
+def subject_size_problem(subject: x509.Name) -> str | None:
+    """Why the subject is too large to issue, or None."""
+    size = len(subject.public_bytes())
+    if size > MAX_SUBJECT_DER:
+        return f"is {size} bytes of DER (at most {MAX_SUBJECT_DER})"
+    return None
+
+
+def _name_key(name: x509.Name) -> tuple:
+    """A name as RFC 5280 7.1 compares it: per attribute, case folded and inner spaces
+    collapsed (RFC 4518 caseIgnoreMatch, insignificant space handling)."""
+    return tuple(tuple(sorted((a.oid.dotted_string, " ".join(str(a.value).casefold().split())) for a in rdn))
+                 for rdn in name.rdns)
+
+
+def check_not_issuer_subject(subject: x509.Name, ca_certificates: Iterable[x509.Certificate]) -> None:
+    """A leaf never repeats the subject of a CA above it.
+
+    Such a leaf is "self-issued" (RFC 5280 3.2: issuer and subject match), and
+    path validation skips self-issued certificates in name constraint checks
+    (RFC 5280 6.1.3 (b), (c)) and path lengths (6.1.4 (l)); a client that looks
+    up the issuer by subject may also take the leaf for its own CA."""
+    if len(subject) == 0:
+        return
+    key = _name_key(subject)
+    for ca in ca_certificates:
+        if _name_key(ca.subject) == key:
+            raise PolicyViolation(f"subject {subject.rfc4514_string()!r} repeats the subject of CA "
+                                  f"{ca.subject.rfc4514_string()!r}; a leaf must be named apart from its "
+                                  f"issuers (RFC 5280 6.1.3)", step=STEP)
 
 
 def attribute_problem(oid: x509.ObjectIdentifier, value: str) -> str | None:
@@ -78,6 +127,11 @@ def attribute_problem(oid: x509.ObjectIdentifier, value: str) -> str | None:
         return f"is {size} bytes long (RFC 5280 allows at most {bound})"
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value):
         return "contains control characters"
+    invisible = next((c for c in value if unicodedata.category(c) in _INVISIBLE_CATEGORIES), None)
+    if invisible is not None:
+        return (f"contains the invisible character U+{ord(invisible):04X} ({unicodedata.name(invisible, 'unnamed')}): "
+                f"bidi controls, zero-width and other format characters make a name display as another "
+                f"(Unicode TR 36 / CVE-2021-42574)")
     if oid in _IA5_ATTRIBUTES and not value.isascii():
         return "is not ASCII (it is written as an IA5String)"
     if oid in _PRINTABLE_ATTRIBUTES and not _PRINTABLE.fullmatch(value):
@@ -169,7 +223,7 @@ def parse_subject(text: str) -> x509.Name:
             raise InvalidRequest(f"subject {text!r}: {key.strip()} {problem}", subject="subject")
         attributes.append(x509.NameAttribute(oid, value.upper() if oid == NameOID.COUNTRY_NAME else value))
     name = x509.Name([x509.RelativeDistinguishedName([a]) for a in reversed(attributes)])
-    problem = domain_components_problem(name)
+    problem = domain_components_problem(name) or subject_size_problem(name)
     if problem:
         raise InvalidRequest(f"subject {text!r}: {problem}", subject="subject")
     return name
@@ -216,6 +270,11 @@ def normalize_dns_name(name: str) -> str:
         if not LDH_LABEL.match(label):
             raise InvalidRequest(f"DNS name {shown!r}: label {label!r} is not letters, digits and inner "
                                  f"hyphens (RFC 1035 2.3.1)", step=STEP)
+        if label.startswith("xn--"):
+            problem = a_label_problem(label)
+            if problem:
+                raise InvalidRequest(f"DNS name {shown!r}: label {label!r} is not a valid IDNA A-label "
+                                     f"({problem})", step=STEP)
     if len(labels) < 2:
         raise InvalidRequest(f"DNS name {shown!r} is a single label (write the fully qualified name)", step=STEP)
     if all(label.isdigit() for label in labels):
@@ -227,6 +286,36 @@ def normalize_dns_name(name: str) -> str:
         raise InvalidRequest(f"DNS name {shown!r}: top-level label {labels[-1]!r} must be at least two "
                              f"characters and end with a letter", step=STEP)
     return lowered
+
+
+def a_label_problem(label: str) -> str | None:
+    """Why an 'xn--' label is no A-label, or None.
+
+    RFC 5891 5.4: the label must decode as Punycode to a U-label that is valid
+    under IDNA 2008 (RFC 5892 code points, RFC 5893 bidi, the hyphen and
+    CONTEXTJ/CONTEXTO rules: the `idna` package implements them), and encode back
+    to exactly the same label (one canonical A-label per U-label)."""
+    try:
+        ulabel = idna.ulabel(label)
+        if idna.alabel(ulabel).decode("ascii") != label:
+            return f"it is not the canonical encoding of {ulabel!r}"
+    except (idna.IDNAError, UnicodeError) as exc:
+        return str(exc)[:120]
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    # The list ships inside the package (publicsuffixlist's bundled
+    # public_suffix_list.dat): no network at run time; updates come as releases.
+    # Both sections count, ICANN and private (azurewebsites.net, github.io): each
+    # entry is a boundary below which names belong to different registrants.
+    return PublicSuffixList()
+
+
+def is_public_suffix(domain: str) -> bool:
+    """`domain` (normalised) is an entry of the Public Suffix List: co.uk, com, azurewebsites.net."""
+    return bool(_public_suffixes().is_public(domain))
 
 
 def is_wildcard(name: str) -> bool:
@@ -248,6 +337,13 @@ def check_dns_name_policy(name: str, policy: IssuancePolicy) -> None:
         if name.count(".") < 2:
             raise PolicyViolation(f"wildcard DNS name {name!r} covers a whole top-level domain "
                                   f"(a wildcard needs at least two labels after '*')", step=STEP)
+        # '*.co.uk' covers every registrant under a public suffix, whatever the CA's
+        # constraints: CA/B Forum Baseline Requirements 3.2.2.6 refuse such wildcards
+        # ("a registry-controlled or public suffix"), and so do browsers (RFC 6125 7.2).
+        if is_public_suffix(name[2:]):
+            raise PolicyViolation(f"wildcard DNS name {name!r} covers the public suffix {name[2:]!r} "
+                                  f"(Public Suffix List): it would match names of every registrant there",
+                                  step=STEP)
     if not policy.allowed_domains and not policy.allowed_names:
         return
     if name in policy.allowed_names:
@@ -317,6 +413,21 @@ def _dns_constraint_matches(name: str, constraint: str) -> bool:
     # the subtree only when its base is.
     base = name[2:] if is_wildcard(name) else name
     return within_domain(base, constraint)
+
+
+def _wildcard_reaches_excluded(name: str, constraint: str) -> bool:
+    """A wildcard `*.base` matches every name one label below `base`; an excluded
+    subtree at that depth (`secret.corp.internal` for `*.corp.internal`) lies within
+    what it matches, so the wildcard must be refused although its base is outside the
+    subtree (OpenSSL's -verify_hostname accepts it for the excluded name)."""
+    if not is_wildcard(name):
+        return False
+    base = name[2:]
+    constraint = constraint.lower().rstrip(".")
+    if constraint.startswith("."):
+        # '.x.base' excludes only names below x.base: the wildcard's one label cannot reach them.
+        return False
+    return constraint.endswith("." + base) and constraint.count(".") == base.count(".") + 1
 
 
 def _email_constraint_matches(address: str, constraint: str) -> bool:
@@ -395,8 +506,11 @@ def check_name_constraints(names: Sequence[x509.GeneralName], subject: x509.Name
     would be rejected by every RFC 5280 client anyway, and issuing it would
     mean the CA signs something it was told not to. Constraint types kvca
     cannot evaluate (otherName, x400Address, ...) make the issuance fail
-    closed rather than be ignored.
+    closed rather than be ignored. The subject must also not repeat a CA's
+    (check_not_issuer_subject), so every caller of this check gets that rule.
     """
+    ca_certificates = list(ca_certificates)
+    check_not_issuer_subject(subject, ca_certificates)
     candidates = list(names)
     if len(subject) > 0:
         candidates.append(x509.DirectoryName(subject))
@@ -412,7 +526,9 @@ def check_name_constraints(names: Sequence[x509.GeneralName], subject: x509.Name
                                       f"kvca cannot evaluate; refusing to issue under it", step=STEP)
         for name in candidates:
             for constraint in nc.excluded_subtrees or ():
-                if _matches(name, constraint):
+                if _matches(name, constraint) or (isinstance(name, x509.DNSName)
+                                                  and isinstance(constraint, x509.DNSName)
+                                                  and _wildcard_reaches_excluded(name.value, constraint.value)):
                     raise PolicyViolation(f"{_describe(name)} is excluded by the name constraints of CA "
                                           f"{ca_name!r} ({_constraint_text(constraint)})", step=STEP)
             permitted = [c for c in (nc.permitted_subtrees or ()) if type(c) is type(name)]

@@ -1,8 +1,9 @@
 """The issuance policy of a CA and the certificate profiles it may issue.
 
 A policy is a small declarative object, loaded from JSON (the app setting
-KVCA_ISSUANCE_POLICY) or a mapping. Its defaults are safe but keep the manual
-recipe working: DNS names only, no IP/email/URI SANs, at most 398 days,
+KVCA_ISSUANCE_POLICY) or a mapping. Every CA that signs needs one (its own
+entry or "*"); a CA without one is refused. A policy's field defaults keep the
+manual recipe working: DNS names only, no IP/email/URI SANs, at most 398 days,
 wildcards allowed (the recipe issues them) unless turned off. Whatever a policy
 says, the CA certificate's own name constraints are enforced as well
 (see names.check_name_constraints).
@@ -220,23 +221,36 @@ def bare_domain(value: str) -> str:
     return value.lstrip(".")
 
 
-def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str) -> IssuancePolicy:
-    """The policy for `ca_name` from KVCA_ISSUANCE_POLICY's parsed value.
+def _policy_hint(ca_name: str) -> str:
+    """How to give a CA a policy, for the refusal below (README "Issuance policy")."""
+    return (f'set {SETTING} to {{"{ca_name}": {{"allowed_domains": ["example.internal"]}}}} '
+            f'(or a "*" entry for every CA); an empty object {{}} takes the field defaults')
 
-    The value is either one policy for every CA (its keys are policy fields),
-    or a map {"<ca name>": {...}, "*": {...}}: the CA's own entry, else "*",
-    else the defaults. An entry is complete on its own (missing fields take
-    the defaults, not the "*" entry's values), so reading one entry tells the
-    whole policy.
+
+def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str, *,
+                  stored: Mapping[str, Any] | None = None) -> IssuancePolicy:
+    """The policy for `ca_name`: the one stored with the CA, else KVCA_ISSUANCE_POLICY's.
+
+    `stored` is a policy kept with the CA itself (a later issue stores it in the
+    vault); when given it wins over the setting. The setting's parsed value is
+    either one policy for every CA (its keys are policy fields), or a map
+    {"<ca name>": {...}, "*": {...}}: the CA's own entry, else "*". An entry is
+    complete on its own (missing fields take the defaults, not the "*" entry's
+    values), so reading one entry tells the whole policy.
+
+    A CA with no policy at all is refused (PolicyViolation), not given the
+    defaults: the defaults allow any DNS name, so an unlisted CA (a root, a
+    forgotten test CA) would otherwise sign anything (issue 13).
     """
-    if not setting:
-        return IssuancePolicy()
+    if stored is not None:
+        return IssuancePolicy.from_mapping(stored)
     known = {f.name for f in fields(IssuancePolicy)}
-    if set(setting) <= known:
+    if setting and set(setting) <= known:
         return IssuancePolicy.from_mapping(setting)
-    entry = setting.get(ca_name, setting.get("*"))
+    entry = setting.get(ca_name, setting.get("*")) if setting else None
     if entry is None:
-        return IssuancePolicy()
+        raise PolicyViolation(f"CA '{ca_name}' has no issuance policy, so it issues nothing",
+                              hint=_policy_hint(ca_name))
     try:
         return IssuancePolicy.from_mapping(entry)
     except ConfigurationError as exc:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 import function_app
 from kvca_core import clock
 from kvca_core.authority import parse_secret
-from kvca_core.model import CA_TAG
+from kvca_core.model import CA_ROLE_TAG, CA_TAG
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root
 
 
@@ -80,13 +80,15 @@ async def recipe_ca_material(name: str, *, key: str = "ec", years: int = 10):
 async def import_recipe_ca(vault, name: str, *, key: str = "ec", years: int = 10, material=None):
     """The manual recipe: each CA certificate turned into a password-less PFX
     (`step certificate p12 --no-password --insecure`) and imported (`az keyvault certificate
-    import`). Returns the root certificate."""
+    import`), then the intermediate marked as the one that signs (tag kvca-role=intermediate, as
+    `az keyvault certificate set-attributes --tags` writes it; an untagged CA is refused).
+    Returns the root certificate."""
     root, root_key, inter, inter_key = material or await recipe_ca_material(name, key=key, years=years)
     # The recipe's intermediate PFX holds only the intermediate and its key; the root is its own PFX.
     await vault.import_certificate(f"{name}-root", pkcs12.serialize_key_and_certificates(
         b"root", root_key, root, None, NoEncryption()))
     await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
-        b"intermediate", inter_key, inter, None, NoEncryption()))
+        b"intermediate", inter_key, inter, None, NoEncryption()), tags={CA_ROLE_TAG: "intermediate"})
     return root
 
 

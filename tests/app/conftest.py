@@ -11,6 +11,8 @@ import pytest
 from kvca_core import clock, context
 from kvca_core.settings import SETTING_NAMES
 
+TEST_POLICY = '{"*": {}}'
+
 
 @pytest.fixture
 async def app(emulator, monkeypatch):
@@ -24,6 +26,9 @@ async def app(emulator, monkeypatch):
     # as local.settings.sample.json and the Bicep give it, never from a default in Python.
     sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())
     monkeypatch.setenv("KVCA_SWEEP_SCHEDULE", sample["Values"]["KVCA_SWEEP_SCHEDULE"])
+    # Every CA needs a policy (a CA without one is refused): the defaults, for every CA. A test
+    # that is about the policy sets its own.
+    monkeypatch.setenv("KVCA_ISSUANCE_POLICY", TEST_POLICY)
     clock.use(emulator.clock.now)
     await context.reset_shared()
     try:

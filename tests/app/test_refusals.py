@@ -142,7 +142,7 @@ async def test_describe_tells_managed_state_chain_and_when_it_renews(app, ctx):
     assert d.chain == ("CN=s.corp.internal", "CN=corp-ca Intermediate") and len(d.sha256) == 64
     assert d.renew_at == d.info.not_after - dt.timedelta(days=30)
     ca = await operations.describe(ctx, "corp-ca")
-    assert not ca.managed and "kvca-ca tag" in ca.why_not_managed
+    assert not ca.managed and "never renews CA certificates" in ca.why_not_managed  # tagged by the recipe helper
     body = json.dumps(d.to_dict())
     assert "PRIVATE" not in body
 

@@ -17,7 +17,8 @@ def cli_env(emulator, monkeypatch):
     and the managed-identity endpoint that DefaultAzureCredential finds."""
     for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
-    env = emulator.environ()
+    # Every CA needs a policy (a CA without one is refused): the defaults, for every CA.
+    env = {**emulator.environ(), "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     # kvca's "now" follows the emulator's clock, so "is it due?" and its events agree.

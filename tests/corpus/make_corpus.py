@@ -264,6 +264,38 @@ def cases():
         "whole top-level domain", ca="constrained")
     add("wildcard-above-ca-name-constraints.der", dns("*.corp.example"), POLICY, "check-names",
         "outside the name constraints of CA", ca="constrained")
+    # --- issue 13: names that passed before (each a finding of its review)
+    add("idna-label-not-punycode.der", dns("xn--zz.kvca.test"), INVALID, "check-names",
+        "'xn--zz' is not a valid IDNA A-label")
+    add("idna-label-forbidden-code-point.der", dns("xn--ls8h.kvca.test"), INVALID, "check-names",
+        "'xn--ls8h' is not a valid IDNA A-label")
+    add("idna-label-in-cn-only.der", csr(name(cn("xn--a.kvca.test"))), INVALID, "check-names",
+        "not a valid IDNA A-label")
+    add("bidi-override-in-organization.der", csr(name(x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                                         "kvca \u202egnp.exe"), cn("api.kvca.test")),
+                                                 [x509.DNSName("api.kvca.test")]), INVALID, "check-names",
+        "invisible character U+202E")
+    add("zero-width-space-in-ou.der", csr(name(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Pay\u200bments"),
+                                               cn("api.kvca.test")), [x509.DNSName("api.kvca.test")]),
+        INVALID, "check-names", "invisible character U+200B")
+    add("subject-42-kib.der", csr(name(*(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"unit {i:04d} " + "x" * 54)
+                                         for i in range(650)), cn("api.kvca.test")), [x509.DNSName("api.kvca.test")]),
+        INVALID, "check-names", "bytes of DER (at most 1024)")
+    add("wildcard-public-suffix-co-uk.der", dns("*.co.uk"), POLICY, "check-names", "public suffix 'co.uk'")
+    add("wildcard-private-public-suffix.der", dns("*.azurewebsites.net"), POLICY, "check-names",
+        "public suffix 'azurewebsites.net'")
+    # The subject of the test PKI's intermediate (tests/signing/conftest.py), as it is encoded and case-folded.
+    issuer = (x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kvca tests"), cn("kvca Test Issuing CA"))
+    add("subject-repeats-issuer.der", csr(name(*issuer), [x509.DNSName("api.kvca.test")]), POLICY, "check-names",
+        "repeats the subject of CA")
+    add("subject-repeats-issuer-other-case.der", csr(name(x509.NameAttribute(NameOID.ORGANIZATION_NAME, "KVCA Tests"),
+                                                          cn("KVCA test  issuing ca")),
+                                                     [x509.DNSName("api.kvca.test")]), POLICY, "check-names",
+        "repeats the subject of CA")
+    add("wildcard-over-excluded-subtree.der", dns("*.corp.internal"), POLICY, "check-names",
+        "excluded by the name constraints of CA", ca="excluding")
+    add("wildcard-inside-excluded-subtree.der", dns("*.secret.corp.internal"), POLICY, "check-names",
+        "excluded by the name constraints of CA", ca="excluding")
     return c
 
 
@@ -282,7 +314,8 @@ def main() -> None:
         "about": "Hostile CSRs: each must be refused with `kind` (kvca_core.errors) at signing step `step`, "
                  "with `contains` in the message. `policy` (optional): IssuancePolicy fields to use; "
                  "`ca` (optional): 'constrained' = an intermediate whose nameConstraints permit only "
-                 "mycompany.local, else an unconstrained one. Regenerate with make_corpus.py.",
+                 "mycompany.local; 'excluding' = one that permits corp.internal and excludes secret.corp.internal; "
+                 "else an unconstrained one. Regenerate with make_corpus.py.",
         "cases": index,
     }
     (HERE / "index.json").write_text(json.dumps(doc, indent=1) + "\n")

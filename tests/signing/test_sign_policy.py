@@ -66,10 +66,27 @@ def test_policy_for_ca_reads_one_policy_or_a_map_per_ca():
     assert policy_for_ca(per_ca, "web-ca").allowed_domains == ("web.example",)
     assert policy_for_ca(per_ca, "web-ca").allow_wildcards is True  # an entry stands alone
     assert policy_for_ca(per_ca, "other-ca").allow_wildcards is False
-    assert policy_for_ca({"web-ca": {}}, "other-ca") == IssuancePolicy()
-    assert policy_for_ca({}, "x") == IssuancePolicy() == policy_for_ca(None, "x")
+    assert policy_for_ca({"web-ca": {}}, "web-ca") == IssuancePolicy()  # configured: the field defaults
     with pytest.raises(errors.ConfigurationError, match=r"KVCA_ISSUANCE_POLICY\['web-ca'\]"):
         policy_for_ca({"web-ca": {"max_sans": -1}}, "web-ca")
+
+
+@pytest.mark.parametrize("setting", [None, {}, {"web-ca": {}}, {"web-ca": {"allowed_domains": ["web.example"]}}])
+def test_a_ca_without_a_configured_policy_is_refused_not_defaulted(setting):
+    """Issue 13, finding "a leaf signed by the root": an unlisted CA got the permissive default
+    policy. Now it is refused, and the message says how to configure one."""
+    with pytest.raises(errors.PolicyViolation) as caught:
+        policy_for_ca(setting, "corp-ca-root")
+    text = str(caught.value)
+    assert "CA 'corp-ca-root' has no issuance policy" in text
+    assert 'KVCA_ISSUANCE_POLICY to {"corp-ca-root": {"allowed_domains"' in text and '"*" entry' in text
+
+
+def test_a_stored_policy_comes_before_the_setting():
+    """The lookup order a policy stored with the CA (a later issue) slots into."""
+    stored = {"allowed_domains": ["stored.example"]}
+    assert policy_for_ca({"*": {}}, "web-ca", stored=stored).allowed_domains == ("stored.example",)
+    assert policy_for_ca(None, "web-ca", stored=stored).allowed_domains == ("stored.example",)
 
 
 # ---------------------------------------------------------------- profiles
