@@ -137,15 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expiring-within", type=_non_negative, metavar="DAYS")
     p = add(sub, "show", "one certificate: chain, SANs, validity, serial, fingerprint, tags")
     p.add_argument("name", metavar="NAME")
-    p = add(sub, "export-chain", "the CA's PEM trust bundle")
+    p = add(sub, "export-chain", "the CA's trust certificates: root, intermediate or both; PEM, DER or PKCS#7")
     p.add_argument("name", metavar="CA")
     p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
-    p.add_argument("--include-root", action="store_true")
-    p = add(sub, "download", "an exportable certificate with its private key (file mode 0600)")
+    p.add_argument("--include-root", action="store_true", help="the same as --which both")
+    p.add_argument("--which", choices=ca_ops.TRUST_WHICH, default=None,
+                   help="intermediate (default): the CA that issues leaves, the one an Event Grid namespace "
+                        "takes; root: the self-signed root alone; both: the whole chain, root last")
+    p.add_argument("--format", choices=ca_ops.TRUST_FORMATS, default="pem",
+                   help="pem (default), der (.cer: exactly one certificate) or p7b (PKCS#7)")
+    p = add(sub, "download", "an exportable certificate with its private key and chain (file mode 0600)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--out", metavar="FILE", required=True)
     p.add_argument("--format", choices=ca_ops.DOWNLOAD_FORMATS, default="pem")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="pfx only: encrypt it with the first line of FILE (default: no password)")
     return parser
 
 
@@ -212,10 +219,10 @@ def write_private_file(path: str, data: bytes, *, force: bool = False) -> None:
             os.close(fd)
 
 
-def _write_public_file(path: str, text: str) -> None:
+def _write_public_file(path: str, data: bytes) -> None:
     try:
-        with open(path, "w", encoding="ascii") as fh:
-            fh.write(text)
+        with open(path, "wb") as fh:
+            fh.write(data)
     except OSError as exc:
         raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
 
@@ -536,30 +543,64 @@ async def _cmd_show(ctx, args, out: Output) -> int:
 
 
 async def _cmd_export_chain(ctx, args, out: Output) -> int:
-    pem = await ca_ops.export_chain(ctx, args.name, include_root=args.include_root)
+    if args.include_root and args.which not in (None, "both"):
+        raise UsageError(f"export-chain: --include-root contradicts --which {args.which}")
+    which = "both" if args.include_root else (args.which or "intermediate")
+    data = await ca_ops.export_trust(ctx, args.name, which, args.format)
+    count = len(_certificates_in(data, args.format))
     if args.out:
-        _write_public_file(args.out, pem)
+        _write_public_file(args.out, data)
         if out.as_json:
-            out.json({"ca": args.name, "file": args.out, "certificates": pem.count("BEGIN CERTIFICATE")})
+            out.json({"ca": args.name, "file": args.out, "which": which, "format": args.format,
+                      "certificates": count})
         else:
-            out.line(f"wrote {pem.count('BEGIN CERTIFICATE')} certificate(s) of CA '{args.name}' to {args.out}")
+            out.line(f"wrote {count} certificate(s) of CA '{args.name}' ({which}, {args.format}) to {args.out}")
     elif out.as_json:
-        out.json({"ca": args.name, "pem": pem})
+        out.json({"ca": args.name, "which": which, "format": args.format, "certificates": count,
+                  **({"pem": data.decode("ascii")} if args.format == "pem" else {"base64": data})})
+    elif args.format == "pem":
+        out.stdout.write(data.decode("ascii"))
+    elif out.is_terminal:
+        raise UsageError(f"export-chain: --format {args.format} is binary; give --out FILE (or redirect "
+                         f"standard output)")
     else:
-        out.stdout.write(pem)
+        out.stdout.flush()
+        getattr(out.stdout, "buffer", out.stdout).write(data)
     return EXIT_OK
 
 
+def _certificates_in(data: bytes, fmt: str) -> list:
+    """Parse what export-chain is about to hand out (its count is reported)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    if fmt == "pem":
+        return x509.load_pem_x509_certificates(data)
+    if fmt == "p7b":
+        return pkcs7.load_der_pkcs7_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
 async def _cmd_download(ctx, args, out: Output) -> int:
-    data = await ca_ops.download(ctx, args.name, args.format)
+    password = None
+    if args.password_file:
+        if args.format != "pfx":
+            raise UsageError("download: --password-file applies to --format pfx only (a PEM key is written "
+                             "unencrypted, mode 0600)")
+        password = _read_password(args.password_file).encode("utf-8")
+        if not password:
+            raise UsageError(f"password file {args.password_file!r} is empty; leave --password-file out for a "
+                             f"PFX without a password")
+    data = await ca_ops.download(ctx, args.name, args.format, password=password)
     try:
         write_private_file(args.out, data, force=args.force)
     finally:
-        del data
+        del data, password
     out.warn(f"{args.out} contains the private key of '{args.name}' (mode 0600): keep it safe and "
              "delete it when done")
     if out.as_json:
-        out.json({"name": args.name, "file": args.out, "format": args.format, "mode": "0600"})
+        out.json({"name": args.name, "file": args.out, "format": args.format, "mode": "0600",
+                  "encrypted": bool(args.password_file)})
     else:
         out.line(f"wrote '{args.name}' ({args.format}, key and chain) to {args.out}")
     return EXIT_OK

@@ -42,3 +42,11 @@ def kvca(cli_env, capsys):
 @pytest.fixture
 def step_ca(tmp_path) -> StepCA:
     return make_step_ca(tmp_path / "step")
+
+
+@pytest.fixture
+def corp(kvca):
+    """A CA made by `kvca ca create` (keys in the vault), constrained to corp.internal."""
+    result = kvca("ca", "create", "corp", "--subject", "CN=Corp CA", "--permitted-dns", "corp.internal")
+    assert result.code == 0, result.err
+    return "corp"

@@ -3,26 +3,15 @@ errors are one line and leave the vault as it was."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import stat
 
 import pytest
-from azure.keyvault.certificates import CertificatePolicy as SdkPolicy
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
-from clihelpers import run_on_a_terminal, run_subprocess, vault_snapshot
-
-
-@pytest.fixture
-def corp(kvca):
-    result = kvca("ca", "create", "corp", "--subject", "CN=Corp CA", "--permitted-dns", "corp.internal")
-    assert result.code == 0, result.err
-    return "corp"
+from clihelpers import import_exportable_leaf, run_on_a_terminal, run_subprocess, vault_snapshot
 
 
 def test_request_without_sign_leaves_a_pending_request_that_sign_completes(kvca, kv_clients, corp, emulator):
@@ -110,23 +99,9 @@ def test_list_expiring_within_and_show(kvca, corp, emulator):
     assert body["sha256"] == lines["SHA-256"].strip() and body["sans"] == ["long.corp.internal"]
 
 
-def _import_exportable_leaf(kv_clients, name: str) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.example.com")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=90)).sign(key, hashes.SHA256()))
-    pfx = pkcs12.serialize_key_and_certificates(b"x", key, cert, None, serialization.NoEncryption())
-    policy = SdkPolicy(issuer_name="Unknown", subject=f"CN={name}.example.com", exportable=True,
-                       key_type="EC", key_curve_name="P-256", content_type="application/x-pkcs12")
-    kv_clients.certificates.import_certificate(name, pfx, policy=policy)
-    return cert
-
-
 @pytest.mark.parametrize("fmt", ["pem", "pfx"])
 def test_download_writes_mode_0600_and_warns_about_the_private_key(kvca, kv_clients, tmp_path, fmt):
-    cert = _import_exportable_leaf(kv_clients, "portal")
+    cert = import_exportable_leaf(kv_clients, "portal")
     out = tmp_path / f"portal.{fmt}"
     result = kvca("download", "portal", "--out", str(out), "--format", fmt)
     assert result.code == 0, result.err
