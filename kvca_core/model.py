@@ -22,6 +22,21 @@ CA_TAG = "kvca-ca"
 CA_ROLE_TAG = "kvca-role"
 # Tag on the objects `kvca ca create` is still building; its value is the role they will get.
 CREATING_TAG = "kvca-creating"
+# Tag on a leaf: whether its merged chain ends with the root ("with-root") or stops at the
+# last intermediate ("without-root"). A tag because Key Vault's policy has no field for it,
+# and tags travel with every version kvca makes (renewals pass them on), so the choice made
+# at issue time holds across renewals. Absent: the profile's default (operations.py).
+CHAIN_TAG = "kvca-chain"
+CHAIN_WITH_ROOT, CHAIN_WITHOUT_ROOT = "with-root", "without-root"
+# Tag on a leaf: the URI SANs kvca adds when it signs, separated by spaces (a URI holds no
+# space, RFC 3986 2). A tag because Key Vault's policy cannot carry URIs: x509_props.sans has
+# dns_names, emails and upns only (keyvault-facts.md "Certificates with a non-integrated CA"),
+# so the vault's CSR never asks for them. Like CHAIN_TAG it is passed on to every new version,
+# so renewals keep the URIs; the signer checks them exactly as CSR names (allow_uri, allowed
+# domains, name constraints). Key Vault allows 15 tags per object with values of at most 256
+# characters (the emulator is laxer: 512), hence URIS_TAG_MAX.
+URIS_TAG = "kvca-uris"
+URIS_TAG_MAX = 256
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,23 @@ from kvca_core.errors import (
     NotFound,
     NotManaged,
     PolicyViolation,
+    Throttled,
 )
 from kvca_core.authority import LoadedCA, parse_secret, read_certificate
 from kvca_core.events import NAME_RE, pending_request_event
-from kvca_core.model import CA_ROLE_TAG, CA_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
+from kvca_core.model import (
+    CA_ROLE_TAG,
+    CA_TAG,
+    CHAIN_TAG,
+    CHAIN_WITH_ROOT,
+    CHAIN_WITHOUT_ROOT,
+    URIS_TAG,
+    URIS_TAG_MAX,
+    CertificatePolicy,
+    CertificateVersion,
+    KeySpec,
+    PendingRequest,
+)
 from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
 from kvca_core.signing.names import check_dns_name_policy, check_name_constraints, normalize_dns_name
 
@@ -54,7 +67,24 @@ UNKNOWN_ISSUER = "Unknown"
 # renewal that just made it (an HTTP retry, a second click racing an event).
 FRESH = dt.timedelta(minutes=5)
 
+# Exportable keys by default, for every profile: Application Gateway, API Management, App Service
+# and Container Apps read the certificate's secret and need the private key in the PFX, and an MQTT
+# device or mTLS client needs its own key (keyvault-facts.md "What the consumers of kvca's
+# certificates need"). `exportable: false` asks for a key that never leaves the vault.
+EXPORTABLE_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: True, Profile.SERVER_CLIENT: True}
+# The root in the merged chain (leaf, intermediates, root): API Management and App Service require
+# the full chain including the root in the PFX (keyvault-facts.md), so certificates that serve TLS
+# carry it. A client presents its chain to a server that holds the trust anchor already (Event
+# Grid's MQTT broker is given the immediate issuer; RFC 8446 4.4.2 lets the root be left out), so
+# device certificates stay without it. `include_root` chooses per request; CHAIN_TAG keeps it.
+ROOT_IN_CHAIN_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: False, Profile.SERVER_CLIENT: True}
+# Key Vault's create limit: 20 software-key creates per vault per 10 s (keyvault-facts.md
+# "Throttling"; a certificate create makes a key). issue_many keeps below it.
+CREATE_LIMIT, CREATE_WINDOW = 20, 10.0
+
 SIGNED, RENEWED, ISSUED, REQUESTED, SKIPPED, FAILED = "signed", "renewed", "issued", "requested", "skipped", "failed"
+CANCELLED = "cancelled"
+ALREADY_ISSUED = "already issued"  # the reason issue_many gives a certificate an earlier run issued
 WOULD_SIGN, WOULD_RENEW = "would-sign", "would-renew"
 
 
@@ -64,7 +94,7 @@ class Outcome:
     """What one operation did to one certificate."""
 
     name: str
-    action: str  # signed | renewed | issued | requested | skipped | failed | would-sign | would-renew
+    action: str  # signed | renewed | issued | requested | skipped | failed | cancelled | would-sign | would-renew
     version: str | None = None
     serial: str | None = None  # hex
     reason: str = ""
@@ -162,8 +192,13 @@ class IssueRequest:
     key: str = "ec-p256"
     validity_months: int = 12
     content_type: str = "application/x-pkcs12"
+    emails: tuple[str, ...] = ()  # email SANs (Key Vault's x509_props.sans.emails)
+    uris: tuple[str, ...] = ()  # URI SANs: kept in the URIS_TAG tag, see model.py
+    exportable: bool | None = None  # None: the profile's default (EXPORTABLE_BY_DEFAULT)
+    include_root: bool | None = None  # None: the profile's default (ROOT_IN_CHAIN_BY_DEFAULT)
 
-    FIELDS = ("name", "ca", "dns_names", "subject", "profile", "key", "validity_months", "content_type", "sign")
+    FIELDS = ("name", "ca", "dns_names", "subject", "profile", "key", "validity_months", "content_type",
+              "emails", "uris", "exportable", "include_root", "sign")
 
     @classmethod
     def from_mapping(cls, data: Any) -> "IssueRequest":
@@ -185,10 +220,23 @@ class IssueRequest:
                 raise InvalidRequest(f"field {key!r} must be a non-empty string", subject="request")
             return value.strip()
 
-        dns = data.get("dns_names", [])
-        if isinstance(dns, str) or not isinstance(dns, list) or not all(isinstance(d, str) for d in dns) \
-                or len(dns) > 1000:
-            raise InvalidRequest("field 'dns_names' must be a list of strings", subject="request")
+        def strings(key: str) -> tuple[str, ...]:
+            values = data.get(key, [])
+            if values is None:
+                return ()
+            if isinstance(values, str) or not isinstance(values, (list, tuple)) \
+                    or not all(isinstance(v, str) for v in values) or len(values) > 1000:
+                raise InvalidRequest(f"field {key!r} must be a list of strings", subject="request")
+            return tuple(v.strip() for v in values)
+
+        def flag(key: str) -> bool | None:
+            value = data.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise InvalidRequest(f"field {key!r} must be true or false, got {str(value)[:40]!r}",
+                                     subject="request")
+            return value
+
+        dns = strings("dns_names")
         months = data.get("validity_months", 12)
         if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
             raise InvalidRequest(f"field 'validity_months' must be a whole number from 1 to 120, got {months!r}",
@@ -197,9 +245,10 @@ class IssueRequest:
         if content not in ("application/x-pkcs12", "application/x-pem-file"):
             raise InvalidRequest(f"field 'content_type' must be application/x-pkcs12 or application/x-pem-file, "
                                  f"got {content!r}", subject="request")
-        return cls(name=text("name", True), ca=text("ca", True), dns_names=tuple(d.strip() for d in dns),
+        return cls(name=text("name", True), ca=text("ca", True), dns_names=dns,
                    subject=text("subject"), profile=text("profile") or "server", key=text("key") or "ec-p256",
-                   validity_months=months, content_type=content)
+                   validity_months=months, content_type=content, emails=strings("emails"), uris=strings("uris"),
+                   exportable=flag("exportable"), include_root=flag("include_root"))
 
 
 # --- the due rule --------------------------------------------------------------------------------
@@ -311,6 +360,34 @@ def _pending_status(pending: PendingRequest | None) -> str:
     return f"the pending request is {pending.status}"
 
 
+def root_in_chain(tags: Mapping[str, str], profile: Profile) -> bool:
+    """Whether the merged chain ends with the root: the certificate's CHAIN_TAG, else the
+    profile's default. Tags are vault data: a value kvca did not write counts as absent."""
+    value = tags.get(CHAIN_TAG)
+    if value == CHAIN_WITH_ROOT:
+        return True
+    if value == CHAIN_WITHOUT_ROOT:
+        return False
+    return ROOT_IN_CHAIN_BY_DEFAULT[profile]
+
+
+def tagged_uris(tags: Mapping[str, str]) -> tuple[str, ...]:
+    """The URI SANs a certificate asks for through URIS_TAG (model.py says why a tag). Untrusted:
+    the signer checks each like a name from the CSR."""
+    return tuple((tags.get(URIS_TAG) or "").split())
+
+
+def _request_tags(ca_name: str, uris: tuple[str, ...], include_root: bool) -> dict[str, str]:
+    tags = {CA_TAG: ca_name, CHAIN_TAG: CHAIN_WITH_ROOT if include_root else CHAIN_WITHOUT_ROOT}
+    if uris:
+        value = " ".join(uris)
+        if len(value) > URIS_TAG_MAX:
+            raise InvalidRequest(f"the URI SANs take {len(value)} characters; Key Vault keeps them in the "
+                                 f"{URIS_TAG} tag, which holds at most {URIS_TAG_MAX}", subject="request")
+        tags[URIS_TAG] = value
+    return tags
+
+
 # --- signing -------------------------------------------------------------------------------------
 async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
                 policy: CertificatePolicy, ca_name: str, action: str, loaded: LoadedCA | None = None) -> Outcome:
@@ -324,9 +401,11 @@ async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str]
     issued = await issue_leaf(
         pending.csr, ca=loaded.issuing, policy=policy_for_ca(settings.issuance_policy, ca_name),
         requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
-        urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None))
+        urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None),
+        uris=tagged_uris(tags))
     try:
-        merged = await ctx.vault.merge(name, issued.chain_der(include_root=False), tags=dict(tags))
+        merged = await ctx.vault.merge(name, issued.chain_der(include_root=root_in_chain(tags, issued.profile)),
+                                       tags=dict(tags))
     except (Conflict, NotFound, InvalidRequest):
         after = await ctx.vault.get_pending(name)
         if after is None or after.status.lower() == "completed":
@@ -592,11 +671,13 @@ def _same_subject(text: str, subject: x509.Name) -> bool:
         return False
 
 
-async def _issue(ctx, request: IssueRequest, sign: bool) -> Outcome:
+async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = False) -> Outcome:
     name = _check_name(request.name)
     ca_name = _check_name(request.ca, "CA")
-    key = KeySpec.parse(request.key)
     profile = Profile.parse(request.profile)
+    exportable = EXPORTABLE_BY_DEFAULT[profile] if request.exportable is None else request.exportable
+    include_root = ROOT_IN_CHAIN_BY_DEFAULT[profile] if request.include_root is None else request.include_root
+    key = KeySpec.parse(request.key, exportable=exportable)
     ipolicy = policy_for_ca(ctx.settings.issuance_policy, ca_name)
     dns_names = _precheck(request, ipolicy, key, profile)
     if not dns_names and not request.subject:
@@ -611,18 +692,22 @@ async def _issue(ctx, request: IssueRequest, sign: bool) -> Outcome:
     except KvcaError as exc:
         exc.subject = f"certificate '{name}'"
         raise
-    tags = {CA_TAG: ca_name}
+    tags = _request_tags(ca_name, tuple(request.uris), include_root)
     try:
         existing = await ctx.vault.get_certificate(name)
     except NotFound:
         existing = None
     if existing is not None and existing.cer is not None:
+        if existing_ok and existing.tags.get(CA_TAG) == ca_name:
+            # issue_many run again after a failure: what the first run issued is done.
+            return Outcome(name, SKIPPED, version=existing.version, reason=ALREADY_ISSUED)
         raise Conflict("already exists in the vault", subject=f"certificate '{name}'",
                        hint="renew it instead, or choose another name")
     policy = CertificatePolicy(
         issuer_name=UNKNOWN_ISSUER, subject=subject, dns_names=dns_names,
         ekus=tuple(oid.dotted_string for oid in profile.ekus), key_usage=_key_usage_for(key),
-        validity_months=request.validity_months, key=key, content_type=request.content_type)
+        validity_months=request.validity_months, key=key, content_type=request.content_type,
+        emails=tuple(request.emails))
     try:
         pending = await ctx.vault.create_certificate(name, policy, tags=tags)
     except Conflict:
@@ -655,6 +740,104 @@ async def issue(ctx, request: IssueRequest, *, sign: bool = True) -> Outcome:
     """Create a managed certificate (issuer Unknown, key made inside the vault) and sign it,
     or (`sign=False`) leave it pending and announce it with Kvca.CertificatePendingRequest."""
     return await _logged("issue", getattr(request, "name", None), _issue(ctx, request, sign))
+
+
+class _CreateRate:
+    """At most `limit` certificate creates start in any `window` seconds (a sliding window)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.starts: list[float] = []
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:  # one waiter at a time keeps the order fair
+            while True:
+                now = time.monotonic()
+                self.starts = [t for t in self.starts if now - t < self.window]
+                if len(self.starts) < self.limit:
+                    self.starts.append(now)
+                    return
+                await asyncio.sleep(self.window - (now - self.starts[0]))
+
+
+# A batch is bounded: at 20 creates per 10 s, 100 certificates take about 50 s, well inside the
+# 230 s an HTTP call to a Function may last (Azure's load balancer idle timeout).
+MAX_BATCH = 100
+THROTTLE_RETRIES = 3
+
+
+async def issue_many(ctx, requests, *, sign: bool = True, limit: int = CREATE_LIMIT,
+                     window: float = CREATE_WINDOW,
+                     progress: Callable[[Outcome], None] | None = None) -> tuple[Outcome, ...]:
+    """`issue` for each request, concurrently but never faster than `limit` creates per `window`
+    seconds (Key Vault's create limit), one Outcome per request in the order given. A refusal or
+    failure is that request's `failed` outcome and never stops the others. Run again after a
+    failure, it resumes: a certificate the earlier run issued is `skipped` ("already issued"), a
+    request it left pending is finished. Used by `kvca request --from` and `POST /api/certificates/batch`."""
+    requests = list(requests)
+    rate = _CreateRate(limit, window)
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    queue: asyncio.Queue = asyncio.Queue()
+    for index, request in enumerate(requests):
+        queue.put_nowait(index)
+
+    async def one(request: IssueRequest) -> Outcome:
+        name = getattr(request, "name", None) or "(unnamed)"
+        for attempt in range(THROTTLE_RETRIES + 1):
+            await rate.wait()
+            try:
+                return await _logged("issue", name, _issue(ctx, request, sign, existing_ok=True))
+            except Throttled as exc:
+                if attempt == THROTTLE_RETRIES:
+                    return Outcome(name, FAILED, reason=str(exc))
+                await asyncio.sleep(exc.retry_after if exc.retry_after and exc.retry_after > 0 else window)
+            except KvcaError as exc:
+                return Outcome(name, FAILED, reason=str(exc))
+            except Exception as exc:  # one broken request never stops the batch
+                logger.exception("kvca op=issue_many certificate=%s outcome=error kind=%s", name,
+                                 type(exc).__name__)
+                return Outcome(name, FAILED, reason=f"unexpected error ({type(exc).__name__})")
+        raise AssertionError("unreachable")
+
+    async def worker() -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            outcome = await one(requests[index])
+            outcomes[index] = outcome
+            if progress is not None:
+                try:
+                    progress(outcome)
+                except Exception:  # a progress bar must not break the batch
+                    logger.debug("issue_many progress callback failed", exc_info=True)
+
+    workers = max(1, min(ctx.settings.concurrency, limit, len(requests)))
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return tuple(o for o in outcomes if o is not None)
+
+
+# --- cancel --------------------------------------------------------------------------------------
+async def _cancel(ctx, name: str) -> Outcome:
+    current = await _current(ctx, name)  # NotFound for a name the vault does not know
+    managed_ca(name, current, await ctx.vault.get_policy(name))  # refuses what kvca does not manage
+    pending = await ctx.vault.get_pending(name)
+    if pending is None or pending.status.lower() == "completed":
+        return Outcome(name, SKIPPED, version=current.version if current.cer else None,
+                       reason=f"nothing to cancel: {_pending_status(pending)}")
+    try:
+        # Delete rather than PATCH cancellation_requested: a cancelled operation still blocks a
+        # new create until it is deleted (keyvault-facts.md "Cancel" and "DELETE .../pending").
+        await ctx.vault.delete_pending(name)
+    except NotFound:
+        return Outcome(name, SKIPPED, reason="nothing to cancel: the request was completed or withdrawn meanwhile")
+    return Outcome(name, CANCELLED, reason="the pending request was deleted unsigned")
+
+
+async def cancel(ctx, name: str) -> Outcome:
+    """Withdraw the pending request of a certificate kvca manages. Idempotent: with nothing
+    pending the outcome is `skipped`, saying so."""
+    _check_name(name)
+    return await _logged("cancel", name, _cancel(ctx, name))
 
 
 # --- inventory and describe ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ message names the value and the rule.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import ipaddress
 import logging
@@ -378,19 +379,23 @@ def _reverify(certificate: x509.Certificate, issuer: x509.Certificate, public_ke
 async def issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy | None = None,
                      profile: Profile | str | None = None, requested_ekus: Iterable[str] = (),
                      validity_months: int | None = None, now: dt.datetime | None = None,
-                     urls: IssuanceUrls = IssuanceUrls(), name: str | None = None) -> IssuedCertificate:
+                     urls: IssuanceUrls = IssuanceUrls(), name: str | None = None,
+                     uris: Sequence[str] = ()) -> IssuedCertificate:
     """Sign `csr` (PEM, DER, base64 DER or a parsed CSR) as a leaf of `ca` under `policy`.
 
     `profile` wins; else the `requested_ekus` (Key Vault policy's x509_props.ekus);
     else the EKUs the CSR requests; else `server`. `validity_months` is Key
     Vault's; None uses the policy's default. `name` (the Key Vault certificate's
     name) only labels errors: "certificate 'api': check-names: DNS name ...".
+    `uris`: URI SANs asked for besides the CSR's (Key Vault's CSR cannot carry them; kvca keeps
+    them in a tag), checked exactly as the CSR's own.
     Raises InvalidRequest or PolicyViolation with `step` set; UpstreamError
     when the CA key fails to sign.
     """
     try:
         return await _issue_leaf(csr, ca=ca, policy=policy or _DEFAULT_POLICY, profile=profile,
-                                 requested_ekus=requested_ekus, validity_months=validity_months, now=now, urls=urls)
+                                 requested_ekus=requested_ekus, validity_months=validity_months, now=now, urls=urls,
+                                 uris=tuple(uris))
     except KvcaError as exc:
         if name is not None and exc.subject is None:
             exc.subject = f"certificate {name!r}"
@@ -400,7 +405,7 @@ async def issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy | None = None
 
 async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Profile | str | None,
                       requested_ekus: Iterable[str], validity_months: int | None, now: dt.datetime | None,
-                      urls: IssuanceUrls) -> IssuedCertificate:
+                      urls: IssuanceUrls, uris: tuple[str, ...] = ()) -> IssuedCertificate:
     # 1. parse
     request_csr = csr_mod.parse_csr(csr)
     # 2. verify-signature
@@ -409,6 +414,8 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
     csr_mod.check_key(public_key, policy)
     # 4. check-names (and what else the request asks for)
     request = csr_mod.read_request(request_csr)
+    if uris:
+        request = dataclasses.replace(request, uris=request.uris + uris)
     if request.asks_ca:
         raise PolicyViolation("the CSR asks for CA powers (basicConstraints CA:TRUE); kvca signs only leaves "
                               "from a CSR", step="check-names", hint="create CAs with `kvca ca create`")

@@ -139,7 +139,7 @@ async def test_describe_tells_managed_state_chain_and_when_it_renews(app, ctx):
     await operations.issue(ctx, IssueRequest(name="shown", ca="corp-ca", dns_names=("s.corp.internal",)))
     d = await operations.describe(ctx, "shown")
     assert d.managed and d.info.ca == "corp-ca" and d.info.state == "valid" and d.info.sans == ("s.corp.internal",)
-    assert d.chain == ("CN=s.corp.internal", "CN=corp-ca Intermediate") and len(d.sha256) == 64
+    assert d.chain == ("CN=s.corp.internal", "CN=corp-ca Intermediate", "CN=corp-ca Root") and len(d.sha256) == 64
     assert d.renew_at == d.info.not_after - dt.timedelta(days=30)
     ca = await operations.describe(ctx, "corp-ca")
     assert not ca.managed and "kvca-ca tag" in ca.why_not_managed
