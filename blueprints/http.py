@@ -1,7 +1,8 @@
 """HTTP triggers (auth level FUNCTION; JSON in and out).
 
     POST /api/certificates/{name}/sign    sign the pending request
-    POST /api/certificates/{name}/renew   renew now ({"force": false} to renew only when due)
+    POST /api/certificates/{name}/renew   renew now ({"if_due": true}: only when due; {"force": true}: even
+                                          if a renewal completed moments ago, which is otherwise a 409)
     POST /api/certificates/{name}/cancel  withdraw the pending request
     POST /api/certificates                issue ({"name", "ca", "dns_names", ...}; "sign": false to only request)
     POST /api/certificates/batch          issue many ({"certificates": [...], "sign": true}), one outcome each
@@ -82,13 +83,15 @@ async def _on_named(req: func.HttpRequest, operation) -> func.HttpResponse:
 @bp.route(route="certificates/{name}/renew", methods=["POST"], auth_level=AUTH)
 @answers("renew")
 async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
-    data = _known(_body(req, optional=True), ("force", "version"))
+    data = _known(_body(req, optional=True), ("if_due", "force", "version"))
     version = data.get("version")
     if version is not None and not isinstance(version, str):
         raise InvalidRequest("field 'version' must be a string", subject="request")
     ctx = await context.shared()
-    outcome = await operations.renew(ctx, req.route_params.get("name", ""),
-                                     force=_flag(data, "force", True), version=version)
+    # A new version now, unless {"if_due": true}; a renewal completed moments ago is a 409
+    # (Conflict) unless {"force": true}.
+    outcome = await operations.renew(ctx, req.route_params.get("name", ""), now=not _flag(data, "if_due", False),
+                                     force=_flag(data, "force", False), version=version)
     return json_response(outcome.to_dict())
 
 

@@ -57,8 +57,8 @@ from kvca_core.model import (
     KeySpec,
     PendingRequest,
 )
-from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
-from kvca_core.signing.names import check_dns_name_policy, check_name_constraints, normalize_dns_name
+from kvca_core.signing import InsecureRequest, IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca, precheck
+from kvca_core.signing.names import normalize_dns_name, normalize_email, normalize_uri
 
 logger = logging.getLogger(__name__)
 
@@ -462,7 +462,17 @@ async def sign_pending(ctx, name: str) -> Outcome:
 
 
 # --- renewal -------------------------------------------------------------------------------------
-async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome:
+def _fresh(current: CertificateVersion, now: dt.datetime) -> Conflict | None:
+    """The refusal of an explicit renewal that would repeat one completed moments ago (FRESH)."""
+    if current.created_on is None or now - current.created_on >= FRESH:
+        return None
+    age = int((now - current.created_on).total_seconds())
+    return Conflict(f"version {current.version} was completed {age} s ago, so a renewal just happened; "
+                    f"not renewing it again", subject=f"certificate '{current.name}'",
+                    hint="renew with force to make another version anyway")
+
+
+async def _renew(ctx, name: str, *, force: bool, version: str | None, now_asked: bool = False) -> Outcome:
     """Key Vault has no conditional create, so "one renewal, one version" is kept by
     checking, around the create, that the version we judged is still the current one:
 
@@ -480,6 +490,9 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome
         # Only a pending version exists (created in the portal, or a crashed issue): sign it.
         return await _sign_pending(ctx, name, action=SIGNED)
     if version and version != current.version:
+        if now_asked:
+            raise Conflict(f"version {version} is no longer current (current: {current.version})",
+                           subject=f"certificate '{name}'")
         return Outcome(name, SKIPPED, version=current.version,
                        reason=f"version {version} is no longer current (current: {current.version})")
     policy = await vault.get_policy(name)
@@ -487,13 +500,14 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome
     now = clock.now()
     pending = await vault.get_pending(name)
     if pending is not None and pending.in_progress:
-        return _just_completed(current, now) or \
-            await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
-    if force:
-        if current.created_on is not None and now - current.created_on < FRESH:
-            return Outcome(name, SKIPPED, version=current.version,
-                           reason=f"version {current.version} was created "
-                                  f"{int((now - current.created_on).total_seconds())} s ago; not renewing it again")
+        wait = None if force else _just_completed(current, now)
+        if wait is not None and now_asked:
+            raise _fresh(current, now) or Conflict(wait.reason, subject=f"certificate '{name}'")
+        return wait or await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED)
+    if now_asked:
+        refusal = None if force else _fresh(current, now)
+        if refusal is not None:
+            raise refusal
     else:
         due, why = due_state(current, now, ctx.settings.renew_before_days)
         if not due:
@@ -523,11 +537,17 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None) -> Outcome
     return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
 
 
-async def renew(ctx, name: str, *, force: bool = False, version: str | None = None) -> Outcome:
-    """Renew when the current version is due (or `force`). `version`: act only while it is current
-    (an event naming an older version is a no-op)."""
+async def renew(ctx, name: str, *, now: bool = False, force: bool = False, version: str | None = None) -> Outcome:
+    """Renew the certificate.
+
+    now=False (events, the sweep): only when the current version is due; otherwise `skipped`,
+    saying why. now=True (a person: `kvca renew`, `POST .../renew`): a new signed version now;
+    if a renewal completed moments ago (FRESH) it is a Conflict saying so, never a quiet skip,
+    unless `force` (which implies now). `version`: act only while it is current (an event
+    naming an older version is a no-op)."""
     _check_name(name)
-    return await _logged("renew", name, _renew(ctx, name, force=force, version=version))
+    return await _logged("renew", name, _renew(ctx, name, force=force, version=version,
+                                              now_asked=now or force))
 
 
 # --- sweep ---------------------------------------------------------------------------------------
@@ -635,33 +655,53 @@ def _policy_key_type(key: KeySpec) -> str:
     return "rsa" if key.kty == "RSA" else {"P-256": "ec-p256", "P-384": "ec-p384", "P-521": "ec-p521"}[key.curve]
 
 
-def _precheck(request: IssueRequest, ipolicy, key: KeySpec, profile: Profile) -> tuple[str, ...]:
-    """The policy checks that need no CSR, done before anything is created in the vault
-    (the signer repeats them on the CSR itself)."""
-    where = f"certificate '{request.name}'"
-    if not ipolicy.allows_profile(profile):
-        raise PolicyViolation(f"profile {profile.value!r} is not allowed by CA '{request.ca}' "
-                              f"(allowed: {', '.join(ipolicy.profiles)})", subject=where, step="check-names")
-    kind = _policy_key_type(key)
-    if kind not in ipolicy.key_types:
-        raise PolicyViolation(f"key type {request.key!r} is not allowed by CA '{request.ca}' "
-                              f"(allowed: {', '.join(ipolicy.key_types)})", subject=where, step="check-key")
-    if key.kty == "RSA" and (key.size or 0) < ipolicy.min_rsa_bits:
-        raise PolicyViolation(f"RSA key of {key.size} bits is below the CA's minimum {ipolicy.min_rsa_bits}",
-                              subject=where, step="check-key")
-    if len(request.dns_names) > ipolicy.max_sans:
-        raise PolicyViolation(f"{len(request.dns_names)} DNS names exceed the CA's maximum of {ipolicy.max_sans}",
-                              subject=where, step="check-names")
-    names = []
-    for raw in request.dns_names:
-        try:
-            name = normalize_dns_name(raw)
-            check_dns_name_policy(name, ipolicy)
-        except KvcaError as exc:
-            exc.subject = where
-            raise
-        names.append(name)
-    return tuple(names)
+def _about(exc: KvcaError, where: str) -> KvcaError:
+    """The error, labelled with the certificate it is about (when it names nothing yet)."""
+    if exc.subject is None or exc.subject in ("subject", "request"):
+        exc.subject = where
+        exc.args = (str(exc),)
+    return exc
+
+
+def _asked_for(request: IssueRequest, profile: Profile) -> tuple[str | None, InsecureRequest]:
+    """The Key Vault subject and what the request asks for, in the form the signer checks a CSR in."""
+    dns_names = tuple(normalize_dns_name(d) for d in request.dns_names)
+    emails = tuple(normalize_email(e) for e in request.emails)
+    uris = tuple(normalize_uri(u) for u in request.uris)
+    subject = request.subject or (f"CN={dns_names[0]}" if dns_names else None)
+    if subject is None and not emails:
+        # Key Vault's policy needs a subject or a SAN it can hold (DNS names, emails; not URIs).
+        raise InvalidRequest("give a subject, or at least one DNS name or email", subject="request")
+    x509_subject = parse_subject(subject) if subject else x509.Name([])
+    return subject, InsecureRequest(subject=x509_subject, dns_names=dns_names, emails=emails, uris=uris,
+                                    ekus=tuple(oid.dotted_string for oid in profile.ekus))
+
+
+def _policy_differences(found: CertificatePolicy, found_tags: Mapping[str, str], wanted: CertificatePolicy,
+                        asked: InsecureRequest) -> list[str]:
+    """How a pending request found in the vault differs from the one asked for: names, key
+    (type, size or curve, exportable), EKUs and secret format. Completing a request that asked
+    for an RSA-2048 exportable key for a caller who asked for EC P-256 would hand them a key
+    they did not choose (issue 13)."""
+    differences = []
+    same_subject = _same_subject(found.subject, asked.subject) if found.subject else len(asked.subject) == 0
+    if not same_subject:
+        differences.append(f"subject {found.subject!r}")
+    for label, have, want in (("DNS names", found.dns_names, asked.dns_names),
+                              ("emails", found.emails, asked.emails),
+                              ("URIs", tagged_uris(found_tags), asked.uris),
+                              ("EKUs", found.ekus, wanted.ekus)):
+        if sorted(v.lower() for v in have) != sorted(v.lower() for v in want):
+            differences.append(f"{label} {', '.join(have) or 'none'}")
+    have_key, want_key = found.key, wanted.key
+    if have_key.kty.upper() != want_key.kty or (want_key.kty == "RSA" and have_key.size != want_key.size) \
+            or (want_key.kty == "EC" and (have_key.curve or "").upper() != want_key.curve):
+        differences.append(f"key {have_key.kty} {have_key.size or have_key.curve or ''}".rstrip())
+    if have_key.exportable != want_key.exportable:
+        differences.append("an exportable key" if have_key.exportable else "a non-exportable key")
+    if found.content_type != wanted.content_type:
+        differences.append(f"content type {found.content_type}")
+    return differences
 
 
 def _same_subject(text: str, subject: x509.Name) -> bool:
@@ -674,25 +714,24 @@ def _same_subject(text: str, subject: x509.Name) -> bool:
 async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = False) -> Outcome:
     name = _check_name(request.name)
     ca_name = _check_name(request.ca, "CA")
-    profile = Profile.parse(request.profile)
-    exportable = EXPORTABLE_BY_DEFAULT[profile] if request.exportable is None else request.exportable
-    include_root = ROOT_IN_CHAIN_BY_DEFAULT[profile] if request.include_root is None else request.include_root
-    key = KeySpec.parse(request.key, exportable=exportable)
-    ipolicy = policy_for_ca(ctx.settings.issuance_policy, ca_name)
-    dns_names = _precheck(request, ipolicy, key, profile)
-    if not dns_names and not request.subject:
-        raise InvalidRequest("give at least one DNS name or a subject", subject=f"certificate '{name}'")
-    subject = request.subject or f"CN={dns_names[0]}"
-    x509_subject = parse_subject(subject)  # refuses a malformed subject before the vault sees it
-    loaded = await ctx.authority.load(ca_name)  # an unknown CA is refused before anything is created
-    # The CA certificates' own name constraints, also before anything is created: the
-    # signer would refuse the CSR later, but the pending request would stay behind.
+    where = f"certificate '{name}'"
     try:
-        check_name_constraints([x509.DNSName(n) for n in dns_names], x509_subject, loaded.issuing.certificates)
+        profile = Profile.parse(request.profile)
+        exportable = EXPORTABLE_BY_DEFAULT[profile] if request.exportable is None else request.exportable
+        include_root = ROOT_IN_CHAIN_BY_DEFAULT[profile] if request.include_root is None else request.include_root
+        key = KeySpec.parse(request.key, exportable=exportable)
+        subject, asked = _asked_for(request, profile)
+        loaded = await ctx.authority.load(ca_name)  # an unknown CA is refused before anything is created
+        # Every rule the signer applies to the CSR, applied now to the request, before anything is
+        # created in the vault: a refusal at signing would leave the pending certificate behind.
+        precheck(asked, ca_certificates=loaded.issuing.certificates,
+                 policy=policy_for_ca(ctx.settings.issuance_policy, ca_name), profile=profile,
+                 validity_months=request.validity_months, now=clock.now(),
+                 key_kind=_policy_key_type(key), rsa_bits=key.size)
+        tags = _request_tags(ca_name, asked.uris, include_root)
     except KvcaError as exc:
-        exc.subject = f"certificate '{name}'"
-        raise
-    tags = _request_tags(ca_name, tuple(request.uris), include_root)
+        raise _about(exc, where) from None
+    dns_names = asked.dns_names
     try:
         existing = await ctx.vault.get_certificate(name)
     except NotFound:
@@ -704,26 +743,26 @@ async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = Fal
         raise Conflict("already exists in the vault", subject=f"certificate '{name}'",
                        hint="renew it instead, or choose another name")
     policy = CertificatePolicy(
-        issuer_name=UNKNOWN_ISSUER, subject=subject, dns_names=dns_names,
-        ekus=tuple(oid.dotted_string for oid in profile.ekus), key_usage=_key_usage_for(key),
-        validity_months=request.validity_months, key=key, content_type=request.content_type,
-        emails=tuple(request.emails))
+        issuer_name=UNKNOWN_ISSUER, subject=subject or "", dns_names=dns_names, emails=asked.emails,
+        ekus=asked.ekus, key_usage=_key_usage_for(key),
+        validity_months=request.validity_months, key=key, content_type=request.content_type)
     try:
         pending = await ctx.vault.create_certificate(name, policy, tags=tags)
     except Conflict:
         # A request for this name is already pending (a retried HTTP call, a crashed issue):
-        # finish it rather than refuse, if it is ours and asks for the same names.
+        # finish it rather than refuse, if it is ours and asks for the same names, key and EKUs.
         pending = await ctx.vault.get_pending(name)
         if pending is None or not pending.in_progress:
             raise
         current = await _current(ctx, name)
         if current.tags.get(CA_TAG) != ca_name:
             raise
-        policy = await ctx.vault.get_policy(name)
-        if sorted(policy.dns_names) != sorted(dns_names) or not _same_subject(policy.subject, x509_subject):
-            raise Conflict(f"a different request for this name is already pending (subject {policy.subject!r}, "
-                           f"DNS names {', '.join(policy.dns_names) or 'none'})", subject=f"certificate '{name}'",
-                           hint="sign or delete the pending request first")
+        found = await ctx.vault.get_policy(name)
+        differences = _policy_differences(found, current.tags, policy, asked)
+        if differences:
+            raise Conflict(f"a different request for this name is already pending ({'; '.join(differences)})",
+                           subject=where, hint=f"cancel it first (kvca cancel {name}), or ask for what it asks for")
+        policy = found
     if not isinstance(pending, PendingRequest):
         raise Conflict("the vault completed the certificate without a pending request",
                        subject=f"certificate '{name}'")
