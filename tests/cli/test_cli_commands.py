@@ -32,7 +32,8 @@ def test_request_without_sign_leaves_a_pending_request_that_sign_completes(kvca,
     assert signed.code == 0, signed.err
     assert signed.out.startswith("web: signed, version ")
     cert = kv_clients.certificates.get_certificate("web")
-    assert cert.properties.tags == {"kvca-ca": "corp"} and cert.cer
+    # The chain choice travels in a tag (the server-client profile's default: with the root).
+    assert cert.properties.tags == {"kvca-ca": "corp", "kvca-chain": "with-root"} and cert.cer
     again = kvca("sign", "web")
     assert again.code == 0 and again.out.startswith("web: skipped") and "nothing to sign" in again.out
 
@@ -92,8 +93,8 @@ def test_list_expiring_within_and_show(kvca, corp, emulator):
     lines = dict(line.split(":", 1) for line in shown.out.splitlines())
     assert lines["subject"].strip() == "CN=long.corp.internal"
     assert lines["SANs"].strip() == "long.corp.internal"
-    assert lines["chain"].strip() == "CN=long.corp.internal <- CN=Corp CA"
-    assert lines["tags"].strip() == "kvca-ca=corp" and lines["managed"].strip() == "yes"
+    assert lines["chain"].strip() == "CN=long.corp.internal <- CN=Corp CA <- CN=Corp CA Root"
+    assert lines["tags"].strip() == "kvca-ca=corp, kvca-chain=with-root" and lines["managed"].strip() == "yes"
     assert len(lines["SHA-256"].strip()) == 64
     body = json.loads(kvca("--json", "show", "long").out)
     assert body["sha256"] == lines["SHA-256"].strip() and body["sans"] == ["long.corp.internal"]
@@ -124,7 +125,8 @@ def test_download_writes_mode_0600_and_warns_about_the_private_key(kvca, kv_clie
 
 
 def test_download_of_a_non_exportable_certificate_fails_and_writes_nothing(kvca, corp, tmp_path):
-    assert kvca("request", "api", "--dns", "api.corp.internal", "--ca", corp, "--sign").code == 0
+    assert kvca("request", "api", "--dns", "api.corp.internal", "--ca", corp, "--no-exportable",
+                "--sign").code == 0
     for name in ("api", "corp"):
         result = kvca("download", name, "--out", str(tmp_path / f"{name}.pem"))
         assert result.code == 1
