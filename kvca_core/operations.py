@@ -857,7 +857,14 @@ async def issue_many(ctx, requests, *, sign: bool = True, limit: int = CREATE_LI
 
 # --- cancel --------------------------------------------------------------------------------------
 async def _cancel(ctx, name: str) -> Outcome:
-    current = await _current(ctx, name)  # NotFound for a name the vault does not know
+    try:
+        current = await _current(ctx, name)
+    except NotFound:
+        # A request that was the certificate's only version leaves nothing Key Vault reads back
+        # once it is deleted, so a second cancel (a retry) lands here: nothing is pending.
+        if await ctx.vault.get_pending(name) is None:
+            return Outcome(name, SKIPPED, reason="nothing to cancel: no pending request")
+        raise
     managed_ca(name, current, await ctx.vault.get_policy(name))  # refuses what kvca does not manage
     pending = await ctx.vault.get_pending(name)
     if pending is None or pending.status.lower() == "completed":

@@ -113,3 +113,15 @@ async def versions(vault, name: str) -> list:
 
 async def completed_versions(vault, name: str) -> list:
     return [v for v in await versions(vault, name) if v.x5t is not None]
+
+
+async def snapshot(vault) -> dict:
+    """Every certificate: its versions (id, enabled, thumbprint, tags) and its pending request's status.
+    Equal snapshots before and after: the vault was left exactly as it was."""
+    state = {}
+    async for listed in vault.list_certificates(include_pending=True):
+        vs = sorted([(v.version, v.enabled, v.x5t, tuple(sorted(v.tags.items())))
+                     async for v in vault.list_versions(listed.name)])
+        pending = await vault.get_pending(listed.name)
+        state[listed.name] = (vs, pending.status if pending else None)
+    return state

@@ -13,18 +13,7 @@ from kvca_core.errors import NotFound, NotManaged, PolicyViolation
 from kvca_core.model import CA_TAG
 from kvca_core.operations import IssueRequest
 
-from apphelpers import call_http, deliver, import_recipe_ca, run_timer
-
-
-async def snapshot(vault) -> dict:
-    """Every certificate: its versions (id, enabled, thumbprint, tags) and its pending request's status."""
-    state = {}
-    async for listed in vault.list_certificates(include_pending=True):
-        vs = sorted([(v.version, v.enabled, v.x5t, tuple(sorted(v.tags.items())))
-                     async for v in vault.list_versions(listed.name)])
-        pending = await vault.get_pending(listed.name)
-        state[listed.name] = (vs, pending.status if pending else None)
-    return state
+from apphelpers import call_http, deliver, import_recipe_ca, run_timer, snapshot
 
 
 async def portal_pending(kv_aio_clients, name: str, dns: str, ca: str | None, issuer: str = "Unknown"):
