@@ -10,7 +10,7 @@ import os
 import pytest
 from cryptography import x509
 
-from clihelpers import run_on_a_terminal, run_subprocess, vault_snapshot
+from clihelpers import import_exportable_leaf, run_on_a_terminal, run_subprocess, vault_snapshot
 
 OUTCOME_KEYS = {"name", "action", "version", "serial", "reason", "not_after", "warnings"}
 
@@ -141,6 +141,23 @@ def test_a_rerun_skips_what_is_issued_retries_what_failed_and_finishes_what_was_
     for n, version in issued.items():
         versions = [v for v in kv_clients.certificates.list_properties_of_certificate_versions(n)]
         assert [v.version for v in versions] == [version]
+
+
+def test_a_row_whose_name_is_held_by_another_ca_or_an_unmanaged_certificate_fails_instead_of_being_skipped(
+        kvca, kv_clients, fleet, tmp_path):
+    assert kvca("ca", "create", "other", "--subject", "CN=Other CA").code == 0
+    assert kvca("request", "d1", "--dns", "d1.fleet.example", "--profile", "client", "--ca", "other",
+                "--sign").code == 0
+    import_exportable_leaf(kv_clients, "d2")  # not kvca's: no kvca-ca tag
+    before = vault_snapshot(kv_clients)
+    path = _devices_csv(tmp_path / "devices.csv", ["d1", "d2", "d3"])
+    result = kvca("--json", "request", "--from", str(path), "--ca", fleet, "--sign")
+    assert result.code == 1
+    bodies = {json.loads(line)["name"]: json.loads(line) for line in result.out.splitlines()}
+    assert {n: b["action"] for n, b in bodies.items()} == {"d1": "failed", "d2": "failed", "d3": "issued"}
+    assert "already exists in the vault" in bodies["d1"]["reason"]
+    after = vault_snapshot(kv_clients)
+    assert {n: after[n] for n in ("d1", "d2")} == {n: before[n] for n in ("d1", "d2")}
 
 
 def test_json_lines_contract_in_a_fresh_process_and_progress_bar_on_a_terminal(cli_env, fleet, tmp_path):
