@@ -732,20 +732,25 @@ async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = Fal
     except KvcaError as exc:
         raise _about(exc, where) from None
     dns_names = asked.dns_names
+    policy = CertificatePolicy(
+        issuer_name=UNKNOWN_ISSUER, subject=subject or "", dns_names=dns_names, emails=asked.emails,
+        ekus=asked.ekus, key_usage=_key_usage_for(key),
+        validity_months=request.validity_months, key=key, content_type=request.content_type)
     try:
         existing = await ctx.vault.get_certificate(name)
     except NotFound:
         existing = None
     if existing is not None and existing.cer is not None:
         if existing_ok and existing.tags.get(CA_TAG) == ca_name:
-            # issue_many run again after a failure: what the first run issued is done.
-            return Outcome(name, SKIPPED, version=existing.version, reason=ALREADY_ISSUED)
+            # issue_many run again after a failure: what the first run issued for the same
+            # request is done; a different certificate under that name is not this request's.
+            differences = _policy_differences(await ctx.vault.get_policy(name), existing.tags, policy, asked)
+            if not differences:
+                return Outcome(name, SKIPPED, version=existing.version, reason=ALREADY_ISSUED)
+            raise Conflict(f"already exists in the vault with a different request ({'; '.join(differences)})",
+                           subject=where, hint="choose another name, or renew it")
         raise Conflict("already exists in the vault", subject=f"certificate '{name}'",
                        hint="renew it instead, or choose another name")
-    policy = CertificatePolicy(
-        issuer_name=UNKNOWN_ISSUER, subject=subject or "", dns_names=dns_names, emails=asked.emails,
-        ekus=asked.ekus, key_usage=_key_usage_for(key),
-        validity_months=request.validity_months, key=key, content_type=request.content_type)
     try:
         pending = await ctx.vault.create_certificate(name, policy, tags=tags)
     except Conflict:
@@ -861,9 +866,11 @@ async def _cancel(ctx, name: str) -> Outcome:
         current = await _current(ctx, name)
     except NotFound:
         # A request that was the certificate's only version leaves nothing Key Vault reads back
-        # once it is deleted, so a second cancel (a retry) lands here: nothing is pending.
+        # once it is deleted, so a second cancel of it (a retry) cannot be told from a name the
+        # vault never knew: both are NotFound, saying that nothing is pending.
         if await ctx.vault.get_pending(name) is None:
-            return Outcome(name, SKIPPED, reason="nothing to cancel: no pending request")
+            raise NotFound("no such certificate in the vault; nothing is pending for it",
+                           subject=f"certificate '{name}'") from None
         raise
     managed_ca(name, current, await ctx.vault.get_policy(name))  # refuses what kvca does not manage
     pending = await ctx.vault.get_pending(name)

@@ -292,12 +292,17 @@ async def test_cancel_withdraws_a_pending_request_once_and_then_says_nothing_is_
     status, body, _ = await call_http("kvca_cancel", "POST", "x", route_params={"name": "later"})
     assert status == 200 and body["action"] == "cancelled", body
     assert await ctx.vault.get_pending("later") is None
-    again = await operations.cancel(ctx, "later")
-    assert again.action == "skipped" and again.reason == "nothing to cancel: no pending request"
+    # The request was the certificate's only version: the vault now knows nothing of the name.
     status, body, _ = await call_http("kvca_cancel", "POST", "x", route_params={"name": "later"})
-    assert status == 200 and body["action"] == "skipped" and "nothing to cancel" in body["reason"]
-    # The name is free again: a new request for it is issued.
+    assert status == 404 and "nothing is pending" in body["message"]
+    # The name is free again: a new request for it is issued; with a completed version, a
+    # cancel with nothing pending is a plain skip that says so.
     assert (await operations.issue(ctx, request)).action == "issued"
+    for _ in range(2):
+        again = await operations.cancel(ctx, "later")
+        assert again.action == "skipped" and again.reason.startswith("nothing to cancel: ")
+    await operations.renew(ctx, "later", now=True, force=True)
+    assert (await completed_versions(ctx.vault, "later"))
 
 
 async def test_cancel_refuses_what_kvca_does_not_manage_and_names_it_does_not_know(ctx, kv_aio_clients):
@@ -309,7 +314,7 @@ async def test_cancel_refuses_what_kvca_does_not_manage_and_names_it_does_not_kn
     status, body, _ = await call_http("kvca_cancel", "POST", "x", route_params={"name": "theirs"})
     assert status == 409 and body["error"] == "NotManaged"
     status, body, _ = await call_http("kvca_cancel", "POST", "x", route_params={"name": "ghost"})
-    assert status == 200 and body["action"] == "skipped" and body["reason"] == "nothing to cancel: no pending request"
+    assert status == 404 and body["error"] == "NotFound"
     assert await snapshot(ctx.vault) == before
 
 
@@ -389,3 +394,14 @@ async def test_issue_many_keeps_going_past_a_refusal_and_reports_progress(ctx):
     assert [o.action for o in outcomes] == ["issued"] * 5 + ["failed"]
     assert sorted(o.name for o in seen) == sorted(r.name for r in requests)
     assert "bad" not in await snapshot(ctx.vault)
+
+
+async def test_issue_many_skips_only_what_an_earlier_run_issued_for_the_same_request(ctx):
+    await import_recipe_ca(ctx.vault, "corp-ca")
+    same = IssueRequest(name="dev", ca="corp-ca", dns_names=("dev.corp.internal",), profile="client")
+    await operations.issue(ctx, same)
+    other = IssueRequest(name="dev", ca="corp-ca", dns_names=("other.corp.internal",), profile="client")
+    (again,) = await operations.issue_many(ctx, [same])
+    (clash,) = await operations.issue_many(ctx, [other])
+    assert (again.action, again.reason) == ("skipped", operations.ALREADY_ISSUED)
+    assert clash.action == "failed" and "different request" in clash.reason and "dev.corp.internal" in clash.reason
