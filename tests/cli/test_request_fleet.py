@@ -143,6 +143,18 @@ def test_a_rerun_skips_what_is_issued_retries_what_failed_and_finishes_what_was_
         assert [v.version for v in versions] == [version]
 
 
+def test_a_row_whose_name_is_taken_by_a_different_certificate_fails_instead_of_being_skipped(kvca, fleet,
+                                                                                             tmp_path):
+    assert kvca("request", "d1", "--dns", "other.fleet.example", "--profile", "client", "--ca", fleet,
+                "--sign").code == 0
+    path = _devices_csv(tmp_path / "devices.csv", ["d1", "d2"])
+    result = kvca("--json", "request", "--from", str(path), "--sign")
+    assert result.code == 1
+    bodies = {json.loads(line)["name"]: json.loads(line) for line in result.out.splitlines()}
+    assert bodies["d1"]["action"] == "failed" and bodies["d2"]["action"] == "issued"
+    assert "already exists in the vault with a different request" in bodies["d1"]["reason"]
+
+
 def test_a_row_whose_name_is_held_by_another_ca_or_an_unmanaged_certificate_fails_instead_of_being_skipped(
         kvca, kv_clients, fleet, tmp_path):
     assert kvca("ca", "create", "other", "--subject", "CN=Other CA").code == 0
