@@ -789,20 +789,22 @@ async def issue(ctx, request: IssueRequest, *, sign: bool = True) -> Outcome:
 class _CreateRate:
     """At most `limit` certificate creates start in any `window` seconds (a sliding window)."""
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, *, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.limit, self.window = limit, window
+        self.monotonic, self.sleep = monotonic, sleep
         self.starts: list[float] = []
         self.lock = asyncio.Lock()
 
     async def wait(self) -> None:
         async with self.lock:  # one waiter at a time keeps the order fair
             while True:
-                now = time.monotonic()
+                now = self.monotonic()
                 self.starts = [t for t in self.starts if now - t < self.window]
                 if len(self.starts) < self.limit:
                     self.starts.append(now)
                     return
-                await asyncio.sleep(self.window - (now - self.starts[0]))
+                await self.sleep(self.window - (now - self.starts[0]))
 
 
 # A batch is bounded: at 20 creates per 10 s, 100 certificates take about 50 s, well inside the

@@ -405,3 +405,19 @@ async def test_issue_many_skips_only_what_an_earlier_run_issued_for_the_same_req
     (clash,) = await operations.issue_many(ctx, [other])
     assert (again.action, again.reason) == ("skipped", operations.ALREADY_ISSUED)
     assert clash.action == "failed" and "different request" in clash.reason and "dev.corp.internal" in clash.reason
+
+
+async def test_the_create_rate_never_starts_more_than_the_limit_in_any_window():
+    """On a fake clock: 45 creates at 20 per 10 s start in three bursts, 10 s apart."""
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    rate = operations._CreateRate(20, 10.0, monotonic=lambda: clock[0], sleep=sleep)
+    starts = []
+    for _ in range(45):
+        await rate.wait()
+        starts.append(clock[0])
+    assert starts == [0.0] * 20 + [10.0] * 20 + [20.0] * 5
+    assert all(sum(1 for t in starts if s <= t < s + 10.0) <= 20 for s in starts)
