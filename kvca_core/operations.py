@@ -1,9 +1,11 @@
 """kvca's operations: one function each, the same for the Functions app, the CLI and the demo.
 
     sign_pending(ctx, name)     sign the pending request of a managed certificate
-    renew(ctx, name)            start a new version when the current one is due, and sign it
+    renew(ctx, name)            a new signed version: now (people), or when due (events, sweep)
     sweep(ctx)                  walk the vault: sign what is pending, renew what is due
     issue(ctx, request)         create a managed certificate (key made in the vault) and sign it
+    issue_many(ctx, requests)   `issue` for a fleet, within Key Vault's create limit, one outcome each
+    cancel(ctx, name)           withdraw (delete) a managed certificate's pending request
     inventory(ctx)              the managed certificates, for `GET /api/certificates` and `kvca list`
     describe(ctx, name)         one certificate in detail, for `kvca show`
 
