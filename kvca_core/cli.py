@@ -596,7 +596,7 @@ async def _cmd_request(ctx, args, out: Output) -> int:
     if not args.name:
         raise UsageError("kvca request: the following arguments are required: NAME (or --from FILE for many)")
     if not args.dns and not args.ip and not args.subject and not args.email and not args.uri:
-        raise UsageError("request: give at least one --dns name, or --subject")
+        raise UsageError("request: give at least one --dns name, --email or --uri, or --subject")
     if args.ip:
         # The key and its CSR are made inside Key Vault, whose certificate policy can ask
         # only for DNS names, emails and UPNs (x509_props.sans); kvca signs what the CSR
