@@ -188,8 +188,9 @@ The whole file is checked first (a bad row is exit 2, naming the line and the fi
 is created). Requests then run concurrently within Key Vault's create limit (20 per 10 s).
 Resuming: run the same command again. A certificate already issued for the same request is
 reported "skipped" and left alone; one left pending by an interrupted run is signed; failed
-rows are tried again; a name held by a different certificate fails. --json prints one JSON result per line, in the file's order. Exit 0 when
-every row is issued or skipped, 1 when any failed."""
+rows are tried again; a name held by a different certificate fails. --json prints one JSON
+result per line, in the file's order. Exit 0 when every row is issued or skipped, 1 when any
+failed, 2 for bad arguments or a bad file."""
 
 
 # ---------------------------------------------------------------------------
