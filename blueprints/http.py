@@ -1,8 +1,11 @@
 """HTTP triggers (auth level FUNCTION; JSON in and out).
 
     POST /api/certificates/{name}/sign    sign the pending request
-    POST /api/certificates/{name}/renew   renew now ({"force": false} to renew only when due)
+    POST /api/certificates/{name}/renew   renew now ({"if_due": true}: only when due; {"force": true}: even
+                                          if a renewal completed moments ago, which is otherwise a 409)
+    POST /api/certificates/{name}/cancel  withdraw the pending request
     POST /api/certificates                issue ({"name", "ca", "dns_names", ...}; "sign": false to only request)
+    POST /api/certificates/batch          issue many ({"certificates": [...], "sign": true}), one outcome each
     GET  /api/certificates                inventory (?expiring_within_days=N)
     GET  /api/health                      liveness, configuration check (the sweep schedule too), who you are to kvca
 
@@ -53,6 +56,14 @@ def _body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any]:
     return data
 
 
+def _known(data: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})",
+                             subject="request")
+    return data
+
+
 def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
     value = data.get(key, default)
     if not isinstance(value, bool):
@@ -64,11 +75,17 @@ def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
 @bp.route(route="certificates/{name}/sign", methods=["POST"], auth_level=AUTH)
 @answers("sign")
 async def kvca_sign(req: func.HttpRequest) -> func.HttpResponse:
+    return await _on_named(req, operations.sign_pending, access.SIGN)
+
+
+async def _on_named(req: func.HttpRequest, operation, action: str) -> func.HttpResponse:
+    """An operation on the certificate the route names, taking no fields, once the access
+    rules allow `action` on that certificate."""
     _body(req, optional=True)
     ctx = await context.shared()
     name = req.route_params.get("name", "")
-    await authz.authorize_certificate(req, ctx, access.SIGN, name)
-    outcome = await operations.sign_pending(ctx, name)
+    await authz.authorize_certificate(req, ctx, action, name)
+    outcome = await operation(ctx, name)
     return json_response(outcome.to_dict())
 
 
@@ -76,20 +93,23 @@ async def kvca_sign(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="certificates/{name}/renew", methods=["POST"], auth_level=AUTH)
 @answers("renew")
 async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
-    data = _body(req, optional=True)
-    unknown = sorted(set(data) - {"force", "version"})
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))} (known: force, version)",
-                             subject="request")
+    data = _known(_body(req, optional=True), ("if_due", "force", "version"))
     version = data.get("version")
     if version is not None and not isinstance(version, str):
         raise InvalidRequest("field 'version' must be a string", subject="request")
-    force = _flag(data, "force", True)
+    if_due, force = _flag(data, "if_due", False), _flag(data, "force", False)
+    if if_due and force:
+        raise InvalidRequest("fields 'if_due' and 'force' contradict each other (force renews now, "
+                             "whether due or not)", subject="request")
     ctx = await context.shared()
     name = req.route_params.get("name", "")
-    await authz.authorize_certificate(req, ctx, access.FORCE_RENEW if force else access.RENEW, name)
-    outcome = await operations.renew(ctx, name, force=force, version=version,
-                                     min_age=dt.timedelta(minutes=ctx.settings.force_renew_min_age_minutes))
+    # A new version now, unless {"if_due": true}; a renewal completed moments ago is a 409
+    # (Conflict) unless {"force": true}. Renewing on demand makes a version the sweep would
+    # not make yet: the access rules call it force_renew, and it is rate-limited (min_age).
+    await authz.authorize_certificate(req, ctx, access.RENEW if if_due else access.FORCE_RENEW, name)
+    outcome = await operations.renew(
+        ctx, name, now=not if_due, force=force, version=version,
+        min_age=None if if_due else dt.timedelta(minutes=ctx.settings.force_renew_min_age_minutes))
     return json_response(outcome.to_dict())
 
 
@@ -104,6 +124,48 @@ async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
     authz.authorize_issue(req, ctx.settings, request)
     outcome = await operations.issue(ctx, request, sign=sign)
     return json_response(outcome.to_dict(), 201 if outcome.action in ("issued", "requested") else 200)
+
+
+@bp.function_name("kvca_cancel")
+@bp.route(route="certificates/{name}/cancel", methods=["POST"], auth_level=AUTH)
+@answers("cancel")
+async def kvca_cancel(req: func.HttpRequest) -> func.HttpResponse:
+    return await _on_named(req, operations.cancel, access.CANCEL)
+
+
+@bp.function_name("kvca_issue_batch")
+@bp.route(route="certificates/batch", methods=["POST"], auth_level=AUTH)
+@answers("issue_batch")
+async def kvca_issue_batch(req: func.HttpRequest) -> func.HttpResponse:
+    """Every item is checked before anything is created: a malformed item refuses the whole
+    batch (400, naming the item), so a batch never half-runs on a typo. Policy refusals and vault
+    failures are per item (`failed` outcomes); the status is 200 when every item issued or was
+    already issued, else 207 (Multi-Status, RFC 4918 11.1)."""
+    data = _known(_body(req, optional=False), ("certificates", "sign"))
+    items = data.get("certificates")
+    if not isinstance(items, list) or not items or len(items) > operations.MAX_BATCH:
+        raise InvalidRequest(f"field 'certificates' must be a list of 1 to {operations.MAX_BATCH} requests",
+                             subject="request")
+    requests = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and "sign" in item:
+            raise InvalidRequest(f"certificates[{index}]: 'sign' is set once for the batch", subject="request")
+        try:
+            requests.append(operations.IssueRequest.from_mapping(item))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"certificates[{index}]: {exc.message}", subject="request", hint=exc.hint) from None
+    names = [r.name for r in requests]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidRequest(f"certificate name(s) {', '.join(map(repr, twice))} appear more than once",
+                             subject="request")
+    ctx = await context.shared()
+    for request in requests:  # every item is authorized before anything is created
+        authz.authorize_issue(req, ctx.settings, request)
+    outcomes = await operations.issue_many(ctx, requests, sign=_flag(data, "sign", True))
+    done = all(o.action in ("issued", "requested")
+               or (o.action == "skipped" and o.reason == operations.ALREADY_ISSUED) for o in outcomes)
+    return json_response({"outcomes": [o.to_dict() for o in outcomes]}, 200 if done else 207)
 
 
 @bp.function_name("kvca_inventory")

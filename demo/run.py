@@ -7,10 +7,16 @@
    `Kvca.CertificatePendingRequest` event, and a pending certificate created
    directly in the vault as the portal does;
 4. run the registered Functions handlers (HTTP, Event Grid, timer) to sign them;
-5. move the emulator's clock to 30 days before expiry, so it raises
+5. issue an exportable server certificate and a device certificate (CN = a device
+   ID) and use them, keys read from their Key Vault secrets: a TLS handshake with
+   nginx (or Python's ssl module when nginx is not installed) checked by
+   `openssl s_client -verify_return_error`, and an MQTT publish through mosquitto
+   with `require_certificate true` (left out, saying how to install it, when
+   mosquitto is missing: the demo never installs anything itself);
+6. move the emulator's clock to 30 days before expiry, so it raises
    `CertificateNearExpiry`, and let the Event Grid handler renew each one;
-6. `openssl verify` every chain read back from the vault, print a table;
-7. revoke one certificate and show `openssl verify -crl_check` refusing it with the
+7. `openssl verify` every chain read back from the vault, print a table;
+8. revoke one certificate and show `openssl verify -crl_check` refusing it with the
    CRL the app serves, then stop.
 
 Nothing here is a second way of doing things: the handlers are the ones
@@ -20,6 +26,7 @@ function_app.py registers, and they call kvca_core.operations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -44,7 +51,8 @@ console = Console(width=None if sys.stdout.isatty() else 132)
 
 
 # The demo's KVCA_ISSUANCE_POLICY.
-DEMO_POLICY = {"*": {"allowed_domains": ["demo.internal"]}}
+DEMO_POLICY = {"demo-ca": {"allowed_domains": ["demo.internal"], "cn_forms": ["dns-name", "ip-address", "device-id"]},
+               "*": {"allowed_domains": ["demo.internal"]}}
 
 
 def _functions():
@@ -201,7 +209,12 @@ async def demo(em, work: Path) -> int:
 
     await record("v1")
 
-    console.rule("[bold]4. Time passes: 30 days before expiry")
+    # While the emulator's clock is still today's: nginx, mosquitto and openssl check validity
+    # against the real clock.
+    console.rule("[bold]4. The certificates in use: a TLS server and an MQTT device")
+    in_use = await _in_use(ctx, fns, work, demo_root)
+
+    console.rule("[bold]5. Time passes: 30 days before expiry")
     em.take_events()
     latest = max([(await ctx.vault.get_certificate(n)).expires_on for n in rows])
     em.clock.set(latest - dt.timedelta(days=30) + dt.timedelta(hours=1))
@@ -223,6 +236,7 @@ async def demo(em, work: Path) -> int:
     status, body = await _http(fns, "kvca_inventory", "GET", "certificates")
     console.print(f"GET /api/certificates -> {status}, {len(body['certificates'])} managed certificates")
 
+
     table = Table(title="kvca demo: every certificate, both versions, checked with openssl verify")
     for column in ("certificate", "CA", "requested by", "signed by", "v1 serial", "renewed by",
                    "v2 serial", "valid until", "openssl verify"):
@@ -237,16 +251,86 @@ async def demo(em, work: Path) -> int:
                       row.get("renewed", "-"), row["v2_serial"], row["v2_until"],
                       "[green]OK (v1, v2)[/]" if good else f"[red]{row['v1_verify']} / {row['v2_verify']}[/]")
     console.print(table)
+    ok &= in_use
     ok &= await _revocation_step(fns, ctx, work, roots, rows)
     console.print("[green]demo complete[/]" if ok else "[red]demo found a problem[/]")
     await context.reset_shared()
     return 0 if ok else 1
 
 
+async def _in_use(ctx, fns, work: Path, root: x509.Certificate) -> bool:
+    """An exportable server certificate served over TLS, and a device certificate (CN = a device
+    ID) publishing over MQTT with mutual TLS, each key read from its Key Vault secret the way a
+    consumer reads it (by the versionless secret ID). True when both worked (or MQTT was left
+    out because mosquitto is not installed, which is said)."""
+    from kvca_core.authority import parse_secret
+    from demo import consumers
+
+    for name, body in (("shop-web", {"dns_names": ["shop.demo.internal"], "profile": "server"}),
+                       ("device-001", {"subject": "CN=device-001", "profile": "client"})):
+        status, result = await _http(fns, "kvca_issue", "POST", "certificates",
+                                     {"name": name, "ca": "demo-ca", "key": "ec-p256", **body})
+        console.print(f"POST /api/certificates {name} ({body['profile']} profile, exportable by default) -> "
+                      f"{status} {result.get('action', result)}")
+        if status not in (200, 201):
+            return False
+    files = consumers.KeyFiles()
+    servers: list = []
+    try:
+        async def from_secret(name: str):
+            # The versionless secret: what Application Gateway polls and a device is provisioned from.
+            key, certs = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name))
+            return files.write(work, name, key, certs)
+
+        root_file = consumers.pem_file(work / "demo-root.pem", [root])
+        chain_file = consumers.pem_file(work / "demo-ca.pem", [
+            x509.load_der_x509_certificate((await ctx.vault.get_certificate("demo-ca")).cer), root])
+        cert, key = await from_secret("shop-web")
+        if consumers.find("nginx"):
+            server = consumers.Nginx(_fresh(work / "nginx"), cert, key, "shop.demo.internal").start()
+            what = "nginx"
+        else:
+            server = consumers.PythonTLSServer(cert, key).start()
+            what = "Python's ssl module (nginx is not installed)"
+        servers.append(server)
+        shake = consumers.s_client(server.port, "shop.demo.internal", root_file)
+        served = format(shake.served.serial_number, "x")[:10] if shake.served else "-"
+        console.print(f"TLS: {what} on 127.0.0.1:{server.port} serves shop-web (serial {served}); "
+                      f"openssl s_client -verify_return_error with the root: "
+                      + ("[green]verified[/]" if shake.verified else f"[red]FAILED[/] {shake.output[-200:]}"))
+        tls_ok = shake.verified
+
+        missing = [b for b in ("mosquitto", "mosquitto_pub", "mosquitto_sub") if not consumers.find(b)]
+        if missing:
+            console.print(f"[yellow]MQTT: left out, {', '.join(missing)} not installed[/] "
+                          f"({consumers.install_hint(*missing)}, then make demo again)")
+            return tls_ok
+        broker = consumers.Mosquitto(_fresh(work / "mosquitto"), chain_file, cert, key).start()
+        servers.append(broker)
+        device_cert, device_key = await from_secret("device-001")
+        topic = "devices/device-001/telemetry"
+        subscriber = broker.subscribe(chain_file, device_cert, device_key, topic)
+        broker.wait_for_log("u'device-001'")
+        published = broker.publish(chain_file, device_cert, device_key, topic, "21.5")
+        received, _ = subscriber.communicate(timeout=consumers.WAIT * 2)
+        mqtt_ok = published.returncode == 0 and received.strip() == f"{topic} 21.5"
+        console.print(f"MQTT: mosquitto on 127.0.0.1:{broker.port} (require_certificate true, CA demo-ca): "
+                      f"device-001 (CN=device-001, client profile) published to {topic}, the subscriber got "
+                      + (f"[green]{received.strip()!r}[/]" if mqtt_ok else f"[red]nothing[/] {published.stderr[-200:]}"))
+        return tls_ok and mqtt_ok
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        files.remove()
+
+
+def _fresh(directory: Path) -> Path:
+    directory.mkdir(exist_ok=True)
+    return directory
+
+
 def main() -> int:
     from kvemulator import Emulator
-
-    from kvca_core import clock
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if shutil.which("openssl") is None:
@@ -258,25 +342,39 @@ def main() -> int:
     em = Emulator(vault_name="kvca-demo", tls_dir=state / "tls")
     em.start()
     console.print(f"Key Vault emulator at [cyan]{em.url}[/] (vault name {em.vault_name})")
-    saved = dict(os.environ)
     try:
-        os.environ.update(em.environ())
-        # Every CA that signs needs an issuance policy (a CA without one is refused): both
-        # demo CAs issue for demo.internal only.
-        os.environ["KVCA_ISSUANCE_POLICY"] = json.dumps(DEMO_POLICY)
-        clock.use(em.clock.now)
-        return asyncio.run(demo(em, work))
+        with kvca_on(em):
+            # Every CA that signs needs an issuance policy (a CA without one is refused): both
+            # demo CAs issue for demo.internal only, and demo-ca may issue device certificates
+            # whose CN is a plain device ID (Event Grid's MQTT broker names a client by its subject).
+            os.environ["KVCA_ISSUANCE_POLICY"] = json.dumps(DEMO_POLICY)
+            return asyncio.run(demo(em, work))
     except Exception as exc:  # the demo's own failures: one line, then the non-zero exit
         console.print(f"[red]demo failed: {type(exc).__name__}: {exc}[/]")
         if os.environ.get("KVCA_DEMO_DEBUG"):
             raise
         return 1
     finally:
+        em.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def kvca_on(em):
+    """kvca pointed at a running emulator for the time of the block: its settings in os.environ
+    (as the Functions host or a shell would give them) and kvca's clock on the emulator's.
+    The demo and bench/bulk_issue.py run this way."""
+    from kvca_core import clock
+
+    saved = dict(os.environ)
+    try:
+        os.environ.update(em.environ())
+        clock.use(em.clock.now)
+        yield em
+    finally:
         clock.use(None)
         os.environ.clear()
         os.environ.update(saved)
-        em.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
 from kvca_core import clock
@@ -796,22 +796,63 @@ async def list_cas(ctx) -> list[CAInfo]:
 
 async def export_chain(ctx, name: str, include_root: bool = False) -> str:
     """PEM trust bundle of CA `name`: its certificate and those above it; the root only if asked."""
+    return _pem(await trust_certificates(ctx, name, "both" if include_root else "intermediate"))
+
+
+# What each consumer takes (README, "Using kvca certificates with Azure services"): the root
+# alone (a trust store, Application Gateway's backend root), the intermediate alone (an Event
+# Grid namespace's CA certificate: the immediate issuer), or both (Application Gateway's trusted
+# client CA, API Management's CA certificates).
+TRUST_WHICH = ("intermediate", "root", "both")
+# PEM: any number of certificates; DER (`.cer`): exactly one; PKCS#7 (`.p7b`, DER-encoded
+# SignedData with certificates only, RFC 2315 section 9.1 "degenerate case").
+TRUST_FORMATS = ("pem", "der", "p7b")
+
+
+async def trust_certificates(ctx, name: str, which: str = "intermediate") -> list[x509.Certificate]:
+    """CA `name`'s trust certificates, nearest first: `intermediate` (the CA and any CA above it
+    short of the root), `root` (the self-signed root alone) or `both`."""
     _check_name(name)
-    vault = ctx.vault
-    _, chain, _ = await _ca_chain(vault, name)
-    if not is_self_signed(chain[-1]) and include_root:
+    if which not in TRUST_WHICH:
+        raise InvalidRequest(f"{which!r} is not one of {', '.join(TRUST_WHICH)}", subject=_ca(name))
+    _, chain, _ = await _ca_chain(ctx.vault, name)
+    has_root = is_self_signed(chain[-1])
+    if which in ("root", "both") and not has_root:
         raise NotFound("the CA's chain does not reach a self-signed root, so it cannot be included",
                        subject=_ca(name), hint="import the CA again with --chain holding the root")
-    if not include_root and len(chain) > 1 and is_self_signed(chain[-1]):
-        chain = chain[:-1]
-    return _pem(chain)
+    if which == "root":
+        return [chain[-1]]
+    if which == "intermediate" and len(chain) > 1 and has_root:
+        return chain[:-1]
+    return chain
+
+
+def encode_trust(certs: Sequence[x509.Certificate], fmt: str, who: str) -> bytes:
+    """Certificates as PEM, DER (one certificate only: the format has room for one) or PKCS#7."""
+    if fmt == "pem":
+        return _pem(certs).encode("ascii")
+    if fmt == "der":
+        if len(certs) != 1:
+            raise InvalidRequest(f"DER (.cer) holds exactly one certificate, and this selection has {len(certs)}",
+                                 subject=who, hint="choose --which root or an intermediate CA, or use pem or p7b")
+        return certs[0].public_bytes(serialization.Encoding.DER)
+    if fmt == "p7b":
+        return pkcs7.serialize_certificates(list(certs), serialization.Encoding.DER)
+    raise InvalidRequest(f"format {fmt!r} is not one of {', '.join(TRUST_FORMATS)}", subject=who)
+
+
+async def export_trust(ctx, name: str, which: str = "intermediate", fmt: str = "pem") -> bytes:
+    """`kvca export-chain`: the chosen trust certificates of CA `name` in the chosen format."""
+    return encode_trust(await trust_certificates(ctx, name, which), fmt, _ca(name))
 
 
 DOWNLOAD_FORMATS = ("pem", "pfx")
 
 
-async def download(ctx, name: str, fmt: str = "pem") -> bytes:
-    """The certificate's private key and chain, as PEM or as a password-less PFX.
+async def download(ctx, name: str, fmt: str = "pem", *, password: bytes | None = None) -> bytes:
+    """The certificate's private key and chain, as PEM or as a PFX (password-less, or encrypted
+    with `password`: PBES2 with AES-256-CBC and an HMAC-SHA256 MAC, cryptography's best
+    available PKCS#12 encryption).
 
     Only for exportable certificates: the caller writes the bytes to a file
     of mode 0600 and nowhere else.
@@ -819,6 +860,8 @@ async def download(ctx, name: str, fmt: str = "pem") -> bytes:
     _check_name(name, "certificate name")
     if fmt not in DOWNLOAD_FORMATS:
         raise InvalidRequest(f"format {fmt!r} is not supported (use pem or pfx)", subject=_cert(name))
+    if password is not None and (fmt != "pfx" or not password):
+        raise InvalidRequest("a password applies to a PFX only, and may not be empty", subject=_cert(name))
     vault = ctx.vault
     current = await _current(vault, name)
     if current is None:
@@ -834,12 +877,13 @@ async def download(ctx, name: str, fmt: str = "pem") -> bytes:
                          subject=_cert(name), hint="only certificates created with an exportable key can be downloaded")
     ordered = order_chain(leaf, [c for c in certs if c != leaf], _cert(name))
     if fmt == "pfx":
-        return pkcs12.serialize_key_and_certificates(name.encode("ascii"), key, leaf, ordered[1:],
-                                                     serialization.NoEncryption())
+        encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+        return pkcs12.serialize_key_and_certificates(name.encode("ascii"), key, leaf, ordered[1:], encryption)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return key_pem + _pem(ordered).encode("ascii")
 
 
-__all__ = ["CAInfo", "CREATING_TAG", "DOWNLOAD_FORMATS", "ca_names", "create_ca", "download", "export_chain",
-           "import_ca", "key_is_encrypted", "list_cas", "order_chain", "pfx_needs_password", "show_ca"]
+__all__ = ["CAInfo", "CREATING_TAG", "DOWNLOAD_FORMATS", "TRUST_FORMATS", "TRUST_WHICH", "ca_names", "create_ca",
+           "download", "encode_trust", "export_chain", "export_trust", "import_ca", "key_is_encrypted", "list_cas",
+           "order_chain", "pfx_needs_password", "show_ca", "trust_certificates"]

@@ -116,49 +116,93 @@ def build_parser() -> argparse.ArgumentParser:
     add(ca_sub, "list", "list the CAs in the vault")
 
     p = add(sub, "request", "create a certificate request in Key Vault (issuer Unknown, tag kvca-ca)")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", nargs="?")
     p.add_argument("--dns", nargs="+", default=[], metavar="NAME")
     p.add_argument("--ip", nargs="+", default=[], metavar="ADDRESS")
     p.add_argument("--subject", help="default: CN=<first DNS name>")
-    p.add_argument("--profile", choices=PROFILES, default="server")
-    p.add_argument("--key", default="ec-p256", choices=KEY_TYPES)
-    p.add_argument("--months", type=_positive, default=12)
+    p.add_argument("--profile", choices=PROFILES, default=None, help="default: server")
+    p.add_argument("--key", default=None, choices=KEY_TYPES, help="default: ec-p256")
+    p.add_argument("--months", type=_positive, default=None, help="default: 12")
     p.add_argument("--ca", help="the issuing CA (default: the only CA in the vault)")
     p.add_argument("--sign", action="store_true", help="sign it at once")
+    _add_request_options(p)
 
     p = add(sub, "sign", "sign a pending request")
     p.add_argument("name", metavar="NAME")
     p = add(sub, "renew", "start a new version of a certificate and sign it")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--if-due", action="store_true", help="only when it is due (as the sweep decides)")
+    p.add_argument("--force", action="store_true",
+                   help="renew even if a renewal completed moments ago (otherwise that is an error)")
+    p = add(sub, "cancel", "withdraw the pending request of a certificate kvca manages")
+    p.add_argument("name", metavar="NAME")
     p = add(sub, "sweep", "sign every pending request and renew every due certificate")
     p.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
     p = add(sub, "list", "the certificates kvca manages, most urgent first")
     p.add_argument("--expiring-within", type=_non_negative, metavar="DAYS")
     p = add(sub, "show", "one certificate: chain, SANs, validity, serial, fingerprint, tags")
     p.add_argument("name", metavar="NAME")
-    p = add(sub, "export-chain", "the CA's PEM trust bundle")
+    p = add(sub, "export-chain", "the CA's trust certificates: root, intermediate or both; PEM, DER or PKCS#7")
     p.add_argument("name", metavar="CA")
     p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
-    p.add_argument("--include-root", action="store_true")
-    p = add(sub, "download", "an exportable certificate with its private key (file mode 0600)")
+    p.add_argument("--include-root", action="store_true", help="the same as --which both")
+    p.add_argument("--which", choices=ca_ops.TRUST_WHICH, default=None,
+                   help="intermediate (default): the CA that issues leaves, the one an Event Grid namespace "
+                        "takes; root: the self-signed root alone; both: the whole chain, root last")
+    p.add_argument("--format", choices=ca_ops.TRUST_FORMATS, default="pem",
+                   help="pem (default), der (.cer: exactly one certificate) or p7b (PKCS#7)")
+    p = add(sub, "download", "an exportable certificate with its private key and chain (file mode 0600)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--out", metavar="FILE", required=True)
     p.add_argument("--format", choices=ca_ops.DOWNLOAD_FORMATS, default="pem")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="pfx only: encrypt it with the first line of FILE (default: no password)")
     _add_revocation_commands(sub, add)
     return parser
+
+
+def _add_request_options(p: argparse.ArgumentParser) -> None:
+    """`kvca request`'s options for consumers and fleets (issue 9)."""
+    p.add_argument("--email", nargs="+", default=[], metavar="ADDRESS", help="rfc822Name SANs (client profile)")
+    p.add_argument("--uri", nargs="+", default=[], metavar="URI", help="URI SANs, e.g. spiffe://fleet.example/device-1")
+    p.add_argument("--exportable", action=argparse.BooleanOptionalAction, default=None,
+                   help="may the private key leave Key Vault in the certificate's secret (PFX/PEM)? "
+                        "default: yes for the server, client and server-client profiles, which "
+                        "Application Gateway, API Management, App Service and devices need")
+    p.add_argument("--include-root", action=argparse.BooleanOptionalAction, default=None,
+                   help="merge the root into the chain after the intermediates (API Management and App "
+                        "Service require the full chain); default: yes for server and server-client, no for client")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="many certificates: a CSV file with a header row, or JSON lines (see below)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """\
+--from FILE issues one certificate per row. The columns (CSV header) or keys (JSON lines) are
+those of POST /api/certificates: name, ca, subject, dns_names, emails, uris, profile, key,
+validity_months, content_type, exportable, include_root. In CSV, list columns hold
+space-separated values and booleans are true/false; options given on the command line (--ca,
+--profile, --key, --months, --exportable, --include-root) fill the cells a row leaves empty.
+Example CSV:
+    name,dns_names,uris
+    device-001,device-001.fleet.example,spiffe://fleet.example/device-001
+The whole file is checked first (a bad row is exit 2, naming the line and the field, and nothing
+is created). Requests then run concurrently within Key Vault's create limit (20 per 10 s).
+Resuming: run the same command again. A certificate already issued for the same request is
+reported "skipped" and left alone; one left pending by an interrupted run is signed; failed
+rows are tried again; a name held by a different certificate fails. --json prints one JSON
+result per line, in the file's order. Exit 0 when every row is issued or skipped, 1 when any
+failed, 2 for bad arguments or a bad file."""
 
 
 # ---------------------------------------------------------------------------
 # Files
 
 
-def _read_file(path: str, what: str) -> bytes:
+def _read_file(path: str, what: str, limit: int = _MAX_FILE) -> bytes:
     try:
         with open(path, "rb") as fh:
             # Read one byte past the limit rather than trust a size: a pipe or /dev/stdin has none.
-            data = fh.read(_MAX_FILE + 1)
+            data = fh.read(limit + 1)
     except FileNotFoundError:
         raise UsageError(f"{what} {path!r} does not exist") from None
     except IsADirectoryError:
@@ -167,8 +211,9 @@ def _read_file(path: str, what: str) -> bytes:
         raise UsageError(f"{what} {path!r} cannot be read (permission denied)") from None
     except OSError as exc:
         raise UsageError(f"{what} {path!r} cannot be read ({exc.strerror or type(exc).__name__})") from None
-    if len(data) > _MAX_FILE:
-        raise UsageError(f"{what} {path!r} is more than {_MAX_FILE} bytes; a CA's files are a few KB")
+    if len(data) > limit:
+        raise UsageError(f"{what} {path!r} is more than {limit} bytes"
+                         + ("; a CA's files are a few KB" if limit == _MAX_FILE else ""))
     return data
 
 
@@ -213,12 +258,137 @@ def write_private_file(path: str, data: bytes, *, force: bool = False) -> None:
             os.close(fd)
 
 
-def _write_public_file(path: str, text: str) -> None:
+def _write_public_file(path: str, data: bytes) -> None:
     try:
-        with open(path, "w", encoding="ascii") as fh:
-            fh.write(text)
+        with open(path, "wb") as fh:
+            fh.write(data)
     except OSError as exc:
         raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------------
+# Fleet files (`kvca request --from FILE`)
+
+# The columns are the fields of `POST /api/certificates` (IssueRequest.from_mapping), so a row
+# means the same in a file, an HTTP body and on the command line. `sign` is the command's --sign.
+FLEET_LIST_FIELDS = ("dns_names", "emails", "uris")
+FLEET_BOOL_FIELDS = ("exportable", "include_root")
+FLEET_FIELDS = tuple(f for f in operations.IssueRequest.FIELDS if f != "sign")
+_MAX_FLEET_FILE = 64 * 1024 * 1024  # about half a million rows
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _fleet_cell(path: str, line: int, field: str, text: str) -> Any:
+    """A CSV cell as the JSON value the request takes: lists are space-separated (no DNS name,
+    email address or URI holds a space), booleans true/false, months a whole number."""
+    if field in FLEET_LIST_FIELDS:
+        return text.split()
+    if field in FLEET_BOOL_FIELDS:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise UsageError(f"{path} line {line}, field {field!r}: {text!r} is not true or false")
+    if field == "validity_months":
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{path} line {line}, field {field!r}: {text!r} is not a whole number") from None
+    return text
+
+
+def _fleet_rows(path: str, text: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, fields) per row; CSV with a header row, or JSON lines (one object a line)."""
+    import csv
+    import io
+
+    rows: list[tuple[int, dict[str, Any]]] = []
+    first = text.lstrip()[:1]
+    if path.lower().endswith((".jsonl", ".ndjson", ".json")) or first == "{":
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise UsageError(f"{path} line {number}: not a JSON object ({getattr(exc, 'msg', exc)})") from None
+            except RecursionError:  # hostile nesting; a request is one flat object
+                raise UsageError(f"{path} line {number}: not a JSON object (nested too deeply)") from None
+            if not isinstance(row, dict):
+                raise UsageError(f"{path} line {number}: a JSON line must be an object, got {type(row).__name__}")
+            unknown = sorted(set(row) - set(FLEET_FIELDS))
+            if unknown:
+                raise UsageError(f"{path} line {number}, field {unknown[0]!r}: unknown field "
+                                 f"(known: {', '.join(FLEET_FIELDS)})")
+            rows.append((number, {k: v for k, v in row.items() if v is not None}))
+        return rows
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = reader.fieldnames or []
+        unknown = [h for h in header if (h or "").strip() not in FLEET_FIELDS]
+        if unknown:
+            raise UsageError(f"{path} line 1, column {unknown[0]!r}: unknown column "
+                             f"(known: {', '.join(FLEET_FIELDS)})")
+        if "name" not in [h.strip() for h in header]:
+            raise UsageError(f"{path} line 1: the header row has no 'name' column (CSV needs a header row: "
+                             f"{', '.join(FLEET_FIELDS)})")
+        for raw in reader:
+            number = reader.line_num
+            if None in raw:  # more cells than the header has columns
+                raise UsageError(f"{path} line {number}: {len(header) + len(raw[None])} cells for "
+                                 f"{len(header)} columns")
+            cells = {k.strip(): (v or "").strip() for k, v in raw.items()}
+            if not any(cells.values()):
+                continue
+            rows.append((number, {k: _fleet_cell(path, number, k, v) for k, v in cells.items() if v}))
+    except csv.Error as exc:
+        raise UsageError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
+    return rows
+
+
+def read_fleet(path: str, defaults: dict[str, Any]) -> list[operations.IssueRequest]:
+    """Every row of a fleet file as an IssueRequest, or a UsageError naming the line and the field.
+    `defaults`: the options given on the command line, for the fields a row leaves out. Nothing
+    is sent to the vault until the whole file has been read and checked."""
+    from kvca_core.events import NAME_RE
+    from kvca_core.model import KeySpec
+    from kvca_core.signing import Profile, parse_subject
+
+    data = _read_file(path, "input file", _MAX_FLEET_FILE)
+    try:
+        text = data.decode("utf-8-sig")  # a spreadsheet's CSV may start with a byte-order mark
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    requests: list[operations.IssueRequest] = []
+    seen: dict[str, int] = {}
+    for number, row in _fleet_rows(path, text):
+        fields = {**defaults, **row}
+        where = f"{path} line {number}"
+        name = fields.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise UsageError(f"{where}, field 'name': {str(name)[:130]!r} is not a Key Vault certificate name "
+                             f"(1-127 letters, digits and '-')")
+        if name in seen:
+            raise UsageError(f"{where}, field 'name': {name!r} is already on line {seen[name]}")
+        seen[name] = number
+        try:
+            request = operations.IssueRequest.from_mapping(fields)
+        except KvcaError as exc:
+            raise UsageError(f"{where}: {exc.message}") from None
+        # The parts a request can get wrong on its own, checked now rather than row by row in
+        # the vault (the issue operation checks them again, with the CA's policy).
+        for field, check in (("key", KeySpec.parse), ("profile", Profile.parse), ("subject", parse_subject)):
+            value = getattr(request, field)
+            if value:
+                try:
+                    check(value)
+                except KvcaError as exc:
+                    raise UsageError(f"{where}, field {field!r}: {exc.message}") from None
+        if not (request.dns_names or request.subject or getattr(request, "emails", ()) or
+                getattr(request, "uris", ())):
+            raise UsageError(f"{where}: give a subject or at least one of dns_names, emails, uris")
+        requests.append(request)
+    if not requests:
+        raise UsageError(f"{path}: no requests in the file (CSV needs a header row, then one row per certificate)")
+    return requests
 
 
 # ---------------------------------------------------------------------------
@@ -423,20 +593,81 @@ async def _default_ca(ctx) -> str:
 
 
 async def _cmd_request(ctx, args, out: Output) -> int:
-    if not args.dns and not args.ip and not args.subject:
-        raise UsageError("request: give at least one --dns name, or --subject")
-    fields = {"name": args.name, "ca": args.ca or await _default_ca(ctx), "dns_names": tuple(args.dns),
-              "subject": args.subject, "profile": args.profile, "key": args.key,
-              "validity_months": args.months}
+    if args.from_file:
+        return await _cmd_request_many(ctx, args, out)
+    if not args.name:
+        raise UsageError("kvca request: the following arguments are required: NAME (or --from FILE for many)")
+    if not args.dns and not args.ip and not args.subject and not args.email and not args.uri:
+        raise UsageError("request: give at least one --dns name, --email or --uri, or --subject")
     if args.ip:
         # The key and its CSR are made inside Key Vault, whose certificate policy can ask
         # only for DNS names, emails and UPNs (x509_props.sans); kvca signs what the CSR
         # asks for, so there is no honest way to put an IP address in the certificate.
         raise UsageError(f"request: --ip {args.ip[0]!r}: Key Vault certificate policies cannot request IP "
                          f"address SANs (only DNS names, emails and UPNs); use a DNS name")
-    result = await operations.issue(ctx, operations.IssueRequest(**fields), sign=args.sign)
+    fields = {"name": args.name, "ca": args.ca or await _default_ca(ctx), "dns_names": list(args.dns),
+              "subject": args.subject, **_request_defaults(args)}
+    if args.email:
+        fields["emails"] = list(args.email)
+    if args.uri:
+        fields["uris"] = list(args.uri)
+    result = await operations.issue(ctx, operations.IssueRequest.from_mapping(fields), sign=args.sign)
     out.json(result) if out.as_json else _print_outcome(out, result)
     return _outcome_exit(result)
+
+
+def _request_defaults(args) -> dict[str, Any]:
+    """The options given on the command line; those left out take the request's own defaults."""
+    given = {"ca": args.ca, "profile": args.profile, "key": args.key, "validity_months": args.months,
+             "exportable": args.exportable, "include_root": args.include_root}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+# A placeholder for rows that name no CA, replaced by the vault's only CA once the file is known
+# to be good (no vault call is made for a file that is refused).
+_ONLY_CA = "(the vault's only CA)"
+
+
+async def _cmd_request_many(ctx, args, out: Output) -> int:
+    if args.name:
+        raise UsageError(f"request: give NAME or --from FILE, not both (got {args.name!r})")
+    per_row = [flag for flag, value in (("--dns", args.dns), ("--ip", args.ip), ("--subject", args.subject),
+                                        ("--email", args.email), ("--uri", args.uri)) if value]
+    if per_row:
+        raise UsageError(f"request --from: {per_row[0]} belongs in the file, one value per row "
+                         f"(columns dns_names, emails, uris, subject)")
+    requests = read_fleet(args.from_file, {"ca": _ONLY_CA, **_request_defaults(args)})
+    if any(r.ca == _ONLY_CA for r in requests):
+        only = await _default_ca(ctx)
+        requests = [dataclasses.replace(r, ca=only) if r.ca == _ONLY_CA else r for r in requests]
+    outcomes = await _issue_many_with_progress(ctx, requests, out, sign=args.sign)
+    for outcome in outcomes:
+        if out.as_json:
+            out.stdout.write(json.dumps(to_jsonable(outcome), sort_keys=True) + "\n")
+        else:
+            _print_outcome(out, outcome)
+    failed = sum(1 for o in outcomes if o.action == operations.FAILED)
+    if not out.as_json:
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            counts[o.action] = counts.get(o.action, 0) + 1
+        out.line(f"request: {len(outcomes)} rows: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                 + ("; run the same command again to retry the failed rows" if failed else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _issue_many_with_progress(ctx, requests, out: Output, *, sign: bool) -> list:
+    """operations.issue_many, with a progress bar on stderr when it is a terminal."""
+    if hasattr(out.stderr, "isatty") and out.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("request"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), transient=True, console=_console(out), redirect_stdout=False,
+                      redirect_stderr=False) as bar:
+            task = bar.add_task("", total=len(requests))
+            return list(await operations.issue_many(ctx, requests, sign=sign,
+                                                    progress=_progress_callback(bar, task)))
+    return list(await operations.issue_many(ctx, requests, sign=sign))
 
 
 async def _cmd_sign(ctx, args, out: Output) -> int:
@@ -446,8 +677,21 @@ async def _cmd_sign(ctx, args, out: Output) -> int:
 
 
 async def _cmd_renew(ctx, args, out: Output) -> int:
-    # A person asking explicitly renews now; --if-due asks the sweep's question first.
-    result = await operations.renew(ctx, args.name, force=not args.if_due)
+    # A person asking explicitly renews now: a renewal completed moments ago is an error saying so
+    # (the operation raises Conflict, exit 1), overridden by --force. --if-due asks the sweep's
+    # question instead, and "not due" is then the answer, not a failure.
+    if args.force and args.if_due:
+        raise UsageError("renew: --force and --if-due contradict each other")
+    result = await operations.renew(ctx, args.name, now=not args.if_due, force=args.force)
+    out.json(result) if out.as_json else _print_outcome(out, result)
+    if not args.if_due and result.action == operations.SKIPPED:
+        # Never a silent exit 0 without a new version (the operation should have raised).
+        return EXIT_FAILED
+    return _outcome_exit(result)
+
+
+async def _cmd_cancel(ctx, args, out: Output) -> int:
+    result = await operations.cancel(ctx, args.name)
     out.json(result) if out.as_json else _print_outcome(out, result)
     return _outcome_exit(result)
 
@@ -537,30 +781,64 @@ async def _cmd_show(ctx, args, out: Output) -> int:
 
 
 async def _cmd_export_chain(ctx, args, out: Output) -> int:
-    pem = await ca_ops.export_chain(ctx, args.name, include_root=args.include_root)
+    if args.include_root and args.which not in (None, "both"):
+        raise UsageError(f"export-chain: --include-root contradicts --which {args.which}")
+    which = "both" if args.include_root else (args.which or "intermediate")
+    data = await ca_ops.export_trust(ctx, args.name, which, args.format)
+    count = len(_certificates_in(data, args.format))
     if args.out:
-        _write_public_file(args.out, pem)
+        _write_public_file(args.out, data)
         if out.as_json:
-            out.json({"ca": args.name, "file": args.out, "certificates": pem.count("BEGIN CERTIFICATE")})
+            out.json({"ca": args.name, "file": args.out, "which": which, "format": args.format,
+                      "certificates": count})
         else:
-            out.line(f"wrote {pem.count('BEGIN CERTIFICATE')} certificate(s) of CA '{args.name}' to {args.out}")
+            out.line(f"wrote {count} certificate(s) of CA '{args.name}' ({which}, {args.format}) to {args.out}")
     elif out.as_json:
-        out.json({"ca": args.name, "pem": pem})
+        out.json({"ca": args.name, "which": which, "format": args.format, "certificates": count,
+                  **({"pem": data.decode("ascii")} if args.format == "pem" else {"base64": data})})
+    elif args.format == "pem":
+        out.stdout.write(data.decode("ascii"))
+    elif out.is_terminal:
+        raise UsageError(f"export-chain: --format {args.format} is binary; give --out FILE (or redirect "
+                         f"standard output)")
     else:
-        out.stdout.write(pem)
+        out.stdout.flush()
+        getattr(out.stdout, "buffer", out.stdout).write(data)
     return EXIT_OK
 
 
+def _certificates_in(data: bytes, fmt: str) -> list:
+    """Parse what export-chain is about to hand out (its count is reported)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    if fmt == "pem":
+        return x509.load_pem_x509_certificates(data)
+    if fmt == "p7b":
+        return pkcs7.load_der_pkcs7_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
 async def _cmd_download(ctx, args, out: Output) -> int:
-    data = await ca_ops.download(ctx, args.name, args.format)
+    password = None
+    if args.password_file:
+        if args.format != "pfx":
+            raise UsageError("download: --password-file applies to --format pfx only (a PEM key is written "
+                             "unencrypted, mode 0600)")
+        password = _read_password(args.password_file).encode("utf-8")
+        if not password:
+            raise UsageError(f"password file {args.password_file!r} is empty; leave --password-file out for a "
+                             f"PFX without a password")
+    data = await ca_ops.download(ctx, args.name, args.format, password=password)
     try:
         write_private_file(args.out, data, force=args.force)
     finally:
-        del data
+        del data, password
     out.warn(f"{args.out} contains the private key of '{args.name}' (mode 0600): keep it safe and "
              "delete it when done")
     if out.as_json:
-        out.json({"name": args.name, "file": args.out, "format": args.format, "mode": "0600"})
+        out.json({"name": args.name, "file": args.out, "format": args.format, "mode": "0600",
+                  "encrypted": bool(args.password_file)})
     else:
         out.line(f"wrote '{args.name}' ({args.format}, key and chain) to {args.out}")
     return EXIT_OK
@@ -571,6 +849,7 @@ _COMMANDS = {
     ("request", None): _cmd_request, ("sign", None): _cmd_sign, ("renew", None): _cmd_renew,
     ("sweep", None): _cmd_sweep, ("list", None): _cmd_list, ("show", None): _cmd_show,
     ("export-chain", None): _cmd_export_chain, ("download", None): _cmd_download,
+    ("cancel", None): _cmd_cancel,
 }
 
 
@@ -616,7 +895,7 @@ async def _cmd_crl(ctx, args, out: Output) -> int:
         crl = await revocation.sign_root_crl(ctx, args.name, revoke_intermediate=args.revoke_intermediate)
     else:
         crl = await revocation.publish_crl(ctx, args.name)
-    _write_public_file(args.out, revocation.crl_pem(crl))  # PEM: what nginx's ssl_crl and mosquitto read
+    _write_public_file(args.out, revocation.crl_pem(crl).encode("ascii"))  # PEM: what nginx's ssl_crl and mosquitto read
     entries = len(crl)
     if out.as_json:
         out.json({"ca": args.name, "root": args.root, "file": args.out, "entries": entries,

@@ -27,8 +27,26 @@ CREATING_TAG = "kvca-creating"
 REVOKED_TAG = "kvca-revoked"
 REVOKED_AT_TAG = "kvca-revoked-at"
 REVOKED_SERIAL_TAG = "kvca-revoked-serial"
+# The record belongs to the revoked version alone: a new version (a renewal, the replacement
+# of a revoked certificate) never takes these over from the version before it.
+REVOCATION_TAGS = (REVOKED_TAG, REVOKED_AT_TAG, REVOKED_SERIAL_TAG)
 # On a CA's delegated OCSP responder certificate `<CA>-ocsp`; its value names the CA.
 RESPONDER_TAG = "kvca-ocsp-responder"
+# Tag on a leaf: whether its merged chain ends with the root ("with-root") or stops at the
+# last intermediate ("without-root"). A tag because Key Vault's policy has no field for it,
+# and tags travel with every version kvca makes (renewals pass them on), so the choice made
+# at issue time holds across renewals. Absent: the profile's default (operations.py).
+CHAIN_TAG = "kvca-chain"
+CHAIN_WITH_ROOT, CHAIN_WITHOUT_ROOT = "with-root", "without-root"
+# Tag on a leaf: the URI SANs kvca adds when it signs, separated by spaces (a URI holds no
+# space, RFC 3986 2). A tag because Key Vault's policy cannot carry URIs: x509_props.sans has
+# dns_names, emails and upns only (keyvault-facts.md "Certificates with a non-integrated CA"),
+# so the vault's CSR never asks for them. Like CHAIN_TAG it is passed on to every new version,
+# so renewals keep the URIs; the signer checks them exactly as CSR names (allow_uri, allowed
+# domains, name constraints). Key Vault allows 15 tags per object with values of at most 256
+# characters (the emulator is laxer: 512), hence URIS_TAG_MAX.
+URIS_TAG = "kvca-uris"
+URIS_TAG_MAX = 256
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """kvca's operations: one function each, the same for the Functions app, the CLI and the demo.
 
     sign_pending(ctx, name)     sign the pending request of a managed certificate
-    renew(ctx, name)            start a new version when the current one is due, and sign it
+    renew(ctx, name)            a new signed version: now (people), or when due (events, sweep)
     sweep(ctx)                  walk the vault: sign what is pending, renew what is due
     issue(ctx, request)         create a managed certificate (key made in the vault) and sign it
+    issue_many(ctx, requests)   `issue` for a fleet, within Key Vault's create limit, one outcome each
+    cancel(ctx, name)           withdraw (delete) a managed certificate's pending request
     inventory(ctx)              the managed certificates, for `GET /api/certificates` and `kvca list`
     describe(ctx, name)         one certificate in detail, for `kvca show`
 
@@ -40,17 +42,31 @@ from kvca_core.errors import (
     KvcaError,
     NotFound,
     NotManaged,
-    PolicyViolation,
+    Throttled,
 )
 from kvca_core.authority import LoadedCA, parse_secret, read_certificate
 from kvca_core.events import NAME_RE, pending_request_event
 from urllib.parse import urlparse
 
-from kvca_core.model import RESPONDER_TAG, REVOKED_SERIAL_TAG
+from kvca_core.model import (
+    CA_ROLE_TAG,
+    CA_TAG,
+    CHAIN_TAG,
+    CHAIN_WITH_ROOT,
+    CHAIN_WITHOUT_ROOT,
+    RESPONDER_TAG,
+    REVOCATION_TAGS,
+    REVOKED_SERIAL_TAG,
+    URIS_TAG,
+    URIS_TAG_MAX,
+    CertificatePolicy,
+    CertificateVersion,
+    KeySpec,
+    PendingRequest,
+)
+from kvca_core.signing import InsecureRequest, IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca, precheck
+from kvca_core.signing.names import normalize_dns_name, normalize_email, normalize_uri
 from kvca_core.signing.policy import responder_policy
-from kvca_core.model import CA_ROLE_TAG, CA_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
-from kvca_core.signing import IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca
-from kvca_core.signing.names import check_dns_name_policy, check_name_constraints, normalize_dns_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +75,27 @@ UNKNOWN_ISSUER = "Unknown"
 # renewal that just made it (an HTTP retry, a second click racing an event).
 FRESH = dt.timedelta(minutes=5)
 
+# Exportable keys by default, for every profile: Application Gateway, API Management, App Service
+# and Container Apps read the certificate's secret and need the private key in the PFX, and an MQTT
+# device or mTLS client needs its own key (keyvault-facts.md "What the consumers of kvca's
+# certificates need"). `exportable: false` asks for a key that never leaves the vault.
+# The OCSP responder's key never leaves the vault (revocation.py): it answers for the CA.
+EXPORTABLE_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: True, Profile.SERVER_CLIENT: True, Profile.OCSP: False}
+# The root in the merged chain (leaf, intermediates, root): API Management and App Service require
+# the full chain including the root in the PFX (keyvault-facts.md), so certificates that serve TLS
+# carry it. A client presents its chain to a server that holds the trust anchor already (Event
+# Grid's MQTT broker is given the immediate issuer; RFC 8446 4.4.2 lets the root be left out), so
+# device certificates stay without it. `include_root` chooses per request; CHAIN_TAG keeps it.
+# The OCSP responder's certificate travels in its answers (RFC 6960 4.2.2.2), never as a chain.
+ROOT_IN_CHAIN_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: False, Profile.SERVER_CLIENT: True,
+                            Profile.OCSP: False}
+# Key Vault's create limit: 20 software-key creates per vault per 10 s (keyvault-facts.md
+# "Throttling"; a certificate create makes a key). issue_many keeps below it.
+CREATE_LIMIT, CREATE_WINDOW = 20, 10.0
+
 SIGNED, RENEWED, ISSUED, REQUESTED, SKIPPED, FAILED = "signed", "renewed", "issued", "requested", "skipped", "failed"
+CANCELLED = "cancelled"
+ALREADY_ISSUED = "already issued"  # the reason issue_many gives a certificate an earlier run issued
 WOULD_SIGN, WOULD_RENEW = "would-sign", "would-renew"
 
 
@@ -69,7 +105,7 @@ class Outcome:
     """What one operation did to one certificate."""
 
     name: str
-    action: str  # signed | renewed | issued | requested | skipped | failed | would-sign | would-renew
+    action: str  # signed | renewed | issued | requested | skipped | failed | cancelled | would-sign | would-renew
     version: str | None = None
     serial: str | None = None  # hex
     reason: str = ""
@@ -167,8 +203,13 @@ class IssueRequest:
     key: str = "ec-p256"
     validity_months: int = 12
     content_type: str = "application/x-pkcs12"
+    emails: tuple[str, ...] = ()  # email SANs (Key Vault's x509_props.sans.emails)
+    uris: tuple[str, ...] = ()  # URI SANs: kept in the URIS_TAG tag, see model.py
+    exportable: bool | None = None  # None: the profile's default (EXPORTABLE_BY_DEFAULT)
+    include_root: bool | None = None  # None: the profile's default (ROOT_IN_CHAIN_BY_DEFAULT)
 
-    FIELDS = ("name", "ca", "dns_names", "subject", "profile", "key", "validity_months", "content_type", "sign")
+    FIELDS = ("name", "ca", "dns_names", "subject", "profile", "key", "validity_months", "content_type",
+              "emails", "uris", "exportable", "include_root", "sign")
 
     @classmethod
     def from_mapping(cls, data: Any) -> "IssueRequest":
@@ -190,10 +231,23 @@ class IssueRequest:
                 raise InvalidRequest(f"field {key!r} must be a non-empty string", subject="request")
             return value.strip()
 
-        dns = data.get("dns_names", [])
-        if isinstance(dns, str) or not isinstance(dns, list) or not all(isinstance(d, str) for d in dns) \
-                or len(dns) > 1000:
-            raise InvalidRequest("field 'dns_names' must be a list of strings", subject="request")
+        def strings(key: str) -> tuple[str, ...]:
+            values = data.get(key, [])
+            if values is None:
+                return ()
+            if isinstance(values, str) or not isinstance(values, (list, tuple)) \
+                    or not all(isinstance(v, str) for v in values) or len(values) > 1000:
+                raise InvalidRequest(f"field {key!r} must be a list of strings", subject="request")
+            return tuple(v.strip() for v in values)
+
+        def flag(key: str) -> bool | None:
+            value = data.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise InvalidRequest(f"field {key!r} must be true or false, got {str(value)[:40]!r}",
+                                     subject="request")
+            return value
+
+        dns = strings("dns_names")
         months = data.get("validity_months", 12)
         if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 120:
             raise InvalidRequest(f"field 'validity_months' must be a whole number from 1 to 120, got {months!r}",
@@ -202,9 +256,10 @@ class IssueRequest:
         if content not in ("application/x-pkcs12", "application/x-pem-file"):
             raise InvalidRequest(f"field 'content_type' must be application/x-pkcs12 or application/x-pem-file, "
                                  f"got {content!r}", subject="request")
-        return cls(name=text("name", True), ca=text("ca", True), dns_names=tuple(d.strip() for d in dns),
+        return cls(name=text("name", True), ca=text("ca", True), dns_names=dns,
                    subject=text("subject"), profile=text("profile") or "server", key=text("key") or "ec-p256",
-                   validity_months=months, content_type=content)
+                   validity_months=months, content_type=content, emails=strings("emails"), uris=strings("uris"),
+                   exportable=flag("exportable"), include_root=flag("include_root"))
 
 
 # --- the due rule --------------------------------------------------------------------------------
@@ -331,6 +386,41 @@ def _pending_status(pending: PendingRequest | None) -> str:
     return f"the pending request is {pending.status}"
 
 
+def root_in_chain(tags: Mapping[str, str], profile: Profile) -> bool:
+    """Whether the merged chain ends with the root: the certificate's CHAIN_TAG, else the
+    profile's default. Tags are vault data: a value kvca did not write counts as absent."""
+    value = tags.get(CHAIN_TAG)
+    if value == CHAIN_WITH_ROOT:
+        return True
+    if value == CHAIN_WITHOUT_ROOT:
+        return False
+    return ROOT_IN_CHAIN_BY_DEFAULT[profile]
+
+
+def tagged_uris(tags: Mapping[str, str]) -> tuple[str, ...]:
+    """The URI SANs a certificate asks for through URIS_TAG (model.py says why a tag). Untrusted:
+    the signer checks each like a name from the CSR."""
+    return tuple((tags.get(URIS_TAG) or "").split())
+
+
+def _request_tags(ca_name: str, uris: tuple[str, ...], include_root: bool) -> dict[str, str]:
+    tags = {CA_TAG: ca_name, CHAIN_TAG: CHAIN_WITH_ROOT if include_root else CHAIN_WITHOUT_ROOT}
+    if uris:
+        value = " ".join(uris)
+        if len(value) > URIS_TAG_MAX:
+            raise InvalidRequest(f"the URI SANs take {len(value)} characters; Key Vault keeps them in the "
+                                 f"{URIS_TAG} tag, which holds at most {URIS_TAG_MAX}", subject="request")
+        tags[URIS_TAG] = value
+    return tags
+
+
+def _next_version_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags a new version takes over from the current one (kvca-ca, kvca-chain, kvca-uris,
+    a user's own): all but a revocation record, which stays on the revoked version, so that
+    replacing a revoked certificate gives a valid one and the CRL keeps the old serial once."""
+    return {k: v for k, v in tags.items() if k not in REVOCATION_TAGS}
+
+
 # --- signing -------------------------------------------------------------------------------------
 async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
                 policy: CertificatePolicy, ca_name: str, action: str, loaded: LoadedCA | None = None) -> Outcome:
@@ -348,9 +438,11 @@ async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str]
         pending.csr, ca=loaded.issuing, policy=ipolicy,
         requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
         urls=IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None,
-                          ocsp=f"{settings.ocsp_url}/{ca_name}" if settings.ocsp_url else None))
+                          ocsp=f"{settings.ocsp_url}/{ca_name}" if settings.ocsp_url else None),
+        uris=tagged_uris(tags))
     try:
-        merged = await ctx.vault.merge(name, issued.chain_der(include_root=False), tags=dict(tags))
+        merged = await ctx.vault.merge(name, issued.chain_der(include_root=root_in_chain(tags, issued.profile)),
+                                       tags=_next_version_tags(tags))
     except Busy as exc:
         # Someone else is changing this request right now (most likely merging it): not a
         # failure. Whatever they do, the request ends merged or withdrawn, or a later pass
@@ -416,7 +508,17 @@ async def sign_pending(ctx, name: str) -> Outcome:
 
 
 # --- renewal -------------------------------------------------------------------------------------
-async def _renew(ctx, name: str, *, force: bool, version: str | None,
+def _fresh(current: CertificateVersion, now: dt.datetime) -> Conflict | None:
+    """The refusal of an explicit renewal that would repeat one completed moments ago (FRESH)."""
+    if current.created_on is None or now - current.created_on >= FRESH:
+        return None
+    age = int((now - current.created_on).total_seconds())
+    return Conflict(f"version {current.version} was completed {age} s ago, so a renewal just happened; "
+                    f"not renewing it again", subject=f"certificate '{current.name}'",
+                    hint="renew with force to make another version anyway")
+
+
+async def _renew(ctx, name: str, *, force: bool, version: str | None, now_asked: bool = False,
                  min_age: dt.timedelta | None = None,
                  cas: dict[str, asyncio.Future] | None = None) -> Outcome:
     """Key Vault has no conditional create, so "one renewal, one version" is kept by
@@ -440,24 +542,30 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None,
         # Only a pending version exists (created in the portal, or a crashed issue): sign it.
         return await _sign_pending(ctx, name, action=SIGNED, cas=cas)
     if version and version != current.version:
+        if now_asked:
+            raise Conflict(f"version {version} is no longer current (current: {current.version})",
+                           subject=f"certificate '{name}'")
         return Outcome(name, SKIPPED, version=current.version,
                        reason=f"version {version} is no longer current (current: {current.version})")
     policy = await _policy_of(ctx, current)
     ca_name = managed_ca(name, current, policy)
     now = clock.now()
-    if force:
-        fresh = current.created_on is not None and now - current.created_on < FRESH
-        not_now = (f"version {current.version} was created {int((now - current.created_on).total_seconds())} s "
-                   f"ago; not renewing it again") if fresh else ""
-        if not fresh and min_age is not None and (current.created_on is None or now - current.created_on < min_age):
-            # The rate limit of forced renewals: `created` of a completed version is when it
+    if now_asked:
+        # A person asked for a new version now: one completed moments ago is said, not
+        # silently repeated (unless force), and an HTTP caller is rate-limited (min_age).
+        refusal = None if force else _fresh(current, now)
+        if refusal is not None:
+            raise refusal
+        if min_age is not None and (current.created_on is None or now - current.created_on < min_age):
+            # The rate limit of renewals on demand: `created` of a completed version is when it
             # completed (keyvault-facts.md), so this counts from the last renewal's merge.
             since = f"{int((now - current.created_on).total_seconds() // 60)} minutes ago" \
                 if current.created_on is not None else "at an unknown time"
-            raise Conflict(f"a forced renewal needs the current version to be at least "
+            raise Conflict(f"a renewal on demand needs the current version to be at least "
                            f"{int(min_age.total_seconds() // 60)} minutes old; version {current.version} "
                            f"was completed {since}", subject=f"certificate '{name}'",
                            hint="KVCA_FORCE_RENEW_MIN_AGE_MINUTES sets the limit")
+        not_now = ""
     else:
         due, why = due_state(current, now, ctx.settings.renew_before_days)
         not_now = why if not due else "" if current.enabled else "the current version is disabled"
@@ -473,15 +581,15 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None,
     loaded = await _load_ca(ctx, ca_name, cas)
     concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
     try:
-        pending = await vault.create_new_version(name, tags=current.tags, policy=policy)
+        pending = await vault.create_new_version(name, tags=_next_version_tags(current.tags), policy=policy)
     except Conflict:
         # A request is pending: another trigger's renewal, or a "New Version" made by hand.
         # Finish it rather than start a second, as long as it renews the version we judged.
         pending = await vault.get_pending(name)
         if pending is None or not pending.in_progress or (await _current(ctx, name)).version != current.version:
             return concurrent
-        return _just_completed(current, clock.now()) or \
-            await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
+        wait = None if force else _just_completed(current, clock.now())
+        return wait or await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
     latest = await _current(ctx, name)
     if latest.version != current.version:
         again = await vault.get_pending(name)
@@ -494,13 +602,19 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None,
     return await _sign(ctx, name, pending, current.tags, policy, ca_name, RENEWED, loaded)
 
 
-async def renew(ctx, name: str, *, force: bool = False, version: str | None = None,
+async def renew(ctx, name: str, *, now: bool = False, force: bool = False, version: str | None = None,
                 min_age: dt.timedelta | None = None) -> Outcome:
-    """Renew when the current version is due (or `force`). `version`: act only while it is current
-    (an event naming an older version is a no-op). `min_age`: a forced renewal is refused
-    (Conflict) while the current version is younger (the HTTP API's rate limit)."""
+    """Renew the certificate.
+
+    now=False (events, the sweep): only when the current version is due; otherwise `skipped`,
+    saying why. now=True (a person: `kvca renew`, `POST .../renew`): a new signed version now;
+    if a renewal completed moments ago (FRESH) it is a Conflict saying so, never a quiet skip,
+    unless `force` (which implies now). `version`: act only while it is current (an event
+    naming an older version is a no-op). `min_age`: a renewal on demand is refused (Conflict)
+    while the current version is younger (the HTTP API's rate limit; force does not lift it)."""
     _check_name(name)
-    return await _logged("renew", name, _renew(ctx, name, force=force, version=version, min_age=min_age))
+    return await _logged("renew", name, _renew(ctx, name, force=force, version=version,
+                                              now_asked=now or force, min_age=min_age))
 
 
 async def certificate_scope(ctx, name: str) -> tuple[str, CertificatePolicy]:
@@ -634,33 +748,53 @@ def _policy_key_type(key: KeySpec) -> str:
     return "rsa" if key.kty == "RSA" else {"P-256": "ec-p256", "P-384": "ec-p384", "P-521": "ec-p521"}[key.curve]
 
 
-def _precheck(request: IssueRequest, ipolicy, key: KeySpec, profile: Profile) -> tuple[str, ...]:
-    """The policy checks that need no CSR, done before anything is created in the vault
-    (the signer repeats them on the CSR itself)."""
-    where = f"certificate '{request.name}'"
-    if not ipolicy.allows_profile(profile):
-        raise PolicyViolation(f"profile {profile.value!r} is not allowed by CA '{request.ca}' "
-                              f"(allowed: {', '.join(ipolicy.profiles)})", subject=where, step="check-names")
-    kind = _policy_key_type(key)
-    if kind not in ipolicy.key_types:
-        raise PolicyViolation(f"key type {request.key!r} is not allowed by CA '{request.ca}' "
-                              f"(allowed: {', '.join(ipolicy.key_types)})", subject=where, step="check-key")
-    if key.kty == "RSA" and (key.size or 0) < ipolicy.min_rsa_bits:
-        raise PolicyViolation(f"RSA key of {key.size} bits is below the CA's minimum {ipolicy.min_rsa_bits}",
-                              subject=where, step="check-key")
-    if len(request.dns_names) > ipolicy.max_sans:
-        raise PolicyViolation(f"{len(request.dns_names)} DNS names exceed the CA's maximum of {ipolicy.max_sans}",
-                              subject=where, step="check-names")
-    names = []
-    for raw in request.dns_names:
-        try:
-            name = normalize_dns_name(raw)
-            check_dns_name_policy(name, ipolicy)
-        except KvcaError as exc:
-            exc.subject = where
-            raise
-        names.append(name)
-    return tuple(names)
+def _about(exc: KvcaError, where: str) -> KvcaError:
+    """The error, labelled with the certificate it is about (when it names nothing yet)."""
+    if exc.subject is None or exc.subject in ("subject", "request"):
+        exc.subject = where
+        exc.args = (str(exc),)
+    return exc
+
+
+def _asked_for(request: IssueRequest, profile: Profile) -> tuple[str | None, InsecureRequest]:
+    """The Key Vault subject and what the request asks for, in the form the signer checks a CSR in."""
+    dns_names = tuple(normalize_dns_name(d) for d in request.dns_names)
+    emails = tuple(normalize_email(e) for e in request.emails)
+    uris = tuple(normalize_uri(u) for u in request.uris)
+    subject = request.subject or (f"CN={dns_names[0]}" if dns_names else None)
+    if subject is None and not emails:
+        # Key Vault's policy needs a subject or a SAN it can hold (DNS names, emails; not URIs).
+        raise InvalidRequest("give a subject, or at least one DNS name or email", subject="request")
+    x509_subject = parse_subject(subject) if subject else x509.Name([])
+    return subject, InsecureRequest(subject=x509_subject, dns_names=dns_names, emails=emails, uris=uris,
+                                    ekus=tuple(oid.dotted_string for oid in profile.ekus))
+
+
+def _policy_differences(found: CertificatePolicy, found_tags: Mapping[str, str], wanted: CertificatePolicy,
+                        asked: InsecureRequest) -> list[str]:
+    """How a pending request found in the vault differs from the one asked for: names, key
+    (type, size or curve, exportable), EKUs and secret format. Completing a request that asked
+    for an RSA-2048 exportable key for a caller who asked for EC P-256 would hand them a key
+    they did not choose (issue 13)."""
+    differences = []
+    same_subject = _same_subject(found.subject, asked.subject) if found.subject else len(asked.subject) == 0
+    if not same_subject:
+        differences.append(f"subject {found.subject!r}")
+    for label, have, want in (("DNS names", found.dns_names, asked.dns_names),
+                              ("emails", found.emails, asked.emails),
+                              ("URIs", tagged_uris(found_tags), asked.uris),
+                              ("EKUs", found.ekus, wanted.ekus)):
+        if sorted(v.lower() for v in have) != sorted(v.lower() for v in want):
+            differences.append(f"{label} {', '.join(have) or 'none'}")
+    have_key, want_key = found.key, wanted.key
+    if have_key.kty.upper() != want_key.kty or (want_key.kty == "RSA" and have_key.size != want_key.size) \
+            or (want_key.kty == "EC" and (have_key.curve or "").upper() != want_key.curve):
+        differences.append(f"key {have_key.kty} {have_key.size or have_key.curve or ''}".rstrip())
+    if have_key.exportable != want_key.exportable:
+        differences.append("an exportable key" if have_key.exportable else "a non-exportable key")
+    if found.content_type != wanted.content_type:
+        differences.append(f"content type {found.content_type}")
+    return differences
 
 
 def _same_subject(text: str, subject: x509.Name) -> bool:
@@ -670,53 +804,63 @@ def _same_subject(text: str, subject: x509.Name) -> bool:
         return False
 
 
-async def _issue(ctx, request: IssueRequest, sign: bool) -> Outcome:
+async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = False) -> Outcome:
     name = _check_name(request.name)
     ca_name = _check_name(request.ca, "CA")
-    key = KeySpec.parse(request.key)
-    profile = Profile.parse(request.profile)
-    ipolicy = policy_for_ca(ctx.settings.issuance_policy, ca_name)
-    dns_names = _precheck(request, ipolicy, key, profile)
-    if not dns_names and not request.subject:
-        raise InvalidRequest("give at least one DNS name or a subject", subject=f"certificate '{name}'")
-    subject = request.subject or f"CN={dns_names[0]}"
-    x509_subject = parse_subject(subject)  # refuses a malformed subject before the vault sees it
-    loaded = await ctx.authority.load(ca_name)  # an unknown CA is refused before anything is created
-    # The CA certificates' own name constraints, also before anything is created: the
-    # signer would refuse the CSR later, but the pending request would stay behind.
+    where = f"certificate '{name}'"
     try:
-        check_name_constraints([x509.DNSName(n) for n in dns_names], x509_subject, loaded.issuing.certificates)
+        profile = Profile.parse(request.profile)
+        exportable = EXPORTABLE_BY_DEFAULT[profile] if request.exportable is None else request.exportable
+        include_root = ROOT_IN_CHAIN_BY_DEFAULT[profile] if request.include_root is None else request.include_root
+        key = KeySpec.parse(request.key, exportable=exportable)
+        subject, asked = _asked_for(request, profile)
+        loaded = await ctx.authority.load(ca_name)  # an unknown CA is refused before anything is created
+        # Every rule the signer applies to the CSR, applied now to the request, before anything is
+        # created in the vault: a refusal at signing would leave the pending certificate behind.
+        precheck(asked, ca_certificates=loaded.issuing.certificates,
+                 policy=policy_for_ca(ctx.settings.issuance_policy, ca_name), profile=profile,
+                 validity_months=request.validity_months, now=clock.now(),
+                 key_kind=_policy_key_type(key), rsa_bits=key.size)
+        tags = _request_tags(ca_name, asked.uris, include_root)
     except KvcaError as exc:
-        exc.subject = f"certificate '{name}'"
-        raise
-    tags = {CA_TAG: ca_name}
+        raise _about(exc, where) from None
+    dns_names = asked.dns_names
+    policy = CertificatePolicy(
+        issuer_name=UNKNOWN_ISSUER, subject=subject or "", dns_names=dns_names, emails=asked.emails,
+        ekus=asked.ekus, key_usage=_key_usage_for(key),
+        validity_months=request.validity_months, key=key, content_type=request.content_type)
     try:
         existing = await ctx.vault.get_certificate(name)
     except NotFound:
         existing = None
     if existing is not None and existing.cer is not None:
+        if existing_ok and existing.tags.get(CA_TAG) == ca_name:
+            # issue_many run again after a failure: what the first run issued for the same
+            # request is done; a different certificate under that name is not this request's.
+            differences = _policy_differences(await ctx.vault.get_policy(name), existing.tags, policy, asked)
+            if not differences:
+                return Outcome(name, SKIPPED, version=existing.version, reason=ALREADY_ISSUED)
+            raise Conflict(f"already exists in the vault with a different request ({'; '.join(differences)})",
+                           subject=where, hint="choose another name, or renew it")
         raise Conflict("already exists in the vault", subject=f"certificate '{name}'",
                        hint="renew it instead, or choose another name")
-    policy = CertificatePolicy(
-        issuer_name=UNKNOWN_ISSUER, subject=subject, dns_names=dns_names,
-        ekus=tuple(oid.dotted_string for oid in profile.ekus), key_usage=_key_usage_for(key),
-        validity_months=request.validity_months, key=key, content_type=request.content_type)
     try:
         pending = await ctx.vault.create_certificate(name, policy, tags=tags)
     except Conflict:
         # A request for this name is already pending (a retried HTTP call, a crashed issue):
-        # finish it rather than refuse, if it is ours and asks for the same names.
+        # finish it rather than refuse, if it is ours and asks for the same names, key and EKUs.
         pending = await ctx.vault.get_pending(name)
         if pending is None or not pending.in_progress:
             raise
         current = await _current(ctx, name)
         if current.tags.get(CA_TAG) != ca_name:
             raise
-        policy = await ctx.vault.get_policy(name)
-        if sorted(policy.dns_names) != sorted(dns_names) or not _same_subject(policy.subject, x509_subject):
-            raise Conflict(f"a different request for this name is already pending (subject {policy.subject!r}, "
-                           f"DNS names {', '.join(policy.dns_names) or 'none'})", subject=f"certificate '{name}'",
-                           hint="sign or delete the pending request first")
+        found = await ctx.vault.get_policy(name)
+        differences = _policy_differences(found, current.tags, policy, asked)
+        if differences:
+            raise Conflict(f"a different request for this name is already pending ({'; '.join(differences)})",
+                           subject=where, hint=f"cancel it first (kvca cancel {name}), or ask for what it asks for")
+        policy = found
     if not isinstance(pending, PendingRequest):
         raise Conflict("the vault completed the certificate without a pending request",
                        subject=f"certificate '{name}'")
@@ -733,6 +877,115 @@ async def issue(ctx, request: IssueRequest, *, sign: bool = True) -> Outcome:
     """Create a managed certificate (issuer Unknown, key made inside the vault) and sign it,
     or (`sign=False`) leave it pending and announce it with Kvca.CertificatePendingRequest."""
     return await _logged("issue", getattr(request, "name", None), _issue(ctx, request, sign))
+
+
+class _CreateRate:
+    """At most `limit` certificate creates start in any `window` seconds (a sliding window)."""
+
+    def __init__(self, limit: int, window: float, *, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.limit, self.window = limit, window
+        self.monotonic, self.sleep = monotonic, sleep
+        self.starts: list[float] = []
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self.lock:  # one waiter at a time keeps the order fair
+            while True:
+                now = self.monotonic()
+                self.starts = [t for t in self.starts if now - t < self.window]
+                if len(self.starts) < self.limit:
+                    self.starts.append(now)
+                    return
+                await self.sleep(self.window - (now - self.starts[0]))
+
+
+# A batch is bounded: at 20 creates per 10 s, 100 certificates take about 50 s, well inside the
+# 230 s an HTTP call to a Function may last (Azure's load balancer idle timeout).
+MAX_BATCH = 100
+THROTTLE_RETRIES = 3
+
+
+async def issue_many(ctx, requests, *, sign: bool = True, limit: int = CREATE_LIMIT,
+                     window: float = CREATE_WINDOW,
+                     progress: Callable[[Outcome], None] | None = None) -> tuple[Outcome, ...]:
+    """`issue` for each request, concurrently but never faster than `limit` creates per `window`
+    seconds (Key Vault's create limit), one Outcome per request in the order given. A refusal or
+    failure is that request's `failed` outcome and never stops the others. Run again after a
+    failure, it resumes: a certificate the earlier run issued is `skipped` ("already issued"), a
+    request it left pending is finished. Used by `kvca request --from` and `POST /api/certificates/batch`."""
+    requests = list(requests)
+    rate = _CreateRate(limit, window)
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    queue: asyncio.Queue = asyncio.Queue()
+    for index, request in enumerate(requests):
+        queue.put_nowait(index)
+
+    async def one(request: IssueRequest) -> Outcome:
+        name = getattr(request, "name", None) or "(unnamed)"
+        for attempt in range(THROTTLE_RETRIES + 1):
+            await rate.wait()
+            try:
+                return await _logged("issue", name, _issue(ctx, request, sign, existing_ok=True))
+            except Throttled as exc:
+                if attempt == THROTTLE_RETRIES:
+                    return Outcome(name, FAILED, reason=str(exc))
+                await asyncio.sleep(exc.retry_after if exc.retry_after and exc.retry_after > 0 else window)
+            except KvcaError as exc:
+                return Outcome(name, FAILED, reason=str(exc))
+            except Exception as exc:  # one broken request never stops the batch
+                logger.exception("kvca op=issue_many certificate=%s outcome=error kind=%s", name,
+                                 type(exc).__name__)
+                return Outcome(name, FAILED, reason=f"unexpected error ({type(exc).__name__})")
+        raise AssertionError("unreachable")
+
+    async def worker() -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            outcome = await one(requests[index])
+            outcomes[index] = outcome
+            if progress is not None:
+                try:
+                    progress(outcome)
+                except Exception:  # a progress bar must not break the batch
+                    logger.debug("issue_many progress callback failed", exc_info=True)
+
+    workers = max(1, min(ctx.settings.concurrency, limit, len(requests)))
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return tuple(o for o in outcomes if o is not None)
+
+
+# --- cancel --------------------------------------------------------------------------------------
+async def _cancel(ctx, name: str) -> Outcome:
+    try:
+        current = await _current(ctx, name)
+    except NotFound:
+        # A request that was the certificate's only version leaves nothing Key Vault reads back
+        # once it is deleted, so a second cancel of it (a retry) cannot be told from a name the
+        # vault never knew: both are NotFound, saying that nothing is pending.
+        if await ctx.vault.get_pending(name) is None:
+            raise NotFound("no such certificate in the vault; nothing is pending for it",
+                           subject=f"certificate '{name}'") from None
+        raise
+    managed_ca(name, current, await ctx.vault.get_policy(name))  # refuses what kvca does not manage
+    pending = await ctx.vault.get_pending(name)
+    if pending is None or pending.status.lower() == "completed":
+        return Outcome(name, SKIPPED, version=current.version if current.cer else None,
+                       reason=f"nothing to cancel: {_pending_status(pending)}")
+    try:
+        # Delete rather than PATCH cancellation_requested: a cancelled operation still blocks a
+        # new create until it is deleted (keyvault-facts.md "Cancel" and "DELETE .../pending").
+        await ctx.vault.delete_pending(name)
+    except NotFound:
+        return Outcome(name, SKIPPED, reason="nothing to cancel: the request was completed or withdrawn meanwhile")
+    return Outcome(name, CANCELLED, reason="the pending request was deleted unsigned")
+
+
+async def cancel(ctx, name: str) -> Outcome:
+    """Withdraw the pending request of a certificate kvca manages. Idempotent: with nothing
+    pending the outcome is `skipped`, saying so."""
+    _check_name(name)
+    return await _logged("cancel", name, _cancel(ctx, name))
 
 
 # --- inventory and describe ----------------------------------------------------------------------

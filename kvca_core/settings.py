@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Believe the X-MS-CLIENT-PRINCIPAL header: true only while App Service authentication is on "
             "(only then does App Service strip the header from clients); the Bicep sets both."),
     Setting("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", "60",
-            "An HTTP forced renewal is refused while the current version is younger than this."),
+            "An HTTP renewal on demand (plain or forced) is refused while the current version is younger than this."),
     Setting("KVCA_OCSP_URL", "",
             "Optional base URL of kvca's OCSP responder (https://<app>/api/ocsp); leaves get <URL>/<CA> as "
             "their AIA OCSP URL and each CA a delegated responder certificate for its host."),

@@ -99,7 +99,7 @@ param aiaUrl string = ''
 @description('KVCA_ACCESS_RULES: JSON rules saying which HTTP callers (app roles, object ids, bare function keys) may do what; empty: every function-key holder may do everything.')
 param accessRules string = ''
 
-@description('KVCA_FORCE_RENEW_MIN_AGE_MINUTES: an HTTP forced renewal is refused while the current version is younger than this.')
+@description('KVCA_FORCE_RENEW_MIN_AGE_MINUTES: an HTTP renewal on demand (plain or forced) is refused while the current version is younger than this.')
 @minValue(1)
 param forceRenewMinAgeMinutes int = 60
 

@@ -10,6 +10,7 @@ from kvca_core.signing.csr import MAX_CSR_BYTES, InsecureRequest, check_key, par
 from kvca_core.signing.issue import (
     BACKDATE,
     MAX_CA_YEARS,
+    CheckedRequest,
     STEPS,
     IssuedCertificate,
     IssuingCA,
@@ -18,6 +19,7 @@ from kvca_core.signing.issue import (
     create_root,
     decide_validity,
     issue_leaf,
+    precheck,
 )
 from kvca_core.signing.names import check_dns_name_policy, normalize_dns_name, parse_subject
 from kvca_core.signing.policy import IssuancePolicy, Profile, policy_for_ca, profile_from_ekus
@@ -33,9 +35,9 @@ from kvca_core.signing.signers import (
 
 __all__ = [
     "ALGORITHMS", "BACKDATE", "MAX_CA_YEARS", "MAX_CSR_BYTES", "STEPS",
-    "InsecureRequest", "IssuanceUrls", "IssuancePolicy", "IssuedCertificate", "IssuingCA",
+    "CheckedRequest", "InsecureRequest", "IssuanceUrls", "IssuancePolicy", "IssuedCertificate", "IssuingCA",
     "LocalSigner", "Profile", "RemoteSigner", "Role", "SignFunction", "Signer",
     "add_months", "check_dns_name_policy", "check_key", "create_intermediate", "create_root", "decide_validity", "default_algorithm",
-    "issue_leaf", "normalize_dns_name", "parse_csr", "parse_subject", "policy_for_ca", "profile_from_ekus",
+    "issue_leaf", "normalize_dns_name", "precheck", "parse_csr", "parse_subject", "policy_for_ca", "profile_from_ekus",
     "random_serial", "read_request", "verify_signature",
 ]

@@ -153,6 +153,15 @@ def check_key(public_key, policy: IssuancePolicy) -> str:
     else:
         raise PolicyViolation(f"{type(public_key).__name__.replace('PublicKey', '')} keys are not supported "
                               f"(use RSA or EC P-256/P-384/P-521)", step="check-key")
+    return check_key_kind(kind, public_key.key_size if kind == "rsa" else None, policy)
+
+
+def check_key_kind(kind: str, rsa_bits: int | None, policy: IssuancePolicy) -> str:
+    """The policy's rules for a kind of key ("rsa" with its bits, "ec-p256", ...): shared by
+    check_key (a CSR's key) and issue.precheck (a key the vault is still to make)."""
+    if kind == "rsa" and rsa_bits is not None and rsa_bits < policy.min_rsa_bits:
+        raise PolicyViolation(f"RSA key of {rsa_bits} bits is too small (at least {policy.min_rsa_bits})",
+                              step="check-key")
     if kind not in policy.key_types:
         raise PolicyViolation(f"key type {kind!r} is not allowed by this CA's policy "
                               f"(allowed: {', '.join(policy.key_types)})", step="check-key")

@@ -10,6 +10,7 @@ message names the value and the rule.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import ipaddress
 import logging
@@ -270,9 +271,29 @@ def _check_subject(subject: x509.Name) -> tuple[x509.Name, str | None]:
     return name, common_name
 
 
+def _device_id_cn(common_name: str | None, policy: IssuancePolicy, profile: Profile) -> bool:
+    """A CN that is a plain device ID ("device-001"), which the policy allows for client
+    certificates: it names the client by itself and repeats no SAN."""
+    if common_name is None or names.cn_form(common_name) != "device-id":
+        return False
+    if "device-id" not in policy.cn_forms or profile is not Profile.CLIENT:
+        return False
+    return True
+
+
+def _check_cn_form(common_name: str | None, policy: IssuancePolicy) -> None:
+    """A CN that is a DNS name or an IP address only where the policy's cn_forms allow it."""
+    form = names.cn_form(common_name) if common_name is not None else None
+    if form in ("dns-name", "ip-address") and form not in policy.cn_forms:
+        raise PolicyViolation(f"subject CN {common_name!r} is a {form.replace('-', ' ')}, which this CA's policy "
+                              f"does not allow as a CN (cn_forms: {', '.join(policy.cn_forms)})", step="check-names")
+
+
 def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
-                policy: IssuancePolicy) -> list[x509.GeneralName]:
+                policy: IssuancePolicy, profile: Profile = Profile.SERVER) -> list[x509.GeneralName]:
     step = "check-names"
+    _check_cn_form(common_name, policy)
+    device_cn = _device_id_cn(common_name, policy, profile)
     if request.other_names:
         raise PolicyViolation(f"SAN of kind {request.other_names[0]} is not issued by kvca (DNS, IP, email, URI only)",
                               step=step)
@@ -286,7 +307,7 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
                                  f"(RFC 5280 4.2.1.6)", step=step)
     emails = [names.normalize_email(e) for e in request.emails]
     uris = [names.normalize_uri(u) for u in request.uris]
-    if not (dns or ips or emails or uris):
+    if not (dns or ips or emails or uris) and not device_cn:
         if common_name is None:
             raise InvalidRequest("the CSR names nothing: its subject has no CN and it has no SANs", step=step)
         # No SANs: the CN becomes the one SAN (what step and mkcert do), so
@@ -298,8 +319,12 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
             try:
                 dns = [names.normalize_dns_name(common_name)]
             except InvalidRequest as exc:
+                hint = None
+                if names.cn_form(common_name) == "device-id":
+                    hint = ("a device ID as CN needs the client profile and \"device-id\" in the CA policy's "
+                            "cn_forms")
                 raise InvalidRequest(f"subject CN {common_name!r} is not a DNS name or IP address and the CSR "
-                                     f"has no SANs ({exc.message})", step=step) from None
+                                     f"has no SANs ({exc.message})", step=step, hint=hint) from None
     for name in dns:
         names.check_dns_name_policy(name, policy)
     if ips and not policy.allow_ip:
@@ -311,6 +336,10 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
     if uris and not policy.allow_uri:
         raise PolicyViolation(f"URI SAN {uris[0]!r} is not allowed by this CA's policy (allow_uri is false)",
                               step=step)
+    for email in emails:
+        names.check_host_policy(email.rpartition("@")[2], policy, f"email SAN {email!r}")
+    for uri in uris:
+        names.check_host_policy(names.uri_host(uri), policy, f"URI SAN {uri!r}")
     general: list[x509.GeneralName] = []
     seen: set[tuple[str, str]] = set()
     for kind, values in (("dns", dns), ("ip", ips), ("email", emails), ("uri", uris)):
@@ -323,7 +352,7 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
                             "uri": x509.UniformResourceIdentifier}[kind](value))
     if len(general) > policy.max_sans:
         raise PolicyViolation(f"the CSR asks for {len(general)} SANs (at most {policy.max_sans})", step=step)
-    if common_name is not None:
+    if common_name is not None and not device_cn:
         cn = common_name.lower()
         candidates = {k[1].lower() for k in seen}
         try:
@@ -350,6 +379,52 @@ def _decide_profile(profile: Profile | str | None, requested_ekus: Iterable[str]
         raise PolicyViolation(f"profile {chosen.value!r} is not allowed by this CA's policy "
                               f"(allowed: {', '.join(policy.profiles)})", step="check-names")
     return chosen
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """What `precheck` decided: the profile, the subject and SANs to issue, the validity."""
+
+    profile: Profile
+    subject: x509.Name
+    sans: tuple[x509.GeneralName, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    warnings: tuple[str, ...]
+
+
+def precheck(request: csr_mod.InsecureRequest, *, ca_certificates: Sequence[x509.Certificate],
+             policy: IssuancePolicy | None = None, profile: Profile | str | None = None,
+             requested_ekus: Iterable[str] = (), validity_months: int | None = None,
+             now: dt.datetime | None = None, key_kind: str | None = None,
+             rsa_bits: int | None = None) -> CheckedRequest:
+    """Every rule of steps check-names and decide-validity, on what a request asks for.
+
+    The signer runs it on the CSR (`issue_leaf`); `operations.issue` runs it on the request
+    before anything is created in the vault, so a refusal never leaves a pending certificate
+    behind. One function for both: a rule added here applies to both. `key_kind`/`rsa_bits`
+    ("ec-p256", "rsa" + bits) check a key that does not exist yet against the policy, as
+    csr.check_key does for the CSR's key.
+    """
+    policy = policy or _DEFAULT_POLICY
+    if key_kind is not None:
+        csr_mod.check_key_kind(key_kind, rsa_bits, policy)
+    if request.asks_ca:
+        raise PolicyViolation("the CSR asks for CA powers (basicConstraints CA:TRUE); kvca signs only leaves "
+                              "from a CSR", step="check-names", hint="create CAs with `kvca ca create`")
+    if request.asks_cert_sign:
+        raise PolicyViolation(f"the CSR asks for key usage {', '.join(request.asks_cert_sign)}, which only a CA "
+                              f"may hold", step="check-names")
+    chosen_profile = _decide_profile(profile, requested_ekus, request, policy)
+    subject, common_name = _check_subject(request.subject)
+    # Before the SAN rules, so a repeated issuer subject is named as such (check_name_constraints checks it too).
+    names.check_not_issuer_subject(subject, ca_certificates)
+    sans = _check_sans(request, common_name, policy, chosen_profile)
+    names.check_name_constraints(sans, subject, ca_certificates)
+    not_before, not_after, warnings = decide_validity(now=now, validity_months=validity_months, policy=policy,
+                                                      ca_certificates=ca_certificates)
+    return CheckedRequest(profile=chosen_profile, subject=subject, sans=tuple(sans), not_before=not_before,
+                          not_after=not_after, warnings=tuple(warnings))
 
 
 # ---------------------------------------------------------------- signing
@@ -381,19 +456,23 @@ def _reverify(certificate: x509.Certificate, issuer: x509.Certificate, public_ke
 async def issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy | None = None,
                      profile: Profile | str | None = None, requested_ekus: Iterable[str] = (),
                      validity_months: int | None = None, now: dt.datetime | None = None,
-                     urls: IssuanceUrls = IssuanceUrls(), name: str | None = None) -> IssuedCertificate:
+                     urls: IssuanceUrls = IssuanceUrls(), name: str | None = None,
+                     uris: Sequence[str] = ()) -> IssuedCertificate:
     """Sign `csr` (PEM, DER, base64 DER or a parsed CSR) as a leaf of `ca` under `policy`.
 
     `profile` wins; else the `requested_ekus` (Key Vault policy's x509_props.ekus);
     else the EKUs the CSR requests; else `server`. `validity_months` is Key
     Vault's; None uses the policy's default. `name` (the Key Vault certificate's
     name) only labels errors: "certificate 'api': check-names: DNS name ...".
+    `uris`: URI SANs asked for besides the CSR's (Key Vault's CSR cannot carry them; kvca keeps
+    them in a tag), checked exactly as the CSR's own.
     Raises InvalidRequest or PolicyViolation with `step` set; UpstreamError
     when the CA key fails to sign.
     """
     try:
         return await _issue_leaf(csr, ca=ca, policy=policy or _DEFAULT_POLICY, profile=profile,
-                                 requested_ekus=requested_ekus, validity_months=validity_months, now=now, urls=urls)
+                                 requested_ekus=requested_ekus, validity_months=validity_months, now=now, urls=urls,
+                                 uris=tuple(uris))
     except KvcaError as exc:
         if name is not None and exc.subject is None:
             exc.subject = f"certificate {name!r}"
@@ -403,7 +482,7 @@ async def issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy | None = None
 
 async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Profile | str | None,
                       requested_ekus: Iterable[str], validity_months: int | None, now: dt.datetime | None,
-                      urls: IssuanceUrls) -> IssuedCertificate:
+                      urls: IssuanceUrls, uris: tuple[str, ...] = ()) -> IssuedCertificate:
     # 1. parse
     request_csr = csr_mod.parse_csr(csr)
     # 2. verify-signature
@@ -412,21 +491,13 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
     csr_mod.check_key(public_key, policy)
     # 4. check-names (and what else the request asks for)
     request = csr_mod.read_request(request_csr)
-    if request.asks_ca:
-        raise PolicyViolation("the CSR asks for CA powers (basicConstraints CA:TRUE); kvca signs only leaves "
-                              "from a CSR", step="check-names", hint="create CAs with `kvca ca create`")
-    if request.asks_cert_sign:
-        raise PolicyViolation(f"the CSR asks for key usage {', '.join(request.asks_cert_sign)}, which only a CA "
-                              f"may hold", step="check-names")
-    chosen_profile = _decide_profile(profile, requested_ekus, request, policy)
-    subject, common_name = _check_subject(request.subject)
-    # Before the SAN rules, so a repeated issuer subject is named as such (check_name_constraints checks it too).
-    names.check_not_issuer_subject(subject, ca.certificates)
-    sans = _check_sans(request, common_name, policy)
-    names.check_name_constraints(sans, subject, ca.certificates)
-    # 5. decide-validity
-    not_before, not_after, warnings = decide_validity(now=now, validity_months=validity_months, policy=policy,
-                                                      ca_certificates=ca.certificates)
+    if uris:
+        request = dataclasses.replace(request, uris=request.uris + uris)
+    # 4. check-names and 5. decide-validity: the steps that need no key, shared with `precheck`
+    checked = precheck(request, ca_certificates=ca.certificates, policy=policy, profile=profile,
+                       requested_ekus=requested_ekus, validity_months=validity_months, now=now)
+    chosen_profile, subject, sans = checked.profile, checked.subject, list(checked.sans)
+    not_before, not_after, warnings = checked.not_before, checked.not_after, list(checked.warnings)
     # 6. build: from policy; the CSR gives its key and the names checked above, nothing else
     try:
         builder = build(role=Role.LEAF, subject=subject, issuer=ca.certificate.subject, public_key=public_key,

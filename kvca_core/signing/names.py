@@ -355,6 +355,46 @@ def check_dns_name_policy(name: str, policy: IssuancePolicy) -> None:
     raise PolicyViolation(f"DNS name {name!r} is outside the allowed domains ({', '.join(allowed)})", step=STEP)
 
 
+def check_host_policy(host: str, policy: IssuancePolicy, what: str) -> None:
+    """The allowed domains for the host of a URI SAN or the domain of an email SAN, as for a DNS
+    name: with `allowed_domains` set, `spiffe://evil.example/x` or `a@evil.example` must not pass
+    where `evil.example` would not (issue 13). `host` is normalised (lower case); `what` names the
+    SAN in messages."""
+    if is_wildcard(host):
+        raise InvalidRequest(f"{what}: a wildcard is not a host (RFC 6125 wildcards are for DNS names)", step=STEP)
+    if not policy.allowed_domains and not policy.allowed_names:
+        return
+    if not _is_ip(host) and (host in policy.allowed_names
+                             or any(within_domain(host, domain) for domain in policy.allowed_domains)):
+        return
+    allowed = [f"*.{d}" for d in policy.allowed_domains] + list(policy.allowed_names)
+    raise PolicyViolation(f"{what}: host {host!r} is outside the allowed domains ({', '.join(allowed)})",
+                          step=STEP)
+
+
+def uri_host(uri: str) -> str:
+    """The host of a URI that normalize_uri accepted, lower case (IPv6 without brackets)."""
+    return (urlsplit(uri).hostname or "").lower()
+
+
+# A device ID as a client certificate's CN: letters, digits and '-', '_', '.', ':' inside,
+# starting and ending with a letter or digit, at most 64 characters (ub-common-name, RFC 5280
+# Appendix A). What fleets use as MQTT client IDs (e.g. "device-001", "sensor_17").
+DEVICE_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,62}[A-Za-z0-9])?")
+
+
+def cn_form(common_name: str) -> str | None:
+    """What a CN is: "ip-address", "dns-name", "device-id" (policy.CN_FORMS), or None."""
+    if _is_ip(common_name):
+        return "ip-address"
+    try:
+        normalize_dns_name(common_name)
+        return "dns-name"
+    except InvalidRequest:
+        pass
+    return "device-id" if DEVICE_ID.fullmatch(common_name) else None
+
+
 def _has_control_or_space(text: str) -> bool:
     # C0 controls, space and DEL: never part of a URI (RFC 3986 2).
     return any(ord(c) <= 0x20 or ord(c) == 0x7F for c in text)

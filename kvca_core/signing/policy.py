@@ -115,6 +115,12 @@ def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
 # from TLS 1.2, so OpenSSL TLS clients cannot use a certificate on that curve.
 KEY_TYPES = ("rsa", "ec-p256", "ec-p384", "ec-p521")
 
+# What a leaf's CN may be. "device-id": a plain device ID such as "device-001", for client
+# certificates only: Event Grid's MQTT broker can name a client by its subject (keyvault-facts.md
+# "Event Grid namespace MQTT broker"), and such a CN is no DNS name, so it is not repeated as a SAN.
+# Off by default: a single-label CN is more often a typo for a host name.
+CN_FORMS = ("dns-name", "ip-address", "device-id")
+
 # The CA/B Forum's 398-day cap (Baseline Requirements 6.3.2) is what Apple,
 # Chrome and Mozilla enforce for TLS servers: the default maximum follows it.
 DEFAULT_MAX_VALIDITY_DAYS = 398
@@ -142,10 +148,11 @@ class IssuancePolicy:
     key_types: tuple[str, ...] = KEY_TYPES
     min_rsa_bits: int = 2048
     profiles: tuple[str, ...] = tuple(p.value for p in LEAF_PROFILES)
+    cn_forms: tuple[str, ...] = ("dns-name", "ip-address")
 
     def __post_init__(self) -> None:
         # Normalised here, whichever way the policy was made: lower case, tuples, bare domains.
-        for name in ("allowed_domains", "allowed_names", "key_types", "profiles"):
+        for name in ("allowed_domains", "allowed_names", "key_types", "profiles", "cn_forms"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ConfigurationError(f"{name} must be a list of strings, not {value!r}", subject=SETTING)
@@ -173,6 +180,9 @@ class IssuancePolicy:
         for profile in self.profiles:
             if profile not in {p.value for p in LEAF_PROFILES}:
                 problems.append(f"profile {profile!r} is not one of {', '.join(p.value for p in LEAF_PROFILES)}")
+        for form in self.cn_forms:
+            if form not in CN_FORMS:
+                problems.append(f"CN form {form!r} is not one of {', '.join(CN_FORMS)}")
         for name in ("allow_wildcards", "allow_ip", "allow_email", "allow_uri"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name}={getattr(self, name)!r} must be true or false")
@@ -192,7 +202,7 @@ class IssuancePolicy:
                                      subject=SETTING, hint=f"known fields: {', '.join(sorted(known))}")
         values: dict[str, Any] = {}
         for key, value in data.items():
-            if key in ("allowed_domains", "allowed_names", "key_types", "profiles") \
+            if key in ("allowed_domains", "allowed_names", "key_types", "profiles", "cn_forms") \
                     and not isinstance(value, (list, tuple)):
                 raise ConfigurationError(f"{key} must be a list of strings, not {value!r}", subject=SETTING)
             values[key] = value

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, pkcs12
+from cryptography.x509.oid import NameOID
 
 import function_app
 from kvca_core import clock
@@ -169,3 +170,46 @@ async def import_leaves(vault, inter, inter_key, names, *, days: int, ca: str = 
             await vault.import_certificate(name, pfx, tags={CA_TAG: ca})
 
     await asyncio.gather(*(one(n) for n in names))
+
+
+async def snapshot(vault) -> dict:
+    """Every certificate: its versions (id, enabled, thumbprint, tags) and its pending request's status.
+    Equal snapshots before and after: the vault was left exactly as it was."""
+    state = {}
+    async for listed in vault.list_certificates(include_pending=True):
+        vs = sorted([(v.version, v.enabled, v.x5t, tuple(sorted(v.tags.items())))
+                     async for v in vault.list_versions(listed.name)])
+        pending = await vault.get_pending(listed.name)
+        state[listed.name] = (vs, pending.status if pending else None)
+    return state
+
+
+async def import_excluding_ca(vault, name: str) -> None:
+    """An intermediate made elsewhere whose name constraints permit corp.internal and exclude
+    secret.corp.internal (the review's setup), imported with its root the recipe's way."""
+    now = clock.now()
+    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def build(subject: str, public_key, issuer: x509.Name, constraints: x509.NameConstraints | None):
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=700))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None if constraints is None else 0),
+                                  critical=True)
+                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                                key_cert_sign=True, crl_sign=True, encipher_only=False,
+                                                decipher_only=False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+        if constraints is not None:
+            builder = builder.add_extension(constraints, critical=True)
+        return builder.sign(root_key, hashes.SHA256())
+
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Root")])
+    root = build(f"{name} Root", root_key.public_key(), root_name, None)
+    inter = build(f"{name} Intermediate", key.public_key(), root_name, x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("corp.internal")], excluded_subtrees=[x509.DNSName("secret.corp.internal")]))
+    await vault.import_certificate(f"{name}-root", pkcs12.serialize_key_and_certificates(
+        b"root", root_key, root, None, NoEncryption()))
+    await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
+        b"intermediate", key, inter, None, NoEncryption()), tags={CA_ROLE_TAG: "intermediate"})

@@ -14,5 +14,9 @@ def test_python_m_demo_signs_renews_and_verifies_every_certificate():
     assert "demo complete" in out
     assert out.count("OK (v1, v2)") == 3
     assert "renewed 0, signed 0" in out  # redelivered events and a later sweep change nothing
+    # The certificates in use: a verified TLS handshake and an MQTT publish with a device certificate.
+    flat = " ".join(out.split())  # rich wraps long lines
+    assert "openssl s_client -verify_return_error with the root: verified" in flat
+    assert "the subscriber got 'devices/device-001/telemetry 21.5'" in flat
     assert "Traceback" not in out + result.stderr
     assert "certificate revoked" in out and "portal-made: passes" in out  # the revocation step

@@ -6,23 +6,15 @@ The same cases as CSRs are in the hostile corpus (tests/corpus, make_corpus.py "
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from azure.keyvault.certificates import CertificatePolicy
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
-from cryptography.x509.oid import NameOID
 
-from kvca_core import clock, events, operations
+from kvca_core import events, operations
 from kvca_core.errors import KvcaError
-from kvca_core.model import CA_ROLE_TAG, CA_TAG
+from kvca_core.model import CA_TAG
 from kvca_core.operations import IssueRequest
 
-from apphelpers import call_http, deliver, import_recipe_ca
-from test_refusals import snapshot
+from apphelpers import call_http, deliver, import_excluding_ca, import_recipe_ca, snapshot
 
 # (request fields, error kind, message fragment); each was issued before issue 13 (or, for the
 # issuer's subject, refused for another reason).
@@ -41,37 +33,6 @@ HOSTILE = {
     "subject-repeats-issuer": ({"dns_names": ["api.corp.internal"], "subject": "CN=corp-ca Intermediate"},
                                "PolicyViolation", "repeats the subject of CA"),
 }
-
-
-async def import_excluding_ca(vault, name: str) -> None:
-    """An intermediate made elsewhere whose name constraints permit corp.internal and exclude
-    secret.corp.internal (the review's setup), imported with its root the recipe's way."""
-    now = clock.now()
-    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-
-    def build(subject: str, public_key, issuer: x509.Name, constraints: x509.NameConstraints | None):
-        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(issuer).public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=700))
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=None if constraints is None else 0),
-                                  critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                                key_cert_sign=True, crl_sign=True, encipher_only=False,
-                                                decipher_only=False), critical=True)
-                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
-        if constraints is not None:
-            builder = builder.add_extension(constraints, critical=True)
-        return builder.sign(root_key, hashes.SHA256())
-
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Root")])
-    root = build(f"{name} Root", root_key.public_key(), root_name, None)
-    inter = build(f"{name} Intermediate", key.public_key(), root_name, x509.NameConstraints(
-        permitted_subtrees=[x509.DNSName("corp.internal")], excluded_subtrees=[x509.DNSName("secret.corp.internal")]))
-    await vault.import_certificate(f"{name}-root", pkcs12.serialize_key_and_certificates(
-        b"root", root_key, root, None, NoEncryption()))
-    await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
-        b"intermediate", key, inter, None, NoEncryption()), tags={CA_ROLE_TAG: "intermediate"})
 
 
 @pytest.fixture

@@ -126,14 +126,18 @@ async def test_force_renew_needs_its_own_action_and_the_certificate_in_scope(rul
     assert status == 201
     status, body, _ = await issue({"name": "db", "ca": "corp-ca", "dns_names": ["db.corp.internal"]}, admin())
     assert status == 201
-    # The web team may renew when due but not force; and never a certificate outside its suffixes.
+    # The web team may renew when due ({"if_due": true}) but not on demand (a plain POST or
+    # force); and never a certificate outside its suffixes.
     status, body, _ = await call_http("kvca_renew", "POST", "x", body={"force": True}, route_params={"name": "shop"},
                                       headers=web())
     assert status == 403 and "force_renew" in body["message"]
-    status, body, _ = await call_http("kvca_renew", "POST", "x", body={"force": False}, route_params={"name": "db"},
+    status, body, _ = await call_http("kvca_renew", "POST", "x", body=None, route_params={"name": "shop"},
+                                      headers=web())
+    assert status == 403 and "force_renew" in body["message"]
+    status, body, _ = await call_http("kvca_renew", "POST", "x", body={"if_due": True}, route_params={"name": "db"},
                                       headers=web())
     assert status == 403 and "db.corp.internal" in body["message"]
-    status, body, _ = await call_http("kvca_renew", "POST", "x", body={"force": False}, route_params={"name": "shop"},
+    status, body, _ = await call_http("kvca_renew", "POST", "x", body={"if_due": True}, route_params={"name": "shop"},
                                       headers=web())
     assert status == 200 and body["action"] == "skipped"  # not due: allowed, and a no-op
 

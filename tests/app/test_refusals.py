@@ -13,18 +13,7 @@ from kvca_core.errors import NotFound, NotManaged, PolicyViolation
 from kvca_core.model import CA_TAG
 from kvca_core.operations import IssueRequest
 
-from apphelpers import call_http, deliver, import_recipe_ca, run_timer
-
-
-async def snapshot(vault) -> dict:
-    """Every certificate: its versions (id, enabled, thumbprint, tags) and its pending request's status."""
-    state = {}
-    async for listed in vault.list_certificates(include_pending=True):
-        vs = sorted([(v.version, v.enabled, v.x5t, tuple(sorted(v.tags.items())))
-                     async for v in vault.list_versions(listed.name)])
-        pending = await vault.get_pending(listed.name)
-        state[listed.name] = (vs, pending.status if pending else None)
-    return state
+from apphelpers import call_http, deliver, import_recipe_ca, run_timer, snapshot
 
 
 async def portal_pending(kv_aio_clients, name: str, dns: str, ca: str | None, issuer: str = "Unknown"):
@@ -139,7 +128,7 @@ async def test_describe_tells_managed_state_chain_and_when_it_renews(app, ctx):
     await operations.issue(ctx, IssueRequest(name="shown", ca="corp-ca", dns_names=("s.corp.internal",)))
     d = await operations.describe(ctx, "shown")
     assert d.managed and d.info.ca == "corp-ca" and d.info.state == "valid" and d.info.sans == ("s.corp.internal",)
-    assert d.chain == ("CN=s.corp.internal", "CN=corp-ca Intermediate") and len(d.sha256) == 64
+    assert d.chain == ("CN=s.corp.internal", "CN=corp-ca Intermediate", "CN=corp-ca Root") and len(d.sha256) == 64
     assert d.renew_at == d.info.not_after - dt.timedelta(days=30)
     ca = await operations.describe(ctx, "corp-ca")
     assert not ca.managed and "never renews CA certificates" in ca.why_not_managed  # tagged by the recipe helper

@@ -28,7 +28,9 @@ async def test_http_issue_creates_a_managed_certificate_whose_chain_verifies(ctx
     policy = await ctx.vault.get_policy("api")
     assert policy.issuer_name == "Unknown" and policy.dns_names == ("api.corp.internal", "api2.corp.internal")
     chain = await chain_from_vault(ctx.vault, "api")
-    assert len(chain) == 2  # leaf + intermediate, the root stays out of the merge
+    # leaf, intermediate, root: a server certificate carries the full chain by default
+    assert [c.subject.rfc4514_string() for c in chain] == [
+        "CN=api.corp.internal", "CN=corp-ca Intermediate", "CN=corp-ca Root"] and chain[2] == root
     openssl_verify(chain, root)
 
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from azure.keyvault.certificates import CertificatePolicy as SdkPolicy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -195,3 +196,18 @@ def make_step_ca(directory: Path, name: str = "Smallstep Test", new_key=None) ->
         assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE" + b" KEY-----")
     return StepCA(certs / "root_ca.crt", secrets / "root_ca_key", certs / "intermediate_ca.crt",
                   secrets / "intermediate_ca_key", password_file, password, root, inter)
+
+
+def import_exportable_leaf(kv_clients, name: str) -> x509.Certificate:
+    """A self-signed certificate with an exportable key imported as a PFX (what `download` takes)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.example.com")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=90)).sign(key, hashes.SHA256()))
+    pfx = pkcs12.serialize_key_and_certificates(b"x", key, cert, None, serialization.NoEncryption())
+    policy = SdkPolicy(issuer_name="Unknown", subject=f"CN={name}.example.com", exportable=True,
+                       key_type="EC", key_curve_name="P-256", content_type="application/x-pkcs12")
+    kv_clients.certificates.import_certificate(name, pfx, policy=policy)
+    return cert

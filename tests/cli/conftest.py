@@ -1,45 +1,6 @@
 """Fixtures for the `kvca` command line: the CLI in-process against the emulator, with kvca's
-clock following the emulator's, and a CA made the way `step ca init` does."""
+clock following the emulator's, and a CA made the way `step ca init` does (clifixtures.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from clihelpers import Result, StepCA, make_step_ca
-from kvca_core import clock
-from kvca_core.cli import main
-from kvca_core.settings import SETTING_NAMES
-
-
-@pytest.fixture
-def cli_env(emulator, monkeypatch):
-    """The environment a user has after pointing kvca at the emulator: vault URL, its TLS CA,
-    and the managed-identity endpoint that DefaultAzureCredential finds."""
-    for name in SETTING_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    # Every CA needs a policy (a CA without one is refused): the defaults, for every CA.
-    env = {**emulator.environ(), "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    # kvca's "now" follows the emulator's clock, so "is it due?" and its events agree.
-    clock.use(emulator.clock.now)
-    yield env
-    clock.use(None)
-
-
-@pytest.fixture
-def kvca(cli_env, capsys):
-    """Run `kvca ARGS...` in-process; returns the exit code and what it printed."""
-
-    def run(*argv: str) -> Result:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
-
-
-@pytest.fixture
-def step_ca(tmp_path) -> StepCA:
-    return make_step_ca(tmp_path / "step")
+from clifixtures import cli_env, corp, kvca, step_ca  # noqa: F401 (fixtures)

@@ -3,26 +3,15 @@ errors are one line and leave the vault as it was."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import stat
 
 import pytest
-from azure.keyvault.certificates import CertificatePolicy as SdkPolicy
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
-from clihelpers import run_on_a_terminal, run_subprocess, vault_snapshot
-
-
-@pytest.fixture
-def corp(kvca):
-    result = kvca("ca", "create", "corp", "--subject", "CN=Corp CA", "--permitted-dns", "corp.internal")
-    assert result.code == 0, result.err
-    return "corp"
+from clihelpers import import_exportable_leaf, run_on_a_terminal, run_subprocess, vault_snapshot
 
 
 def test_request_without_sign_leaves_a_pending_request_that_sign_completes(kvca, kv_clients, corp, emulator):
@@ -43,7 +32,8 @@ def test_request_without_sign_leaves_a_pending_request_that_sign_completes(kvca,
     assert signed.code == 0, signed.err
     assert signed.out.startswith("web: signed, version ")
     cert = kv_clients.certificates.get_certificate("web")
-    assert cert.properties.tags == {"kvca-ca": "corp"} and cert.cer
+    # The chain choice travels in a tag (the server-client profile's default: with the root).
+    assert cert.properties.tags == {"kvca-ca": "corp", "kvca-chain": "with-root"} and cert.cer
     again = kvca("sign", "web")
     assert again.code == 0 and again.out.startswith("web: skipped") and "nothing to sign" in again.out
 
@@ -103,30 +93,16 @@ def test_list_expiring_within_and_show(kvca, corp, emulator):
     lines = dict(line.split(":", 1) for line in shown.out.splitlines())
     assert lines["subject"].strip() == "CN=long.corp.internal"
     assert lines["SANs"].strip() == "long.corp.internal"
-    assert lines["chain"].strip() == "CN=long.corp.internal <- CN=Corp CA"
-    assert lines["tags"].strip() == "kvca-ca=corp" and lines["managed"].strip() == "yes"
+    assert lines["chain"].strip() == "CN=long.corp.internal <- CN=Corp CA <- CN=Corp CA Root"
+    assert lines["tags"].strip() == "kvca-ca=corp, kvca-chain=with-root" and lines["managed"].strip() == "yes"
     assert len(lines["SHA-256"].strip()) == 64
     body = json.loads(kvca("--json", "show", "long").out)
     assert body["sha256"] == lines["SHA-256"].strip() and body["sans"] == ["long.corp.internal"]
 
 
-def _import_exportable_leaf(kv_clients, name: str) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.example.com")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=90)).sign(key, hashes.SHA256()))
-    pfx = pkcs12.serialize_key_and_certificates(b"x", key, cert, None, serialization.NoEncryption())
-    policy = SdkPolicy(issuer_name="Unknown", subject=f"CN={name}.example.com", exportable=True,
-                       key_type="EC", key_curve_name="P-256", content_type="application/x-pkcs12")
-    kv_clients.certificates.import_certificate(name, pfx, policy=policy)
-    return cert
-
-
 @pytest.mark.parametrize("fmt", ["pem", "pfx"])
 def test_download_writes_mode_0600_and_warns_about_the_private_key(kvca, kv_clients, tmp_path, fmt):
-    cert = _import_exportable_leaf(kv_clients, "portal")
+    cert = import_exportable_leaf(kv_clients, "portal")
     out = tmp_path / f"portal.{fmt}"
     result = kvca("download", "portal", "--out", str(out), "--format", fmt)
     assert result.code == 0, result.err
@@ -149,7 +125,8 @@ def test_download_writes_mode_0600_and_warns_about_the_private_key(kvca, kv_clie
 
 
 def test_download_of_a_non_exportable_certificate_fails_and_writes_nothing(kvca, corp, tmp_path):
-    assert kvca("request", "api", "--dns", "api.corp.internal", "--ca", corp, "--sign").code == 0
+    assert kvca("request", "api", "--dns", "api.corp.internal", "--ca", corp, "--no-exportable",
+                "--sign").code == 0
     for name in ("api", "corp"):
         result = kvca("download", name, "--out", str(tmp_path / f"{name}.pem"))
         assert result.code == 1

@@ -42,12 +42,13 @@ def test_recipe_request_sign_renew_list_export_verify_against_the_root_alone(way
     root = _make_ca(way, kvca, kv_clients, step_ca)
 
     # Request and sign at once (the recipe's portal request + signing script, in one command).
+    # `step certificate sign --bundle` merges leaf + intermediate, so the recipe's chain has no root.
     issued = kvca("request", "api", "--dns", "api.corp.internal", "www.corp.internal", "--ca", "corp",
-                  "--months", "12", "--sign")
+                  "--months", "12", "--no-include-root", "--sign")
     assert issued.code == 0, issued.err
     assert issued.out.startswith("api: issued, version ")
     tags = kv_clients.certificates.get_certificate("api").properties.tags
-    assert tags == {"kvca-ca": "corp"}
+    assert tags == {"kvca-ca": "corp", "kvca-chain": "without-root"}
     assert kv_clients.certificates.get_certificate_policy("api").issuer_name == "Unknown"
     leaf, chain = _leaf_and_chain(kv_clients, "api")
     assert root not in chain  # the merged chain stops below the root

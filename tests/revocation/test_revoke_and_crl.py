@@ -108,3 +108,20 @@ async def test_revoke_refuses_what_kvca_does_not_manage_and_bad_reasons(revocati
                                       route_params={"name": "good"})
     assert status == 400 and "reason" in body["message"]
     assert (await ctx.vault.get_certificate("good")).enabled
+
+
+async def test_replacing_a_revoked_certificate_gives_a_valid_version_and_the_record_stays_behind(
+        revocation_ca, leaves):
+    """`kvca renew NAME` replaces a revoked certificate: the new version must not take over the
+    revocation tags (it would read as revoked and the sweep would never renew it)."""
+    ctx = revocation_ca
+    await revocation.revoke(ctx, "bad", reason="keyCompromise")
+    outcome = await operations.renew(ctx, "bad", now=True, force=True)
+    assert outcome.action == operations.RENEWED, outcome
+    current = await ctx.vault.get_certificate("bad")
+    assert current.version == outcome.version and current.enabled
+    assert not set(current.tags) & {REVOKED_TAG, REVOKED_AT_TAG, REVOKED_SERIAL_TAG}, current.tags
+    states = {i.name: i.state for i in await operations.inventory(ctx)}
+    assert states["bad"] == "valid"
+    crl = await revocation.publish_crl(ctx, CA)
+    assert [entry.serial_number for entry in crl] == [leaves["bad"].cert.serial_number]
