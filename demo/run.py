@@ -101,12 +101,12 @@ async def _recipe_pfx(name: str):
 
 
 async def _revocation_step(fns, ctx, work: Path, roots: dict, rows: dict) -> bool:
-    """5. A lost MQTT device: revoke its certificate over HTTP, fetch the CA's CRL from the
+    """6. A lost MQTT device: revoke its certificate over HTTP, fetch the CA's CRL from the
     anonymous CRL route, and show `openssl verify -crl_check` refusing it (and passing the other)."""
     from kvca_core import clock
     from kvca_core.authority import parse_secret
 
-    console.rule("[bold]5. A device is lost: revoke its certificate")
+    console.rule("[bold]6. A device is lost: revoke its certificate")
     lost, kept = "mqtt-client", "portal-made"  # both issued by recipe-ca
     status, body = await _http(fns, "kvca_revoke", "POST", f"certificates/{lost}/revoke",
                                {"reason": "keyCompromise"}, route_params={"name": lost})
