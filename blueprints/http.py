@@ -194,4 +194,5 @@ async def kvca_health(req: func.HttpRequest) -> func.HttpResponse:
     # app setting, since the binding reads it itself (a broken one silently disables the sweep).
     settings = Settings.from_env(host=True)
     return json_response({"status": "ok", "vault": settings.vault_name, "sweep_schedule": settings.sweep_schedule,
+                          "crl_schedule": settings.crl_schedule,
                           "access": authz.health(req, settings)})

@@ -4,10 +4,15 @@
     GET  /api/crl/{ca}.crl                 the CA's CRL, DER, application/pkix-crl                   (ANONYMOUS)
     POST /api/ocsp/{ca}                    OCSP, body application/ocsp-request (RFC 6960 A.1)       (ANONYMOUS)
     GET  /api/ocsp/{ca}/{base64 request}   OCSP, the request base64 then URL-encoded (A.1)           (ANONYMOUS)
+    timer kvca_publish_crls                every CA's CRL re-signed and uploaded, on KVCA_CRL_SCHEDULE
 
 The CRL and OCSP routes are anonymous on purpose: a relying party fetching a CRL has no
 key to send (RFC 5280 4.2.1.13 distribution points are plain URLs), and the
 answers are signed, public data.
+
+The timer's binding reads `%KVCA_CRL_SCHEDULE%` from the app settings itself (as the sweep's
+does, blueprints/timer.py): the Bicep and local.settings.sample.json set it, and /api/health
+reports it missing or malformed.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import azure.functions as func
 from blueprints import authz
 from blueprints.http import _body
 from blueprints.respond import answers, json_response
+from blueprints.timer import timer_function
 from kvca_core import access, context, revocation
 from kvca_core.errors import InvalidRequest
 
@@ -88,3 +94,7 @@ async def kvca_ocsp_get(req: func.HttpRequest) -> func.HttpResponse:
         der = b""  # answered malformedRequest by the operation
     ctx = await context.shared()
     return _ocsp_answer(await revocation.answer_ocsp(ctx, req.route_params.get("ca", ""), der))
+
+
+# Every CA's CRL re-signed and uploaded; a CA not published raises, so the run shows as failed.
+kvca_publish_crls = timer_function(bp, "kvca_publish_crls", "KVCA_CRL_SCHEDULE", revocation.publish_crls)

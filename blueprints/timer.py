@@ -14,16 +14,28 @@ import logging
 
 import azure.functions as func
 
+from typing import Any, Awaitable, Callable
+
 from kvca_core import context, operations
 
 logger = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
-@bp.function_name("kvca_sweep")
-@bp.timer_trigger(arg_name="timer", schedule="%KVCA_SWEEP_SCHEDULE%", run_on_startup=False, use_monitor=True)
-async def kvca_sweep(timer: func.TimerRequest) -> None:
-    if timer.past_due:
-        logger.info("kvca sweep is running late (past due)")
-    ctx = await context.shared()
-    await operations.sweep(ctx)  # logs its own summary
+def timer_function(blueprint: func.Blueprint, name: str, setting: str,
+                   operation: Callable[[Any], Awaitable[Any]]) -> Callable[[func.TimerRequest], Awaitable[None]]:
+    """Register timer `name` on `blueprint`: `operation(ctx)` on the schedule in app setting
+    `setting` (read by the binding itself, `%SETTING%`). The operation logs its own summary; an
+    error it raises marks the run failed in Application Insights."""
+
+    @blueprint.function_name(name)
+    @blueprint.timer_trigger(arg_name="timer", schedule=f"%{setting}%", run_on_startup=False, use_monitor=True)
+    async def run(timer: func.TimerRequest) -> None:
+        if timer.past_due:
+            logger.info("kvca timer %s is running late (past due)", name)
+        await operation(await context.shared())
+
+    return run
+
+
+kvca_sweep = timer_function(bp, "kvca_sweep", "KVCA_SWEEP_SCHEDULE", operations.sweep)

@@ -31,6 +31,8 @@ class Context:
     publisher: TopicPublisher | None
     credential: Any
     _owns_credential: bool = False
+    # Where CRLs are published (KVCA_CRL_CONTAINER_URL); None: not configured.
+    crl_store: Any = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, credential: Any = None) -> "Context":
@@ -40,7 +42,12 @@ class Context:
         credential = credential if credential is not None else default_credential(settings)
         vault = KeyVault(settings, credential)
         publisher = TopicPublisher(settings, credential, vault.transport) if settings.eventgrid_topic_endpoint else None
-        return cls(settings, vault, Authority(vault, settings.issuing_cas), publisher, credential, owns)
+        crl_store = None
+        if settings.crl_container_url:
+            from kvca_core.crlstore import CrlStore  # azure.storage.blob loads only when it is used
+
+            crl_store = CrlStore(settings.crl_container_url, credential)
+        return cls(settings, vault, Authority(vault, settings.issuing_cas), publisher, credential, owns, crl_store)
 
     @classmethod
     @asynccontextmanager
@@ -55,6 +62,8 @@ class Context:
         await self.vault.close()
         if self.publisher is not None:
             await self.publisher.close()
+        if self.crl_store is not None:
+            await self.crl_store.close()
         if self._owns_credential and hasattr(self.credential, "close"):
             await self.credential.close()
 

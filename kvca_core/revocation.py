@@ -2,6 +2,7 @@
 
     revoke(ctx, name, reason=..., version=None, serial=None)
     publish_crl(ctx, ca)           the CA's current CRL (signed at most CRL_CACHE ago by this process)
+    publish_crls(ctx)              every managed CA's CRL uploaded to KVCA_CRL_CONTAINER_URL (the timer)
     sign_root_crl(ctx, ca)         the root's CRL over its intermediate, signed with the root's key
     ensure_responder(ctx, ca)      issue the CA's delegated OCSP responder certificate `<ca>-ocsp`
     answer_ocsp(ctx, ca, der)      an OCSP answer from the same records, signed by that responder
@@ -17,6 +18,10 @@ The CRL is built from those records on demand and cached in this process for
 CRL_CACHE: every instance signs its own, numbered by time (signing/crl.py
 says why that is monotonic without shared state), and a revocation made here
 drops the cache at once.
+
+Published: each CA's CRL is uploaded as the blob `<CA>.crl` (kvca_core/crlstore.py), read
+anonymously over plain HTTP, on every revocation and on KVCA_CRL_SCHEDULE; the CDP written
+into leaves points there, and /api/crl/<CA>.crl serves the same CRL as a fallback.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -76,6 +81,12 @@ class Revocation:
     revoked_at: dt.datetime
     ca: str
     action: str  # "revoked" | "already-revoked"
+    # The CRL blob's URL once the new CRL is published there; "" when not (no container
+    # configured, or already revoked: nothing changed).
+    published: str = ""
+    # Why re-signing or publishing failed: the revocation stands regardless, and the next
+    # timer run (or the CRL route, which signs on demand) catches up.
+    publish_error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -161,7 +172,15 @@ async def revoke(ctx, name: str, *, reason: str, version: str | None = None,
     logger.info("kvca op=revoke certificate=%s version=%s serial=%s outcome=%s reason=%s ca=%s", name,
                 result.version, result.serial, result.action, result.reason, result.ca)
     if result.action == "revoked":
-        await publish_crl(ctx, result.ca)  # re-signed at once, so this instance serves it from now on
+        # Re-signed and published at once. The record is already written: a failure here is
+        # reported, never raised, so that the caller does not retry a revocation that happened.
+        try:
+            published = await _publish_one(ctx, result.ca)
+        except KvcaError as exc:
+            logger.error("kvca op=revoke certificate=%s serial=%s outcome=crl-not-published ca=%s reason=%s",
+                         name, result.serial, result.ca, exc)
+            return replace(result, publish_error=str(exc))
+        return replace(result, published=published.url)
     return result
 
 
@@ -267,6 +286,60 @@ async def sign_root_crl(ctx, ca: str, *, revoke_intermediate: str | None = None)
     logger.info("kvca op=sign_root_crl ca=%s entries=%s next_update=%s", ca, len(entries),
                 crl.next_update_utc.isoformat())
     return crl
+
+
+@dataclass(frozen=True)
+class CrlPublication:
+    ca: str
+    url: str  # the blob's URL; "" when no container is configured (signed, not uploaded)
+    number: int
+    next_update: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "next_update": self.next_update.isoformat()}
+
+
+async def _publish_one(ctx, ca: str) -> CrlPublication:
+    crl = await publish_crl(ctx, ca)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    url = ""
+    if ctx.crl_store is not None:
+        # Readers and proxies may cache it as long as the route lets them: a revocation is
+        # seen within minutes, far inside the CRL's 7-day validity.
+        url = await ctx.crl_store.publish(ca, crl_der(crl), max_age=int(CRL_CACHE.total_seconds()))
+        logger.info("kvca op=publish_crls ca=%s number=%s url=%s", ca, number, url)
+    return CrlPublication(ca, url, number, crl.next_update_utc)
+
+
+async def managed_cas(ctx) -> list[str]:
+    """The CAs whose CRLs kvca keeps: every intermediate it made or imported (tag
+    kvca-role=intermediate) and every CA named in KVCA_ISSUING_CAS."""
+    tagged = [v.name async for v in ctx.vault.list_certificates(include_pending=False)
+              if v.tags.get(CA_ROLE_TAG) == "intermediate"]
+    return sorted(set(tagged) | set(ctx.settings.issuing_cas))
+
+
+async def publish_crls(ctx) -> list[CrlPublication]:
+    """Re-sign (a CRL at most CRL_CACHE old) and upload every managed CA's CRL: what the timer
+    runs, well before each CRL's nextUpdate. Idempotent: each run overwrites `<CA>.crl` with
+    a CRL from the same records. Every CA is tried; one that fails does not stop the others,
+    and the failures are raised together at the end."""
+    if ctx.crl_store is None:
+        logger.info("kvca op=publish_crls outcome=skipped reason=KVCA_CRL_CONTAINER_URL is not set")
+        return []
+    done, failed = [], []
+    for ca in await managed_cas(ctx):
+        try:
+            done.append(await _publish_one(ctx, ca))
+        except KvcaError as exc:
+            logger.error("kvca op=publish_crls ca=%s outcome=failed reason=%s", ca, exc)
+            failed.append(exc)
+    logger.info("kvca op=publish_crls published=%s failed=%s", len(done), len(failed))
+    if failed:
+        first = failed[0]
+        raise type(first)(f"{len(failed)} of {len(done) + len(failed)} CRL(s) not published; first: {first}",
+                          subject="publish_crls")
+    return done
 
 
 def crl_der(crl: x509.CertificateRevocationList) -> bytes:

@@ -51,6 +51,13 @@ SETTINGS: tuple[Setting, ...] = (
             "kvca-role=intermediate (a CA imported by hand, the recipe's way); a self-signed root never signs."),
     Setting("KVCA_CRL_URL", "",
             "Optional CRL distribution point URL written into issued certificates."),
+    Setting("KVCA_CRL_CONTAINER_URL", "",
+            "Blob container each CA's CRL is published to as <CA>.crl, on every revocation and on "
+            "KVCA_CRL_SCHEDULE (https://<account>.blob.core.windows.net/crl); written with the app's identity; "
+            "empty: no blob publishing (the CRL is still served at /api/crl/<CA>.crl)."),
+    Setting("KVCA_CRL_SCHEDULE", "0 0 * * * *",
+            "NCRONTAB schedule (6 fields) of the timer that re-signs and publishes every CA's CRL "
+            "(default hourly, well before the CRL's 7-day nextUpdate)."),
     Setting("KVCA_AIA_URL", "",
             "Optional CA Issuers (AIA) URL written into issued certificates."),
     Setting("KVCA_ACCESS_RULES", "",
@@ -173,7 +180,7 @@ def _cron_field(text: str, field: str, low: int, high: int) -> None:
 
 def _ncrontab(name: str, raw: str) -> str:
     """A 6-field NCRONTAB expression, each field checked. The timer binding reads the app
-    setting itself (`%KVCA_SWEEP_SCHEDULE%`); with a 5-field cron or none the host disables
+    setting itself (`%KVCA_SWEEP_SCHEDULE%`, `%KVCA_CRL_SCHEDULE%`); with a 5-field cron or none the host disables
     the trigger without a word to the function, so kvca says it at start and in /api/health."""
     value = " ".join(raw.split())
     fields = value.split(" ") if value else []
@@ -248,6 +255,8 @@ class Settings:
     issuance_policy: Mapping[str, Any] = field(default_factory=dict)
     issuing_cas: tuple[str, ...] = ()
     crl_url: str = ""
+    crl_container_url: str = ""
+    crl_schedule: str = "0 0 * * * *"
     aia_url: str = ""
     ocsp_url: str = ""
     azure_client_id: str = ""
@@ -264,9 +273,10 @@ class Settings:
         reach it, so the setting must be present."""
         env = os.environ if environ is None else environ
         problems: list[str] = []
-        if host and not (env.get("KVCA_SWEEP_SCHEDULE") or "").strip():
-            problems.append("KVCA_SWEEP_SCHEDULE is required in the app settings: the timer binding reads it "
-                            "itself, and without it the Functions host disables the sweep")
+        for schedule, timer in (("KVCA_SWEEP_SCHEDULE", "the sweep"), ("KVCA_CRL_SCHEDULE", "the CRL timer")):
+            if host and not (env.get(schedule) or "").strip():
+                problems.append(f"{schedule} is required in the app settings: the timer binding reads it "
+                                f"itself, and without it the Functions host disables {timer}")
 
         def read(name: str, parse: Callable[[str, str], Any]) -> Any:
             raw = env.get(name)
@@ -293,6 +303,8 @@ class Settings:
             issuance_policy=read("KVCA_ISSUANCE_POLICY", _json_object),
             issuing_cas=read("KVCA_ISSUING_CAS", _name_list),
             crl_url=read("KVCA_CRL_URL", text),
+            crl_container_url=read("KVCA_CRL_CONTAINER_URL", lambda n, r: _https_url(n, r.strip(), required=False)),
+            crl_schedule=read("KVCA_CRL_SCHEDULE", _ncrontab),
             aia_url=read("KVCA_AIA_URL", text),
             ocsp_url=read("KVCA_OCSP_URL", lambda n, r: r.strip().rstrip("/")),
             azure_client_id=read("AZURE_CLIENT_ID", text),

@@ -59,8 +59,8 @@ async def deliver(raw: dict[str, Any]) -> None:
     await user_function("kvca_eventgrid")(grid_event(raw))
 
 
-async def run_timer() -> None:
-    await user_function("kvca_sweep")(TimerRequest(past_due=False))
+async def run_timer(name: str = "kvca_sweep") -> None:
+    await user_function(name)(TimerRequest(past_due=False))
 
 
 def _key(kind: str):

@@ -25,7 +25,8 @@ async def app(emulator, monkeypatch):
     # An app setting the host itself reads (the timer binding): it comes from the app settings,
     # as local.settings.sample.json and the Bicep give it, never from a default in Python.
     sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())
-    monkeypatch.setenv("KVCA_SWEEP_SCHEDULE", sample["Values"]["KVCA_SWEEP_SCHEDULE"])
+    for schedule in ("KVCA_SWEEP_SCHEDULE", "KVCA_CRL_SCHEDULE"):
+        monkeypatch.setenv(schedule, sample["Values"][schedule])
     # Every CA needs a policy (a CA without one is refused): the defaults, for every CA. A test
     # that is about the policy sets its own.
     monkeypatch.setenv("KVCA_ISSUANCE_POLICY", TEST_POLICY)

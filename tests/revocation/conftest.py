@@ -37,3 +37,32 @@ async def revocation_ca(app, monkeypatch):
 async def leaves(revocation_ca) -> dict[str, Leaf]:
     """Two client+server certificates of rev-ca with exportable keys: `good` and `bad`."""
     return {name: await make_leaf(revocation_ca, name, CA) for name in ("good", "bad")}
+
+
+@pytest.fixture
+def azurite(tmp_path):
+    """Azurite's blob service on loopback, stopped (and its data dropped with tmp_path) after the test."""
+    from revhelpers import Azurite
+
+    server = Azurite(tmp_path / "azurite")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def blob_ctx(revocation_ca, azurite):
+    """rev-ca's context publishing to Azurite's container `crl`, public read ('blob'), as
+    infra/app/crl-storage.bicep makes it. The store gets Azurite's account key; kvca's own code
+    builds it with the process's credential."""
+    from azure.storage.blob.aio import ContainerClient
+
+    from kvca_core.crlstore import CrlStore
+
+    url = f"{azurite.account_url}/crl"
+    async with ContainerClient.from_container_url(url, credential=azurite.credential()) as container:
+        await container.create_container(public_access="blob")
+    revocation_ca.crl_store = CrlStore(url, azurite.credential())
+    return revocation_ca

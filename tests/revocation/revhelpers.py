@@ -1,9 +1,14 @@
 """Helpers for the revocation tests: leaves with exportable keys, the CRL fetched over the app's
-own trigger, `openssl verify -crl_check`, pkilint's CRL linter."""
+own trigger, `openssl verify -crl_check`, pkilint's CRL linter, Azurite for the CRL blobs."""
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +24,10 @@ from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
 
 CLIENT_AUTH, SERVER_AUTH = "1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"
 CA = "rev-ca"
+# A second CA, made only by the tests that need every CA's CRL published.
+CA2 = "rev-ca-two"
 # Issue 13: every CA has its own KVCA_ISSUANCE_POLICY entry.
-POLICY = '{"%s": {"allowed_domains": ["rev.internal"]}}' % CA
+POLICY = '{"%s": {"allowed_domains": ["rev.internal"]}, "%s": {"allowed_domains": ["rev.internal"]}}' % (CA, CA2)
 OCSP_URL = "http://ocsp.rev.internal/api/ocsp"
 
 
@@ -120,3 +127,88 @@ def pkilint_ocsp_findings(der: bytes, minimum: str = "ERROR") -> list[tuple[str,
     return [(fd.finding.severity.name, fd.finding.code, fd.message)
             for result in validator.validate(document.root)
             for fd in result.finding_descriptions if fd.finding.severity <= threshold]
+
+
+# --- Azurite: Microsoft's Azure Storage emulator (npm), for the CRL blobs ----------------------
+AZURITE_VERSION = "3.35.0"  # 3.37 needs a newer Node than Debian's
+# Azurite's well-known development account (learn.microsoft.com/azure/storage/common/storage-use-azurite,
+# "Well-known storage account and key"): public, and good only for the emulator.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+REPO = Path(__file__).resolve().parents[2]
+
+
+def azurite_blob_binary() -> Path:
+    """`<repo>/.azurite/node_modules/.bin/azurite-blob`, installed with npm when missing
+    (`.ci/run` installs it the same way). A missing npm fails the test, never skips it."""
+    binary = REPO / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is missing: install Debian's nodejs and npm (.ci/run does) to run Azurite"
+        result = subprocess.run([npm, "install", "--prefix", str(REPO / ".azurite"), f"azurite@{AZURITE_VERSION}"],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0 and binary.exists(), f"npm install azurite failed:\n{result.stderr[-2000:]}"
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Azurite:
+    """azurite-blob on 127.0.0.1 and a free port, its data in `location`."""
+
+    def __init__(self, location: Path) -> None:
+        self.location = location
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def account_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+
+    def credential(self):
+        from azure.core.credentials import AzureNamedKeyCredential
+
+        return AzureNamedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(azurite_blob_binary()), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+             "--location", str(self.location), "--silent", "--disableTelemetry", "--skipApiVersionCheck"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"azurite-blob exited {self.process.returncode}: "
+                                     f"{self.process.stderr.read().decode(errors='replace')[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{self.account_url}?comp=list", timeout=2)
+            except urllib.error.HTTPError:
+                return  # it answers (403: the listing needs a credential)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            return
+        self.stop()
+        raise AssertionError(f"azurite-blob did not answer on 127.0.0.1:{self.port} within 60 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stderr:
+            self.process.stderr.close()
+
+
+def fetch_over_http(url: str) -> tuple[bytes, dict[str, str]]:
+    """A relying party's fetch: plain HTTP GET, no credential."""
+    assert url.startswith("http://"), url
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read(), {k.lower(): v for k, v in resp.headers.items()}
