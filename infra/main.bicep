@@ -71,6 +71,9 @@ param issuingCas string = ''
 @description('KVCA_CRL_URL: CRL distribution point written into issued certificates; empty for none.')
 param crlUrl string = ''
 
+@description('KVCA_CRL_SCHEDULE: NCRONTAB schedule (6 fields) of the timer that re-signs and publishes every CA\'s CRL; hourly, well before the CRL\'s 7-day nextUpdate.')
+param crlSchedule string = '0 0 * * * *'
+
 @description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
 param aiaUrl string = ''
 
@@ -108,11 +111,18 @@ var vaultResourceGroupName = useExistingVault && !empty(existingKeyVaultResource
 // The vault's URL is fixed by its name; built here so the settings do not
 // wait for (or depend on) the vault module.
 var vaultUrl = 'https://${vaultName}${environment().suffixes.keyvaultDns}/'
-// The app's own URL is fixed by its name as well. The CRL and the OCSP responder are
-// anonymous routes of the app (blueprints/revocation.py), so the CDP and AIA OCSP URLs
-// written into leaves follow from the deployment; nobody types them.
+// The app's own URL is fixed by its name as well. The OCSP responder is an anonymous route
+// of the app (blueprints/revocation.py), and so is /api/crl/<CA>.crl, kept as a fallback.
 var appBaseUrl = 'https://${functionAppName}.azurewebsites.net'
-var derivedCrlUrl = !empty(crlUrl) ? crlUrl : (empty(caName) ? '' : '${appBaseUrl}/api/crl/${caName}.crl')
+// The CRLs are published as blobs of their own storage account (app/crl-storage.bicep), read
+// anonymously over plain HTTP: the CDP written into leaves is http (RFC 5280 4.2.1.13), which the
+// httpsOnly app cannot serve. Both URLs follow from the account's name; nobody types them. The
+// app writes over https with its identity.
+var crlStorageName = 'stkvcacrl${take(resourceToken, 14)}'
+var crlContainerName = 'crl'
+var crlBlobHost = '${crlStorageName}.blob.${environment().suffixes.storage}'
+var crlContainerUrl = 'https://${crlBlobHost}/${crlContainerName}'
+var derivedCrlUrl = !empty(crlUrl) ? crlUrl : (empty(caName) ? '' : 'http://${crlBlobHost}/${crlContainerName}/${caName}.crl')
 var ocspBaseUrl = '${appBaseUrl}/api/ocsp'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -177,6 +187,18 @@ module storage 'app/storage.bicep' = {
     functionPrincipalId: functionIdentity.outputs.principalId
     eventGridPrincipalId: eventGridIdentity.outputs.principalId
     deploymentPrincipalId: deploymentIdentity.outputs.principalId
+  }
+}
+
+module crlStorage 'app/crl-storage.bicep' = {
+  name: 'crl-storage'
+  scope: rg
+  params: {
+    name: crlStorageName
+    location: location
+    tags: tags
+    containerName: crlContainerName
+    functionPrincipalId: functionIdentity.outputs.principalId
   }
 }
 
@@ -288,6 +310,8 @@ module functionApp 'app/function.bicep' = {
     issuancePolicy: issuancePolicy
     issuingCas: issuingCas
     crlUrl: derivedCrlUrl
+    crlContainerUrl: crlContainerUrl
+    crlSchedule: crlSchedule
     aiaUrl: aiaUrl
     accessRules: accessRules
     forceRenewMinAgeMinutes: forceRenewMinAgeMinutes
@@ -312,4 +336,6 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 // Revocation: where the CA's CRL is served, and the OCSP base URL `kvca ocsp-responder` names
 // its responder after (its host), before ocspEnabled is turned on.
 output AZURE_CRL_URL string = derivedCrlUrl
+output AZURE_CRL_CONTAINER_URL string = crlContainerUrl
+output AZURE_CRL_STORAGE_ACCOUNT_NAME string = crlStorage.outputs.name
 output KVCA_OCSP_URL string = ocspBaseUrl

@@ -93,6 +93,13 @@ param issuingCas string = ''
 @description('KVCA_CRL_URL: CRL distribution point written into issued certificates; empty for none.')
 param crlUrl string = ''
 
+@description('KVCA_CRL_CONTAINER_URL: https URL of the blob container each CA\'s CRL is published to (crl-storage.bicep); empty: no blob publishing.')
+param crlContainerUrl string = ''
+
+@description('KVCA_CRL_SCHEDULE: NCRONTAB schedule (6 fields) of the timer that re-signs and publishes every CA\'s CRL. The timer binding reads this app setting itself: an empty one disables the timer.')
+@minLength(11)
+param crlSchedule string = '0 0 * * * *'
+
 @description('KVCA_AIA_URL: CA Issuers (AIA) URL written into issued certificates; empty for none.')
 param aiaUrl string = ''
 
@@ -232,6 +239,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'KVCA_CRL_URL'
           value: crlUrl
+        }
+        {
+          name: 'KVCA_CRL_CONTAINER_URL'
+          value: crlContainerUrl
+        }
+        {
+          name: 'KVCA_CRL_SCHEDULE'
+          value: crlSchedule
         }
         {
           name: 'KVCA_AIA_URL'

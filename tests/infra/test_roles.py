@@ -25,6 +25,8 @@ GRANTS = {
     ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "eventGridPrincipalId"),
     ("monitoring.bicep", "Monitoring Metrics Publisher", "Microsoft.Insights/components", "functionPrincipalId"),
     ("ocsp-access.bicep", "kvca CA key signer", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
+    # Publishing the CRL blobs: one container of the CRL-only account.
+    ("crl-storage.bicep", "Storage Blob Data Contributor", CONTAINER, "functionPrincipalId"),
 }
 
 NEVER = {"Owner", "Contributor", "User Access Administrator", "Key Vault Administrator",

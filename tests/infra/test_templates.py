@@ -19,6 +19,7 @@ from bicepwalk import INFRA, ROOT, accessor_path, all_templates, bicep_files, ca
 EXPECTED_FILES = {
     "main.bicep",
     "app/ocsp-access.bicep",
+    "app/crl-storage.bicep",
     "app/identity.bicep",
     "app/monitoring.bicep",
     "app/storage.bicep",

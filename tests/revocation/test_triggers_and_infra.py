@@ -1,5 +1,6 @@
 """The revocation triggers' bindings, and the Bicep that publishes: CDP and OCSP URLs derived from
-the deployment, and exactly one new grant (the CA key signer role on the responder's key)."""
+the deployment, the CRL-only storage account (public blobs over http, identity-only writes), and
+the grants (the CA key signer role on the responder's key, blob writes on the CRL container)."""
 
 from __future__ import annotations
 
@@ -26,15 +27,44 @@ def test_revoke_needs_a_function_key_and_crl_and_ocsp_are_anonymous():
     }
 
 
-def test_crl_and_ocsp_urls_are_derived_from_the_app_name():
+def test_the_crl_timer_reads_its_schedule_from_the_app_settings():
+    binding = json.loads(FUNCTIONS["kvca_publish_crls"].get_function_json())["bindings"][0]
+    assert binding["type"] == "timerTrigger" and binding["schedule"] == "%KVCA_CRL_SCHEDULE%"
+
+
+def test_the_cdp_is_the_crl_blob_over_http_and_ocsp_is_derived_from_the_app_name():
     main = load("main.bicep")
     text = (Path(main.path)).read_text()
     assert "var appBaseUrl = 'https://${functionAppName}.azurewebsites.net'" in text
-    assert "'${appBaseUrl}/api/crl/${caName}.crl'" in text and "'${appBaseUrl}/api/ocsp'" in text
+    assert "var crlBlobHost = '${crlStorageName}.blob.${environment().suffixes.storage}'" in text
+    assert "'http://${crlBlobHost}/${crlContainerName}/${caName}.crl'" in text
+    assert "var crlContainerUrl = 'https://${crlBlobHost}/${crlContainerName}'" in text
+    assert "'${appBaseUrl}/api/ocsp'" in text
     params = main.modules["functionApp"].body["params"]
-    assert params["crlUrl"] == "derivedCrlUrl"
+    assert params["crlUrl"] == "derivedCrlUrl" and params["crlContainerUrl"] == "crlContainerUrl"
+    crl_params = main.modules["crlStorage"].body["params"]
+    assert crl_params["name"] == "crlStorageName" and crl_params["containerName"] == "crlContainerName"
     settings = app_settings(load("app/function.bicep").one("Microsoft.Web/sites"))
     assert settings["KVCA_OCSP_URL"] == "ocspUrl" and settings["KVCA_CRL_URL"] == "crlUrl"
+    assert settings["KVCA_CRL_CONTAINER_URL"] == "crlContainerUrl" and settings["KVCA_CRL_SCHEDULE"] == "crlSchedule"
+
+
+def test_the_crl_account_serves_public_blobs_over_http_and_takes_writes_by_identity_only():
+    template = load("app/crl-storage.bicep")
+    account = template.one("Microsoft.Storage/storageAccounts")
+    assert account.get("properties.allowBlobPublicAccess") is True
+    assert account.get("properties.supportsHttpsTrafficOnly") is False
+    assert account.get("properties.allowSharedKeyAccess") is False
+    assert account.get("properties.minimumTlsVersion") == "TLS1_2"
+    (container,) = template.of_type("Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert container.get("properties.publicAccess") == "Blob"  # read a named CRL, never list
+    (ra,) = template.role_assignments()
+    assert (ra.role, ra.scope.symbol, ra.principal) == ("Storage Blob Data Contributor", container.symbol,
+                                                        "functionPrincipalId")
+    # The host's account keeps its private, https-only settings: public CRLs live apart.
+    host = load("app/storage.bicep").one("Microsoft.Storage/storageAccounts")
+    assert host.get("properties.allowBlobPublicAccess") is False
+    assert host.get("properties.supportsHttpsTrafficOnly") is True
 
 
 def test_the_responder_key_role_is_one_key_and_only_when_ocsp_is_enabled():
