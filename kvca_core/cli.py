@@ -883,6 +883,11 @@ async def _cmd_revoke(ctx, args, out: Output) -> int:
     else:
         out.line(f"{result.name}: {result.action} (version {result.version}, serial {result.serial}, "
                  f"{result.reason}, {result.revoked_at.isoformat()}); listed on CA '{result.ca}''s CRL")
+        if result.published:
+            out.line(f"CRL published: {result.published}")
+        if result.publish_error:
+            out.line(f"CRL not published ({result.publish_error}); the revocation stands, and the CRL "
+                     f"timer publishes it")
     return EXIT_OK
 
 

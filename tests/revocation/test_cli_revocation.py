@@ -51,3 +51,14 @@ async def test_cli_refuses_a_bad_reason_and_a_version_with_a_serial(revocation_c
     assert code == 2
     code, _, err = await _kvca(capsys, "crl", CA, "--revoke-intermediate", "superseded", "--out", "x")
     assert code == 2 and "--root" in err
+
+
+async def test_cli_revoke_says_when_the_crl_blob_could_not_be_published(revocation_ca, leaves, capsys, monkeypatch):
+    from revhelpers import free_port
+
+    # Nothing listens there: the upload fails after the record is written.
+    monkeypatch.setenv("KVCA_CRL_CONTAINER_URL", f"https://127.0.0.1:{free_port()}/devstoreaccount1/crl")
+    code, out, err = await _kvca(capsys, "revoke", "bad", "--reason", "keyCompromise")
+    assert code == 0, err
+    assert "revoked" in out and "CRL not published" in out and "the revocation stands" in out, out
+    assert (await revocation_ca.vault.get_certificate("bad")).tags.get("kvca-revoked") == "keyCompromise"
