@@ -1,7 +1,7 @@
 """Where CRLs are published: one blob `<CA>.crl` per CA in the container of KVCA_CRL_CONTAINER_URL.
 
     store = CrlStore(container_url, credential)
-    url = await store.publish("corp-ca", der)     # the blob's URL
+    url = await store.publish("corp-ca", der, max_age=300, number=n)   # the blob's URL; never older over newer
     await store.close()
 
 The only module of kvca_core besides vault.py that imports azure.* (azure.storage.blob):
@@ -19,7 +19,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
@@ -33,6 +41,11 @@ logger = logging.getLogger(__name__)
 _RETRY = dict(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1)
 # RFC 5280 4.2.1.13 and RFC 2585 3: a DER CRL fetched over HTTP is application/pkix-crl.
 CRL_CONTENT_TYPE = "application/pkix-crl"
+# The blob's metadata carries the CRL number it holds, so a publisher can tell a newer CRL
+# from an older one without downloading and parsing it (storage data: read as untrusted).
+NUMBER_METADATA = "crlnumber"
+# Tries of the read-compare-write loop when another instance writes in between.
+_WRITE_TRIES = 3
 
 
 class CrlStore:
@@ -46,20 +59,50 @@ class CrlStore:
     def url_of(self, ca_name: str) -> str:
         return f"{self.container_url}/{ca_name}.crl"
 
-    async def publish(self, ca_name: str, der: bytes, *, max_age: int) -> str:
-        """Upload `der` as `<ca_name>.crl`, replacing the previous one (a single Put Blob, so a
-        reader sees the old CRL or the new one, never half of either). `max_age` (seconds) goes
-        into Cache-Control, which Blob storage serves with every read."""
-        blob = f"{ca_name}.crl"
+    async def publish(self, ca_name: str, der: bytes, *, max_age: int, number: int) -> str:
+        """Upload `der` (CRL number `number`) as `<ca_name>.crl`, unless the blob already holds
+        a CRL with that number or a higher one. Two instances signing at once would otherwise
+        race: the older CRL landing last would hide a revocation until the next timer run. So
+        the write is conditional on the blob being what was read (If-Match on its ETag, or
+        If-None-Match: * when there is none yet) and is read again if someone wrote meanwhile.
+        One Put Blob, so a reader sees the old CRL or the new one, never half of either.
+        `max_age` (seconds) goes into Cache-Control, which Blob storage serves with every read."""
+        blob = self._client.get_blob_client(f"{ca_name}.crl")
         settings = ContentSettings(content_type=CRL_CONTENT_TYPE, cache_control=f"public, max-age={max_age}")
+        url = self.url_of(ca_name)
         try:
-            await self._client.upload_blob(blob, der, overwrite=True, content_settings=settings)
+            for _ in range(_WRITE_TRIES):
+                try:
+                    props = await blob.get_blob_properties()
+                except ResourceNotFoundError:
+                    props = None
+                if props is not None and _number_of(props.metadata) >= number:
+                    logger.info("kvca op=publish_crl ca=%s outcome=kept reason=the blob holds CRL number %s >= %s",
+                                ca_name, _number_of(props.metadata), number)
+                    return url
+                condition = dict(overwrite=True, etag=props.etag, match_condition=MatchConditions.IfNotModified) \
+                    if props is not None else dict(overwrite=False)
+                try:
+                    await blob.upload_blob(der, content_settings=settings,
+                                           metadata={NUMBER_METADATA: str(number)}, **condition)
+                    return url
+                except (ResourceModifiedError, ResourceExistsError):
+                    continue  # another instance wrote it between our read and our write: read again
+            raise UpstreamError(f"the blob kept changing while CRL number {number} was written "
+                                f"({_WRITE_TRIES} tries)", subject=f"CRL blob {url}")
+        except UpstreamError:
+            raise
         except (AzureError, OSError) as exc:
-            raise _translate(exc, self.url_of(ca_name)) from None
-        return self.url_of(ca_name)
+            raise _translate(exc, url) from None
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _number_of(metadata: Any) -> int:
+    """The CRL number a blob's metadata says it holds; -1 when absent or not a plain number."""
+    raw = (metadata or {}).get(NUMBER_METADATA, "")
+    return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 40 else -1
 
 
 def _translate(exc: BaseException, where: str) -> UpstreamError:

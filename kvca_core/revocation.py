@@ -306,7 +306,8 @@ async def _publish_one(ctx, ca: str) -> CrlPublication:
     if ctx.crl_store is not None:
         # Readers and proxies may cache it as long as the route lets them: a revocation is
         # seen within minutes, far inside the CRL's 7-day validity.
-        url = await ctx.crl_store.publish(ca, crl_der(crl), max_age=int(CRL_CACHE.total_seconds()))
+        url = await ctx.crl_store.publish(ca, crl_der(crl), max_age=int(CRL_CACHE.total_seconds()),
+                                         number=number)
         logger.info("kvca op=publish_crls ca=%s number=%s url=%s", ca, number, url)
     return CrlPublication(ca, url, number, crl.next_update_utc)
 

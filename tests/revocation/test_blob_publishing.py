@@ -95,3 +95,21 @@ async def test_a_publishing_failure_keeps_the_revocation_and_says_so(blob_ctx, l
     # The timer reports the failure (a failed run in Application Insights) rather than passing.
     with pytest.raises(UpstreamError, match="not published"):
         await run_timer("kvca_publish_crls")
+
+
+async def test_an_older_crl_never_replaces_a_newer_one_in_the_blob(blob_ctx, leaves):
+    """Two instances sign at once and the older CRL's upload lands last: the blob keeps the
+    newer CRL (its number is in the blob's metadata), so no revocation is hidden."""
+    store = blob_ctx.crl_store
+    older = await revocation.publish_crl(blob_ctx, CA)
+    await revocation.revoke(blob_ctx, "bad", reason="keyCompromise")  # signs and publishes a newer CRL
+    number = lambda c: c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number  # noqa: E731
+    published = x509.load_der_x509_crl(fetch_over_http(store.url_of(CA))[0])
+    assert number(published) > number(older)
+    await store.publish(CA, revocation.crl_der(older), max_age=60, number=number(older))
+    kept = x509.load_der_x509_crl(fetch_over_http(store.url_of(CA))[0])
+    assert number(kept) == number(published)
+    assert kept.get_revoked_certificate_by_serial_number(leaves["bad"].cert.serial_number) is not None
+    # A newer one still replaces it.
+    await store.publish(CA, revocation.crl_der(older), max_age=60, number=number(published) + 1)
+    assert fetch_over_http(store.url_of(CA))[0] == revocation.crl_der(older)
