@@ -7,45 +7,24 @@ from __future__ import annotations
 import getpass
 import http.client
 import os
-import shutil
-import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from demo.consumers import find, free_port, install_hint, wait_for_port
 from kvca_core import revocation
 
 from revhelpers import CA, crl_pem, fetch_crl, make_leaf, pem
 
-NGINX, MOSQUITTO, MOSQUITTO_PUB = "/usr/sbin/nginx", "/usr/sbin/mosquitto", "mosquitto_pub"
 
 
-def _binary(path: str, package: str) -> str:
-    found = shutil.which(path) or (path if Path(path).exists() else None)
+def _binary(name: str) -> str:
+    found = find(name)
     if not found:
-        pytest.fail(f"{path} is not installed (apt-get install {package}; .ci/run does)")
+        pytest.fail(f"{name} is not installed ({install_hint(name)}; .ci/run does)")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
-    for _ in range(100):
-        if process.poll() is not None and process.returncode != 0:
-            raise AssertionError(f"server exited {process.returncode}: {log.read_text() if log.exists() else ''}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}: {log.read_text() if log.exists() else ''}")
 
 
 def _private(path: Path, data: bytes) -> Path:
@@ -85,8 +64,8 @@ async def material(revocation_ca, leaves, tmp_path):
 
 @pytest.fixture
 def nginx(material, tmp_path):
-    binary = _binary(NGINX, "nginx")
-    port = _free_port()
+    binary = _binary("nginx")
+    port = free_port()
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     conf = prefix / "nginx.conf"
@@ -114,7 +93,7 @@ http {{
     process = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, process, prefix / "error.log")
+        wait_for_port(port, process, prefix / "error.log")
         yield port
     finally:
         process.terminate()
@@ -144,9 +123,9 @@ def test_nginx_refuses_the_revoked_client_certificate_and_accepts_the_valid_one(
 
 @pytest.fixture
 def mosquitto(material, tmp_path):
-    binary = _binary(MOSQUITTO, "mosquitto")
-    _binary(MOSQUITTO_PUB, "mosquitto-clients")
-    port = _free_port()
+    binary = _binary("mosquitto")
+    _binary("mosquitto_pub")
+    port = free_port()
     d = tmp_path / "mosquitto"
     d.mkdir()
     log = d / "mosquitto.log"
@@ -171,7 +150,7 @@ allow_anonymous false
     stderr = (d / "stderr.log").open("wb")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=stderr, stderr=stderr)
     try:
-        _wait_for_port(port, process, d / "stderr.log")
+        wait_for_port(port, process, d / "stderr.log")
         yield port, log
     finally:
         process.terminate()
@@ -180,7 +159,7 @@ allow_anonymous false
 
 
 def _publish(port: int, material, who: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MOSQUITTO_PUB, "-h", "127.0.0.1", "-p", str(port), "--cafile", str(material["ca"]),
+    return subprocess.run([_binary("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(port), "--cafile", str(material["ca"]),
                            "--cert", str(material[f"{who}_cert"]), "--key", str(material[f"{who}_key"]),
                            "--insecure",  # hostname only: the server is reached by 127.0.0.1
                            "-t", "kvca/test", "-m", who, "-q", "1"], capture_output=True, text=True, timeout=30)
