@@ -21,54 +21,17 @@ Retry-After), 502 other Key Vault failures.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import azure.functions as func
 
 from blueprints import authz
-from blueprints.respond import answers, json_response
-from kvca_core import access, context, jsontext, operations
+from blueprints.respond import answers, json_body, json_flag, json_response, known_fields
+from kvca_core import access, context, operations
 from kvca_core.errors import InvalidRequest
 from kvca_core.settings import Settings
 
 bp = func.Blueprint()
 AUTH = func.AuthLevel.FUNCTION
-MAX_BODY = 64 * 1024
-
-
-def _body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any]:
-    raw = req.get_body() or b""
-    if not raw.strip():
-        if optional:
-            return {}
-        raise InvalidRequest("the request needs a JSON body", subject="request")
-    if len(raw) > MAX_BODY:
-        raise InvalidRequest(f"the body is larger than {MAX_BODY} bytes", subject="request")
-    try:
-        data = jsontext.loads(raw, what="the body")
-    except jsontext.TooDeep as exc:
-        raise InvalidRequest(str(exc), subject="request") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the body is not valid JSON ({getattr(exc, 'msg', 'undecodable')})",
-                             subject="request") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object", subject="request")
-    return data
-
-
-def _known(data: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})",
-                             subject="request")
-    return data
-
-
-def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"field {key!r} must be true or false, got {str(value)[:40]!r}", subject="request")
-    return value
 
 
 @bp.function_name("kvca_sign")
@@ -81,7 +44,7 @@ async def kvca_sign(req: func.HttpRequest) -> func.HttpResponse:
 async def _on_named(req: func.HttpRequest, operation, action: str) -> func.HttpResponse:
     """An operation on the certificate the route names, taking no fields, once the access
     rules allow `action` on that certificate."""
-    _body(req, optional=True)
+    json_body(req, optional=True)
     ctx = await context.shared()
     name = req.route_params.get("name", "")
     await authz.authorize_certificate(req, ctx, action, name)
@@ -93,11 +56,11 @@ async def _on_named(req: func.HttpRequest, operation, action: str) -> func.HttpR
 @bp.route(route="certificates/{name}/renew", methods=["POST"], auth_level=AUTH)
 @answers("renew")
 async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
-    data = _known(_body(req, optional=True), ("if_due", "force", "version"))
+    data = known_fields(json_body(req, optional=True), ("if_due", "force", "version"))
     version = data.get("version")
     if version is not None and not isinstance(version, str):
         raise InvalidRequest("field 'version' must be a string", subject="request")
-    if_due, force = _flag(data, "if_due", False), _flag(data, "force", False)
+    if_due, force = json_flag(data, "if_due", False), json_flag(data, "force", False)
     if if_due and force:
         raise InvalidRequest("fields 'if_due' and 'force' contradict each other (force renews now, "
                              "whether due or not)", subject="request")
@@ -117,8 +80,8 @@ async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="certificates", methods=["POST"], auth_level=AUTH)
 @answers("issue")
 async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
-    data = _body(req, optional=False)
-    sign = _flag(data, "sign", True)
+    data = json_body(req, optional=False)
+    sign = json_flag(data, "sign", True)
     request = operations.IssueRequest.from_mapping(data)
     ctx = await context.shared()
     authz.authorize_issue(req, ctx.settings, request)
@@ -141,7 +104,7 @@ async def kvca_issue_batch(req: func.HttpRequest) -> func.HttpResponse:
     batch (400, naming the item), so a batch never half-runs on a typo. Policy refusals and vault
     failures are per item (`failed` outcomes); the status is 200 when every item issued or was
     already issued, else 207 (Multi-Status, RFC 4918 11.1)."""
-    data = _known(_body(req, optional=False), ("certificates", "sign"))
+    data = known_fields(json_body(req, optional=False), ("certificates", "sign"))
     items = data.get("certificates")
     if not isinstance(items, list) or not items or len(items) > operations.MAX_BATCH:
         raise InvalidRequest(f"field 'certificates' must be a list of 1 to {operations.MAX_BATCH} requests",
@@ -162,7 +125,7 @@ async def kvca_issue_batch(req: func.HttpRequest) -> func.HttpResponse:
     ctx = await context.shared()
     for request in requests:  # every item is authorized before anything is created
         authz.authorize_issue(req, ctx.settings, request)
-    outcomes = await operations.issue_many(ctx, requests, sign=_flag(data, "sign", True))
+    outcomes = await operations.issue_many(ctx, requests, sign=json_flag(data, "sign", True))
     done = all(o.action in ("issued", "requested")
                or (o.action == "skipped" and o.reason == operations.ALREADY_ISSUED) for o in outcomes)
     return json_response({"outcomes": [o.to_dict() for o in outcomes]}, 200 if done else 207)

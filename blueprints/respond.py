@@ -15,7 +15,8 @@ from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
-from kvca_core.errors import KvcaError, Throttled
+from kvca_core import jsontext
+from kvca_core.errors import InvalidRequest, KvcaError, Throttled
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +58,43 @@ def answers(operation: str):
                 return error_response(exc, operation=operation)
         return handle
     return wrap
+
+
+# --- request bodies: one reader for every HTTP trigger -------------------------------------------
+MAX_BODY = 64 * 1024
+
+
+def json_body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any]:
+    """The request's JSON object: bounded in size and nesting (kvca_core/jsontext.py) before it is parsed."""
+    raw = req.get_body() or b""
+    if not raw.strip():
+        if optional:
+            return {}
+        raise InvalidRequest("the request needs a JSON body", subject="request")
+    if len(raw) > MAX_BODY:
+        raise InvalidRequest(f"the body is larger than {MAX_BODY} bytes", subject="request")
+    try:
+        data = jsontext.loads(raw, what="the body")
+    except jsontext.TooDeep as exc:
+        raise InvalidRequest(str(exc), subject="request") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON ({getattr(exc, 'msg', 'undecodable')})",
+                             subject="request") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object", subject="request")
+    return data
+
+
+def known_fields(data: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})",
+                             subject="request")
+    return data
+
+
+def json_flag(data: dict[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"field {key!r} must be true or false, got {str(value)[:40]!r}", subject="request")
+    return value

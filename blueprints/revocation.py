@@ -24,8 +24,7 @@ from urllib.parse import unquote
 import azure.functions as func
 
 from blueprints import authz
-from blueprints.http import _body
-from blueprints.respond import answers, json_response
+from blueprints.respond import answers, json_body, json_response, known_fields
 from blueprints.timer import timer_function
 from kvca_core import access, context, revocation
 from kvca_core.errors import InvalidRequest
@@ -39,11 +38,7 @@ _REVOKE_FIELDS = ("reason", "version", "serial")
 @bp.route(route="certificates/{name}/revoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @answers("revoke")
 async def kvca_revoke(req: func.HttpRequest) -> func.HttpResponse:
-    data = _body(req, optional=False)
-    unknown = sorted(set(data) - set(_REVOKE_FIELDS))
-    if unknown:
-        raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))}", subject="request",
-                             hint=f"known fields: {', '.join(_REVOKE_FIELDS)}")
+    data = known_fields(json_body(req, optional=False), _REVOKE_FIELDS)
     for key in _REVOKE_FIELDS:
         if key in data and not isinstance(data[key], str):
             raise InvalidRequest(f"field {key!r} must be a string", subject="request")
