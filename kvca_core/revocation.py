@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
@@ -94,22 +95,35 @@ class Revocation:
         return body
 
 
+# A serial as kvca writes it: hex, positive, at most 20 octets (RFC 5280 4.1.2.2).
+_SERIAL_TEXT = re.compile(r"[0-9a-fA-F]{1,40}")
+
+
 def revocation_of(version: CertificateVersion) -> RevokedEntry | None:
-    """The record a version's tags carry, or None. Tags are untrusted: a malformed record
-    is refused loudly rather than left out of the CRL silently."""
+    """The record a version's tags carry, or None. Tags are untrusted vault data, and a damaged
+    record must neither drop a revocation from the CRL nor stop the CA's whole CRL: an
+    unreadable time is taken from the version, an unreadable reason is `unspecified`, and an
+    unreadable serial comes back as 0 for the caller to read from the certificate itself."""
     tags = version.tags
     if REVOKED_SERIAL_TAG not in tags:
         return None
-    where = f"certificate '{version.name}' version {version.version}"
+    raw = tags[REVOKED_SERIAL_TAG]
+    serial = int(raw, 16) if isinstance(raw, str) and _SERIAL_TEXT.fullmatch(raw) else 0
+    damaged = [REVOKED_SERIAL_TAG] if serial == 0 else []
     try:
-        serial = int(tags[REVOKED_SERIAL_TAG], 16)
         at = dt.datetime.fromisoformat(tags.get(REVOKED_AT_TAG, ""))
-    except ValueError:
-        raise InvalidRequest(f"its revocation tags ({REVOKED_SERIAL_TAG}, {REVOKED_AT_TAG}) cannot be read",
-                             subject=where) from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.timezone.utc)
-    return RevokedEntry(serial=serial, revoked_at=at, reason=parse_reason(tags.get(REVOKED_TAG, "unspecified")))
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=dt.timezone.utc)
+    except (TypeError, ValueError):
+        at, damaged = version.created_on or clock.now(), damaged + [REVOKED_AT_TAG]
+    try:
+        reason = parse_reason(tags.get(REVOKED_TAG, "unspecified"))
+    except InvalidRequest:
+        reason, damaged = "unspecified", damaged + [REVOKED_TAG]
+    if damaged:
+        logger.warning("kvca op=revocation certificate=%s version=%s outcome=damaged-record tags=%s",
+                       version.name, version.version, ",".join(damaged))
+    return RevokedEntry(serial=serial, revoked_at=at, reason=reason)
 
 
 def is_revoked(version: CertificateVersion) -> bool:
@@ -146,12 +160,13 @@ async def _revoke(ctx, name: str, reason: str, version: str | None, serial: str 
     cert = read_certificate(target.cer, where)
     hex_serial = format(cert.serial_number, "x")
     existing = revocation_of(target)
-    if existing is not None:
+    if existing is not None and existing.serial == cert.serial_number:
         # Idempotent: the first record stands (its time and reason are what the CRL says).
         return Revocation(name, target.version, hex_serial, existing.reason, existing.revoked_at, ca,
                           "already-revoked")
     # RFC 5280 5.1.2.6: the revocation date is when it took effect; seconds are what GeneralizedTime holds.
     at = clock.now().replace(microsecond=0)
+    # (A record whose serial is damaged or not this certificate's is written again: repaired.)
     tags = {**target.tags, REVOKED_TAG: reason, REVOKED_AT_TAG: at.isoformat(), REVOKED_SERIAL_TAG: hex_serial}
     await ctx.vault.update_properties(name, target.version, enabled=False, tags=tags)
     _drop_cached(ctx, ca)
@@ -203,6 +218,10 @@ async def revoked_entries(ctx, ca: str) -> list[RevokedEntry]:
                     entry = revocation_of(version)
                     if entry is None:
                         continue
+                    if entry.serial == 0:  # the serial tag is damaged: the certificate itself says
+                        entry = await _with_serial_from_certificate(ctx, version, entry)
+                        if entry is None:
+                            continue
                     if version.expires_on is not None and version.expires_on + _KEEP_AFTER_EXPIRY < now:
                         continue
                     found.append(entry)
@@ -211,6 +230,20 @@ async def revoked_entries(ctx, ca: str) -> list[RevokedEntry]:
         return found
 
     return [e for group in await asyncio.gather(*(versions_of(n) for n in names)) for e in group]
+
+
+async def _with_serial_from_certificate(ctx, version: CertificateVersion,
+                                        entry: RevokedEntry) -> RevokedEntry | None:
+    try:
+        full = await ctx.vault.get_certificate(version.name, version.version)
+        if full.cer is None:
+            raise NotFound("the version holds no certificate", subject=f"certificate '{version.name}'")
+        serial = read_certificate(full.cer, f"certificate '{version.name}' version {version.version}").serial_number
+    except (NotFound, InvalidRequest) as exc:
+        logger.error("kvca op=revocation certificate=%s version=%s outcome=unlisted reason=%s",
+                     version.name, version.version, exc)
+        return None
+    return RevokedEntry(serial=serial, revoked_at=entry.revoked_at, reason=entry.reason)
 
 
 def _cache_of(ctx) -> dict[str, tuple[dt.datetime, x509.CertificateRevocationList]]:
