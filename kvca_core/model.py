@@ -47,6 +47,12 @@ CHAIN_WITH_ROOT, CHAIN_WITHOUT_ROOT = "with-root", "without-root"
 # characters (the emulator is laxer: 512), hence URIS_TAG_MAX.
 URIS_TAG = "kvca-uris"
 URIS_TAG_MAX = 256
+# On a CA's current version: the version of the secret `<CA>-policy` that holds the CA's
+# issuance policy (issue 12). A version id rather than the policy itself: a tag value holds
+# 256 characters at most, and a secret version never changes, so every signer reads it once
+# per version and caches it. Versions of the CA that kvca makes (rotation) carry it on.
+POLICY_TAG = "kvca-policy"
+POLICY_SUFFIX = "-policy"
 
 
 @dataclass(frozen=True)
