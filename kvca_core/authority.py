@@ -158,7 +158,9 @@ class Authority:
                                 cached.issuing.certificate.serial_number, "remote" if cached.remote else "local")
         # The dates are checked against now on every use: a cached CA expires like any other.
         self._check_dates(name, cached.issuing.certificate)
-        return replace(cached, tags=dict(current.tags))
+        if cached.tags != current.tags:  # re-tagged (a new policy): same key material, new tags
+            cached = self._cache[name] = replace(cached, tags=dict(current.tags))
+        return cached
 
     async def policy(self, loaded: LoadedCA) -> IssuancePolicy:
         """The issuance policy `loaded` signs under (capolicy.resolve): the stored one when its
