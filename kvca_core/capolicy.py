@@ -235,33 +235,38 @@ def constraint_problem(policy: IssuancePolicy, cert: x509.Certificate) -> str | 
 
 
 async def _ca_version(vault: Vault, ca: str):
+    """The CA's current version, with its certificate; refused unless it is a CA that may sign
+    leaves (a leaf, a root or a half-made CA has no issuance policy)."""
+    from kvca_core.authority import read_certificate  # authority.py imports this module
+    from kvca_core.signing.certs import is_ca_certificate, is_self_signed
+
     try:
         current = await vault.get_certificate(ca)
     except NotFound:
         raise NotFound("no CA certificate of this name in the vault", subject=_ca(ca),
                        hint="create it with `kvca ca create` or import it with `kvca ca import`") from None
-    if current.tags.get(CA_ROLE_TAG) == "root" or current.cer is None:
-        raise InvalidRequest("is not an issuing CA (a root, or no completed version): only the CA that "
-                             "signs leaves has an issuance policy", subject=_ca(ca))
-    return current
+    cert = read_certificate(current.cer, _ca(ca)) if current.cer else None
+    if cert is None or current.tags.get(CA_ROLE_TAG) == "root" or not is_ca_certificate(cert) \
+            or is_self_signed(cert):
+        raise InvalidRequest("is not an issuing CA (a leaf, a root, or no completed version): only a CA "
+                             "that signs leaves has an issuance policy", subject=_ca(ca))
+    return current, cert
 
 
 async def show_policy(ctx, ca: str) -> EffectivePolicy:
     """The policy `ca` signs under now, and its source (`kvca ca policy show`)."""
     _check_ca_name(ca)
-    current = await _ca_version(ctx.vault, ca)
+    current, _ = await _ca_version(ctx.vault, ca)
     return await resolve(ctx.vault, ctx.authority.policies, ctx.settings.issuance_policy, ca, current.tags)
 
 
 async def set_policy(ctx, ca: str, mapping: Any) -> EffectivePolicy:
     """Validate `mapping`, store it as a new version of `<CA>-policy` and point the CA at it
     (`kvca ca policy set`). Nothing is written unless the policy is valid."""
-    from kvca_core.authority import read_certificate  # authority.py imports this module
-
     _check_ca_name(ca)
     policy = parse_policy(mapping, what=f"{_ca(ca)}: issuance policy")
-    current = await _ca_version(ctx.vault, ca)
-    problem = constraint_problem(policy, read_certificate(current.cer, _ca(ca)))
+    current, cert = await _ca_version(ctx.vault, ca)
+    problem = constraint_problem(policy, cert)
     if problem:
         raise PolicyViolation(problem, subject=_ca(ca), hint="allow names inside the CA's permitted DNS subtrees")
     version = await store(ctx.vault, ca, policy)

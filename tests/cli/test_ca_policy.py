@@ -188,3 +188,12 @@ def test_policy_set_usage_errors_exit_2(kvca, corp):
     assert kvca("ca", "policy", "set", corp).code == 2
     assert kvca("ca", "policy", "set", corp, "--set", "no-equals-sign").code == 2
     assert kvca("ca", "policy", "show").code == 2
+
+
+def test_only_an_issuing_ca_has_a_policy(kvca, kv_clients, corp):
+    assert kvca("request", "api", "--dns", "api.corp.internal", "--ca", corp, "--sign").code == 0
+    for name in ("api", "corp-root"):
+        result = kvca("ca", "policy", "set", name, "--set", "max_validity_days=30")
+        assert result.code == 1 and "is not an issuing CA" in result.err, result.err
+        assert policy_versions(kv_clients, name) == []
+    assert "CA 'nope': no CA certificate of this name in the vault" in kvca("ca", "policy", "show", "nope").err
