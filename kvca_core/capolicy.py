@@ -98,13 +98,19 @@ class EffectivePolicy:
 
 
 # --- validating and encoding ---------------------------------------------------------------------
-def parse_policy(mapping: Any, *, what: str = "issuance policy") -> IssuancePolicy:
-    """A policy a person gave (CLI, file): every field checked, unknown fields refused (a typo
-    must not loosen a policy). Also takes what `kvca ca policy show --json` prints, so a shown
-    policy can be edited and set again."""
+def policy_fields(mapping: Any) -> Any:
+    """The policy's fields, also out of what `kvca ca policy show --json` prints (so a shown policy
+    can be edited and set again). Anything else is returned as it is, for parse_policy to judge."""
     if isinstance(mapping, Mapping) and isinstance(mapping.get("policy"), Mapping) \
             and set(mapping) <= {"ca", "source", "secret_version", "policy", "version"}:
-        mapping = mapping["policy"]
+        return mapping["policy"]
+    return mapping
+
+
+def parse_policy(mapping: Any, *, what: str = "issuance policy") -> IssuancePolicy:
+    """A policy a person gave (CLI, file): every field checked, unknown fields refused (a typo
+    must not loosen a policy)."""
+    mapping = policy_fields(mapping)
     try:
         return IssuancePolicy.from_mapping(mapping)
     except ConfigurationError as exc:
@@ -312,5 +318,5 @@ def check_free(name: str, what: str = "certificate") -> None:
 
 
 __all__ = ["CONTENT_TYPE", "DEFAULT", "EffectivePolicy", "FORMAT", "NONE", "PolicyCache", "STORED", "check_free",
-           "constraint_problem", "decode", "encode", "parse_policy", "policy_for_new_ca", "policy_of", "resolve",
-           "secret_name", "set_policy", "show_policy", "store"]
+           "constraint_problem", "decode", "encode", "parse_policy", "policy_fields", "policy_for_new_ca",
+           "policy_of", "resolve", "secret_name", "set_policy", "show_policy", "store"]

@@ -943,7 +943,7 @@ async def _cmd_ca_policy(ctx, args, out: Output) -> int:
             mapping = current.policy.to_mapping() if current.policy is not None else {}
         elif not isinstance(mapping, dict):
             raise UsageError("--policy must hold a JSON object")
-        mapping = dict(mapping.get("policy", mapping)) if isinstance(mapping.get("policy"), dict) else dict(mapping)
+        mapping = dict(capolicy.policy_fields(mapping))
         for assignment in args.assignments:
             _assign(mapping, assignment)
         effective = await capolicy.set_policy(ctx, args.name, mapping)

@@ -40,7 +40,8 @@ def test_ca_create_stores_the_policy_and_show_names_its_secret_version(kvca, kv_
     body = json.loads(shown.out)
     assert set(body) == {"ca", "source", "secret_version", "policy"}
     assert body["ca"] == strict and body["source"] == "stored"
-    assert body["secret_version"] == ca_tags(kv_clients, strict)["kvca-policy"] == policy_versions(kv_clients, strict)[0]
+    assert body["secret_version"] == ca_tags(kv_clients, strict)["kvca-policy"]
+    assert policy_versions(kv_clients, strict) == [body["secret_version"]]
     assert body["policy"]["allowed_domains"] == ["corp.internal"] and body["policy"]["max_validity_days"] == 90
     secret = kv_clients.secrets.get_secret("strict-policy")
     assert secret.properties.content_type == "application/json" and secret.properties.tags == {"kvca-ca": "strict"}
