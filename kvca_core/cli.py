@@ -530,7 +530,7 @@ def _print_inventory(out: Output, items: Sequence[operations.CertificateInfo]) -
 async def _cmd_ca_create(ctx, args, out: Output) -> int:
     info = await ca_ops.create_ca(ctx, args.name, subject=args.subject, key=args.key, years=args.years,
                                   permitted_dns=tuple(args.permitted_dns), exportable=args.exportable,
-                                  policy=_policy_argument(args.policy))
+                                  policy=_policy_argument(args.policy, args.name))
     out.json(info) if out.as_json else _print_ca(out, info)
     return EXIT_OK
 
@@ -557,7 +557,7 @@ def _import_inputs(args) -> dict[str, Any]:
 
 
 async def _cmd_ca_import(ctx, args, out: Output, inputs: dict[str, Any]) -> int:
-    info = await ca_ops.import_ca(ctx, args.name, **inputs, policy=_policy_argument(args.policy))
+    info = await ca_ops.import_ca(ctx, args.name, **inputs, policy=_policy_argument(args.policy, args.name))
     inputs.clear()
     out.json(info) if out.as_json else _print_ca(out, info)
     return EXIT_OK
@@ -880,10 +880,32 @@ def _add_policy_commands(ca_sub, add) -> None:
                         "b.example  max_validity_days=90  allow_wildcards=false; repeatable")
 
 
-def _policy_argument(value: str | None) -> Any:
-    """--policy FILE|JSON -> the mapping it holds (checked by capolicy), or None."""
+def _policy_argument(value: str | None, ca: str, assignments: Sequence[str] = ()) -> Any:
+    """--policy FILE|JSON (and --set FIELD=VALUE) -> the policy mapping, or None. A policy that is
+    not valid JSON or not a valid policy is a bad input file: a usage error (exit 2), before any call."""
     if value is None:
         return None
+    mapping = _policy_json(value)
+    if not isinstance(mapping, dict):
+        raise UsageError("--policy must hold a JSON object")
+    return _checked_policy(ca, mapping, assignments)
+
+
+def _checked_policy(ca: str, mapping: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    from kvca_core import capolicy
+
+    mapping = dict(capolicy.policy_fields(mapping))
+    for assignment in assignments:
+        _assign(mapping, assignment)
+    try:
+        capolicy.parse_policy(mapping, what=f"CA '{ca}': issuance policy")
+    except KvcaError as exc:
+        raise UsageError(str(exc)) from None
+    return mapping
+
+
+def _policy_json(value: str) -> Any:
+    """What --policy holds: the JSON itself when it starts with '{', else a file's JSON."""
     text = value if value.lstrip().startswith("{") else None
     where = "--policy"
     if text is None:
@@ -935,17 +957,14 @@ async def _cmd_ca_policy(ctx, args, out: Output) -> int:
     if args.policy_command == "show":
         effective = await capolicy.show_policy(ctx, args.name)
     else:
-        mapping = _policy_argument(args.policy)
-        if mapping is None and not args.assignments:
+        if args.policy is None and not args.assignments:
             raise UsageError("ca policy set: give --policy FILE|JSON, or --set FIELD=VALUE")
-        if mapping is None:  # --set alone: a change to the policy in force (or to the field defaults)
+        if args.policy is not None:
+            mapping = _policy_argument(args.policy, args.name, args.assignments)
+        else:  # --set alone: a change to the policy in force (or to the field defaults)
             current = await capolicy.show_policy(ctx, args.name)
-            mapping = current.policy.to_mapping() if current.policy is not None else {}
-        elif not isinstance(mapping, dict):
-            raise UsageError("--policy must hold a JSON object")
-        mapping = dict(capolicy.policy_fields(mapping))
-        for assignment in args.assignments:
-            _assign(mapping, assignment)
+            mapping = _checked_policy(args.name, current.policy.to_mapping() if current.policy else {},
+                                      args.assignments)
         effective = await capolicy.set_policy(ctx, args.name, mapping)
     if out.as_json:
         out.json(effective.to_dict())

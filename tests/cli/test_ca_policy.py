@@ -70,18 +70,21 @@ def test_without_the_setting_the_cli_still_signs_under_the_stored_policy(kvca, k
     assert kvca("request", "ok", "--dns", "ok.corp.internal", "--ca", strict, "--sign").code == 0
 
 
-@pytest.mark.parametrize("argv, named", [
-    (["--policy", '{"allowed_domain": ["corp.internal"]}'], "unknown issuance policy field(s) 'allowed_domain'"),
-    (["--policy", '{"max_validity_days": 0}'], "max_validity_days=0 must be a whole number of at least 1"),
-    (["--policy", '{"profiles": ["ocsp"]}'], "profile 'ocsp' is not one of server, client, server-client"),
-    (["--set", "allow_wildcards=maybe"], "allow_wildcards='maybe' must be true or false"),
-    (["--set", "key_types=dsa"], "key type 'dsa' is not one of"),
-    (["--set", "allowed_domains=www.example.com"], "lies within the CA's name constraints"),
+@pytest.mark.parametrize("argv, code, named", [
+    # A policy that is not one is a bad input (exit 2), refused before any vault call...
+    (["--policy", '{"allowed_domain": ["corp.internal"]}'], 2, "unknown issuance policy field(s) 'allowed_domain'"),
+    (["--policy", '{"policy": {}, "allowed_domains": []}'], 2, "unknown issuance policy field(s) 'policy'"),
+    (["--policy", '{"max_validity_days": 0}'], 2, "max_validity_days=0 must be a whole number of at least 1"),
+    (["--policy", '{"profiles": ["ocsp"]}'], 2, "profile 'ocsp' is not one of server, client, server-client"),
+    (["--set", "allow_wildcards=maybe"], 2, "allow_wildcards='maybe' must be true or false"),
+    (["--set", "key_types=dsa"], 2, "key type 'dsa' is not one of"),
+    # ...and a valid one the CA's name constraints leave nothing to allow is refused by the operation.
+    (["--set", "allowed_domains=www.example.com"], 1, "lies within the CA's name constraints"),
 ])
-def test_set_refuses_an_invalid_policy_and_writes_nothing(kvca, kv_clients, corp, argv, named):
+def test_set_refuses_an_invalid_policy_and_writes_nothing(kvca, kv_clients, corp, argv, code, named):
     versions, tags = policy_versions(kv_clients, corp), ca_tags(kv_clients, corp)
     result = kvca("ca", "policy", "set", corp, *argv)
-    assert result.code != 0 and named in result.err, result.err
+    assert result.code == code and named in result.err, result.err
     assert len(result.err_lines) == 1 and "Traceback" not in result.err
     assert policy_versions(kv_clients, corp) == versions and ca_tags(kv_clients, corp) == tags
 
@@ -156,7 +159,7 @@ def test_create_with_an_invalid_policy_writes_nothing(kvca, kv_clients, tmp_path
     path = tmp_path / "policy.json"
     path.write_text(json.dumps({"allowed_domains": ["corp.internal"], "max_validity_day": 90}))
     result = kvca("ca", "create", "corp", "--subject", "CN=Corp CA", "--policy", str(path))
-    assert result.code == 1 and "unknown issuance policy field(s) 'max_validity_day'" in result.err
+    assert result.code == 2 and "unknown issuance policy field(s) 'max_validity_day'" in result.err
     assert vault_snapshot(kv_clients) == {} and policy_versions(kv_clients, "corp") == []
     path.write_text("{not json")
     result = kvca("ca", "create", "corp", "--subject", "CN=Corp CA", "--policy", str(path))
