@@ -81,6 +81,14 @@ async def test_cli_http_and_event_grid_give_one_verdict_under_the_stored_policy(
     assert (await ctx.vault.get_pending("portal-evil")).in_progress  # refused: left unsigned
     assert await leaf_days(ctx.vault, "portal-ok") == await leaf_days(ctx.vault, "cli-ok")
 
+    # The HTTP API shows the policy as the CLI does.
+    code, out, err = await kvca(capsys, "--json", "ca", "policy", "show", "corp")
+    assert code == 0, err
+    status, body, _ = await call_http("kvca_ca_policy", "GET", "cas/corp/policy", route_params={"ca": "corp"})
+    assert status == 200 and body == json.loads(out) and body["source"] == "stored"
+    status, body, _ = await call_http("kvca_ca_policy", "GET", "cas/nope/policy", route_params={"ca": "nope"})
+    assert status == 404 and "CA 'nope'" in body["message"]
+
 
 async def test_a_warm_app_reads_the_policy_once_and_follows_a_change_at_its_next_signing(app, monkeypatch, capsys):
     code, _, err = await kvca(capsys, "ca", "create", "corp", "--subject", "CN=Corp CA", "--policy", json.dumps(STRICT))
