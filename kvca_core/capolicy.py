@@ -276,10 +276,17 @@ async def set_policy(ctx, ca: str, mapping: Any) -> EffectivePolicy:
     if problem:
         raise PolicyViolation(problem, subject=_ca(ca), hint="allow names inside the CA's permitted DNS subtrees")
     version = await store(ctx.vault, ca, policy)
-    tags = {**current.tags, POLICY_TAG: version}
-    if tags != dict(current.tags):
-        # The whole tag set goes back: Key Vault's PATCH replaces tags, it does not merge them.
-        await ctx.vault.update_properties(ca, current.version, tags=tags)
+    for _ in range(3):
+        tags = {**current.tags, POLICY_TAG: version}
+        if tags != dict(current.tags):
+            # The whole tag set goes back: Key Vault's PATCH replaces tags, it does not merge them.
+            await ctx.vault.update_properties(ca, current.version, tags=tags)
+        # A new CA version made meanwhile (a rotation copies the tags it read) would sign under
+        # the old policy: read the current version again and tag that one too.
+        latest, _ = await _ca_version(ctx.vault, ca)
+        if latest.version == current.version or latest.tags.get(POLICY_TAG) == version:
+            break
+        current = latest
     logger.info("kvca set issuance policy ca=%s ca_version=%s secret_version=%s", ca, current.version, version)
     return EffectivePolicy(ca, STORED, version, policy)
 
