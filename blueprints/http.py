@@ -7,6 +7,7 @@
     POST /api/certificates                issue ({"name", "ca", "dns_names", ...}; "sign": false to only request)
     POST /api/certificates/batch          issue many ({"certificates": [...], "sign": true}), one outcome each
     GET  /api/certificates                inventory (?expiring_within_days=N)
+    GET  /api/cas/{ca}/policy             the CA's issuance policy and its source (as `kvca ca policy show --json`)
     GET  /api/health                      liveness, configuration check (the sweep schedule too), who you are to kvca
 
 Every call is authorized first (blueprints/authz.py, kvca_core/access.py): the
@@ -26,7 +27,7 @@ import azure.functions as func
 
 from blueprints import authz
 from blueprints.respond import answers, json_body, json_flag, json_response, known_fields
-from kvca_core import access, context, operations
+from kvca_core import access, capolicy, context, operations
 from kvca_core.errors import InvalidRequest
 from kvca_core.settings import Settings
 
@@ -147,6 +148,17 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
     items = await operations.inventory(ctx, expiring_within_days=days)
     shown = [i for i in items if access.visible(caller, rules, ca=i.ca, sans=i.sans, subject=i.subject)]
     return json_response({"certificates": [i.to_dict() for i in shown]})
+
+
+@bp.function_name("kvca_ca_policy")
+@bp.route(route="cas/{ca}/policy", methods=["GET"], auth_level=AUTH)
+@answers("ca_policy")
+async def kvca_ca_policy(req: func.HttpRequest) -> func.HttpResponse:
+    # Read-only, and readable by whoever may read the inventory: a policy names rules, no secrets.
+    ctx = await context.shared()
+    authz.authorize_inventory(req, ctx.settings)
+    effective = await capolicy.show_policy(ctx, req.route_params.get("ca", ""))
+    return json_response(effective.to_dict())
 
 
 @bp.function_name("kvca_health")

@@ -22,6 +22,11 @@ memory; the verdict is not. Every use asks the vault for the CA's current
 version (one GET, which was needed anyway to notice a renewal) and checks its
 state again: enabled, role tag, not expired and already valid. An administrator
 who disables or re-tags a CA stops a warm instance at its next signing.
+
+The CA's issuance policy (`policy`) is resolved from the same GET: the current
+version's `kvca-policy` tag names the version of the secret `<CA>-policy` that
+holds it, read once per version and cached (kvca_core/capolicy.py); without the
+tag, KVCA_ISSUANCE_POLICY's default for the CA.
 """
 
 from __future__ import annotations
@@ -30,19 +35,19 @@ import asyncio
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from kvca_core import clock
+from kvca_core import capolicy, clock
 from kvca_core.errors import InvalidRequest, KvcaError, NotFound, PolicyViolation, Throttled, UpstreamError
 from kvca_core.events import NAME_RE
 from kvca_core.model import CA_ROLE_TAG, CA_TAG, CREATING_TAG, CertificateVersion, Vault
-from kvca_core.signing import IssuingCA, LocalSigner, RemoteSigner
+from kvca_core.signing import IssuancePolicy, IssuingCA, LocalSigner, RemoteSigner
 from kvca_core.signing.certs import is_ca_certificate, is_self_signed, issued_by, same_public_key
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,9 @@ class LoadedCA:
     version: str | None
     issuing: IssuingCA
     remote: bool  # True: the key stays in Key Vault
+    # The current version's tags as this load read them (the POLICY_TAG among them): the
+    # key material is cached per CA version, the tags are not.
+    tags: Mapping[str, str] | None = None
 
 
 def _subject(ca: str) -> str:
@@ -118,9 +126,13 @@ ISSUING_CAS = "KVCA_ISSUING_CAS"
 class Authority:
     """The CA cache of one process (`ctx.authority`)."""
 
-    def __init__(self, vault: Vault, issuing_cas: Iterable[str] = ()) -> None:
+    def __init__(self, vault: Vault, issuing_cas: Iterable[str] = (),
+                 default_policy: Mapping[str, Any] | None = None) -> None:
+        """`default_policy`: KVCA_ISSUANCE_POLICY, for CAs that have no stored policy."""
         self._vault = vault
         self._issuing_cas = frozenset(issuing_cas)
+        self._default_policy = default_policy
+        self.policies = capolicy.PolicyCache()
         self._cache: dict[str, LoadedCA] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -146,7 +158,16 @@ class Authority:
                                 cached.issuing.certificate.serial_number, "remote" if cached.remote else "local")
         # The dates are checked against now on every use: a cached CA expires like any other.
         self._check_dates(name, cached.issuing.certificate)
+        if cached.tags != current.tags:  # re-tagged (a new policy): same key material, new tags
+            cached = self._cache[name] = replace(cached, tags=dict(current.tags))
         return cached
+
+    async def policy(self, loaded: LoadedCA) -> IssuancePolicy:
+        """The issuance policy `loaded` signs under (capolicy.resolve): the stored one when its
+        version carries POLICY_TAG (no vault call once cached), else KVCA_ISSUANCE_POLICY's
+        default for it. Refused (never loosened) when neither gives one or the stored one is broken."""
+        return await capolicy.policy_of(self._vault, self.policies, self._default_policy, loaded.name,
+                                        loaded.tags or {})
 
     async def _current(self, name: str) -> CertificateVersion:
         try:

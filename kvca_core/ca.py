@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
-from kvca_core import clock
+from kvca_core import capolicy, clock
 from kvca_core.authority import build_chain, parse_secret, read_certificate
 from kvca_core.errors import Conflict, InvalidRequest, KvcaError, NotFound, NotManaged
 from kvca_core.events import NAME_RE
-from kvca_core.model import CA_ROLE_TAG, CA_TAG, CREATING_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
+from kvca_core.model import CA_ROLE_TAG, CA_TAG, CREATING_TAG, POLICY_TAG, CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
 from kvca_core.signing import (
     IssuancePolicy,
     IssuingCA,
@@ -394,6 +394,15 @@ async def _state(vault, name: str) -> _State:
 # create
 
 
+async def _check_policy_name(vault, name: str) -> None:
+    """The CA's policy secret `<CA>-policy` must be free for a plain secret: a certificate of that
+    name owns the secret of its name, and the vault would refuse the policy after the CA exists."""
+    policy_name = capolicy.secret_name(name)
+    if await _current(vault, policy_name) is not None:
+        raise Conflict(f"a certificate named '{policy_name}' exists, and a CA's issuance policy is kept in the "
+                       f"secret of that name", subject=_ca(name), hint="choose another CA name")
+
+
 def _years(years: int) -> int:
     # Checked here as well as in the signing engine: before the first write, not after the root exists.
     if not isinstance(years, int) or isinstance(years, bool) or not 1 <= years <= MAX_CA_YEARS:
@@ -402,14 +411,19 @@ def _years(years: int) -> int:
 
 
 async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years: int = 10,
-                    permitted_dns: Sequence[str] = (), exportable: bool = False) -> CAInfo:
+                    permitted_dns: Sequence[str] = (), exportable: bool = False, policy=None) -> CAInfo:
     """Create root `NAME-root` and intermediate `NAME`, both keys generated in the vault.
 
     Everything the caller gives is checked before the vault is touched; every
     name collision with something kvca did not make is refused before the
     first write. Re-running after a failure resumes from the vault's state.
+
+    `policy`: the CA's issuance policy (a mapping), stored with it (capolicy.py) and in force
+    from the moment the intermediate gets its role tag, in the same PATCH; None: the default
+    that capolicy.policy_for_new_ca describes.
     """
     _check_name(name)
+    capolicy.check_free(name, "CA")
     if len(name) + len(ROOT_SUFFIX) > 127:
         raise InvalidRequest(f"CA name {name!r} is too long: '{name}{ROOT_SUFFIX}' must fit in 127 characters")
     root_name = name + ROOT_SUFFIX
@@ -420,6 +434,7 @@ async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years
     root_subject = _subject_with_cn_suffix(ca_subject, " Root")
     years = _years(years)
     permitted = _check_permitted_dns(permitted_dns)
+    issuance, policy_note = capolicy.policy_for_new_ca(ctx.settings.issuance_policy, name, policy, permitted)
     # The root's key is never exportable; the intermediate's only on request.
     root_spec = KeySpec.parse(key, exportable=False)
     inter_spec = KeySpec.parse(key, exportable=exportable)
@@ -442,6 +457,7 @@ async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years
     if root.role == "root" and root.in_progress:
         raise Conflict("the root has a pending request that kvca did not start", subject=_cert(root_name),
                        hint=f"delete it: az keyvault certificate pending delete --name {root_name}")
+    await _check_policy_name(vault, name)
     if root.role == "root" or inter.exists or root.exists:
         notes.append("resumed an unfinished `kvca ca create`")
         log.info("create_ca resume name=%s root_role=%s root_creating=%s inter_creating=%s",
@@ -452,14 +468,18 @@ async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years
     moment = clock.now()
     root_cert, root_key_id = await _ensure_root(vault, root, root_subject, root_spec, years, moment)
     root_signer = _remote_signer(vault, root_key_id, root_cert.public_key())
+    # The policy secret is written before the intermediate's role tag, which then names it: the
+    # CA becomes usable and gets its policy at once. A re-run reuses the version (capolicy.store).
+    policy_tags = {POLICY_TAG: await capolicy.store(vault, name, issuance)} if issuance is not None else {}
     inter_version = await _ensure_intermediate(vault, inter, ca_subject, inter_spec, years, permitted,
-                                               root_cert, root_signer, moment)
+                                               root_cert, root_signer, moment, policy_tags)
     log.info("create_ca done name=%s version=%s", name, inter_version.version)
     info = await show_ca(ctx, name)
     if exportable:
         notes.append("the intermediate's key is exportable (--exportable): its secret holds the private key")
     else:
         notes.append("both private keys were generated in Key Vault and cannot be exported")
+    notes.append(policy_note)
     return replace(info, notes=tuple(notes))
 
 
@@ -559,7 +579,7 @@ async def _finish_root(vault, name: str, merged: CertificateVersion, cert: x509.
 
 async def _ensure_intermediate(vault, state: _State, subject: x509.Name, spec: KeySpec, years: int,
                                permitted: tuple[str, ...], root_cert: x509.Certificate, root_signer,
-                               moment: dt.datetime):
+                               moment: dt.datetime, policy_tags: dict[str, str] | None = None):
     name = state.name
     chain_der = [root_cert.public_bytes(serialization.Encoding.DER)]
     if state.current is not None and state.current.cer and not state.in_progress:
@@ -593,8 +613,8 @@ async def _ensure_intermediate(vault, state: _State, subject: x509.Name, spec: K
         cert = await create_intermediate(subject, public_key, issuer, years=years,
                                          permitted_dns=permitted, now=moment)
         merged = await vault.merge(name, [cert.public_bytes(serialization.Encoding.DER)] + chain_der)
-    # Last step: the role tag makes it a CA that leaves may name.
-    await vault.update_properties(name, merged.version, tags={CA_ROLE_TAG: "intermediate"})
+    # Last step: the role tag makes it a CA that leaves may name (with its policy's tag, if any).
+    await vault.update_properties(name, merged.version, tags={CA_ROLE_TAG: "intermediate", **(policy_tags or {})})
     log.info("create_ca intermediate complete name=%s version=%s serial=%x", name, merged.version,
              cert.serial_number)
     return merged
@@ -606,15 +626,16 @@ async def _ensure_intermediate(vault, state: _State, subject: x509.Name, spec: K
 
 async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str | bytes | None = None,
                     cert_pem: bytes | None = None, key_pem: bytes | None = None,
-                    chain_pem: bytes | None = None) -> CAInfo:
+                    chain_pem: bytes | None = None, policy=None) -> CAInfo:
     """Adopt an existing CA (e.g. `step ca init`'s intermediate): upload it with its chain.
 
     Either a PFX (with its password) or the CA certificate's PEM, its private
     key PEM (encrypted PKCS#8 with `password`) and optionally the chain above
     it. Everything is parsed and checked in memory first; nothing is written
-    to the vault unless all of it is sound.
+    to the vault unless all of it is sound. `policy`: as for `create_ca`.
     """
     _check_name(name)
+    capolicy.check_free(name, "CA")
     who = _ca(name)
     pw = _to_password(password)
     if pfx is not None and (cert_pem is not None or key_pem is not None or chain_pem is not None):
@@ -666,6 +687,10 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
         notes.append(f"the chain ends at {_cert_label(chain[-1])!r}, not at a self-signed root: "
                      "`kvca export-chain --include-root` cannot add the root")
 
+    issuance, policy_note = capolicy.policy_for_new_ca(ctx.settings.issuance_policy, name, policy,
+                                                       _name_constraints(cert)[0])
+    notes.append(policy_note)
+
     vault = ctx.vault
     state = await _state(vault, name)
     if state.exists:
@@ -673,6 +698,7 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
             raise Conflict("already exists in the vault", subject=_ca(name), hint="choose another CA name")
         raise Conflict("a certificate of this name already exists in the vault", subject=_cert(name),
                        hint="choose another CA name")
+    await _check_policy_name(vault, name)
 
     # Key Vault imports a password-less PFX of key + chain (the recipe's `step certificate p12
     # --no-password --insecure` + `az keyvault certificate import`); it lives in memory only.
@@ -683,7 +709,10 @@ async def import_ca(ctx, name: str, *, pfx: bytes | None = None, password: str |
     policy = CertificatePolicy(issuer_name="Unknown", subject=_kv_subject(cert.subject),
                                key=replace(spec, exportable=True), content_type=_PFX,
                                key_usage=("keyCertSign", "cRLSign", "digitalSignature"))
-    version = await vault.import_certificate(name, bundle, policy=policy, tags={CA_ROLE_TAG: "intermediate"})
+    tags = {CA_ROLE_TAG: "intermediate"}
+    if issuance is not None:  # written first: the imported CA names it from its first moment
+        tags[POLICY_TAG] = await capolicy.store(vault, name, issuance)
+    version = await vault.import_certificate(name, bundle, policy=policy, tags=tags)
     del bundle, key
     log.info("import_ca name=%s version=%s serial=%x", name, version.version, cert.serial_number)
     info = await show_ca(ctx, name)

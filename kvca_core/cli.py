@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(ca_sub, "show", "show one CA")
     p.add_argument("name", metavar="NAME")
     add(ca_sub, "list", "list the CAs in the vault")
+    _add_policy_commands(ca_sub, add)
 
     p = add(sub, "request", "create a certificate request in Key Vault (issuer Unknown, tag kvca-ca)")
     p.add_argument("name", metavar="NAME", nargs="?")
@@ -528,7 +529,8 @@ def _print_inventory(out: Output, items: Sequence[operations.CertificateInfo]) -
 
 async def _cmd_ca_create(ctx, args, out: Output) -> int:
     info = await ca_ops.create_ca(ctx, args.name, subject=args.subject, key=args.key, years=args.years,
-                                  permitted_dns=tuple(args.permitted_dns), exportable=args.exportable)
+                                  permitted_dns=tuple(args.permitted_dns), exportable=args.exportable,
+                                  policy=_policy_argument(args.policy, args.name))
     out.json(info) if out.as_json else _print_ca(out, info)
     return EXIT_OK
 
@@ -555,7 +557,7 @@ def _import_inputs(args) -> dict[str, Any]:
 
 
 async def _cmd_ca_import(ctx, args, out: Output, inputs: dict[str, Any]) -> int:
-    info = await ca_ops.import_ca(ctx, args.name, **inputs)
+    info = await ca_ops.import_ca(ctx, args.name, **inputs, policy=_policy_argument(args.policy, args.name))
     inputs.clear()
     out.json(info) if out.as_json else _print_ca(out, info)
     return EXIT_OK
@@ -851,6 +853,127 @@ _COMMANDS = {
     ("export-chain", None): _cmd_export_chain, ("download", None): _cmd_download,
     ("cancel", None): _cmd_cancel,
 }
+
+
+# --- issuance policy (kvca_core/capolicy.py) --------------------------------
+_POLICY_HELP = "the CA's issuance policy: a JSON file, or the JSON itself (starting with '{')"
+
+
+def _add_policy_commands(ca_sub, add) -> None:
+    """`kvca ca policy show|set`, and --policy on `ca create` and `ca import`. Not `--json TEXT`
+    as a policy's spelling: --json is every command's output switch."""
+    for command in ("create", "import"):
+        ca_sub.choices[command].add_argument("--policy", metavar="FILE|JSON", help=_POLICY_HELP + (
+            "; default: KVCA_ISSUANCE_POLICY's policy for the CA, else its name constraints as allowed "
+            "domains, else none (it issues nothing until `kvca ca policy set`)"))
+    policy = add(ca_sub, "policy", "show or set the issuance policy stored with a CA")
+    policy_sub = policy.add_subparsers(dest="policy_command", metavar="POLICY_COMMAND", parser_class=_Parser)
+    policy_sub.required = True
+    p = add(policy_sub, "show", "the policy a CA signs under now, and where it comes from")
+    p.add_argument("name", metavar="NAME")
+    p = add(policy_sub, "set", "validate a policy and store it with the CA (in force at the next signing)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--policy", metavar="FILE|JSON", help=_POLICY_HELP + "; the whole policy (fields left out "
+                                                                     "take their defaults)")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change one field of the policy in force (or of --policy), e.g. allowed_domains=a.example,"
+                        "b.example  max_validity_days=90  allow_wildcards=false; repeatable")
+
+
+def _policy_argument(value: str | None, ca: str, assignments: Sequence[str] = ()) -> Any:
+    """--policy FILE|JSON (and --set FIELD=VALUE) -> the policy mapping, or None. A policy that is
+    not valid JSON or not a valid policy is a bad input file: a usage error (exit 2), before any call."""
+    if value is None:
+        return None
+    mapping = _policy_json(value)
+    if not isinstance(mapping, dict):
+        raise UsageError("--policy must hold a JSON object")
+    return _checked_policy(ca, mapping, assignments)
+
+
+def _checked_policy(ca: str, mapping: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    from kvca_core import capolicy
+
+    mapping = dict(capolicy.policy_fields(mapping))
+    for assignment in assignments:
+        _assign(mapping, assignment)
+    try:
+        capolicy.parse_policy(mapping, what=f"CA '{ca}': issuance policy")
+    except KvcaError as exc:
+        raise UsageError(str(exc)) from None
+    return mapping
+
+
+def _policy_json(value: str) -> Any:
+    """What --policy holds: the JSON itself when it starts with '{', else a file's JSON."""
+    text = value if value.lstrip().startswith("{") else None
+    where = "--policy"
+    if text is None:
+        where = f"policy file {value!r}"
+        try:
+            text = _read_file(value, "policy file", limit=64 * 1024).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{where} is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def _assign(mapping: dict[str, Any], assignment: str) -> None:
+    """FIELD=VALUE: VALUE as JSON when it parses (true, 90, ["a"]), else a list field's
+    comma-separated entries, else the text itself. The field is checked with the whole policy."""
+    from kvca_core.signing.policy import IssuancePolicy
+
+    field, sep, raw = assignment.partition("=")
+    field = field.strip()
+    if not sep or not field:
+        raise UsageError(f"--set {assignment!r} is not FIELD=VALUE (e.g. allowed_domains=corp.internal)")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw.strip()
+    default = IssuancePolicy.__dataclass_fields__.get(field)
+    if default is not None and isinstance(default.default, tuple) and isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    mapping[field] = value
+
+
+def _print_policy(out: Output, effective) -> None:
+    out.line(f"CA:     {effective.ca}")
+    out.line(f"source: {effective.source_text}")
+    if effective.policy is None:
+        out.line(f"policy: none: the CA issues nothing (hint: kvca ca policy set {effective.ca} --policy FILE)")
+        return
+    out.line("policy:")
+    for key, value in effective.policy.to_mapping().items():
+        shown = ", ".join(value) if isinstance(value, list) else json.dumps(value)
+        out.line(f"  {key}: {shown if shown else '(none)'}")
+
+
+async def _cmd_ca_policy(ctx, args, out: Output) -> int:
+    from kvca_core import capolicy
+
+    if args.policy_command == "show":
+        effective = await capolicy.show_policy(ctx, args.name)
+    else:
+        if args.policy is None and not args.assignments:
+            raise UsageError("ca policy set: give --policy FILE|JSON, or --set FIELD=VALUE")
+        if args.policy is not None:
+            mapping = _policy_argument(args.policy, args.name, args.assignments)
+        else:  # --set alone: a change to the policy in force (or to the field defaults)
+            current = await capolicy.show_policy(ctx, args.name)
+            mapping = _checked_policy(args.name, current.policy.to_mapping() if current.policy else {},
+                                      args.assignments)
+        effective = await capolicy.set_policy(ctx, args.name, mapping)
+    if out.as_json:
+        out.json(effective.to_dict())
+    else:
+        _print_policy(out, effective)
+    return EXIT_OK
+
+
+_COMMANDS[("ca", "policy")] = _cmd_ca_policy
 
 
 # --- revocation (kvca_core/revocation.py) ----------------------------------

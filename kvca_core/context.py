@@ -47,7 +47,8 @@ class Context:
             from kvca_core.crlstore import CrlStore  # azure.storage.blob loads only when it is used
 
             crl_store = CrlStore(settings.crl_container_url, credential)
-        return cls(settings, vault, Authority(vault, settings.issuing_cas), publisher, credential, owns, crl_store)
+        authority = Authority(vault, settings.issuing_cas, settings.issuance_policy)
+        return cls(settings, vault, authority, publisher, credential, owns, crl_store)
 
     @classmethod
     @asynccontextmanager

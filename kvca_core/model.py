@@ -141,6 +141,18 @@ class PendingRequest:
         return self.status.lower() == "inprogress" and not self.cancellation_requested
 
 
+@dataclass(frozen=True)
+class StoredSecret:
+    """One version of a plain secret (kvca's own data, e.g. a CA's issuance policy `<CA>-policy`).
+    The value is vault data: untrusted until parsed."""
+
+    name: str
+    version: str | None
+    content_type: str
+    value: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 class Vault(Protocol):
     """The port to Key Vault. Errors are kvca's kinds (NotFound, Conflict, Throttled, ...)."""
 
@@ -195,6 +207,14 @@ class Vault(Protocol):
     async def get_secret_value(self, name: str, version: str | None = None) -> tuple[str, str]:
         """(content_type, value) of the certificate's secret. The value may hold a
         private key: keep it in memory, never log or persist it."""
+
+    async def get_secret(self, name: str, version: str | None = None) -> StoredSecret:
+        """A plain secret's version (no `version`: the current one). NotFound when absent."""
+
+    async def set_secret(self, name: str, value: str, *, content_type: str,
+                         tags: Mapping[str, str] | None = None) -> StoredSecret:
+        """A new version of a plain secret (Key Vault's PUT /secrets/{name}: never changes an
+        existing version). Conflict (409) when the name belongs to a certificate."""
 
     async def sign_digest(self, key_id: str, algorithm: str, digest: bytes) -> bytes:
         """The keys API's sign: `algorithm` RS256/384/512, PS256/384/512, ES256/384/512.

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 
 from cryptography import x509
 
-from kvca_core import clock
+from kvca_core import capolicy, clock
 from kvca_core.errors import (
     Busy,
     Conflict,
@@ -64,7 +64,7 @@ from kvca_core.model import (
     KeySpec,
     PendingRequest,
 )
-from kvca_core.signing import InsecureRequest, IssuanceUrls, Profile, issue_leaf, parse_subject, policy_for_ca, precheck
+from kvca_core.signing import InsecureRequest, IssuanceUrls, Profile, issue_leaf, parse_subject, precheck
 from kvca_core.signing.names import normalize_dns_name, normalize_email, normalize_uri
 from kvca_core.signing.policy import responder_policy
 
@@ -431,7 +431,7 @@ async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str]
     if loaded is None:
         loaded = await ctx.authority.load(ca_name)
     settings = ctx.settings
-    ipolicy = policy_for_ca(settings.issuance_policy, ca_name)
+    ipolicy = await ctx.authority.policy(loaded)  # the CA's stored policy, else the setting's default
     if tags.get(RESPONDER_TAG) == ca_name and name == f"{ca_name}-ocsp" and settings.ocsp_url:
         ipolicy = responder_policy(ipolicy, urlparse(settings.ocsp_url).hostname or "")  # revocation.py
     issued = await issue_leaf(
@@ -806,6 +806,7 @@ def _same_subject(text: str, subject: x509.Name) -> bool:
 
 async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = False) -> Outcome:
     name = _check_name(request.name)
+    capolicy.check_free(name)  # `<CA>-policy` is a CA's policy secret (capolicy.py)
     ca_name = _check_name(request.ca, "CA")
     where = f"certificate '{name}'"
     try:
@@ -818,7 +819,7 @@ async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = Fal
         # Every rule the signer applies to the CSR, applied now to the request, before anything is
         # created in the vault: a refusal at signing would leave the pending certificate behind.
         precheck(asked, ca_certificates=loaded.issuing.certificates,
-                 policy=policy_for_ca(ctx.settings.issuance_policy, ca_name), profile=profile,
+                 policy=await ctx.authority.policy(loaded), profile=profile,
                  validity_months=request.validity_months, now=clock.now(),
                  key_kind=_policy_key_type(key), rsa_bits=key.size)
         tags = _request_tags(ca_name, asked.uris, include_root)

@@ -45,7 +45,8 @@ SETTINGS: tuple[Setting, ...] = (
             "empty: sign inline, publish nothing."),
     Setting("KVCA_ISSUANCE_POLICY", "",
             "JSON issuance policy: either one policy for every CA, or {\"<ca name>\": {...}, \"*\": {...}}; "
-            "every CA that signs needs an entry (its own or \"*\"): a CA without one is refused."),
+            "only a default for CAs without a policy stored with them (tag kvca-policy, `kvca ca policy set`); "
+            "a CA with neither is refused."),
     Setting("KVCA_ISSUING_CAS", "",
             "Comma-separated names of CA certificates that may sign leaves without the tag "
             "kvca-role=intermediate (a CA imported by hand, the recipe's way); a self-signed root never signs."),

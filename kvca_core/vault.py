@@ -54,7 +54,7 @@ from kvca_core.errors import (
     Throttled,
     UpstreamError,
 )
-from kvca_core.model import CertificatePolicy, CertificateVersion, KeySpec, PendingRequest
+from kvca_core.model import CertificatePolicy, CertificateVersion, KeySpec, PendingRequest, StoredSecret
 from kvca_core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -301,6 +301,12 @@ def _sdk_policy(p: CertificatePolicy) -> SdkPolicy:
     )
 
 
+def _stored_secret(name: str, secret: Any) -> StoredSecret:
+    props = secret.properties
+    return StoredSecret(name=props.name or name, version=props.version, content_type=props.content_type or "",
+                        value=secret.value or "", tags=dict(props.tags or {}))
+
+
 def _b64url_int(value: bytes) -> int:
     return int.from_bytes(value, "big")
 
@@ -506,6 +512,21 @@ class KeyVault:
         async with _calling(f"secret '{name}'"):
             secret = await self._secrets.get_secret(name, version)
         return (secret.properties.content_type or "", secret.value or "")
+
+    async def get_secret(self, name: str, version: str | None = None) -> StoredSecret:
+        async with _calling(f"secret '{name}'"):
+            secret = await self._secrets.get_secret(name, version)
+        return _stored_secret(name, secret)
+
+    async def set_secret(self, name: str, value: str, *, content_type: str,
+                         tags: Mapping[str, str] | None = None) -> StoredSecret:
+        # A PUT of a secret makes a new version and leaves every older one as it was
+        # (keyvault-facts.md "Throttling": secret create, 300 per 10 s), which is why a CA's
+        # policy is referenced by version and cached per version (kvca_core/capolicy.py).
+        async with _calling(f"secret '{name}'"):
+            secret = await self._secrets.set_secret(name, value, content_type=content_type,
+                                                    tags=dict(tags) if tags else None)
+        return _stored_secret(name, secret)
 
     async def sign_digest(self, key_id: str, algorithm: str, digest: bytes) -> bytes:
         try:

@@ -12,6 +12,12 @@
 // covered by its certificate role) and never reads the CA's secret
 // (kvca_core/authority.py). exportable-secret: Secrets User on the CA's
 // secret, which holds the key and the chain.
+//
+// In both modes, Secrets User on the secret `<CA>-policy` alone: the CA's
+// issuance policy, stored with the CA (issue 12, kvca_core/capolicy.py), which
+// every signer reads and the app never writes. The secret exists once
+// `kvca ca create` / `kvca ca import` has run, the same two-step flow as the
+// CA's key: create the CA, then set caName and provision.
 
 @description('Name of the Key Vault holding the CA.')
 param vaultName string
@@ -50,6 +56,12 @@ resource caSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
   name: caName
 }
 
+// The CA's issuance policy (kvca_core/model.py POLICY_SUFFIX).
+resource caPolicySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+  parent: vault
+  name: '${caName}-policy'
+}
+
 resource caKeySigner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (caKeyMode == 'vault-key') {
   name: guid(caKey.id, functionPrincipalId, caSignerRoleId)
   scope: caKey
@@ -63,6 +75,18 @@ resource caKeySigner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (
 resource caSecretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (caKeyMode == 'exportable-secret') {
   name: guid(caSecret.id, functionPrincipalId, keyVaultSecretsUser)
   scope: caSecret
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Reading the policy needs secrets/getSecret/action on that one secret; Secrets User
+// (getSecret and readMetadata only) is the narrowest built-in role that has it.
+resource caPolicyReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(caPolicySecret.id, functionPrincipalId, keyVaultSecretsUser)
+  scope: caPolicySecret
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
     principalId: functionPrincipalId

@@ -84,7 +84,7 @@ param sweepSchedule string = '0 0 */6 * * *'
 @description('KVCA_EVENTGRID_TOPIC_ENDPOINT: endpoint of kvca\'s custom Event Grid topic.')
 param eventGridTopicEndpoint string
 
-@description('KVCA_ISSUANCE_POLICY: JSON issuance policy; a CA with no entry (its own or "*") is refused.')
+@description('KVCA_ISSUANCE_POLICY: JSON issuance policy, the default for CAs without a policy stored with them (kvca ca policy set); a CA with neither is refused.')
 param issuancePolicy string = ''
 
 @description('KVCA_ISSUING_CAS: comma-separated CA certificates that may sign without the kvca-role=intermediate tag.')

@@ -234,15 +234,17 @@ def bare_domain(value: str) -> str:
 def _policy_hint(ca_name: str) -> str:
     """How to give a CA a policy, for the refusal below (README "Issuance policy")."""
     return (f'set {SETTING} to {{"{ca_name}": {{"allowed_domains": ["example.internal"]}}}} '
-            f'(or a "*" entry for every CA); an empty object {{}} takes the field defaults')
+            f'(or a "*" entry for every CA); an empty object {{}} takes the field defaults; '
+            f'or store one with the CA: kvca ca policy set {ca_name} --policy FILE')
 
 
 def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str, *,
                   stored: Mapping[str, Any] | None = None) -> IssuancePolicy:
     """The policy for `ca_name`: the one stored with the CA, else KVCA_ISSUANCE_POLICY's.
 
-    `stored` is a policy kept with the CA itself (a later issue stores it in the
-    vault); when given it wins over the setting. The setting's parsed value is
+    `stored` is a policy kept with the CA itself (kvca_core/capolicy.py reads it from
+    the vault, and calls this only for CAs that have none); when given it wins over
+    the setting. The setting's parsed value is
     either one policy for every CA (its keys are policy fields), or a map
     {"<ca name>": {...}, "*": {...}}: the CA's own entry, else "*". An entry is
     complete on its own (missing fields take the defaults, not the "*" entry's

@@ -4,6 +4,7 @@ resumable, and never half-made in a way later operations would use."""
 from __future__ import annotations
 
 import json
+from unittest.mock import ANY  # the policy tag names a secret version made at run time
 import os
 import signal
 import subprocess
@@ -71,7 +72,10 @@ def test_ca_create_makes_root_and_intermediate_whose_keys_never_leave_the_vault(
 
     # The role tags are what marks a finished CA; nothing is left "in creation".
     assert kv_clients.certificates.get_certificate("corp-root").properties.tags == {"kvca-role": "root"}
-    assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate"}
+    # The intermediate's role tag came with its issuance policy's (issue 12: tests/cli/test_ca_policy.py).
+    policy_version = kv_clients.secrets.get_secret("corp-policy").properties.version
+    assert kv_clients.certificates.get_certificate("corp").properties.tags == {
+        "kvca-role": "intermediate", "kvca-policy": policy_version}
     # The root's temporary self-signed version (the key's first home) is disabled.
     versions = list(kv_clients.certificates.list_properties_of_certificate_versions("corp-root"))
     assert len(versions) == 2 and sorted(v.enabled for v in versions) == [False, True]
@@ -108,7 +112,7 @@ def test_ca_create_writes_no_private_key_to_any_file(cli_env, kv_clients, tmp_pa
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     for path in written:
         assert b"PRIVATE KEY" not in path.read_bytes(), path
-    assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate"}
+    assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate", "kvca-policy": ANY}
 
 
 def test_ca_create_again_fails_clearly_and_changes_nothing(kvca, kv_clients):
@@ -171,7 +175,7 @@ def test_interrupted_intermediate_is_unusable_until_a_rerun_finishes_it(kvca, kv
     resumed = kvca("ca", "create", "corp", "--subject", "CN=Corp CA")
     assert resumed.code == 0, resumed.err
     assert "resumed an unfinished `kvca ca create`" in resumed.out
-    assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate"}
+    assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate", "kvca-policy": ANY}
     assert len(list(kv_clients.certificates.list_properties_of_certificate_versions("corp"))) == 1
     assert _ca_cert(kv_clients, "corp").issuer == _ca_cert(kv_clients, "corp-root").subject
 
@@ -248,7 +252,7 @@ def test_merged_but_untagged_object_is_finished_by_a_rerun(kvca, kv_clients, emu
     resumed = kvca("ca", "create", "corp", "--subject", "CN=Corp CA")
     assert resumed.code == 0, resumed.err
     assert kv_clients.certificates.get_certificate("corp-root").properties.tags == {"kvca-role": "root"}
-    assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate"}
+    assert kv_clients.certificates.get_certificate("corp").properties.tags == {"kvca-role": "intermediate", "kvca-policy": ANY}
     assert len(list(kv_clients.certificates.list_properties_of_certificate_versions("corp"))) == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from unittest.mock import ANY  # the policy tag names a secret version made at run time
 
 import pytest
 from cryptography import x509
@@ -33,7 +34,7 @@ def test_import_step_ca_pem_files_with_password_file(kvca, kv_clients, step_ca):
     assert "exportable by nature" in result.out  # the user is told the key has lived outside the vault
 
     cert = kv_clients.certificates.get_certificate("step")
-    assert cert.properties.tags == {"kvca-role": "intermediate"}
+    assert cert.properties.tags == {"kvca-role": "intermediate", "kvca-policy": ANY}
     assert x509.load_der_x509_certificate(bytes(cert.cer)) == step_ca.intermediate
     secret = kv_clients.secrets.get_secret("step")
     assert secret_certificates(secret.properties.content_type, secret.value) == [step_ca.intermediate, step_ca.root]
@@ -71,7 +72,7 @@ def test_import_pfx_with_password(kvca, kv_clients, step_ca, tmp_path):
     assert body["subject"] == "CN=Smallstep Test Intermediate CA,O=Smallstep Test"
     assert body["chain"] == ["CN=Smallstep Test Root CA,O=Smallstep Test"] and body["path_length"] == 0
     assert body["key"] == "EC P-256" and body["key_exportable"] is True
-    assert kv_clients.certificates.get_certificate("step").properties.tags == {"kvca-role": "intermediate"}
+    assert kv_clients.certificates.get_certificate("step").properties.tags == {"kvca-role": "intermediate", "kvca-policy": ANY}
 
 
 def test_import_cert_file_holding_the_chain_needs_no_chain_file(kvca, kv_clients, step_ca, tmp_path):
@@ -198,7 +199,7 @@ def test_import_asks_for_the_key_password_on_a_terminal_without_echo(cli_env, kv
         answers={f"password for {step_ca.intermediate_key}: ": step_ca.password})
     assert code == 0, text
     assert step_ca.password not in text  # getpass turned the echo off
-    assert kv_clients.certificates.get_certificate("step").properties.tags == {"kvca-role": "intermediate"}
+    assert kv_clients.certificates.get_certificate("step").properties.tags == {"kvca-role": "intermediate", "kvca-policy": ANY}
 
 
 def test_import_asks_for_the_pfx_password_on_a_terminal(cli_env, kv_clients, step_ca, tmp_path):
@@ -207,7 +208,7 @@ def test_import_asks_for_the_pfx_password_on_a_terminal(cli_env, kv_clients, ste
                                    answers={"password for ": "pfx-secret"})
     assert code == 0, text
     assert "pfx-secret" not in text
-    assert kv_clients.certificates.get_certificate("step").properties.tags == {"kvca-role": "intermediate"}
+    assert kv_clients.certificates.get_certificate("step").properties.tags == {"kvca-role": "intermediate", "kvca-policy": ANY}
 
 
 def test_import_of_a_ca_key_the_signing_engine_refuses_is_refused_before_any_write(kvca, kv_clients, tmp_path):

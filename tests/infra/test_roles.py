@@ -136,7 +136,10 @@ def test_ca_key_roles_reach_one_key_or_one_secret_named_after_the_ca():
     template = load("app/ca-access.bicep")
     for ra in template.role_assignments():
         assert ra.role in KEY_MATERIAL_ROLES
-        assert ra.scope.existing and ra.scope.name == "caName", f"{ra.where}: scope is not the CA's own object"
+        # The CA's own key or secret, or (Secrets User only) its issuance policy's secret.
+        own = ra.scope.name == "caName" or (ra.scope.name == "${caName}-policy" and ra.role == "Key Vault Secrets User"
+                                            and ra.scope.type == "Microsoft.KeyVault/vaults/secrets")
+        assert ra.scope.existing and own, f"{ra.where}: scope is not the CA's own object"
         assert ra.scope.parent and ra.scope.parent.type == "Microsoft.KeyVault/vaults"
 
 
@@ -147,16 +150,20 @@ def test_no_key_material_role_is_vault_wide_anywhere():
                 f"{ra.where}: {ra.role} on {ra.scope.type}"
 
 
-def test_each_ca_key_mode_grants_exactly_one_role():
+def test_each_ca_key_mode_grants_exactly_one_key_role_and_both_read_the_policy():
     # vault-key: sign through the keys API, never read the CA's secret (the chain
     # comes through the certificates API; kvca_core/authority.py, tested in
     # tests/app/test_vault.py). exportable-secret: read the key from the secret.
+    # Either way the app reads the CA's issuance policy, `<CA>-policy` (kvca_core/capolicy.py).
     template = load("app/ca-access.bicep")
-    by_role = {ra.role: ra.resource.condition for ra in template.role_assignments()}
-    assert by_role["kvca CA key signer"] == {
-        "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "vault-key"}}}
-    assert by_role["Key Vault Secrets User"] == {
-        "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "exportable-secret"}}}
+    by_scope = {(ra.role, ra.scope.name): ra.resource.condition for ra in template.role_assignments()}
+    assert by_scope == {
+        ("kvca CA key signer", "caName"): {
+            "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "vault-key"}}},
+        ("Key Vault Secrets User", "caName"): {
+            "operator": {"type": "equals", "operands": {"operand_1": "caKeyMode", "operand_2": "exportable-secret"}}},
+        ("Key Vault Secrets User", "${caName}-policy"): None,
+    }
     assert template.params["caKeyMode"].decorators["allowed"] == ["vault-key", "exportable-secret"]
     assert load("main.bicep").params["caKeyMode"].default == "vault-key"
 
