@@ -20,7 +20,7 @@ from kvca_core.model import NOTIFIED_TAG
 from kvca_core.operations import IssueRequest
 from kvca_core.settings import Settings
 
-from apphelpers import call_http, import_recipe_ca, run_timer
+from apphelpers import call_http, deliver, import_recipe_ca, run_timer
 
 TOKEN = "T0KEN-s3cr3t-d0-not-log"  # the secret part of the URL, as Slack's and Teams' URLs carry one
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
@@ -123,6 +123,23 @@ async def test_an_http_renewal_the_ca_refuses_sends_a_notice_naming_the_certific
     fields = assert_shape(body, notify.RENEWAL_FAILED)
     assert fields["source"] == "renew" and fields["failures"][0]["certificate"] == "web"
     assert "renewal of certificate 'web' failed" in body["text"] and "the CA is disabled" in body["text"]
+
+
+async def test_a_near_expiry_event_whose_renewal_the_ca_refuses_sends_a_notice(app, webhook):
+    """The Event Grid trigger: the emulator's own CertificateNearExpiry event, delivered to the handler."""
+    ctx = await context.shared()
+    await import_recipe_ca(ctx.vault, "corp")
+    await operations.issue(ctx, IssueRequest(name="web", ca="corp", dns_names=("web.corp.internal",)))
+    await ctx.vault.update_properties("corp", None, enabled=False)
+    app.take_events()
+    app.clock.advance(days=340)
+    near = [e for e in app.take_events() if e["eventType"] == "Microsoft.KeyVault.CertificateNearExpiry"
+            and e["data"]["ObjectName"] == "web"]
+    assert near
+    await deliver(near[0])  # refused (a policy violation): acknowledged, and told
+    [body] = webhook.events()
+    fields = assert_shape(body, notify.RENEWAL_FAILED)
+    assert fields["source"] == "renew" and fields["failures"][0]["certificate"] == "web"
 
 
 async def test_a_renewal_refused_as_not_due_or_not_managed_sends_nothing(app, webhook):
