@@ -9,7 +9,8 @@ from typing import Any
 
 import azure.functions as func
 
-from kvca_core import access, operations
+from kvca_core import access, cawatch, operations
+from kvca_core.ca import ROOT_SUFFIX
 from kvca_core.access import AccessRules, Caller, Decision
 from kvca_core.settings import Settings
 
@@ -87,3 +88,28 @@ def health(req: func.HttpRequest, settings: Settings) -> dict[str, Any]:
     return {"rules": rules.summary(), "trust_easy_auth": settings.trust_easy_auth,
             "force_renew_min_age_minutes": settings.force_renew_min_age_minutes,
             "caller": caller_of(req, settings).to_dict(), "warnings": warnings}
+
+
+def visible_ca_warnings(caller: Caller, rules: AccessRules, warnings) -> list:
+    """The CA warnings a caller sees: those of the CAs its inventory rule covers (a root
+    `NAME-root` counts as CA NAME's, since a rule names the CA, not its root)."""
+    def ca_of(warning) -> str:
+        if warning.role == cawatch.ROOT and warning.ca.endswith(ROOT_SUFFIX):
+            return warning.ca[: -len(ROOT_SUFFIX)]
+        return warning.ca
+
+    return [w for w in warnings if access.visible(caller, rules, ca=ca_of(w), sans=(), subject="")]
+
+
+async def health_ca_warnings(req: func.HttpRequest, ctx) -> dict[str, Any]:
+    """/api/health's CA warnings: a listing of the vault, bounded in time and cached per instance
+    (cawatch.cached_ca_warnings), so that a probe every minute neither lists a large vault each
+    time nor answers 500 when the vault cannot be reached (that is reported, as `ca_warnings_error`)."""
+    caller, rules = caller_of(req, ctx.settings), rules_of(ctx.settings)
+    if not access.may_attempt(caller, rules, access.INVENTORY).allowed:
+        return {}
+    warnings, error = await cawatch.cached_ca_warnings(ctx)
+    body: dict[str, Any] = {"ca_warnings": [w.to_dict() for w in visible_ca_warnings(caller, rules, warnings)]}
+    if error:
+        body["ca_warnings_error"] = error
+    return body

@@ -6,9 +6,10 @@
     POST /api/certificates/{name}/cancel  withdraw the pending request
     POST /api/certificates                issue ({"name", "ca", "dns_names", ...}; "sign": false to only request)
     POST /api/certificates/batch          issue many ({"certificates": [...], "sign": true}), one outcome each
-    GET  /api/certificates                inventory (?expiring_within_days=N)
+    GET  /api/certificates                inventory (?expiring_within_days=N) and the CAs nearing expiry
     GET  /api/cas/{ca}/policy             the CA's issuance policy and its source (as `kvca ca policy show --json`)
-    GET  /api/health                      liveness, configuration check (the sweep schedule too), who you are to kvca
+    GET  /api/health                      liveness, configuration check (the sweep schedule too), who you are to kvca,
+                                          CAs nearing expiry (a bounded, cached listing of the vault)
 
 Every call is authorized first (blueprints/authz.py, kvca_core/access.py): the
 caller's Entra identity (App Service authentication) or a bare function key,
@@ -145,9 +146,11 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
         days = int(raw)
     ctx = await context.shared()
     caller, rules = authz.authorize_inventory(req, ctx.settings)
-    items = await operations.inventory(ctx, expiring_within_days=days)
-    shown = [i for i in items if access.visible(caller, rules, ca=i.ca, sans=i.sans, subject=i.subject)]
-    return json_response({"certificates": [i.to_dict() for i in shown]})
+    report = await operations.inventory_report(ctx, expiring_within_days=days)
+    shown = [i for i in report.certificates if access.visible(caller, rules, ca=i.ca, sans=i.sans, subject=i.subject)]
+    return json_response({"certificates": [i.to_dict() for i in shown],
+                          "ca_warnings": [w.to_dict() for w in authz.visible_ca_warnings(caller, rules,
+                                                                                           report.ca_warnings)]})
 
 
 @bp.function_name("kvca_ca_policy")
@@ -168,6 +171,8 @@ async def kvca_health(req: func.HttpRequest) -> func.HttpResponse:
     # Every missing or malformed setting at once; host=True: the timer's schedule must be an
     # app setting, since the binding reads it itself (a broken one silently disables the sweep).
     settings = Settings.from_env(host=True)
+    ctx = await context.shared()
     return json_response({"status": "ok", "vault": settings.vault_name, "sweep_schedule": settings.sweep_schedule,
                           "crl_schedule": settings.crl_schedule,
-                          "access": authz.health(req, settings)})
+                          "access": authz.health(req, settings),
+                          **await authz.health_ca_warnings(req, ctx)})

@@ -142,6 +142,18 @@ async def _revocation_step(fns, ctx, work: Path, roots: dict, rows: dict) -> boo
     return ok
 
 
+async def _ca_warning_step(fns, ctx) -> None:
+    """A CA with a year left is inside its renewal window (KVCA_CA_RENEW_BEFORE_DAYS, 398 days):
+    the inventory and the health check say so, naming the command that fixes it."""
+    from kvca_core.ca import create_ca
+
+    await create_ca(ctx, "short-ca", subject="CN=kvca Demo Short-lived CA, O=kvca demo", key="ec-p256", years=1)
+    console.print("created [cyan]short-ca[/] with one year to live")
+    status, body = await _http(fns, "kvca_inventory", "GET", "certificates")
+    for warning in body["ca_warnings"]:
+        console.print(f"GET /api/certificates -> CA warning: {warning['message']} ({warning['hint']})")
+
+
 async def demo(em, work: Path) -> int:
     from kvca_core import clock, context, operations
     from kvca_core.authority import parse_secret
@@ -235,6 +247,7 @@ async def demo(em, work: Path) -> int:
 
     status, body = await _http(fns, "kvca_inventory", "GET", "certificates")
     console.print(f"GET /api/certificates -> {status}, {len(body['certificates'])} managed certificates")
+    await _ca_warning_step(fns, ctx)
 
 
     table = Table(title="kvca demo: every certificate, both versions, checked with openssl verify")

@@ -89,6 +89,21 @@ param authClientId string = ''
 @description('Turn on kvca\'s OCSP responder once `kvca ocsp-responder <caName>` has issued its certificate: sets KVCA_OCSP_URL (leaves then carry it) and grants the app kvca\'s CA key signer role on the responder\'s key only.')
 param ocspEnabled bool = false
 
+@description('KVCA_CA_RENEW_BEFORE_DAYS: warn (inventory, sweep, health, webhook) when a CA certificate expires within this many days.')
+@minValue(1)
+param caRenewBeforeDays int = 398
+
+@description('KVCA_NOTIFY_WEBHOOK_URL: https webhook (Slack incoming webhook, Teams Workflows "When a Teams webhook request is received") told of failed renewals, CAs nearing expiry and revocations; empty for none.')
+@secure()
+param notifyWebhookUrl string = ''
+
+@description('Email address Azure Monitor sends kvca\'s alerts to (failed renewals, dead-lettered events); empty for none.')
+param alertEmail string = ''
+
+@description('HTTPS webhook Azure Monitor posts kvca\'s alerts to, in the common alert schema; empty for none. With neither this nor alertEmail the alert rules still fire (Azure Monitor > Alerts) but tell nobody.')
+@secure()
+param alertWebhookUrl string = ''
+
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -316,6 +331,24 @@ module functionApp 'app/function.bicep' = {
     accessRules: accessRules
     forceRenewMinAgeMinutes: forceRenewMinAgeMinutes
     ocspUrl: ocspEnabled ? ocspBaseUrl : ''
+    caRenewBeforeDays: caRenewBeforeDays
+    notifyWebhookUrl: notifyWebhookUrl
+  }
+}
+
+// After vault-access: the dead-letter alert watches the vault's system topic, made there.
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    systemTopicId: vaultAccess.outputs.systemTopicId
+    customTopicId: topic.outputs.id
+    alertEmail: alertEmail
+    alertWebhookUrl: alertWebhookUrl
   }
 }
 

@@ -745,11 +745,19 @@ def _print_summary(out: Output, summary: operations.SweepSummary) -> None:
             out.line(f"  {outcome.name}: {outcome.action}" + (f" ({outcome.reason})" if outcome.reason else ""))
     for name, reason in summary.failures:
         out.line(f"  {name}: failed ({reason})")
+    _warn_cas(out, summary.ca_warnings)
+
+
+def _warn_cas(out: Output, warnings) -> None:
+    """CAs nearing expiry (kvca_core/cawatch.py), on stderr: stdout stays the command's output."""
+    for warning in warnings:
+        out.warn(f"{warning.message} (hint: {warning.hint})")
 
 
 async def _cmd_list(ctx, args, out: Output) -> int:
-    items = await operations.inventory(ctx, expiring_within_days=args.expiring_within)
-    items = list(items)
+    report = await operations.inventory_report(ctx, expiring_within_days=args.expiring_within)
+    items = list(report.certificates)
+    _warn_cas(out, report.ca_warnings)
     if out.as_json:
         out.json(items)
     else:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from kvca_core.authority import Authority
+from kvca_core.notify import notifier_for
 from kvca_core.settings import Settings
 from kvca_core.vault import KeyVault, TopicPublisher, default_credential
 
@@ -33,6 +34,8 @@ class Context:
     _owns_credential: bool = False
     # Where CRLs are published (KVCA_CRL_CONTAINER_URL); None: not configured.
     crl_store: Any = None
+    # The webhook notices go to (KVCA_NOTIFY_WEBHOOK_URL, kvca_core/notify.py); None: not configured.
+    notifier: Any = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, credential: Any = None) -> "Context":
@@ -48,7 +51,7 @@ class Context:
 
             crl_store = CrlStore(settings.crl_container_url, credential)
         authority = Authority(vault, settings.issuing_cas, settings.issuance_policy)
-        return cls(settings, vault, authority, publisher, credential, owns, crl_store)
+        return cls(settings, vault, authority, publisher, credential, owns, crl_store, notifier_for(settings))
 
     @classmethod
     @asynccontextmanager
@@ -65,6 +68,8 @@ class Context:
             await self.publisher.close()
         if self.crl_store is not None:
             await self.crl_store.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         if self._owns_credential and hasattr(self.credential, "close"):
             await self.credential.close()
 

@@ -53,6 +53,9 @@ URIS_TAG_MAX = 256
 # per version and caches it. Versions of the CA that kvca makes (rotation) carry it on.
 POLICY_TAG = "kvca-policy"
 POLICY_SUFFIX = "-policy"
+# On a CA version kvca warned about (kvca_core/notify.py): "<UTC date> <expiring|expired>", the
+# day a webhook was last told, so that the sweeps of one day (and every instance) tell it once.
+NOTIFIED_TAG = "kvca-notified"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@
     issue_many(ctx, requests)   `issue` for a fleet, within Key Vault's create limit, one outcome each
     cancel(ctx, name)           withdraw (delete) a managed certificate's pending request
     inventory(ctx)              the managed certificates, for `GET /api/certificates` and `kvca list`
+    inventory_report(ctx)       the same, with the warnings of CAs nearing expiry (kvca_core/cawatch.py)
     describe(ctx, name)         one certificate in detail, for `kvca show`
 
 Every operation is idempotent and safe when triggers overlap (Event Grid
@@ -34,7 +35,7 @@ from typing import Any, Callable, Mapping
 
 from cryptography import x509
 
-from kvca_core import capolicy, clock
+from kvca_core import capolicy, cawatch, clock, notify
 from kvca_core.errors import (
     Busy,
     Conflict,
@@ -43,6 +44,7 @@ from kvca_core.errors import (
     NotFound,
     NotManaged,
     Throttled,
+    UpstreamError,
 )
 from kvca_core.authority import LoadedCA, parse_secret, read_certificate
 from kvca_core.events import NAME_RE, pending_request_event
@@ -135,6 +137,8 @@ class SweepSummary:
     outcomes: tuple[Outcome, ...] = ()
     dry_run: bool = False
     seconds: float = 0.0
+    # The vault's CAs within KVCA_CA_RENEW_BEFORE_DAYS of their notAfter, or past it (cawatch.py).
+    ca_warnings: tuple[cawatch.CAWarning, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +146,7 @@ class SweepSummary:
             "renewed": self.renewed, "skipped": self.skipped, "failed": self.failed,
             "failures": [{"name": n, "reason": r} for n, r in self.failures],
             "dry_run": self.dry_run, "seconds": round(self.seconds, 3),
+            "ca_warnings": [w.to_dict() for w in self.ca_warnings],
         }
 
 
@@ -504,7 +509,30 @@ async def _sign_pending(ctx, name: str, *, action: str = SIGNED, pending: Pendin
 async def sign_pending(ctx, name: str) -> Outcome:
     """Sign the certificate's pending request, if there is one in progress; otherwise a no-op that says so."""
     _check_name(name)
-    return await _logged("sign_pending", name, _sign_pending(ctx, name))
+    return await _told_if_failed(ctx, "sign_pending", name, _sign_pending(ctx, name))
+
+
+def _is_renewal_failure(exc: KvcaError, name: str) -> bool:
+    """Whether a refusal of renew/sign_pending is a renewal that failed, worth a webhook notice.
+    Not: a certificate kvca does not manage (Key Vault sends events for all), a malformed or
+    conflicting request (the caller is told in the answer), the certificate itself gone, and an
+    upstream failure (Event Grid redelivers it for up to 24 h: a notice per attempt would flood;
+    the sweep tells a failure that lasts)."""
+    if isinstance(exc, (NotManaged, InvalidRequest, Conflict, UpstreamError)):
+        return False
+    if isinstance(exc, NotFound) and exc.subject == f"certificate '{name}'":
+        return False
+    return True
+
+
+async def _told_if_failed(ctx, op: str, name: str, coro) -> Outcome:
+    """`_logged`, and a webhook notice (notify.py) when the renewal or signing failed."""
+    try:
+        return await _logged(op, name, coro)
+    except KvcaError as exc:
+        if _is_renewal_failure(exc, name):
+            await notify.renewals_failed(ctx, [(name, str(exc))], source=op)
+        raise
 
 
 # --- renewal -------------------------------------------------------------------------------------
@@ -613,8 +641,8 @@ async def renew(ctx, name: str, *, now: bool = False, force: bool = False, versi
     naming an older version is a no-op). `min_age`: a renewal on demand is refused (Conflict)
     while the current version is younger (the HTTP API's rate limit; force does not lift it)."""
     _check_name(name)
-    return await _logged("renew", name, _renew(ctx, name, force=force, version=version,
-                                              now_asked=now or force, min_age=min_age))
+    return await _told_if_failed(ctx, "renew", name, _renew(ctx, name, force=force, version=version,
+                                                           now_asked=now or force, min_age=min_age))
 
 
 async def certificate_scope(ctx, name: str) -> tuple[str, CertificatePolicy]:
@@ -689,6 +717,7 @@ async def sweep(ctx, *, dry_run: bool = False,
     managed = 0
     listing_error: str | None = None
     cas: dict[str, asyncio.Future] = {}  # each CA checked against the vault once per sweep
+    watch = cawatch.CAWatch(ctx.settings.ca_renew_before_days)  # the CAs of the same listing
 
     async def worker() -> None:
         while True:
@@ -709,6 +738,7 @@ async def sweep(ctx, *, dry_run: bool = False,
     try:
         async for listed in ctx.vault.list_certificates(include_pending=True):
             scanned += 1
+            watch.observe(listed)
             if CA_TAG not in listed.tags or CA_ROLE_TAG in listed.tags:
                 continue
             managed += 1
@@ -725,16 +755,25 @@ async def sweep(ctx, *, dry_run: bool = False,
     failures = [(o.name, o.reason) for o in outcomes if o.action == FAILED]
     if listing_error:
         failures.append(("(vault listing)", listing_error))
+    warnings = await watch.warnings(ctx)
     summary = SweepSummary(
         scanned=scanned, managed=managed, signed=count(SIGNED, WOULD_SIGN), renewed=count(RENEWED, WOULD_RENEW),
         skipped=count(SKIPPED), failed=len(failures), failures=tuple(failures),
         outcomes=tuple(sorted(outcomes, key=lambda o: o.name)), dry_run=dry_run,
-        seconds=time.monotonic() - started)
+        seconds=time.monotonic() - started, ca_warnings=warnings)
     logger.info("kvca op=sweep scanned=%s managed=%s signed=%s renewed=%s skipped=%s failed=%s dry_run=%s "
                 "seconds=%.1f", summary.scanned, summary.managed, summary.signed, summary.renewed,
                 summary.skipped, summary.failed, dry_run, summary.seconds)
     for failed_name, reason in summary.failures:
         logger.warning("kvca op=sweep certificate=%s outcome=failed reason=%s", failed_name, reason)
+    for warning in warnings:
+        logger.warning("kvca op=sweep ca=%s role=%s version=%s outcome=ca-%s days_left=%s", warning.ca,
+                       warning.role, warning.version, warning.state, warning.days_left)
+    if not dry_run:
+        # One notice for all of this sweep's failures, then one per CA warning (once a day).
+        # notify.py never raises: the summary stands whatever the webhook answers.
+        await notify.renewals_failed(ctx, summary.failures, source="sweep")
+        await notify.ca_warnings(ctx, warnings)
     return summary
 
 
@@ -1027,15 +1066,30 @@ def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int)
         serial=_serial(cert) if cert is not None else None)
 
 
+@dataclass(frozen=True)
+class InventoryReport:
+    """The inventory and the CA warnings, from one listing of the vault."""
+
+    certificates: tuple[CertificateInfo, ...]
+    ca_warnings: tuple[cawatch.CAWarning, ...]
+
+
 async def inventory(ctx, *, expiring_within_days: int | None = None) -> tuple[CertificateInfo, ...]:
     """The managed certificates (tag kvca-ca), soonest expiry first."""
+    return (await inventory_report(ctx, expiring_within_days=expiring_within_days)).certificates
+
+
+async def inventory_report(ctx, *, expiring_within_days: int | None = None) -> InventoryReport:
+    """`inventory`, with the warnings of the vault's CAs nearing expiry (cawatch.py), which the
+    same listing shows: `kvca list` prints them, `GET /api/certificates` returns them."""
     if expiring_within_days is not None and (isinstance(expiring_within_days, bool)
                                              or not isinstance(expiring_within_days, int)
                                              or expiring_within_days < 0):
         raise InvalidRequest(f"expiring_within_days must be a whole number >= 0, got {expiring_within_days!r}",
                              subject="inventory")
+    watch = cawatch.CAWatch(ctx.settings.ca_renew_before_days)
     listed = [v async for v in ctx.vault.list_certificates(include_pending=True)
-              if CA_TAG in v.tags and CA_ROLE_TAG not in v.tags]
+              if not watch.observe(v) and CA_TAG in v.tags and CA_ROLE_TAG not in v.tags]
     now = clock.now()
     limit = asyncio.Semaphore(ctx.settings.concurrency)
 
@@ -1054,7 +1108,8 @@ async def inventory(ctx, *, expiring_within_days: int | None = None) -> tuple[Ce
         horizon = now + dt.timedelta(days=expiring_within_days)
         infos = [i for i in infos if i.not_after is not None and i.not_after <= horizon]
     far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
-    return tuple(sorted(infos, key=lambda i: (i.not_after or far, i.name)))
+    return InventoryReport(tuple(sorted(infos, key=lambda i: (i.not_after or far, i.name))),
+                           await watch.warnings(ctx, now))
 
 
 async def describe(ctx, name: str) -> Description:

@@ -40,7 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kvca_core import clock, operations
+from kvca_core import clock, notify, operations
 from kvca_core.authority import read_certificate
 from kvca_core.errors import ConfigurationError, Conflict, InvalidRequest, KvcaError, NotFound, NotManaged
 from kvca_core.model import (
@@ -194,8 +194,11 @@ async def revoke(ctx, name: str, *, reason: str, version: str | None = None,
         except KvcaError as exc:
             logger.error("kvca op=revoke certificate=%s serial=%s outcome=crl-not-published ca=%s reason=%s",
                          name, result.serial, result.ca, exc)
-            return replace(result, publish_error=str(exc))
-        return replace(result, published=published.url)
+            result = replace(result, publish_error=str(exc))
+        else:
+            result = replace(result, published=published.url)
+        # Told once, when it took effect (a repeated revoke is "already-revoked"); never raises.
+        await notify.revoked(ctx, result)
     return result
 
 

@@ -73,6 +73,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KVCA_OCSP_URL", "",
             "Optional base URL of kvca's OCSP responder (https://<app>/api/ocsp); leaves get <URL>/<CA> as "
             "their AIA OCSP URL and each CA a delegated responder certificate for its host."),
+    Setting("KVCA_CA_RENEW_BEFORE_DAYS", "398",
+            "Warn (inventory, sweep summary, /api/health, webhook) when a CA certificate expires within this many "
+            "days; the default is the longest leaf validity (398 days), since from then on leaves are cut short "
+            "at the CA's notAfter."),
+    Setting("KVCA_NOTIFY_WEBHOOK_URL", "",
+            "Webhook (Slack or Teams Workflows compatible JSON) told of failed renewals, CAs nearing expiry and "
+            "revocations; https only (http for 127.0.0.1, ::1 and localhost); may hold a token: never logged. "
+            "Empty: no notifications."),
     Setting("AZURE_CLIENT_ID", "",
             "Client ID of the user-assigned managed identity (read by DefaultAzureCredential)."),
 )
@@ -130,6 +138,30 @@ def _name_list(name: str, raw: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"{name}: {', '.join(map(repr, bad))} is not a Key Vault certificate name")
     return names
+
+
+# Loopback hosts may take a plain http:// webhook (tests, local development): nothing leaves the machine.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _webhook_url(name: str, raw: str) -> str:
+    """An https:// URL, or http:// to a loopback host. The URL may carry a secret token (Slack's
+    and Teams Workflows' webhook URLs do), so a refusal names the scheme and host, never the URL."""
+    raw = raw.strip()
+    if not raw:
+        return ""
+    try:
+        parsed = urlparse(raw)
+        host = parsed.hostname or ""
+        parsed.port  # noqa: B018 - a malformed port raises here
+    except ValueError:
+        raise ValueError(f"{name} is not a URL") from None
+    if not host or parsed.scheme not in ("https", "http"):
+        raise ValueError(f"{name} must be an https:// URL with a host (scheme {parsed.scheme or 'none'!r})")
+    if parsed.scheme == "http" and host.lower() not in LOOPBACK_HOSTS:
+        raise ValueError(f"{name} must be an https:// URL: plain http is allowed only for "
+                         f"{', '.join(sorted(LOOPBACK_HOSTS))}, not for host {host[:100]!r}")
+    return raw
 
 
 def _https_url(name: str, raw: str, *, required: bool) -> str:
@@ -264,6 +296,8 @@ class Settings:
     access_rules: Mapping[str, Any] = field(default_factory=dict)
     trust_easy_auth: bool = False
     force_renew_min_age_minutes: int = 60
+    ca_renew_before_days: int = 398
+    notify_webhook_url: str = field(default="", repr=False)  # may hold a token: kept out of repr and logs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, host: bool = False) -> "Settings":
@@ -312,6 +346,8 @@ class Settings:
             access_rules=read("KVCA_ACCESS_RULES", _shallow_json_object),
             trust_easy_auth=read("KVCA_TRUST_EASY_AUTH", _flag),
             force_renew_min_age_minutes=read("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", _positive_int),
+            ca_renew_before_days=read("KVCA_CA_RENEW_BEFORE_DAYS", _positive_int),
+            notify_webhook_url=read("KVCA_NOTIFY_WEBHOOK_URL", _webhook_url),
         )
         problems.extend(_policy_problems(values["issuance_policy"]))
         problems.extend(_access_problems(values["access_rules"], values["trust_easy_auth"], env))

@@ -117,6 +117,14 @@ var easyAuthEnabled = !empty(authClientId)
 @description('KVCA_OCSP_URL: base URL of kvca\'s OCSP responder (<app>/api/ocsp); empty for none.')
 param ocspUrl string = ''
 
+@description('KVCA_CA_RENEW_BEFORE_DAYS: warn when a CA certificate expires within this many days (default: the longest leaf validity, 398 days).')
+@minValue(1)
+param caRenewBeforeDays int = 398
+
+@description('KVCA_NOTIFY_WEBHOOK_URL: https webhook (Slack, Teams Workflows) told of failed renewals, CAs nearing expiry and revocations; empty for none. Secure: the URL usually carries the webhook\'s token.')
+@secure()
+param notifyWebhookUrl string = ''
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -269,6 +277,16 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'KVCA_OCSP_URL'
           value: ocspUrl
+        }
+        {
+          name: 'KVCA_CA_RENEW_BEFORE_DAYS'
+          value: string(caRenewBeforeDays)
+        }
+        // The webhook URL holds its token: a @secure() parameter, so the deployment's history
+        // does not show it (an app setting is readable by whoever may read the app's config).
+        {
+          name: 'KVCA_NOTIFY_WEBHOOK_URL'
+          value: notifyWebhookUrl
         }
       ]
     }

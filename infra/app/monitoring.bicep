@@ -66,4 +66,5 @@ resource appInsightsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-0
 }
 
 output applicationInsightsName string = appInsights.name
+output applicationInsightsId string = appInsights.id
 output logAnalyticsId string = logAnalytics.id

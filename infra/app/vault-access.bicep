@@ -215,3 +215,5 @@ resource vaultCertificateEvents 'Microsoft.EventGrid/systemTopics/eventSubscript
 output vaultUri string = vault.properties.vaultUri
 output caSignerRoleId string = caSignerRole.id
 output systemTopicName string = systemTopic.name
+// For the dead-letter alert (alerts.bicep).
+output systemTopicId string = systemTopic.id

@@ -28,6 +28,7 @@ EXPECTED_FILES = {
     "app/ca-access.bicep",
     "app/eventgrid-topic.bicep",
     "app/function.bicep",
+    "app/alerts.bicep",
 }
 
 

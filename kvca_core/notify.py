@@ -1,0 +1,253 @@
+"""Webhook notifications: a failed renewal, a CA nearing expiry (or expired), a revocation.
+
+    KVCA_NOTIFY_WEBHOOK_URL=https://...    one POST of one JSON shape per notice; empty: off
+
+The operations call the three functions at the end (`renewals_failed`, `ca_warnings`,
+`revoked`); each is a no-op without a webhook and never raises: a notice that cannot be
+delivered is a log line (the webhook's host and the HTTP status, never the URL, which carries
+the webhook's token), and the operation's own result stands.
+
+One shape for Slack and Microsoft Teams:
+- Slack incoming webhooks show `text` (api.slack.com/messaging/webhooks; `text`, `blocks` and
+  `attachments` are the message fields, docs.slack.dev/tools/node-slack-sdk/reference/webhook/
+  interfaces/IncomingWebhookSendArguments); a legacy attachment's plain-text summary is
+  `fallback`, which the card attachment carries, so Slack reads it as a well-formed attachment.
+- Teams Workflows ("When a Teams webhook request is received") take Adaptive Cards only, as a
+  message with `attachments` of contentType application/vnd.microsoft.card.adaptive
+  (learn.microsoft.com/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using,
+  "Known issues": "Workflows support Adaptive Cards only"); the retired Office 365 connector
+  read the same `type: message` envelope.
+- `kvca` holds the machine-readable fields, versioned (`kvca.version`), for anything else
+  that listens (a Logic App, a ticketing hook).
+
+Nothing secret goes into a notice: certificate and CA names, versions, serials, dates and
+kvca's own messages (which never hold key material, errors.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlparse
+
+import aiohttp
+
+from kvca_core import clock
+from kvca_core.errors import KvcaError
+from kvca_core.model import NOTIFIED_TAG
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+RENEWAL_FAILED, CA_EXPIRING, CA_EXPIRED, REVOKED = "renewal-failed", "ca-expiring", "ca-expired", "certificate-revoked"
+# A short timeout and few retries: a notice is told once more at the next sweep if it matters,
+# and a webhook that hangs must not hold a sweep or an HTTP call for long.
+TIMEOUT_SECONDS = 10.0
+RETRIES = 2  # after the first attempt, on a 5xx, a 429 or a connection failure; never on a 4xx
+BACKOFF_SECONDS = (1.0, 3.0)
+MAX_RETRY_AFTER = 10.0
+# A sweep with hundreds of failures (a disabled CA) tells them in one notice, naming the first
+# ones: Teams refuses messages over 28 KB (learn.microsoft.com, Teams webhook limits).
+MAX_LISTED = 20
+MAX_REASON = 300
+# Key Vault allows 15 tags per object (keyvault-facts.md); the day's mark needs one.
+MAX_TAGS = 15
+
+
+@dataclass(frozen=True)
+class Notice:
+    event: str
+    title: str  # one line: what happened, to what
+    detail: str = ""  # more lines, plain text
+    facts: tuple[tuple[str, str], ...] = ()  # shown as a table in Teams
+    fields: Mapping[str, Any] = field(default_factory=dict)  # the machine-readable part (kvca.*)
+
+
+def payload(notice: Notice, *, vault: str, now: dt.datetime) -> dict[str, Any]:
+    """The one JSON body every webhook gets."""
+    text = notice.title + (f"\n{notice.detail}" if notice.detail else "")
+    body: list[dict[str, Any]] = [{"type": "TextBlock", "text": notice.title, "weight": "Bolder", "wrap": True}]
+    if notice.detail:
+        body.append({"type": "TextBlock", "text": notice.detail, "wrap": True})
+    if notice.facts:
+        body.append({"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in notice.facts]})
+    card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
+            "version": "1.2", "body": body}
+    return {
+        "type": "message",
+        "text": text,
+        "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+                         "fallback": notice.title, "content": card}],
+        "kvca": {"version": SCHEMA_VERSION, "event": notice.event, "vault": vault,
+                 "time": now.replace(microsecond=0).isoformat(), **notice.fields},
+    }
+
+
+def host_of(url: str) -> str:
+    """The only part of the webhook URL kvca ever logs."""
+    return urlparse(url).hostname or "(no host)"
+
+
+class Notifier:
+    """Posts notices to one webhook: SSL verified (the system trust store), TIMEOUT_SECONDS per
+    attempt, RETRIES more on 5xx/429/connection errors. Its own aiohttp session, opened on the
+    first notice: the vault's transport trusts KVCA_TLS_CA_BUNDLE (the emulator), which is no
+    authority for a chat service."""
+
+    def __init__(self, url: str, vault: str) -> None:
+        self.url, self.vault, self.host = url, vault, host_of(url)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=ssl.create_default_context()),
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS), cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
+
+    async def send(self, notice: Notice) -> bool:
+        """True when the webhook accepted the notice (2xx). Never raises."""
+        try:
+            data = json.dumps(payload(notice, vault=self.vault, now=clock.now())).encode()
+            session = await self._open()
+        except Exception as exc:  # a notice never breaks the operation that sends it
+            logger.warning("kvca notify event=%s host=%s outcome=failed error=%s", notice.event, self.host,
+                           type(exc).__name__)
+            return False
+        for attempt in range(RETRIES + 1):
+            status, retry_after, error = None, None, ""
+            try:
+                async with session.post(self.url, data=data, allow_redirects=False,
+                                        headers={"Content-Type": "application/json"}) as resp:
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+                    await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                error = type(exc).__name__  # not str(exc): it may quote the URL
+            except Exception as exc:
+                logger.warning("kvca notify event=%s host=%s outcome=failed error=%s", notice.event, self.host,
+                               type(exc).__name__)
+                return False
+            if status is not None and 200 <= status < 300:
+                logger.info("kvca notify event=%s host=%s outcome=sent status=%s", notice.event, self.host, status)
+                return True
+            retriable = status is None or status == 429 or status >= 500
+            if not retriable or attempt == RETRIES:
+                logger.warning("kvca notify event=%s host=%s outcome=failed status=%s error=%s attempts=%s",
+                               notice.event, self.host, status, error or "-", attempt + 1)
+                return False
+            await asyncio.sleep(_delay(retry_after, attempt))
+        return False  # unreachable
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _delay(retry_after: str | None, attempt: int) -> float:
+    """Retry-After in seconds (bounded: an answer is untrusted input), else the backoff."""
+    try:
+        seconds = float(retry_after) if retry_after else None
+    except ValueError:
+        seconds = None
+    if seconds is not None and 0 <= seconds:
+        return min(seconds, MAX_RETRY_AFTER)
+    return BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
+
+
+def notifier_for(settings) -> Notifier | None:
+    return Notifier(settings.notify_webhook_url, settings.vault_name) if settings.notify_webhook_url else None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+# --- the three notices ---------------------------------------------------------------------------
+async def renewals_failed(ctx, failures: Sequence[tuple[str, str]], *, source: str) -> bool:
+    """One notice for the failures of one run: the sweep's (every failure of the sweep, however
+    many: one message, not one per certificate), or one renew/sign from an event or HTTP."""
+    notifier = getattr(ctx, "notifier", None)
+    if notifier is None or not failures:
+        return False
+    listed = [{"certificate": name, "reason": _short(reason)} for name, reason in failures[:MAX_LISTED]]
+    if len(failures) == 1:
+        name, reason = failures[0]
+        title = f"kvca: renewal of certificate '{name}' failed ({source})"
+        detail = _short(reason)
+    else:
+        title = f"kvca: {len(failures)} certificates failed to renew ({source})"
+        detail = "\n".join(f"- {f['certificate']}: {f['reason']}" for f in listed)
+        if len(failures) > MAX_LISTED:
+            detail += f"\n… and {len(failures) - MAX_LISTED} more (see the sweep's log lines outcome=failed)"
+    return await notifier.send(Notice(
+        RENEWAL_FAILED, title, detail, facts=(("vault", notifier.vault), ("failed", str(len(failures)))),
+        fields={"source": source, "failed": len(failures), "failures": listed,
+                "truncated": len(failures) > MAX_LISTED}))
+
+
+def _ca_notice(warning) -> Notice:
+    event = CA_EXPIRED if warning.state == "expired" else CA_EXPIRING
+    return Notice(event, f"kvca: {warning.message}", f"What to do: {warning.hint}",
+                  facts=(("CA", warning.ca), ("role", warning.role), ("notAfter", warning.not_after.isoformat()),
+                         ("days left", str(warning.days_left))),
+                  fields={"ca": warning.ca, "role": warning.role, "ca_version": warning.version,
+                          "not_after": warning.not_after.isoformat(), "days_left": warning.days_left,
+                          "message": warning.message, "hint": warning.hint})
+
+
+async def _claim_today(ctx, warning, mark: str) -> bool:
+    """Mark the CA version as told today (tag NOTIFIED_TAG = "<date> <state>"): False when a
+    sweep already did. Key Vault has no conditional update, so two sweeps at the same moment
+    may both send (a rare duplicate, accepted); every later sweep that day sees the mark. The
+    tags are re-read just before the write, so the write keeps every other tag (the CA's
+    policy pointer, kvca-role) as it is now. A mark that cannot be written (no right to
+    update, 15 tags already) does not stop the notice: a duplicate beats silence."""
+    try:
+        current = await ctx.vault.get_certificate(warning.ca, warning.version)
+        tags = dict(current.tags)
+        if tags.get(NOTIFIED_TAG) == mark:
+            return False
+        if NOTIFIED_TAG not in tags and len(tags) >= MAX_TAGS:
+            logger.warning("kvca notify ca=%s outcome=unmarked reason=the CA version has %s tags, Key Vault's "
+                           "limit; notices for it may repeat within a day", warning.ca, len(tags))
+            return True
+        await ctx.vault.update_properties(warning.ca, warning.version, tags={**tags, NOTIFIED_TAG: mark})
+    except KvcaError as exc:
+        logger.warning("kvca notify ca=%s outcome=unmarked kind=%s reason=%s", warning.ca, exc.kind, exc)
+    return True
+
+
+async def ca_warnings(ctx, warnings: Iterable) -> int:
+    """A notice per CA warning, at most one per CA version, state and UTC day. Returns how many were sent."""
+    notifier = getattr(ctx, "notifier", None)
+    if notifier is None:
+        return 0
+    sent = 0
+    today = clock.now().date().isoformat()
+    for warning in warnings:
+        if await _claim_today(ctx, warning, f"{today} {warning.state}"):
+            sent += await notifier.send(_ca_notice(warning))
+    return sent
+
+
+async def revoked(ctx, revocation) -> bool:
+    """A notice for one revocation that took effect now (not for a repeated, idempotent one)."""
+    notifier = getattr(ctx, "notifier", None)
+    if notifier is None:
+        return False
+    r = revocation
+    crl = f"the new CRL could not be published yet ({_short(r.publish_error)}); the CRL timer retries" \
+        if r.publish_error else "the CA's CRL lists it from now on"
+    return await notifier.send(Notice(
+        REVOKED, f"kvca: certificate '{r.name}' was revoked ({r.reason})",
+        f"serial {r.serial}, version {r.version}, CA '{r.ca}'; {crl}",
+        facts=(("certificate", r.name), ("serial", r.serial), ("reason", r.reason), ("CA", r.ca)),
+        fields={"certificate": r.name, "certificate_version": r.version, "serial": r.serial, "reason": r.reason,
+                "ca": r.ca, "revoked_at": r.revoked_at.isoformat(), "crl_published": not r.publish_error}))
