@@ -72,6 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KVCA_OCSP_URL", "",
             "Optional base URL of kvca's OCSP responder (https://<app>/api/ocsp); leaves get <URL>/<CA> as "
             "their AIA OCSP URL and each CA a delegated responder certificate for its host."),
+    Setting("KVCA_ROTATION_WINDOW_HOURS", "72",
+            "After `kvca ca rotate`, the sweep moves every leaf of the older intermediate onto the new one "
+            "within this many hours, each at its own point of the window (spread by name)."),
     Setting("AZURE_CLIENT_ID", "",
             "Client ID of the user-assigned managed identity (read by DefaultAzureCredential)."),
 )
@@ -263,6 +266,7 @@ class Settings:
     access_rules: Mapping[str, Any] = field(default_factory=dict)
     trust_easy_auth: bool = False
     force_renew_min_age_minutes: int = 60
+    rotation_window_hours: int = 72
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, host: bool = False) -> "Settings":
@@ -311,6 +315,7 @@ class Settings:
             access_rules=read("KVCA_ACCESS_RULES", _shallow_json_object),
             trust_easy_auth=read("KVCA_TRUST_EASY_AUTH", _flag),
             force_renew_min_age_minutes=read("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", _positive_int),
+            rotation_window_hours=read("KVCA_ROTATION_WINDOW_HOURS", _positive_int),
         )
         problems.extend(_policy_problems(values["issuance_policy"]))
         problems.extend(_access_problems(values["access_rules"], values["trust_easy_auth"], env))
