@@ -84,6 +84,10 @@ param accessRules string = ''
 @minValue(1)
 param forceRenewMinAgeMinutes int = 60
 
+@description('KVCA_ROTATION_WINDOW_HOURS: after `kvca ca rotate`, the sweep moves every leaf of the older intermediate onto the new one within this many hours.')
+@minValue(1)
+param rotationWindowHours int = 72
+
 @description('Application (client) ID of an Entra app registration with kvca\'s app roles (infra/app-roles.json), for App Service authentication; empty: none, every HTTP caller is a function-key caller.')
 param authClientId string = ''
 @description('Turn on kvca\'s OCSP responder once `kvca ocsp-responder <caName>` has issued its certificate: sets KVCA_OCSP_URL (leaves then carry it) and grants the app kvca\'s CA key signer role on the responder\'s key only.')
@@ -330,6 +334,7 @@ module functionApp 'app/function.bicep' = {
     aiaUrl: aiaUrl
     accessRules: accessRules
     forceRenewMinAgeMinutes: forceRenewMinAgeMinutes
+    rotationWindowHours: rotationWindowHours
     ocspUrl: ocspEnabled ? ocspBaseUrl : ''
     caRenewBeforeDays: caRenewBeforeDays
     notifyWebhookUrl: notifyWebhookUrl

@@ -59,7 +59,7 @@ from kvca_core.signing import (
 )
 from kvca_core.signing.certs import is_ca_certificate, is_self_signed, issued_by, same_public_key
 from kvca_core.signing.csr import verify_csr_signature
-from kvca_core.signing.issue import MAX_CA_YEARS
+from kvca_core.signing.issue import BACKDATE, MAX_CA_YEARS, add_months
 
 log = logging.getLogger(__name__)
 
@@ -403,20 +403,42 @@ async def _check_policy_name(vault, name: str) -> None:
                        f"secret of that name", subject=_ca(name), hint="choose another CA name")
 
 
-def _years(years: int) -> int:
+def _years(years: int, what: str = "CA") -> int:
     # Checked here as well as in the signing engine: before the first write, not after the root exists.
     if not isinstance(years, int) or isinstance(years, bool) or not 1 <= years <= MAX_CA_YEARS:
-        raise InvalidRequest(f"CA validity of {years!r} years is not a whole number from 1 to {MAX_CA_YEARS}")
+        raise InvalidRequest(f"{what} validity of {years!r} years is not a whole number from 1 to {MAX_CA_YEARS}")
     return years
 
 
+def default_root_years(years: int) -> int:
+    """The root's lifetime when none is given: twice the intermediate's, at most MAX_CA_YEARS.
+
+    The root outlives its intermediate so that a full-length successor (`kvca ca rotate`) still
+    fits under the same root, and the trust anchor handed to every client is handed out once.
+    Public CAs are built the same way (Let's Encrypt's ISRG Root X1 runs 20 years, 2015-2035,
+    over 5-year intermediates); `step ca init` gives both 10 years (smallstep's
+    DefaultIntermediateCertValidity), which leaves no room to rotate."""
+    return min(2 * years, MAX_CA_YEARS)
+
+
+def _root_lifetime_is(cert: x509.Certificate, years: int) -> bool:
+    """Whether `create_root` gave this root `years` years: its notBefore is the moment of
+    creation minus BACKDATE, its notAfter that moment plus `years` calendar years."""
+    moment = cert.not_valid_before_utc + BACKDATE
+    return add_months(moment, 12 * years) == cert.not_valid_after_utc
+
+
 async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years: int = 10,
-                    permitted_dns: Sequence[str] = (), exportable: bool = False, policy=None) -> CAInfo:
+                    permitted_dns: Sequence[str] = (), exportable: bool = False,
+                    root_subject: str | None = None, root_years: int | None = None, policy=None) -> CAInfo:
     """Create root `NAME-root` and intermediate `NAME`, both keys generated in the vault.
 
-    Everything the caller gives is checked before the vault is touched; every
-    name collision with something kvca did not make is refused before the
-    first write. Re-running after a failure resumes from the vault's state.
+    `years`: the intermediate's lifetime; `root_years`: the root's, at least `years`
+    (default `default_root_years(years)`); `root_subject`: default the CA's subject with
+    " Root" after its CN. Everything the caller gives is checked before the vault is touched;
+    every name collision with something kvca did not make is refused before the first
+    write. Re-running after a failure resumes from the vault's state, and refuses a root made
+    with other root options than the ones given.
 
     `policy`: the CA's issuance policy (a mapping), stored with it (capolicy.py) and in force
     from the moment the intermediate gets its role tag, in the same PATCH; None: the default
@@ -431,8 +453,13 @@ async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years
     if not ca_subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         raise InvalidRequest(f"subject {subject!r} has no CN; a CA needs a common name (e.g. CN=Example CA)",
                              subject=_ca(name))
-    root_subject = _subject_with_cn_suffix(ca_subject, " Root")
     years = _years(years)
+    root_years = default_root_years(years) if root_years is None else _years(root_years, "root")
+    if root_years < years:
+        raise InvalidRequest(f"root validity of {root_years} years is shorter than the intermediate's {years}: "
+                             "an intermediate cannot outlive its root", subject=_ca(name),
+                             hint=f"give --root-years {years} or more (default: {default_root_years(years)})")
+    root_x509 = _root_subject(name, ca_subject, root_subject)
     permitted = _check_permitted_dns(permitted_dns)
     issuance, policy_note = capolicy.policy_for_new_ca(ctx.settings.issuance_policy, name, policy, permitted)
     # The root's key is never exportable; the intermediate's only on request.
@@ -463,10 +490,10 @@ async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years
         log.info("create_ca resume name=%s root_role=%s root_creating=%s inter_creating=%s",
                  name, root.role, root.creating, inter.creating)
 
-    # One moment for both: the intermediate then ends exactly when the root does (step ca init
-    # gives both 10 years) instead of being capped a few seconds short.
+    # One moment for both: with --root-years equal to --years the intermediate then ends exactly
+    # when the root does (step ca init gives both 10 years) instead of being capped a few seconds short.
     moment = clock.now()
-    root_cert, root_key_id = await _ensure_root(vault, root, root_subject, root_spec, years, moment)
+    root_cert, root_key_id = await _ensure_root(vault, root, root_x509, root_spec, root_years, moment)
     root_signer = _remote_signer(vault, root_key_id, root_cert.public_key())
     # The policy secret is written before the intermediate's role tag, which then names it: the
     # CA becomes usable and gets its policy at once. A re-run reuses the version (capolicy.store).
@@ -481,6 +508,20 @@ async def create_ca(ctx, name: str, *, subject: str, key: str = "ec-p256", years
         notes.append("both private keys were generated in Key Vault and cannot be exported")
     notes.append(policy_note)
     return replace(info, notes=tuple(notes))
+
+
+def _root_subject(name: str, ca_subject: x509.Name, text: str | None) -> x509.Name:
+    if text is None:
+        return _subject_with_cn_suffix(ca_subject, " Root")
+    root_subject = parse_subject(text)
+    if not root_subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        raise InvalidRequest(f"root subject {text!r} has no CN; a CA needs a common name (e.g. CN=Example Root CA)",
+                             subject=_ca(name))
+    if root_subject == ca_subject:
+        # The intermediate would name itself as its issuer: chain builders take it for a root.
+        raise InvalidRequest(f"root subject {text!r} is the intermediate's subject; the two must differ",
+                             subject=_ca(name), hint="leave --root-subject out for '<CN> Root'")
+    return root_subject
 
 
 def _ca_policy(subject: x509.Name, spec: KeySpec, issuer_name: str, years: int) -> CertificatePolicy:
@@ -519,10 +560,7 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
         cert = _cert_of(state.current)
         if cert is None or not is_self_signed(cert) or not is_ca_certificate(cert):
             raise Conflict("is tagged as a kvca root but is not a self-signed CA certificate", subject=_cert(name))
-        if cert.subject != subject:
-            raise Conflict(f"the existing root's subject is {_cert_label(cert)!r}, not "
-                           f"{subject.rfc4514_string()!r}", subject=_cert(name),
-                           hint="run `kvca ca create` with the subject of the first attempt, or delete the root")
+        _check_existing_root(name, cert, subject, years)
         log.info("create_ca root reused name=%s version=%s", name, state.current.version)
         return cert, state.current.key_id
 
@@ -533,9 +571,10 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
         if policy.issuer_name.lower() == "unknown":
             # Merged, not yet tagged: check it is the root we meant, then finish below.
             cert = _cert_of(current)
-            if cert is None or not is_self_signed(cert) or not is_ca_certificate(cert) or cert.subject != subject:
+            if cert is None or not is_self_signed(cert) or not is_ca_certificate(cert):
                 raise Conflict("an unfinished root holds a certificate that is not the expected root",
                                subject=_cert(name), hint="delete it and run `kvca ca create` again")
+            _check_existing_root(name, cert, subject, years)
             await _finish_root(vault, name, current, cert)
             return cert, current.key_id
     if current is None and pending is None:
@@ -553,6 +592,14 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
             tags={CREATING_TAG: "root"})
         if not isinstance(pending, PendingRequest):
             raise Conflict("the root's request with issuer Unknown did not stay pending", subject=_cert(name))
+    else:
+        # Resumed: the request the first attempt made holds that attempt's root lifetime.
+        asked_months = _ca_policy(subject, spec, "Unknown", years).validity_months
+        made_months = (await vault.get_policy(name)).validity_months
+        if made_months != asked_months:
+            raise Conflict(f"the pending root request was made for a {made_months}-month root, not "
+                           f"{asked_months} months (--root-years {years})", subject=_cert(name),
+                           hint="run `kvca ca create` with the --years and --root-years of the first attempt")
     csr_key = _csr_public_key(pending, name)
     if not _key_matches_spec(csr_key, spec):
         raise Conflict(f"the pending root request has a {_describe_key(csr_key)} key, not the requested one",
@@ -566,6 +613,20 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
     merged = await vault.merge(name, [cert.public_bytes(serialization.Encoding.DER)])
     await _finish_root(vault, name, merged, cert)
     return cert, merged.key_id
+
+
+def _check_existing_root(name: str, cert: x509.Certificate, subject: x509.Name, years: int) -> None:
+    """A resumed `ca create` finishes only the root it was asked for: same subject, same lifetime."""
+    if cert.subject != subject:
+        raise Conflict(f"the existing root's subject is {_cert_label(cert)!r}, not "
+                       f"{subject.rfc4514_string()!r}", subject=_cert(name),
+                       hint="run `kvca ca create` with the --subject and --root-subject of the first attempt, "
+                            "or delete the root")
+    if not _root_lifetime_is(cert, years):
+        raise Conflict(f"the existing root is valid until {cert.not_valid_after_utc:%Y-%m-%d}, not for "
+                       f"{years} years from its start ({cert.not_valid_before_utc:%Y-%m-%d})", subject=_cert(name),
+                       hint="run `kvca ca create` with the --years and --root-years of the first attempt, "
+                            "or delete the root")
 
 
 async def _finish_root(vault, name: str, merged: CertificateVersion, cert: x509.Certificate) -> None:

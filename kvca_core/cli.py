@@ -98,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--subject", required=True, help='e.g. "CN=Example CA, O=Example"')
     p.add_argument("--key", default="ec-p256", choices=KEY_TYPES)
-    p.add_argument("--years", type=_positive, default=10, help="validity of root and intermediate (default 10)")
+    p.add_argument("--years", type=_positive, default=10, help="validity of the intermediate (default 10)")
+    p.add_argument("--root-years", type=_positive, default=None, metavar="N",
+                   help="validity of the root, at least --years (default: twice --years, at most 50)")
+    p.add_argument("--root-subject", default=None, help='default: the subject with " Root" after its CN')
     p.add_argument("--permitted-dns", nargs="+", default=[], metavar="SUFFIX",
                    help="name constraints: the only DNS names the intermediate may sign")
     p.add_argument("--exportable", action="store_true",
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     add(ca_sub, "list", "list the CAs in the vault")
     _add_policy_commands(ca_sub, add)
+    _add_ca_rotate(ca_sub, add)
 
     p = add(sub, "request", "create a certificate request in Key Vault (issuer Unknown, tag kvca-ca)")
     p.add_argument("name", metavar="NAME", nargs="?")
@@ -530,7 +534,8 @@ def _print_inventory(out: Output, items: Sequence[operations.CertificateInfo]) -
 async def _cmd_ca_create(ctx, args, out: Output) -> int:
     info = await ca_ops.create_ca(ctx, args.name, subject=args.subject, key=args.key, years=args.years,
                                   permitted_dns=tuple(args.permitted_dns), exportable=args.exportable,
-                                  policy=_policy_argument(args.policy, args.name))
+                                  policy=_policy_argument(args.policy, args.name),
+                                  root_subject=args.root_subject, root_years=args.root_years)
     out.json(info) if out.as_json else _print_ca(out, info)
     return EXIT_OK
 
@@ -982,6 +987,30 @@ async def _cmd_ca_policy(ctx, args, out: Output) -> int:
 
 
 _COMMANDS[("ca", "policy")] = _cmd_ca_policy
+# --- CA rotation (kvca_core/rotation.py) -----------------------------------
+def _add_ca_rotate(ca_sub, add) -> None:
+    p = add(ca_sub, "rotate", "a new intermediate version with a new key made in Key Vault, signed by the same "
+                              "root; the sweep moves the leaves onto it (KVCA_ROTATION_WINDOW_HOURS)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--years", type=_positive, default=None,
+                   help="validity of the new intermediate (default: the current one's, ending no later than the root)")
+
+
+async def _cmd_ca_rotate(ctx, args, out: Output) -> int:
+    from kvca_core import rotation
+
+    result = await rotation.rotate_ca(ctx, args.name, years=args.years)
+    if out.as_json:
+        out.json(result)
+        return EXIT_OK
+    if result.previous_version:
+        out.line(f"rotated CA '{args.name}': version {result.previous_version} (serial {result.previous_serial}) "
+                 f"-> version {result.ca.version} (serial {result.ca.serial})")
+    _print_ca(out, result.ca)
+    return EXIT_OK
+
+
+_COMMANDS[("ca", "rotate")] = _cmd_ca_rotate
 
 
 # --- revocation (kvca_core/revocation.py) ----------------------------------

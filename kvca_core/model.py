@@ -56,6 +56,14 @@ POLICY_SUFFIX = "-policy"
 # On a CA version kvca warned about (kvca_core/notify.py): "<UTC date> <expiring|expired>", the
 # day a webhook was last told, so that the sweeps of one day (and every instance) tell it once.
 NOTIFIED_TAG = "kvca-notified"
+# On a leaf version kvca signed: the version of the CA certificate whose key signed it, written
+# at the merge. After `kvca ca rotate` the sweep moves every leaf whose tag names another
+# version than the CA's current one (operations.moved_state). 32 hex characters: well inside
+# Key Vault's 256 per tag value.
+CA_VERSION_TAG = "kvca-ca-version"
+# On a CA version made by `kvca ca rotate`: when it was rotated (ISO 8601 UTC, seconds). The
+# sweep's window for moving leaves starts here; a CA version without it was not rotated.
+ROTATED_TAG = "kvca-rotated"
 
 
 @dataclass(frozen=True)

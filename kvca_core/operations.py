@@ -30,7 +30,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Mapping
 
 from cryptography import x509
@@ -53,12 +53,14 @@ from urllib.parse import urlparse
 from kvca_core.model import (
     CA_ROLE_TAG,
     CA_TAG,
+    CA_VERSION_TAG,
     CHAIN_TAG,
     CHAIN_WITH_ROOT,
     CHAIN_WITHOUT_ROOT,
     RESPONDER_TAG,
     REVOCATION_TAGS,
     REVOKED_SERIAL_TAG,
+    ROTATED_TAG,
     URIS_TAG,
     URIS_TAG_MAX,
     CertificatePolicy,
@@ -296,6 +298,68 @@ def due_state(version: CertificateVersion, now: dt.datetime, renew_before_days: 
     return False, f"not due: renews from {at:%Y-%m-%d %H:%M} (expires {version.expires_on:%Y-%m-%d %H:%M})"
 
 
+# --- leaves of a rotated CA ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rotation:
+    """A CA whose current version `kvca ca rotate` made: that version, and when it was rotated."""
+
+    ca: str
+    version: str
+    rotated_at: dt.datetime
+
+
+def rotation_of(ca: str, version: CertificateVersion) -> Rotation | None:
+    """The rotation the CA's current version records (tag ROTATED_TAG), or None. Vault data: a
+    value that is not an ISO 8601 time counts as absent."""
+    raw = (version.tags or {}).get(ROTATED_TAG)
+    if not raw or not version.version:
+        return None
+    try:
+        at = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return Rotation(ca, version.version, at)
+
+
+def move_time(name: str, rotation: Rotation, window: dt.timedelta) -> dt.datetime:
+    """When a leaf of the older CA version becomes due: its own point of the window, from a hash
+    of its name. Deterministic (every instance and every sweep agrees; nothing is stored) and
+    even across a fleet, so thousands of leaves do not all ask Key Vault for a new key in the
+    same sweep: the vault creates at most 20 keys per 10 s (keyvault-facts.md "Throttling")."""
+    seconds = max(1, int(window.total_seconds()))
+    offset = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % seconds
+    return rotation.rotated_at + dt.timedelta(seconds=offset)
+
+
+def moved_state(version: CertificateVersion, rotation: Rotation, now: dt.datetime,
+                window: dt.timedelta) -> tuple[bool, str] | None:
+    """None when the leaf version was issued by the CA's current version; otherwise (due now?,
+    why). Decided from what a list item holds (tags, nbf), so a sweep that moves nothing costs
+    no call per leaf.
+
+    Issued by which CA version: the tag CA_VERSION_TAG, which kvca writes at every merge. A
+    leaf without it (signed before kvca wrote the tag, or holding Key Vault's 15 tags already)
+    is judged by its notBefore: one from before the rotation came from the older version. The
+    signer backdates notBefore by 5 minutes (issue.BACKDATE), so a leaf the new version signed
+    within 5 minutes of the rotation is also taken for an old one and renewed once more; a
+    leaf the old version signed is never missed, even one signed while the new version was
+    being merged."""
+    tagged = (version.tags or {}).get(CA_VERSION_TAG)
+    if tagged:
+        if tagged == rotation.version:
+            return None
+    elif version.not_before is not None and version.not_before >= rotation.rotated_at:
+        return None
+    at = move_time(version.name, rotation, window)
+    what = (f"issued by an earlier version of CA '{rotation.ca}' (rotated "
+            f"{rotation.rotated_at:%Y-%m-%d %H:%M} UTC)")
+    if now >= at:
+        return True, what
+    return False, f"not due: {what}; moves onto the new version from {at:%Y-%m-%d %H:%M}"
+
+
 # --- helpers -------------------------------------------------------------------------------------
 def _check_name(name: Any, what: str = "certificate") -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -422,8 +486,23 @@ def _request_tags(ca_name: str, uris: tuple[str, ...], include_root: bool) -> di
 def _next_version_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """The tags a new version takes over from the current one (kvca-ca, kvca-chain, kvca-uris,
     a user's own): all but a revocation record, which stays on the revoked version, so that
-    replacing a revoked certificate gives a valid one and the CRL keeps the old serial once."""
-    return {k: v for k, v in tags.items() if k not in REVOCATION_TAGS}
+    replacing a revoked certificate gives a valid one and the CRL keeps the old serial once;
+    and the CA version that signed the old one (CA_VERSION_TAG), which the merge writes anew."""
+    return {k: v for k, v in tags.items() if k not in REVOCATION_TAGS and k != CA_VERSION_TAG}
+
+
+# Key Vault keeps at most 15 tags per object (keyvault-facts.md; the merge of a 16th is a 400).
+MAX_TAGS = 15
+
+
+def _merged_tags(tags: Mapping[str, str], loaded: LoadedCA) -> dict[str, str]:
+    """The tags of a version kvca merges: the ones passed on, and the CA version that signed it
+    (what the sweep moves leaves by after a rotation), when there is room for one more tag; a
+    leaf without it is judged by its notBefore (moved_state)."""
+    merged = _next_version_tags(tags)
+    if loaded.version and len(merged) < MAX_TAGS:
+        merged[CA_VERSION_TAG] = loaded.version
+    return merged
 
 
 # --- signing -------------------------------------------------------------------------------------
@@ -447,7 +526,7 @@ async def _sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str]
         uris=tagged_uris(tags))
     try:
         merged = await ctx.vault.merge(name, issued.chain_der(include_root=root_in_chain(tags, issued.profile)),
-                                       tags=_next_version_tags(tags))
+                                       tags=_merged_tags(tags, loaded))
     except Busy as exc:
         # Someone else is changing this request right now (most likely merging it): not a
         # failure. Whatever they do, the request ends merged or withdrawn, or a later pass
@@ -548,7 +627,9 @@ def _fresh(current: CertificateVersion, now: dt.datetime) -> Conflict | None:
 
 async def _renew(ctx, name: str, *, force: bool, version: str | None, now_asked: bool = False,
                  min_age: dt.timedelta | None = None,
-                 cas: dict[str, asyncio.Future] | None = None) -> Outcome:
+                 cas: dict[str, asyncio.Future] | None = None,
+                 also_due: Callable[[CertificateVersion, dt.datetime], tuple[bool, str] | None] | None = None,
+                 ) -> Outcome:
     """Key Vault has no conditional create, so "one renewal, one version" is kept by
     checking, after the create, that the version we judged is still the current one:
 
@@ -560,6 +641,9 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None, now_asked:
       over as "current": `Vault.get_certificate`);
     - a request found pending on a version completed moments ago is left alone
       (`_just_completed`), since it may be such a duplicate about to be withdrawn.
+
+    `also_due`: a second due rule the sweep adds (moved_state: a leaf of a rotated CA's older
+    version), judged again on the version read here.
 
     Calls: the current version with its policy, the create (its answer carries the
     CSR), the re-read, the merge; and the CA's version check, once per sweep.
@@ -596,6 +680,8 @@ async def _renew(ctx, name: str, *, force: bool, version: str | None, now_asked:
         not_now = ""
     else:
         due, why = due_state(current, now, ctx.settings.renew_before_days)
+        if not due and also_due is not None:
+            due, why = also_due(current, now) or (due, why)
         not_now = why if not due else "" if current.enabled else "the current version is disabled"
     if not_now:
         # Nothing to renew; a request pending all the same (a "New Version" made by hand,
@@ -660,15 +746,39 @@ def _pending_only(version: CertificateVersion) -> bool:
     return not version.completed
 
 
+class _SweepRotations:
+    """Per sweep: each CA's current version read once (was it made by `kvca ca rotate`?), and
+    the pace of the renewals a rotation causes: at most Key Vault's create limit, however many
+    leaves the window makes due in one sweep."""
+
+    def __init__(self) -> None:
+        self.reads: dict[str, asyncio.Future] = {}
+        self.rate = _CreateRate(CREATE_LIMIT, CREATE_WINDOW)
+
+    async def of(self, ctx, ca_name: str) -> Rotation | None:
+        if ca_name not in self.reads:
+            self.reads[ca_name] = asyncio.ensure_future(self._read(ctx, ca_name))
+        return await asyncio.shield(self.reads[ca_name])
+
+    @staticmethod
+    async def _read(ctx, ca_name: str) -> Rotation | None:
+        try:
+            return rotation_of(ca_name, await ctx.vault.get_certificate(ca_name))
+        except KvcaError:
+            return None  # the CA's own trouble is said when one of its leaves is signed
+
+
 async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool,
-                     cas: dict[str, asyncio.Future] | None = None) -> Outcome:
+                     cas: dict[str, asyncio.Future] | None = None,
+                     rotations: _SweepRotations | None = None) -> Outcome:
     """One listed certificate. What the list item holds (tags, nbf/exp, x5t) decides most
     of it; a certificate that is not due costs one call, the pending check: the list item
     shows the current version only, so a "New Version" made by hand on a certificate whose
-    current version is completed is visible nowhere else."""
+    current version is completed is visible nowhere else. Whether a leaf is one of a rotated
+    CA's older version costs one read per CA per sweep (`rotations`), none per leaf."""
     name = listed.name
     try:
-        managed_ca(name, listed, None)  # the tag; the policy issuer is checked before signing
+        ca_name = managed_ca(name, listed, None)  # the tag; the policy issuer is checked before signing
         if REVOKED_SERIAL_TAG in listed.tags:  # a revoked certificate is replaced on purpose, never renewed
             return Outcome(name, SKIPPED, version=listed.version, reason="the current version is revoked")
         if _pending_only(listed):
@@ -685,11 +795,25 @@ async def _sweep_one(ctx, listed: CertificateVersion, dry_run: bool,
                 return Outcome(name, SKIPPED, reason=f"nothing to sign: {_pending_status(pending)}")
             managed_ca(name, current, current.policy)
             listed = current
-        due, why = due_state(listed, clock.now(), ctx.settings.renew_before_days)
+        now = clock.now()
+        due, why = due_state(listed, now, ctx.settings.renew_before_days)
+        rotation, window = None, dt.timedelta(hours=ctx.settings.rotation_window_hours)
+        if not due and listed.enabled and rotations is not None:
+            rotation = await rotations.of(ctx, ca_name)
+            moved = moved_state(listed, rotation, now, window) if rotation is not None else None
+            if moved is None:
+                rotation = None
+            else:
+                due, why = moved
         if due and listed.enabled:
             if dry_run:
                 return Outcome(name, WOULD_RENEW, reason=why)
-            return await _renew(ctx, name, force=False, version=None, cas=cas)
+            if rotation is None:
+                return await _renew(ctx, name, force=False, version=None, cas=cas)
+            await rotations.rate.wait()
+            outcome = await _renew(ctx, name, force=False, version=None, cas=cas,
+                                   also_due=lambda version, at: moved_state(version, rotation, at, window))
+            return replace(outcome, reason=f"{why}; {outcome.reason}") if outcome.action == RENEWED else outcome
         pending = await ctx.vault.get_pending(name)
         if pending is not None and pending.in_progress:
             # A "New Version" made by hand (the portal) on a certificate that is not due.
@@ -718,13 +842,14 @@ async def sweep(ctx, *, dry_run: bool = False,
     listing_error: str | None = None
     cas: dict[str, asyncio.Future] = {}  # each CA checked against the vault once per sweep
     watch = cawatch.CAWatch(ctx.settings.ca_renew_before_days)  # the CAs of the same listing
+    rotations = _SweepRotations()  # and whether it was rotated, once per sweep
 
     async def worker() -> None:
         while True:
             item = await queue.get()
             if item is None:
                 return
-            outcome = await _sweep_one(ctx, item, dry_run, cas)
+            outcome = await _sweep_one(ctx, item, dry_run, cas, rotations)
             if not dry_run and outcome.action != SKIPPED:
                 _log("sweep", outcome)
             outcomes.append(outcome)

@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Webhook (Slack or Teams Workflows compatible JSON) told of failed renewals, CAs nearing expiry and "
             "revocations; https only (http for 127.0.0.1, ::1 and localhost); may hold a token: never logged. "
             "Empty: no notifications."),
+    Setting("KVCA_ROTATION_WINDOW_HOURS", "72",
+            "After `kvca ca rotate`, the sweep moves every leaf of the older intermediate onto the new one "
+            "within this many hours, each at its own point of the window (spread by name)."),
     Setting("AZURE_CLIENT_ID", "",
             "Client ID of the user-assigned managed identity (read by DefaultAzureCredential)."),
 )
@@ -298,6 +301,7 @@ class Settings:
     force_renew_min_age_minutes: int = 60
     ca_renew_before_days: int = 398
     notify_webhook_url: str = field(default="", repr=False)  # may hold a token: kept out of repr and logs
+    rotation_window_hours: int = 72
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, host: bool = False) -> "Settings":
@@ -348,6 +352,7 @@ class Settings:
             force_renew_min_age_minutes=read("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", _positive_int),
             ca_renew_before_days=read("KVCA_CA_RENEW_BEFORE_DAYS", _positive_int),
             notify_webhook_url=read("KVCA_NOTIFY_WEBHOOK_URL", _webhook_url),
+            rotation_window_hours=read("KVCA_ROTATION_WINDOW_HOURS", _positive_int),
         )
         problems.extend(_policy_problems(values["issuance_policy"]))
         problems.extend(_access_problems(values["access_rules"], values["trust_easy_auth"], env))

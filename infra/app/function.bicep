@@ -110,6 +110,10 @@ param accessRules string = ''
 @minValue(1)
 param forceRenewMinAgeMinutes int = 60
 
+@description('KVCA_ROTATION_WINDOW_HOURS: after `kvca ca rotate`, the sweep moves every leaf of the older intermediate onto the new one within this many hours.')
+@minValue(1)
+param rotationWindowHours int = 72
+
 // App Service authentication on exactly when an app registration is named; the
 // app trusts the principal header exactly then (KVCA_TRUST_EASY_AUTH).
 var easyAuthEnabled = !empty(authClientId)
@@ -273,6 +277,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'KVCA_FORCE_RENEW_MIN_AGE_MINUTES'
           value: string(forceRenewMinAgeMinutes)
+        }
+        {
+          name: 'KVCA_ROTATION_WINDOW_HOURS'
+          value: string(rotationWindowHours)
         }
         {
           name: 'KVCA_OCSP_URL'

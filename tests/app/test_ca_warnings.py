@@ -63,7 +63,7 @@ async def test_an_expired_ca_is_warned_as_expired(app):
 
 async def test_a_kvca_created_ca_warns_for_its_root_too_with_a_new_ca_as_the_hint(app):
     ctx = await context.shared()
-    await create_ca(ctx, "short", subject="CN=Short CA", years=1)
+    await create_ca(ctx, "short", subject="CN=Short CA", years=1, root_years=1)
     warnings = {w.role: w for w in await cawatch.ca_warnings(ctx)}
     assert set(warnings) == {"intermediate", "root"}
     root = warnings["root"]

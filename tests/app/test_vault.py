@@ -176,5 +176,6 @@ async def test_a_renewal_costs_five_vault_calls_and_four_within_a_sweep(app, ctx
     app.requests.clear()
     summary = await operations.sweep(ctx)
     assert summary.renewed == 2
-    # One listing page, the pending check of the fresh "alone", 5 for the first renewal, 4 for the second.
-    assert len(app.requests) == 1 + 1 + 5 + 4, app.requests
+    # One listing page, the pending check of the fresh "alone", the CA's rotation check (once per CA
+    # per sweep, for the not-due "alone"), 5 for the first renewal, 4 for the second.
+    assert len(app.requests) == 1 + 1 + 1 + 5 + 4, app.requests

@@ -7,7 +7,7 @@ import json
 
 
 def test_list_and_sweep_warn_on_stderr_of_a_ca_with_a_year_left(kvca):
-    assert kvca("ca", "create", "short", "--subject", "CN=Short CA", "--years", "1").code == 0
+    assert kvca("ca", "create", "short", "--subject", "CN=Short CA", "--years", "1", "--root-years", "1").code == 0
     assert kvca("request", "web", "--dns", "web.corp.internal", "--ca", "short", "--sign").code == 0
     listed = kvca("list")
     assert listed.code == 0 and "CA 'short'" not in listed.out

@@ -33,7 +33,10 @@ def test_request_without_sign_leaves_a_pending_request_that_sign_completes(kvca,
     assert signed.out.startswith("web: signed, version ")
     cert = kv_clients.certificates.get_certificate("web")
     # The chain choice travels in a tag (the server-client profile's default: with the root).
-    assert cert.properties.tags == {"kvca-ca": "corp", "kvca-chain": "with-root"} and cert.cer
+    # kvca-ca-version: the CA version that signed it (the sweep moves leaves by it after a rotation).
+    assert cert.properties.tags == {"kvca-ca": "corp", "kvca-chain": "with-root",
+                                    "kvca-ca-version": kv_clients.certificates.get_certificate("corp").properties.version}
+    assert cert.cer
     again = kvca("sign", "web")
     assert again.code == 0 and again.out.startswith("web: skipped") and "nothing to sign" in again.out
 
@@ -94,7 +97,8 @@ def test_list_expiring_within_and_show(kvca, corp, emulator):
     assert lines["subject"].strip() == "CN=long.corp.internal"
     assert lines["SANs"].strip() == "long.corp.internal"
     assert lines["chain"].strip() == "CN=long.corp.internal <- CN=Corp CA <- CN=Corp CA Root"
-    assert lines["tags"].strip() == "kvca-ca=corp, kvca-chain=with-root" and lines["managed"].strip() == "yes"
+    assert lines["tags"].strip().startswith("kvca-ca=corp, kvca-ca-version=") and lines["managed"].strip() == "yes"
+    assert lines["tags"].strip().endswith(", kvca-chain=with-root")
     assert len(lines["SHA-256"].strip()) == 64
     body = json.loads(kvca("--json", "show", "long").out)
     assert body["sha256"] == lines["SHA-256"].strip() and body["sans"] == ["long.corp.internal"]

@@ -48,7 +48,8 @@ def test_recipe_request_sign_renew_list_export_verify_against_the_root_alone(way
     assert issued.code == 0, issued.err
     assert issued.out.startswith("api: issued, version ")
     tags = kv_clients.certificates.get_certificate("api").properties.tags
-    assert tags == {"kvca-ca": "corp", "kvca-chain": "without-root"}
+    assert tags == {"kvca-ca": "corp", "kvca-chain": "without-root",
+                    "kvca-ca-version": kv_clients.certificates.get_certificate("corp").properties.version}
     assert kv_clients.certificates.get_certificate_policy("api").issuer_name == "Unknown"
     leaf, chain = _leaf_and_chain(kv_clients, "api")
     assert root not in chain  # the merged chain stops below the root
