@@ -23,12 +23,13 @@ Retry-After), 502 other Key Vault failures.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import azure.functions as func
 
 from blueprints import authz
 from blueprints.respond import answers, json_body, json_flag, json_response, known_fields
-from kvca_core import access, capolicy, context, operations
+from kvca_core import access, capolicy, context, jsonshape, operations
 from kvca_core.errors import InvalidRequest
 from kvca_core.settings import Settings
 
@@ -51,7 +52,7 @@ async def _on_named(req: func.HttpRequest, operation, action: str) -> func.HttpR
     name = req.route_params.get("name", "")
     await authz.authorize_certificate(req, ctx, action, name)
     outcome = await operation(ctx, name)
-    return json_response(outcome.to_dict())
+    return json_response(jsonshape.of(outcome))
 
 
 @bp.function_name("kvca_renew")
@@ -75,7 +76,7 @@ async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
     outcome = await operations.renew(
         ctx, name, now=not if_due, force=force, version=version,
         min_age=None if if_due else dt.timedelta(minutes=ctx.settings.force_renew_min_age_minutes))
-    return json_response(outcome.to_dict())
+    return json_response(jsonshape.of(outcome))
 
 
 @bp.function_name("kvca_issue")
@@ -88,7 +89,7 @@ async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
     ctx = await context.shared()
     authz.authorize_issue(req, ctx.settings, request)
     outcome = await operations.issue(ctx, request, sign=sign)
-    return json_response(outcome.to_dict(), 201 if outcome.action in ("issued", "requested") else 200)
+    return json_response(jsonshape.of(outcome), 201 if outcome.action in ("issued", "requested") else 200)
 
 
 @bp.function_name("kvca_cancel")
@@ -130,7 +131,8 @@ async def kvca_issue_batch(req: func.HttpRequest) -> func.HttpResponse:
     outcomes = await operations.issue_many(ctx, requests, sign=json_flag(data, "sign", True))
     done = all(o.action in ("issued", "requested")
                or (o.action == "skipped" and o.reason == operations.ALREADY_ISSUED) for o in outcomes)
-    return json_response({"outcomes": [o.to_dict() for o in outcomes]}, 200 if done else 207)
+    return json_response(jsonshape.document("batch", {"outcomes": [o.to_dict() for o in outcomes]}),
+                         200 if done else 207)
 
 
 @bp.function_name("kvca_inventory")
@@ -147,10 +149,11 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
     ctx = await context.shared()
     caller, rules = authz.authorize_inventory(req, ctx.settings)
     report = await operations.inventory_report(ctx, expiring_within_days=days)
-    shown = [i for i in report.certificates if access.visible(caller, rules, ca=i.ca, sans=i.sans, subject=i.subject)]
-    return json_response({"certificates": [i.to_dict() for i in shown],
-                          "ca_warnings": [w.to_dict() for w in authz.visible_ca_warnings(caller, rules,
-                                                                                           report.ca_warnings)]})
+    # The caller's part of the inventory, in the shape `kvca list --json` prints.
+    shown = replace(report, certificates=tuple(
+        i for i in report.certificates if access.visible(caller, rules, ca=i.ca, sans=i.sans, subject=i.subject)),
+        ca_warnings=tuple(authz.visible_ca_warnings(caller, rules, report.ca_warnings)))
+    return json_response(jsonshape.of(shown))
 
 
 @bp.function_name("kvca_ca_policy")
@@ -161,7 +164,7 @@ async def kvca_ca_policy(req: func.HttpRequest) -> func.HttpResponse:
     ctx = await context.shared()
     authz.authorize_inventory(req, ctx.settings)
     effective = await capolicy.show_policy(ctx, req.route_params.get("ca", ""))
-    return json_response(effective.to_dict())
+    return json_response(jsonshape.of(effective))
 
 
 @bp.function_name("kvca_health")
@@ -172,7 +175,7 @@ async def kvca_health(req: func.HttpRequest) -> func.HttpResponse:
     # app setting, since the binding reads it itself (a broken one silently disables the sweep).
     settings = Settings.from_env(host=True)
     ctx = await context.shared()
-    return json_response({"status": "ok", "vault": settings.vault_name, "sweep_schedule": settings.sweep_schedule,
-                          "crl_schedule": settings.crl_schedule,
-                          "access": authz.health(req, settings),
-                          **await authz.health_ca_warnings(req, ctx)})
+    return json_response(jsonshape.document("health", {
+        "status": "ok", "vault": settings.vault_name, "sweep_schedule": settings.sweep_schedule,
+        "crl_schedule": settings.crl_schedule, "access": authz.health(req, settings),
+        **await authz.health_ca_warnings(req, ctx)}))

@@ -1,8 +1,9 @@
 """One mapping from kvca's results and errors to HTTP answers and log lines.
 
 The status comes from the error kind (`kvca_core.errors`: `http_status`), the
-body from `KvcaError.to_dict()`: kind and message, never a stack trace and
-never key material (messages are built from names, versions and serials).
+body is the `error` document of kvca's JSON contract (`kvca_core/jsonshape.py`): kind and
+message, never a stack trace and never key material (messages are built from names, versions
+and serials). Every other answer is a document of the same contract.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
-from kvca_core import jsontext
+from kvca_core import jsonshape, jsontext
 from kvca_core.errors import InvalidRequest, KvcaError, Throttled
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,11 @@ def error_response(exc: BaseException, *, operation: str) -> func.HttpResponse:
             headers["Retry-After"] = str(math.ceil(retry))
         log = logger.warning if exc.http_status < 500 else logger.error
         log("kvca http op=%s status=%s kind=%s reason=%s", operation, exc.http_status, exc.kind, exc)
-        return json_response(exc.to_dict(), exc.http_status, headers)
+        return json_response(jsonshape.error(exc), exc.http_status, headers)
     # A bug: the details go to the log (type and trace, no locals), the caller gets a plain message.
     logger.error("kvca http op=%s status=500 kind=%s", operation, type(exc).__name__, exc_info=exc)
-    return json_response({"error": "InternalError",
-                          "message": f"{operation}: unexpected error; see the function's log"}, 500)
+    return json_response(jsonshape.document("error", {
+        "error": "InternalError", "message": f"{operation}: unexpected error; see the function's log"}), 500)
 
 
 def answers(operation: str):

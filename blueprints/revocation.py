@@ -26,7 +26,7 @@ import azure.functions as func
 from blueprints import authz
 from blueprints.respond import answers, json_body, json_response, known_fields
 from blueprints.timer import timer_function
-from kvca_core import access, context, revocation
+from kvca_core import access, context, jsonshape, revocation
 from kvca_core.errors import InvalidRequest
 
 bp = func.Blueprint()
@@ -50,7 +50,7 @@ async def kvca_revoke(req: func.HttpRequest) -> func.HttpResponse:
     await authz.authorize_certificate(req, ctx, access.REVOKE, name)
     result = await revocation.revoke(ctx, name, reason=data["reason"],
                                      version=data.get("version"), serial=data.get("serial"))
-    return json_response(result.to_dict())
+    return json_response(jsonshape.of(result))
 
 
 @bp.function_name("kvca_crl")

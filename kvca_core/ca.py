@@ -32,7 +32,7 @@ import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -78,7 +78,9 @@ _MAX_INPUT = 1024 * 1024  # a CA's PFX or PEM is a few KB; refuse anything absur
 
 @dataclass(frozen=True)
 class CAInfo:
-    """What `kvca ca show` prints about one CA (no key material, ever)."""
+    """What `kvca ca show` prints about one CA (no key material, ever; JSON: `ca`)."""
+
+    OBJECT = "ca"
 
     name: str
     version: str | None
@@ -99,6 +101,21 @@ class CAInfo:
     root_not_after: dt.datetime | None
     issued_valid: int  # certificates tagged kvca-ca=NAME that are enabled and not expired
     notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        def when(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "name": self.name, "version": self.version, "subject": self.subject, "issuer": self.issuer,
+            "key": self.key, "key_exportable": self.key_exportable, "origin": self.origin,
+            "not_before": when(self.not_before), "not_after": when(self.not_after),
+            "path_length": self.path_length, "permitted_dns": list(self.permitted_dns),
+            "excluded_dns": list(self.excluded_dns), "serial": self.serial, "sha256": self.sha256,
+            "chain": list(self.chain), "root_subject": self.root_subject,
+            "root_not_after": when(self.root_not_after), "issued_valid": self.issued_valid,
+            "notes": list(self.notes),
+        }
 
 
 # ---------------------------------------------------------------------------

@@ -78,7 +78,9 @@ def _set_hint(ca: str) -> str:
 
 @dataclass(frozen=True)
 class EffectivePolicy:
-    """The policy a CA signs under now, and where it comes from."""
+    """The policy a CA signs under now, and where it comes from (JSON: `ca_policy`)."""
+
+    OBJECT = "ca_policy"
 
     ca: str
     source: str  # STORED | DEFAULT | NONE
@@ -99,10 +101,11 @@ class EffectivePolicy:
 
 # --- validating and encoding ---------------------------------------------------------------------
 def policy_fields(mapping: Any) -> Any:
-    """The policy's fields, also out of what `kvca ca policy show --json` prints (so a shown policy
-    can be edited and set again). Anything else is returned as it is, for parse_policy to judge."""
+    """The policy's fields, also out of what `kvca ca policy show --json` prints (the `ca_policy`
+    document, so a shown policy can be edited and set again) and out of the stored secret's
+    envelope. Anything else is returned as it is, for parse_policy to judge."""
     if isinstance(mapping, Mapping) and isinstance(mapping.get("policy"), Mapping) \
-            and set(mapping) <= {"ca", "source", "secret_version", "policy", "version"}:
+            and set(mapping) <= {"ca", "source", "secret_version", "policy", "version", "schema_version", "object"}:
         return mapping["policy"]
     return mapping
 

@@ -106,7 +106,9 @@ WOULD_SIGN, WOULD_RENEW = "would-sign", "would-renew"
 # --- results -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Outcome:
-    """What one operation did to one certificate."""
+    """What one operation did to one certificate (JSON: `outcome`)."""
+
+    OBJECT = "outcome"
 
     name: str
     action: str  # signed | renewed | issued | requested | skipped | failed | cancelled | would-sign | would-renew
@@ -129,6 +131,10 @@ class Outcome:
 
 @dataclass(frozen=True)
 class SweepSummary:
+    """What a sweep did (JSON: `sweep`): counts, and every managed certificate's outcome."""
+
+    OBJECT = "sweep"
+
     scanned: int = 0  # every certificate listed
     managed: int = 0  # those carrying the kvca-ca tag
     signed: int = 0
@@ -148,6 +154,8 @@ class SweepSummary:
             "renewed": self.renewed, "skipped": self.skipped, "failed": self.failed,
             "failures": [{"name": n, "reason": r} for n, r in self.failures],
             "dry_run": self.dry_run, "seconds": round(self.seconds, 3),
+            # Each certificate's outcome, by name: with dry_run, which would be signed or renewed.
+            "outcomes": [o.to_dict() for o in self.outcomes],
             "ca_warnings": [w.to_dict() for w in self.ca_warnings],
         }
 
@@ -177,7 +185,9 @@ class CertificateInfo:
 
 @dataclass(frozen=True)
 class Description:
-    """One certificate in detail (`kvca show`)."""
+    """One certificate in detail (`kvca show`; JSON: `certificate`)."""
+
+    OBJECT = "certificate"
 
     info: CertificateInfo
     managed: bool
@@ -1193,10 +1203,16 @@ def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int)
 
 @dataclass(frozen=True)
 class InventoryReport:
-    """The inventory and the CA warnings, from one listing of the vault."""
+    """The inventory and the CA warnings, from one listing of the vault (JSON: `inventory`)."""
+
+    OBJECT = "inventory"
 
     certificates: tuple[CertificateInfo, ...]
     ca_warnings: tuple[cawatch.CAWarning, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"certificates": [i.to_dict() for i in self.certificates],
+                "ca_warnings": [w.to_dict() for w in self.ca_warnings]}
 
 
 async def inventory(ctx, *, expiring_within_days: int | None = None) -> tuple[CertificateInfo, ...]:

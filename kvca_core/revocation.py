@@ -75,6 +75,10 @@ _KEEP_AFTER_EXPIRY = CRL_VALIDITY + dt.timedelta(days=1)
 
 @dataclass(frozen=True)
 class Revocation:
+    """What `revoke` did (JSON: `revocation`)."""
+
+    OBJECT = "revocation"
+
     name: str
     version: str | None
     serial: str  # hex

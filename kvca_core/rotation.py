@@ -27,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
+
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -72,12 +74,21 @@ CONSUMER_NOTES = (
 
 @dataclass(frozen=True)
 class RotationResult:
-    """What `kvca ca rotate` prints: the CA as it is now and the version it replaced."""
+    """What `kvca ca rotate` prints: the CA as it is now and the version it replaced (JSON:
+    `ca_rotation`). No previous version: a rotation completed moments ago was answered instead
+    of making another (a retry)."""
+
+    OBJECT = "ca_rotation"
 
     ca: CAInfo
     previous_version: str
     previous_serial: str
     rotated_at: dt.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": "rotated" if self.previous_version else "already-rotated", "ca": self.ca.to_dict(),
+                "previous_version": self.previous_version or None, "previous_serial": self.previous_serial or None,
+                "rotated_at": self.rotated_at.isoformat()}
 
 
 def _carried_tags(tags) -> dict[str, str]:
