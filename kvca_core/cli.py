@@ -26,14 +26,16 @@ import sys
 from typing import Any, Callable, Sequence
 
 from kvca_core import ca as ca_ops
-from kvca_core import operations
+from kvca_core import jsonshape, operations
 from kvca_core.context import Context
-from kvca_core.errors import ConfigurationError, KvcaError
+from kvca_core.errors import ConfigurationError, InvalidRequest, KvcaError
 from kvca_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
+EXIT_CLOSED = 141  # standard output's reader went away (`kvca list | head`): 128 + SIGPIPE, as for any tool
 KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa-2048", "rsa-3072", "rsa-4096")
 PROFILES = ("server", "client", "server-client")
 _MAX_FILE = 1024 * 1024
@@ -387,6 +389,7 @@ def read_fleet(path: str, defaults: dict[str, Any]) -> list[operations.IssueRequ
                     check(value)
                 except KvcaError as exc:
                     raise UsageError(f"{where}, field {field!r}: {exc.message}") from None
+        _check_request_names(request, where)
         if not (request.dns_names or request.subject or getattr(request, "emails", ()) or
                 getattr(request, "uris", ())):
             raise UsageError(f"{where}: give a subject or at least one of dns_names, emails, uris")
@@ -396,16 +399,28 @@ def read_fleet(path: str, defaults: dict[str, Any]) -> list[operations.IssueRequ
     return requests
 
 
+def _check_request_names(request: operations.IssueRequest, where: str | None = None) -> None:
+    """The syntax of a request's DNS names, emails and URIs, which needs no policy: a malformed
+    name is refused before anything reaches the vault (for a file, before its first row is
+    issued). Whether the CA's policy allows them is the issue operation's to check."""
+    from kvca_core.signing.names import normalize_dns_name, normalize_email, normalize_uri
+
+    for field, check in (("dns_names", normalize_dns_name), ("emails", normalize_email), ("uris", normalize_uri)):
+        for value in getattr(request, field, ()):
+            try:
+                check(value)
+            except KvcaError as exc:
+                if where is None:
+                    raise
+                raise UsageError(f"{where}, field {field!r}: {exc.message}") from None
+
+
 # ---------------------------------------------------------------------------
 # Output
 
 
 def to_jsonable(value):
-    """Dataclasses, datetimes and tuples -> JSON-ready values (the CLI's --json)."""
-    if callable(getattr(value, "to_dict", None)) and not isinstance(value, type):
-        return to_jsonable(value.to_dict())  # the result's own JSON shape (the HTTP API's)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    """Datetimes, enums, tuples and bytes -> JSON-ready values, inside a document's body."""
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, enum.Enum):
@@ -420,23 +435,69 @@ def to_jsonable(value):
 
 
 class Output:
+    """Standard output and error of one run. A reader that goes away (`kvca list | head`) closes
+    the pipe: what is still to be printed is dropped, the command itself runs to its end (an
+    operation is never cut short by its output), and the exit code says so (EXIT_CLOSED)."""
+
     def __init__(self, as_json: bool, stdout=None, stderr=None) -> None:
         self.as_json = as_json
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        self.closed = False  # standard output's reader went away
 
     @property
     def is_terminal(self) -> bool:
         return hasattr(self.stdout, "isatty") and self.stdout.isatty()
 
-    def json(self, value: Any) -> None:
-        self.stdout.write(json.dumps(to_jsonable(value), indent=2, sort_keys=True) + "\n")
+    def json(self, document: dict[str, Any], *, indent: int | None = 2) -> None:
+        """One document of kvca's JSON contract (kvca_core/jsonshape.py): it says what it is."""
+        if document.get("schema_version") != jsonshape.SCHEMA_VERSION or "object" not in document:
+            raise TypeError("a --json document must come from jsonshape.document()")
+        self.write(json.dumps(to_jsonable(document), indent=indent, sort_keys=True) + "\n")
 
     def line(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
+        self.write(text + "\n")
+
+    def write(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.stdout.write(text)
+        except BrokenPipeError:
+            self.closed = True
+            _silence(self.stdout)
+
+    def binary(self, data: bytes) -> None:
+        """Bytes to standard output, as they are (export-chain's DER and PKCS#7)."""
+        if self.closed:
+            return
+        try:
+            self.stdout.flush()
+            getattr(self.stdout, "buffer", self.stdout).write(data)
+        except BrokenPipeError:
+            self.closed = True
+            _silence(self.stdout)
 
     def warn(self, text: str) -> None:
-        self.stderr.write(f"kvca: warning: {text}\n")
+        try:
+            self.stderr.write(f"kvca: warning: {text}\n")
+        except BrokenPipeError:
+            _silence(self.stderr)
+
+
+def _silence(stream) -> None:
+    """Point a closed pipe's file descriptor at /dev/null, so that Python's own flush at exit does
+    not fail again and print "Exception ignored ... BrokenPipeError" (the Python documentation's
+    advice: https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _date(value) -> str:
@@ -536,7 +597,7 @@ async def _cmd_ca_create(ctx, args, out: Output) -> int:
                                   permitted_dns=tuple(args.permitted_dns), exportable=args.exportable,
                                   policy=_policy_argument(args.policy, args.name),
                                   root_subject=args.root_subject, root_years=args.root_years)
-    out.json(info) if out.as_json else _print_ca(out, info)
+    out.json(jsonshape.document("ca", {"action": "created", **info.to_dict()})) if out.as_json else _print_ca(out, info)
     return EXIT_OK
 
 
@@ -564,20 +625,20 @@ def _import_inputs(args) -> dict[str, Any]:
 async def _cmd_ca_import(ctx, args, out: Output, inputs: dict[str, Any]) -> int:
     info = await ca_ops.import_ca(ctx, args.name, **inputs, policy=_policy_argument(args.policy, args.name))
     inputs.clear()
-    out.json(info) if out.as_json else _print_ca(out, info)
+    out.json(jsonshape.document("ca", {"action": "imported", **info.to_dict()})) if out.as_json else _print_ca(out, info)
     return EXIT_OK
 
 
 async def _cmd_ca_show(ctx, args, out: Output) -> int:
     info = await ca_ops.show_ca(ctx, args.name)
-    out.json(info) if out.as_json else _print_ca(out, info)
+    out.json(jsonshape.of(info)) if out.as_json else _print_ca(out, info)
     return EXIT_OK
 
 
 async def _cmd_ca_list(ctx, args, out: Output) -> int:
     infos = await ca_ops.list_cas(ctx)
     if out.as_json:
-        out.json(infos)
+        out.json(jsonshape.document("ca_list", {"cas": [i.to_dict() for i in infos]}))
         return EXIT_OK
     if not infos:
         out.line("(no CAs in the vault: `kvca ca create` or `kvca ca import` makes one)")
@@ -612,14 +673,20 @@ async def _cmd_request(ctx, args, out: Output) -> int:
         # asks for, so there is no honest way to put an IP address in the certificate.
         raise UsageError(f"request: --ip {args.ip[0]!r}: Key Vault certificate policies cannot request IP "
                          f"address SANs (only DNS names, emails and UPNs); use a DNS name")
-    fields = {"name": args.name, "ca": args.ca or await _default_ca(ctx), "dns_names": list(args.dns),
+    fields = {"name": args.name, "ca": args.ca or _ONLY_CA, "dns_names": list(args.dns),
               "subject": args.subject, **_request_defaults(args)}
     if args.email:
         fields["emails"] = list(args.email)
     if args.uri:
         fields["uris"] = list(args.uri)
-    result = await operations.issue(ctx, operations.IssueRequest.from_mapping(fields), sign=args.sign)
-    out.json(result) if out.as_json else _print_outcome(out, result)
+    # The request is checked before the vault is asked for its only CA: a malformed one is a
+    # usage error (exit 2) that reached nothing.
+    request = operations.IssueRequest.from_mapping(fields)
+    _check_request_names(request)
+    if request.ca == _ONLY_CA:
+        request = dataclasses.replace(request, ca=await _default_ca(ctx))
+    result = await operations.issue(ctx, request, sign=args.sign)
+    out.json(jsonshape.of(result)) if out.as_json else _print_outcome(out, result)
     return _outcome_exit(result)
 
 
@@ -650,7 +717,7 @@ async def _cmd_request_many(ctx, args, out: Output) -> int:
     outcomes = await _issue_many_with_progress(ctx, requests, out, sign=args.sign)
     for outcome in outcomes:
         if out.as_json:
-            out.stdout.write(json.dumps(to_jsonable(outcome), sort_keys=True) + "\n")
+            out.json(jsonshape.of(outcome), indent=None)  # JSON lines: one outcome document a line
         else:
             _print_outcome(out, outcome)
     failed = sum(1 for o in outcomes if o.action == operations.FAILED)
@@ -679,7 +746,7 @@ async def _issue_many_with_progress(ctx, requests, out: Output, *, sign: bool) -
 
 async def _cmd_sign(ctx, args, out: Output) -> int:
     result = await operations.sign_pending(ctx, args.name)
-    out.json(result) if out.as_json else _print_outcome(out, result)
+    out.json(jsonshape.of(result)) if out.as_json else _print_outcome(out, result)
     return _outcome_exit(result)
 
 
@@ -690,7 +757,7 @@ async def _cmd_renew(ctx, args, out: Output) -> int:
     if args.force and args.if_due:
         raise UsageError("renew: --force and --if-due contradict each other")
     result = await operations.renew(ctx, args.name, now=not args.if_due, force=args.force)
-    out.json(result) if out.as_json else _print_outcome(out, result)
+    out.json(jsonshape.of(result)) if out.as_json else _print_outcome(out, result)
     if not args.if_due and result.action == operations.SKIPPED:
         # Never a silent exit 0 without a new version (the operation should have raised).
         return EXIT_FAILED
@@ -699,7 +766,7 @@ async def _cmd_renew(ctx, args, out: Output) -> int:
 
 async def _cmd_cancel(ctx, args, out: Output) -> int:
     result = await operations.cancel(ctx, args.name)
-    out.json(result) if out.as_json else _print_outcome(out, result)
+    out.json(jsonshape.of(result)) if out.as_json else _print_outcome(out, result)
     return _outcome_exit(result)
 
 
@@ -721,7 +788,7 @@ async def _cmd_sweep(ctx, args, out: Output) -> int:
     else:
         summary = await operations.sweep(ctx, dry_run=args.dry_run)
     if out.as_json:
-        out.json(summary)
+        out.json(jsonshape.of(summary))
     else:
         _print_summary(out, summary)
     return EXIT_FAILED if summary.failed else EXIT_OK
@@ -761,12 +828,11 @@ def _warn_cas(out: Output, warnings) -> None:
 
 async def _cmd_list(ctx, args, out: Output) -> int:
     report = await operations.inventory_report(ctx, expiring_within_days=args.expiring_within)
-    items = list(report.certificates)
     _warn_cas(out, report.ca_warnings)
     if out.as_json:
-        out.json(items)
+        out.json(jsonshape.of(report))
     else:
-        _print_inventory(out, items)
+        _print_inventory(out, report.certificates)
     return EXIT_OK
 
 
@@ -791,7 +857,7 @@ def _print_description(out: Output, desc: Any) -> None:
 
 async def _cmd_show(ctx, args, out: Output) -> int:
     result = await operations.describe(ctx, args.name)
-    out.json(result) if out.as_json else _print_description(out, result)
+    out.json(jsonshape.of(result)) if out.as_json else _print_description(out, result)
     return EXIT_OK
 
 
@@ -804,21 +870,21 @@ async def _cmd_export_chain(ctx, args, out: Output) -> int:
     if args.out:
         _write_public_file(args.out, data)
         if out.as_json:
-            out.json({"ca": args.name, "file": args.out, "which": which, "format": args.format,
-                      "certificates": count})
+            out.json(jsonshape.document("trust_export", {"ca": args.name, "file": args.out, "which": which,
+                                                         "format": args.format, "certificates": count}))
         else:
             out.line(f"wrote {count} certificate(s) of CA '{args.name}' ({which}, {args.format}) to {args.out}")
     elif out.as_json:
-        out.json({"ca": args.name, "which": which, "format": args.format, "certificates": count,
-                  **({"pem": data.decode("ascii")} if args.format == "pem" else {"base64": data})})
+        out.json(jsonshape.document("trust_export", {
+            "ca": args.name, "which": which, "format": args.format, "certificates": count,
+            **({"pem": data.decode("ascii")} if args.format == "pem" else {"base64": data})}))
     elif args.format == "pem":
-        out.stdout.write(data.decode("ascii"))
+        out.write(data.decode("ascii"))
     elif out.is_terminal:
         raise UsageError(f"export-chain: --format {args.format} is binary; give --out FILE (or redirect "
                          f"standard output)")
     else:
-        out.stdout.flush()
-        getattr(out.stdout, "buffer", out.stdout).write(data)
+        out.binary(data)
     return EXIT_OK
 
 
@@ -852,8 +918,8 @@ async def _cmd_download(ctx, args, out: Output) -> int:
     out.warn(f"{args.out} contains the private key of '{args.name}' (mode 0600): keep it safe and "
              "delete it when done")
     if out.as_json:
-        out.json({"name": args.name, "file": args.out, "format": args.format, "mode": "0600",
-                  "encrypted": bool(args.password_file)})
+        out.json(jsonshape.document("download", {"name": args.name, "file": args.out, "format": args.format,
+                                                 "mode": "0600", "encrypted": bool(args.password_file)}))
     else:
         out.line(f"wrote '{args.name}' ({args.format}, key and chain) to {args.out}")
     return EXIT_OK
@@ -980,7 +1046,7 @@ async def _cmd_ca_policy(ctx, args, out: Output) -> int:
                                       args.assignments)
         effective = await capolicy.set_policy(ctx, args.name, mapping)
     if out.as_json:
-        out.json(effective.to_dict())
+        out.json(jsonshape.of(effective))
     else:
         _print_policy(out, effective)
     return EXIT_OK
@@ -1001,7 +1067,7 @@ async def _cmd_ca_rotate(ctx, args, out: Output) -> int:
 
     result = await rotation.rotate_ca(ctx, args.name, years=args.years)
     if out.as_json:
-        out.json(result)
+        out.json(jsonshape.of(result))
         return EXIT_OK
     if result.previous_version:
         out.line(f"rotated CA '{args.name}': version {result.previous_version} (serial {result.previous_serial}) "
@@ -1039,7 +1105,7 @@ async def _cmd_revoke(ctx, args, out: Output) -> int:
 
     result = await revocation.revoke(ctx, args.name, reason=args.reason, version=args.version, serial=args.serial)
     if out.as_json:
-        out.json(result)
+        out.json(jsonshape.of(result))
     else:
         out.line(f"{result.name}: {result.action} (version {result.version}, serial {result.serial}, "
                  f"{result.reason}, {result.revoked_at.isoformat()}); listed on CA '{result.ca}''s CRL")
@@ -1063,8 +1129,8 @@ async def _cmd_crl(ctx, args, out: Output) -> int:
     _write_public_file(args.out, revocation.crl_pem(crl).encode("ascii"))  # PEM: what nginx's ssl_crl and mosquitto read
     entries = len(crl)
     if out.as_json:
-        out.json({"ca": args.name, "root": args.root, "file": args.out, "entries": entries,
-                  "next_update": crl.next_update_utc.isoformat()})
+        out.json(jsonshape.document("crl", {"ca": args.name, "root": args.root, "file": args.out,
+                                            "entries": entries, "next_update": crl.next_update_utc.isoformat()}))
     else:
         out.line(f"wrote the {'root ' if args.root else ''}CRL of CA '{args.name}' ({entries} entries, next "
                  f"update {crl.next_update_utc:%Y-%m-%d %H:%M}) to {args.out}")
@@ -1075,7 +1141,7 @@ async def _cmd_ocsp_responder(ctx, args, out: Output) -> int:
     from kvca_core import revocation
 
     result = await revocation.ensure_responder(ctx, args.name)
-    out.json(result) if out.as_json else _print_outcome(out, result)
+    out.json(jsonshape.of(result)) if out.as_json else _print_outcome(out, result)
     return _outcome_exit(result)
 
 
@@ -1115,6 +1181,12 @@ async def _run(args, out: Output, credential=None) -> int:
             # are about; the command line knows, and the one error line must name it.
             if exc.subject is None and not isinstance(exc, (UsageError, ConfigurationError)):
                 exc.subject = _object_of(args)
+            if isinstance(exc, InvalidRequest) and not ctx.vault.transport.requests_sent:
+                # Malformed before anything was sent to Key Vault: the command line is what is
+                # wrong (a name, a subject, a number of years), a usage error. The same kind
+                # after the vault was read (a malformed CSR in a pending request, a request Key
+                # Vault refused) is the operation failing: exit 1.
+                exc.exit_code = EXIT_USAGE
             raise
 
 
@@ -1141,15 +1213,17 @@ def _report(out: Output, error: BaseException, debug: bool) -> int:
         text = f"unexpected {type(error).__name__}" + ("" if debug else " (run with --debug for details)")
     # One line, whatever the message held.
     text = " ".join(text.split())
-    if debug:
-        import traceback
+    try:
+        if debug:
+            import traceback
 
-        traceback.print_exception(type(error), error, error.__traceback__, file=out.stderr)
-    out.stderr.write(f"kvca: error: {text}\n")
+            traceback.print_exception(type(error), error, error.__traceback__, file=out.stderr)
+        out.stderr.write(f"kvca: error: {text}\n")
+    except BrokenPipeError:
+        _silence(out.stderr)
     if out.as_json:
-        body = error.to_dict() if isinstance(error, KvcaError) else {"error": type(error).__name__,
-                                                                     "message": text}
-        out.json({**body, "exit_code": code})
+        body = error.to_dict() if isinstance(error, KvcaError) else {"error": "InternalError", "message": text}
+        out.json(jsonshape.document("error", {**body, "exit_code": code}))
     return code
 
 
@@ -1185,14 +1259,28 @@ def main(argv: Sequence[str] | None = None, *, credential=None) -> int:
         debug = bool(getattr(args, "debug", False))
         out = Output(as_json)
         _setup_logging(debug)
-        return asyncio.run(_run(args, out, credential))
+        code = asyncio.run(_run(args, out, credential))
     except KeyboardInterrupt:
-        out.stderr.write("kvca: interrupted\n")
-        return 130
+        try:
+            out.stderr.write("kvca: interrupted\n")
+        except BrokenPipeError:
+            _silence(out.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # a write that did not go through Output (argparse's help, rich)
+        _silence(out.stdout)
+        return EXIT_CLOSED
     except BaseException as exc:  # noqa: BLE001 - the one place that turns any error into an exit code
         if isinstance(exc, SystemExit):
             raise
-        return _report(out, exc, debug)
+        code = _report(out, exc, debug)
+    try:
+        out.stdout.flush()
+    except BrokenPipeError:
+        out.closed = True
+        _silence(out.stdout)
+    # The reader went away: the command ran to its end, but not all of its output was read. A
+    # failure keeps its own code; success says the output was cut short, as `git log | head` does.
+    return EXIT_CLOSED if out.closed and code == EXIT_OK else code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -132,6 +132,13 @@ class SharedTransport(AioHttpTransport):
     def __init__(self, context: ssl.SSLContext) -> None:
         super().__init__(session_owner=True)
         self.ssl_context = context
+        # Requests sent so far (retries too): the CLI tells a malformed command line (refused
+        # before anything reached the vault, exit 2) from an operation that failed (exit 1).
+        self.requests_sent = 0
+
+    async def send(self, request, **kwargs):
+        self.requests_sent += 1
+        return await super().send(request, **kwargs)
 
     async def open(self) -> None:
         if self.session is None:
