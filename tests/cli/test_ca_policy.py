@@ -38,7 +38,7 @@ def test_ca_create_stores_the_policy_and_show_names_its_secret_version(kvca, kv_
     shown = kvca("--json", "ca", "policy", "show", strict)
     assert shown.code == 0, shown.err
     body = json.loads(shown.out)
-    assert set(body) == {"ca", "source", "secret_version", "policy"}
+    assert set(body) == {"schema_version", "object", "ca", "source", "secret_version", "policy"}
     assert body["ca"] == strict and body["source"] == "stored"
     assert body["secret_version"] == ca_tags(kv_clients, strict)["kvca-policy"]
     assert policy_versions(kv_clients, strict) == [body["secret_version"]]
@@ -146,7 +146,8 @@ def test_without_anything_create_stores_no_policy_and_the_ca_issues_nothing(kvca
     assert "no issuance policy stored: the CA issues nothing until `kvca ca policy set bare`" in result.out
     assert "kvca-policy" not in ca_tags(kv_clients, "bare") and policy_versions(kv_clients, "bare") == []
     body = json.loads(kvca("--json", "ca", "policy", "show", "bare").out)
-    assert body == {"ca": "bare", "source": "none", "secret_version": None, "policy": None}
+    assert body == {"schema_version": 1, "object": "ca_policy", "ca": "bare", "source": "none",
+                    "secret_version": None, "policy": None}
     refused = kvca("request", "x", "--dns", "x.bare.internal", "--ca", "bare", "--sign")
     assert refused.code == 1 and "has no issuance policy" in refused.err
     # A default in the signer's own setting still applies to a CA without a stored policy.
@@ -184,7 +185,7 @@ def test_ca_import_stores_its_policy(kvca, kv_clients, step_ca):
 def test_names_ending_in_the_policy_suffix_are_reserved(kvca, kv_clients, corp, argv):
     before = vault_snapshot(kv_clients)
     result = kvca(*argv)
-    assert result.code == 1 and "ends in '-policy', which kvca reserves" in result.err
+    assert result.code == 2 and "ends in '-policy', which kvca reserves" in result.err
     assert vault_snapshot(kv_clients) == before
 
 

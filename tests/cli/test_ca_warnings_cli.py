@@ -15,7 +15,11 @@ def test_list_and_sweep_warn_on_stderr_of_a_ca_with_a_year_left(kvca):
     assert "leaves are now capped at that date (hint: kvca ca rotate short)" in listed.err
     assert "kvca: warning: CA 'short-root' (root) expires on " in listed.err
     as_json = kvca("--json", "list")
-    assert [item["name"] for item in json.loads(as_json.out)] == ["web"] and "CA 'short'" in as_json.err
+    inventory = json.loads(as_json.out)
+    assert [item["name"] for item in inventory["certificates"]] == ["web"] and "CA 'short'" in as_json.err
+    # The JSON carries the warnings too, in the shape GET /api/certificates gives them.
+    assert {(w["ca"], w["role"]) for w in inventory["ca_warnings"]} == {("short", "intermediate"),
+                                                                         ("short-root", "root")}
     swept = kvca("sweep")
     assert swept.code == 0 and "CA 'short' (intermediate)" in swept.err and "CA 'short'" not in swept.out
 

@@ -87,7 +87,7 @@ def test_list_expiring_within_and_show(kvca, corp, emulator):
     assert soon.code == 0
     names = [line.split()[0] for line in soon.out.splitlines()[1:]]
     assert names == ["short"]
-    everything = json.loads(kvca("--json", "list").out)
+    everything = json.loads(kvca("--json", "list").out)["certificates"]
     assert [item["name"] for item in everything] == ["short", "long"]  # soonest expiry first
     assert everything[0]["state"] == "valid" and everything[0]["ca"] == "corp"
 
@@ -251,7 +251,7 @@ def test_debug_prints_the_traceback_and_still_ends_with_one_error_line(kvca):
 def test_json_errors_are_machine_readable(kvca):
     result = kvca("--json", "ca", "show", "nope")
     assert result.code == 1
-    assert json.loads(result.out) == {"error": "NotFound", "exit_code": 1,
+    assert json.loads(result.out) == {"schema_version": 1, "object": "error", "error": "NotFound", "exit_code": 1,
                                       "message": "CA 'nope': no CA of this name in the vault "
                                                  "(hint: `kvca ca list` shows the CAs)"}
 
@@ -261,7 +261,7 @@ def test_console_script_and_module_run_in_a_fresh_process(cli_env, corp, tmp_pat
     assert help_text.code == 0 and "export-chain" in help_text.out
     listed = run_subprocess(["--json", "ca", "list"], cli_env, tmp_path, use_script=True)
     assert listed.code == 0, listed.err
-    assert [ca["name"] for ca in json.loads(listed.out)] == ["corp"]
+    assert [ca["name"] for ca in json.loads(listed.out)["cas"]] == ["corp"]
     usage = run_subprocess(["request"], cli_env, tmp_path)
     assert usage.code == 2 and usage.err.strip().startswith("kvca: error: kvca request: the following")
     no_vault = run_subprocess(["ca", "list"], {}, tmp_path)

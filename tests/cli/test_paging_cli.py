@@ -49,19 +49,19 @@ def test_ca_create_list_request_and_sweep_over_two_pages(kvca, kv_clients, emula
     resumed = kvca("ca", "create", "zz-corp", "--subject", "CN=ZZ Corp CA")
     assert resumed.code == 0, resumed.err
     assert "resumed an unfinished `kvca ca create`" in resumed.out
-    assert [ca["name"] for ca in json.loads(kvca("--json", "ca", "list").out)] == ["zz-corp"]
+    assert [ca["name"] for ca in json.loads(kvca("--json", "ca", "list").out)["cas"]] == ["zz-corp"]
 
     for name in ("zz-a", "zz-b"):
         assert kvca("request", name, "--dns", f"{name}.example.com", "--ca", "zz-corp").code == 0
-    listed = {c["name"]: c for c in json.loads(kvca("--json", "list").out)}
+    listed = {c["name"]: c for c in json.loads(kvca("--json", "list").out)["certificates"]}
     assert {n: (c["state"], c["not_after"]) for n, c in listed.items()} == {
         "zz-a": ("pending", None), "zz-b": ("pending", None)}
     swept = kvca("--json", "sweep")
     assert swept.code == 0, swept.err
     assert json.loads(swept.out)["signed"] == 2
-    assert {c["name"]: c["state"] for c in json.loads(kvca("--json", "list").out)} == {
+    assert {c["name"]: c["state"] for c in json.loads(kvca("--json", "list").out)["certificates"]} == {
         "zz-a": "valid", "zz-b": "valid"}
-    assert json.loads(kvca("--json", "ca", "list").out)[0]["issued_valid"] == 2
+    assert json.loads(kvca("--json", "ca", "list").out)["cas"][0]["issued_valid"] == 2
 
 
 @pytest.mark.parametrize("schedule", ["0 */6 * * *", "0 0 */6 * * 9"])

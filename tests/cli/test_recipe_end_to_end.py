@@ -85,7 +85,7 @@ def test_recipe_request_sign_renew_list_export_verify_against_the_root_alone(way
     assert rows[0].split() == ["NAME", "SUBJECT", "SANS", "CA", "NOT", "AFTER", "DAYS", "LEFT", "STATE"]
     assert len(rows) == 2 and rows[1].split()[0] == "api" and rows[1].split()[-1] == "valid"
     assert "api.corp.internal, www.corp.internal" in rows[1] and " corp " in rows[1]
-    body = json.loads(kvca("--json", "list").out)
+    body = json.loads(kvca("--json", "list").out)["certificates"]
     assert [item["serial"] for item in body] == [format(new_leaf.serial_number, "x")]
 
     # ca show counts what it issued and is still valid.

@@ -12,7 +12,8 @@ from cryptography import x509
 
 from clihelpers import import_exportable_leaf, run_on_a_terminal, run_subprocess, vault_snapshot
 
-OUTCOME_KEYS = {"name", "action", "version", "serial", "reason", "not_after", "warnings"}
+# Each line is an `outcome` document of the JSON contract (kvca_core/jsonshape.py).
+OUTCOME_KEYS = {"schema_version", "object", "name", "action", "version", "serial", "reason", "not_after", "warnings"}
 
 
 def _devices_csv(path, names):
@@ -48,6 +49,10 @@ def fleet(kvca, monkeypatch):
     ("duplicate.csv", "name,subject\nd1,CN=d1\n\nd1,CN=d1\n", "{f} line 4, field 'name': 'd1' is already on line 2"),
     ("extra-cells.csv", "name,subject\nd1,CN=d1,x\n", "{f} line 2: 3 cells for 2 columns"),
     ("no-names.csv", "name,profile\nd1,client\n", "{f} line 2: give a subject or at least one of dns_names"),
+    # Name syntax needs no policy: a malformed name on any row stops the file before its first row.
+    ("bad-dns.csv", "name,dns_names\nd1,d1.fleet.example\nd2,*.*.fleet.example\n",
+     "{f} line 3, field 'dns_names': DNS name '*.*.fleet.example': a wildcard may only be the leftmost"),
+    ("bad-uri.csv", "name,subject,uris\nd1,CN=d1,spiffe://fleet.example:99999/d1\n", "{f} line 2, field 'uris': "),
     ("empty.csv", "name,subject\n", "{f}: no requests in the file"),
     ("not-json.jsonl", '{"name": "d1", "subject": "CN=d1"}\n{"name": \n', "{f} line 2: not a JSON object"),
     ("list.jsonl", '["d1"]\n', "{f} line 1: a JSON line must be an object, got list"),
@@ -119,9 +124,10 @@ def test_a_rerun_skips_what_is_issued_retries_what_failed_and_finishes_what_was_
                                                                                              fleet, tmp_path):
     names = ["d1", "d2", "d3"]
     path = tmp_path / "devices.csv"
-    # d3's nested wildcard passes the file check (a well-formed row) and is refused by the issue.
+    # d3's wildcard over a public suffix passes the file check (a well-formed row) and is refused
+    # by the issue (the CA's rules).
     path.write_text("name,profile,dns_names\nd1,client,d1.fleet.example\nd2,client,d2.fleet.example\n"
-                    "d3,client,*.*.fleet.example\n")
+                    "d3,client,*.co.uk\n")
     first = kvca("--json", "request", "--from", str(path), "--sign")
     assert first.code == 1
     actions = {json.loads(line)["name"]: json.loads(line)["action"] for line in first.out.splitlines()}

@@ -46,7 +46,7 @@ async def test_cli_revokes_writes_both_crls_and_issues_the_responder(revocation_
 
 async def test_cli_refuses_a_bad_reason_and_a_version_with_a_serial(revocation_ca, leaves, capsys):
     code, _, err = await _kvca(capsys, "revoke", "good", "--reason", "certificateHold")
-    assert code == 1 and "certificateHold" in err and "RFC 5280" in err
+    assert code == 2 and "certificateHold" in err and "RFC 5280" in err
     code, _, err = await _kvca(capsys, "revoke", "good", "--version", "v", "--serial", "1", "--reason", "superseded")
     assert code == 2
     code, _, err = await _kvca(capsys, "crl", CA, "--revoke-intermediate", "superseded", "--out", "x")
