@@ -17,7 +17,10 @@
    `CertificateNearExpiry`, and let the Event Grid handler renew each one;
 7. `openssl verify` every chain read back from the vault, print a table;
 8. revoke one certificate and show `openssl verify -crl_check` refusing it with the
-   CRL the app serves, then stop.
+   CRL the app serves;
+9. rotate a CA (a new intermediate key under the same root), show the inventory calling its
+   leaves due, and let the timer's sweep move each onto the new intermediate, checked with
+   `openssl verify`; then stop.
 
 Nothing here is a second way of doing things: the handlers are the ones
 function_app.py registers, and they call kvca_core.operations.
@@ -139,6 +142,49 @@ async def _revocation_step(fns, ctx, work: Path, roots: dict, rows: dict) -> boo
     ok = results[lost][0] != 0 and any("certificate revoked" in l for l in results[lost][1]) and results[kept][0] == 0
     console.print("[green]the revoked certificate is refused, the other still verifies[/]" if ok
                   else "[red]revocation check did not behave[/]")
+    return ok
+
+
+async def _rotation_step(fns, ctx, em, work: Path, root: x509.Certificate) -> bool:
+    """7. `kvca ca rotate demo-ca`: a new intermediate key made in the vault, signed by the same
+    root. The inventory calls the leaves the old key signed due; once the window
+    (KVCA_ROTATION_WINDOW_HOURS) has passed, the timer's sweep has renewed each onto the new
+    intermediate: root + new intermediate verifies it, the old intermediate cannot (another key)."""
+    from kvca_core import clock
+    from kvca_core.authority import parse_secret
+    from kvca_core.model import CA_VERSION_TAG
+    from kvca_core.rotation import rotate_ca
+
+    console.rule("[bold]7. Rotate demo-ca: a new intermediate key, the leaves moved onto it")
+    old = x509.load_der_x509_certificate((await ctx.vault.get_certificate("demo-ca")).cer)
+    result = await rotate_ca(ctx, "demo-ca")
+    new_version = await ctx.vault.get_certificate("demo-ca")
+    new = x509.load_der_x509_certificate(new_version.cer)
+    console.print(f"rotated demo-ca: intermediate serial {result.previous_serial[:10]} -> {result.ca.serial[:10]}, "
+                  f"a new {result.ca.key} key made in the vault, signed by demo-ca-root")
+    status, body = await _http(fns, "kvca_inventory", "GET", "certificates")
+    leaves = [c["name"] for c in body["certificates"] if c["ca"] == "demo-ca"]
+    due = [c["name"] for c in body["certificates"] if c["ca"] == "demo-ca" and c["state"] == "due"]
+    console.print(f"GET /api/certificates -> {status}: {', '.join(due) or 'none'} due (signed by the old "
+                  f"intermediate, waiting to move)")
+    window = ctx.settings.rotation_window_hours
+    em.clock.advance(hours=window, minutes=1)
+    await fns["kvca_sweep"](TimerRequest(past_due=False))
+    console.print(f"emulator clock moved {window} hours on (KVCA_ROTATION_WINDOW_HOURS); kvca_sweep (timer) ran")
+    ok = bool(leaves) and due == leaves
+    for name in leaves:
+        current = await ctx.vault.get_certificate(name)
+        chain = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name, current.version))[1]
+        with_new = _openssl_verify([chain[0], new], root, clock.now(), work)
+        with_old = _openssl_verify([chain[0], old], root, clock.now(), work)
+        moved = current.tags.get(CA_VERSION_TAG) == new_version.version and chain[1] == new
+        ok &= moved and with_new == "OK" and with_old != "OK"
+        refused = next((line.split(": ", 1)[-1] for line in with_old.splitlines() if "error" in line), "?")
+        console.print(f"{name} {'moved' if moved else '[red]NOT moved[/]'}: openssl verify with root + new "
+                      f"intermediate: {with_new}; with the old one: "
+                      + (f"fails ({refused})" if with_old != "OK" else "[red]passes[/]"))
+    console.print("[green]every leaf of demo-ca moved onto the new key[/]" if ok
+                  else "[red]the rotation did not move every leaf[/]")
     return ok
 
 
@@ -266,6 +312,7 @@ async def demo(em, work: Path) -> int:
     console.print(table)
     ok &= in_use
     ok &= await _revocation_step(fns, ctx, work, roots, rows)
+    ok &= await _rotation_step(fns, ctx, em, work, demo_root)
     console.print("[green]demo complete[/]" if ok else "[red]demo found a problem[/]")
     await context.reset_shared()
     return 0 if ok else 1

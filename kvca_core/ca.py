@@ -610,9 +610,16 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
         if not isinstance(pending, PendingRequest):
             raise Conflict("the root's request with issuer Unknown did not stay pending", subject=_cert(name))
     else:
-        # Resumed: the request the first attempt made holds that attempt's root lifetime.
+        # Resumed: the request the first attempt made holds that attempt's root subject and
+        # lifetime. The merge checks only the key, so a root signed with other options would
+        # be merged over a request that asked for something else.
+        made = await vault.get_policy(name)
+        if not _same_subject(made.subject, subject):
+            raise Conflict(f"the pending root request was made for the subject {made.subject!r}, not "
+                           f"{subject.rfc4514_string()!r}", subject=_cert(name),
+                           hint="run `kvca ca create` with the --subject and --root-subject of the first attempt")
         asked_months = _ca_policy(subject, spec, "Unknown", years).validity_months
-        made_months = (await vault.get_policy(name)).validity_months
+        made_months = made.validity_months
         if made_months != asked_months:
             raise Conflict(f"the pending root request was made for a {made_months}-month root, not "
                            f"{asked_months} months (--root-years {years})", subject=_cert(name),
@@ -630,6 +637,14 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
     merged = await vault.merge(name, [cert.public_bytes(serialization.Encoding.DER)])
     await _finish_root(vault, name, merged, cert)
     return cert, merged.key_id
+
+
+def _same_subject(text: str, subject: x509.Name) -> bool:
+    """Whether a policy's subject (Key Vault's spelling, `_kv_subject`) names `subject`."""
+    try:
+        return parse_subject(text) == subject
+    except KvcaError:  # the vault's spelling is untrusted
+        return False
 
 
 def _check_existing_root(name: str, cert: x509.Certificate, subject: x509.Name, years: int) -> None:

@@ -1174,7 +1174,10 @@ def _sans(cert: x509.Certificate) -> tuple[str, ...]:
         tuple(str(v) for v in ext.get_values_for_type(x509.RFC822Name))
 
 
-def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> str:
+def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int, moving: bool = False) -> str:
+    """`moving`: an older version of its rotated CA signed it (`_moves_at`). Such a leaf is `due`
+    from the rotation on, as the sweep has it queued: it renews it at its point of the window
+    (`describe`'s renew_at), or sooner if the due rule says so."""
     if _pending_only(version):
         return "pending"
     if REVOKED_SERIAL_TAG in version.tags:
@@ -1183,10 +1186,33 @@ def _state(version: CertificateVersion, now: dt.datetime, renew_before_days: int
         return "disabled"
     if version.expires_on is not None and version.expires_on <= now:
         return "expired"
-    return "due" if due_state(version, now, renew_before_days)[0] else "valid"
+    return "due" if moving or due_state(version, now, renew_before_days)[0] else "valid"
 
 
-def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> CertificateInfo:
+async def _moves_at(ctx, version: CertificateVersion, now: dt.datetime,
+                    rotations: _SweepRotations) -> dt.datetime | None:
+    """When the sweep moves this leaf onto its CA's current version, or None: the sweep's own rule
+    (moved_state: an older version of a rotated CA signed it) and its point of the window
+    (move_time). None too for what the sweep does not renew (a CA, a certificate kvca does not
+    manage, pending, disabled or revoked). Costs the CA's read once per `rotations` (the sweep's
+    per-CA cache, one per inventory or describe call), no call per leaf."""
+    try:
+        ca_name = managed_ca(version.name, version, None)  # the tags, as the sweep judges a list item
+    except NotManaged:
+        return None
+    if _pending_only(version) or not version.enabled or REVOKED_SERIAL_TAG in version.tags:
+        return None
+    rotation = await rotations.of(ctx, ca_name)
+    if rotation is None:
+        return None
+    window = dt.timedelta(hours=ctx.settings.rotation_window_hours)
+    if moved_state(version, rotation, now, window) is None:
+        return None
+    return move_time(version.name, rotation, window)
+
+
+def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int,
+          moves_at: dt.datetime | None = None) -> CertificateInfo:
     cert = read_certificate(version.cer, f"certificate '{version.name}'") if version.cer else None
     subject = cert.subject.rfc4514_string() if cert is not None else ""
     # A pending version's nbf/exp are Key Vault's guesses from the policy, not a certificate's.
@@ -1197,7 +1223,7 @@ def _info(version: CertificateVersion, now: dt.datetime, renew_before_days: int)
         ca=version.tags.get(CA_TAG, ""), not_before=version.not_before if completed else None,
         not_after=not_after,
         days_left=(not_after - now).days if not_after else None,
-        state=_state(version, now, renew_before_days), version=version.version,
+        state=_state(version, now, renew_before_days, moving=moves_at is not None), version=version.version,
         serial=_serial(cert) if cert is not None else None)
 
 
@@ -1233,6 +1259,7 @@ async def inventory_report(ctx, *, expiring_within_days: int | None = None) -> I
               if not watch.observe(v) and CA_TAG in v.tags and CA_ROLE_TAG not in v.tags]
     now = clock.now()
     limit = asyncio.Semaphore(ctx.settings.concurrency)
+    rotations = _SweepRotations()  # which CAs were rotated: one read per CA, as in the sweep
 
     async def one(v: CertificateVersion) -> CertificateInfo:
         # Every item is read in full, pending-looking ones too: an item without a certificate may
@@ -1242,7 +1269,8 @@ async def inventory_report(ctx, *, expiring_within_days: int | None = None) -> I
                 full = await ctx.vault.get_certificate(v.name)
             except NotFound:  # deleted while we listed
                 full = v
-        return _info(full, now, ctx.settings.renew_before_days)
+            moves_at = await _moves_at(ctx, full, now, rotations)
+        return _info(full, now, ctx.settings.renew_before_days, moves_at)
 
     infos = await asyncio.gather(*(one(v) for v in listed))
     if expiring_within_days is not None:
@@ -1264,7 +1292,8 @@ async def describe(ctx, name: str) -> Description:
         managed, why = False, exc.message
     pending = await ctx.vault.get_pending(name)
     now = clock.now()
-    info = _info(current, now, ctx.settings.renew_before_days)
+    moves_at = await _moves_at(ctx, current, now, _SweepRotations()) if managed else None
+    info = _info(current, now, ctx.settings.renew_before_days, moves_at)
     cert = read_certificate(current.cer, f"certificate '{name}'") if current.cer else None
     chain: tuple[str, ...] = (cert.subject.rfc4514_string(),) if cert is not None else ()
     if cert is not None:
@@ -1276,12 +1305,14 @@ async def describe(ctx, name: str) -> Description:
                 chain = tuple(c.subject.rfc4514_string() for c in certs)
         except KvcaError:
             pass  # no secret access: show the leaf alone
+    renew_at = None if _pending_only(current) else \
+        renewal_time(current.not_before, current.expires_on, ctx.settings.renew_before_days)
+    if moves_at is not None:  # the sweep renews it at whichever comes first
+        renew_at = moves_at if renew_at is None else min(renew_at, moves_at)
     return Description(
         info=info, managed=managed, why_not_managed=why,
         issuer=cert.issuer.rfc4514_string() if cert is not None else "",
         sha256=hashlib.sha256(current.cer).hexdigest() if current.cer else None,
         tags=dict(current.tags), chain=chain,
         pending=pending.status if pending is not None else None,
-        renew_at=None if _pending_only(current) else
-        renewal_time(current.not_before, current.expires_on, ctx.settings.renew_before_days),
-        policy=policy)
+        renew_at=renew_at, policy=policy)

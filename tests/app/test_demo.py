@@ -20,3 +20,9 @@ def test_python_m_demo_signs_renews_and_verifies_every_certificate():
     assert "the subscriber got 'devices/device-001/telemetry 21.5'" in flat
     assert "Traceback" not in out + result.stderr
     assert "certificate revoked" in out and "portal-made: passes" in out  # the revocation step
+    # The rotation step: GET /api/certificates calls demo-ca's leaves due, the timer's sweep moves
+    # each onto the new intermediate, which verifies it where the old one cannot.
+    assert "rotated demo-ca: intermediate serial " in out
+    assert "device-001, shop-web, web-http due (signed by the old intermediate, waiting to move)" in flat
+    assert flat.count("moved: openssl verify with root + new intermediate: OK; with the old one: fails") == 3
+    assert "every leaf of demo-ca moved onto the new key" in out

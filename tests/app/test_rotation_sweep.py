@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from azure.functions.timer import TimerRequest
 from cryptography import x509
 
-from apphelpers import chain_from_vault, completed_versions, openssl_verify
+from apphelpers import call_http, chain_from_vault, completed_versions, openssl_verify, user_function
 from kvca_core import operations
 from kvca_core.ca import create_ca
 from kvca_core.model import CA_VERSION_TAG, ROTATED_TAG
@@ -115,3 +116,27 @@ async def test_an_imported_ca_is_refused_naming_its_root_key(ctx):
         assert "root's key is not in this vault" in str(exc)
     else:
         raise AssertionError("an imported CA was rotated")
+
+
+CERTIFICATE_READ = ("GET", "GET /certificates/{name}")
+
+
+async def test_the_inventory_shows_leaves_waiting_to_move_as_due_for_one_read_of_their_ca(ctx, app):
+    await create_ca(ctx, "corp", subject="CN=Corp CA", years=2)
+    for name in LEAVES:
+        await issue(ctx, IssueRequest(name=name, ca="corp", dns_names=(f"{name}.corp.internal",)))
+    await rotate_ca(ctx, "corp")
+    await issue(ctx, IssueRequest(name="fresh", ca="corp", dns_names=("fresh.corp.internal",)))
+
+    app.requests.clear()
+    status, body, _ = await call_http("kvca_inventory", "GET", "certificates")
+    assert status == 200, body
+    # What the sweep will renew is due from the rotation on, before its point of the window.
+    assert {c["name"]: c["state"] for c in body["certificates"]} == {**{n: "due" for n in LEAVES}, "fresh": "valid"}
+    # The inventory reads each leaf (as before) and the CA once for all its leaves.
+    assert app.requests.count(CERTIFICATE_READ) == len(LEAVES) + 1 + 1, app.requests
+
+    app.clock.advance(hours=ctx.settings.rotation_window_hours, minutes=1)
+    await user_function("kvca_sweep")(TimerRequest(past_due=False))
+    status, body, _ = await call_http("kvca_inventory", "GET", "certificates")
+    assert status == 200 and {c["state"] for c in body["certificates"]} == {"valid"}, body
