@@ -52,17 +52,17 @@ def test_the_root_defaults_to_twice_the_intermediate_at_most_50_years_and_cn_roo
 
 
 @pytest.mark.parametrize("argv, code, message", [
-    (["--years", "5", "--root-years", "3"], 1,
+    (["--years", "5", "--root-years", "3"], 2,
      "CA 'corp': root validity of 3 years is shorter than the intermediate's 5: an intermediate cannot outlive "
      "its root (hint: give --root-years 5 or more (default: 10))"),
-    (["--root-years", "51"], 1, "root validity of 51 years is not a whole number from 1 to 50"),
+    (["--root-years", "51"], 2, "root validity of 51 years is not a whole number from 1 to 50"),
     (["--root-years", "0"], 2, "argument --root-years: '0' must be at least 1"),
-    (["--root-subject", "O=Corp"], 1, "CA 'corp': root subject 'O=Corp' has no CN"),
-    (["--root-subject", "CN=Corp CA"], 1, "CA 'corp': root subject 'CN=Corp CA' is the intermediate's subject"),
+    (["--root-subject", "O=Corp"], 2, "CA 'corp': root subject 'O=Corp' has no CN"),
+    (["--root-subject", "CN=Corp CA"], 2, "CA 'corp': root subject 'CN=Corp CA' is the intermediate's subject"),
 ])
 def test_root_options_that_cannot_work_are_refused_before_any_write(kvca, kv_clients, argv, code, message):
-    """Exit 1 for a value kvca refuses, 2 for one the argument parser refuses (README "The `kvca`
-    command line": bad input is refused before anything in the vault changes)."""
+    """Exit 2: a usage error, refused before anything reached the vault (README "The `kvca` command
+    line": exit codes), whether the argument parser or kvca's own checks refuse it."""
     result = kvca("ca", "create", "corp", "--subject", "CN=Corp CA", *argv)
     assert result.code == code
     assert len(result.err_lines) == 1 and result.err_lines[0].startswith("kvca: error: ")

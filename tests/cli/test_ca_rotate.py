@@ -23,7 +23,7 @@ def _leaf(kv_clients, name: str) -> x509.Certificate:
 def _states(kvca) -> dict[str, str]:
     listed = kvca("--json", "list")
     assert listed.code == 0, listed.err
-    return {item["name"]: item["state"] for item in json.loads(listed.out)}
+    return {item["name"]: item["state"] for item in json.loads(listed.out)["certificates"]}
 
 
 def _verifies(root_pem: str, leaf: x509.Certificate, intermediate_pem: str, tmp_path, emulator) -> bool:
