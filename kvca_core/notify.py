@@ -102,6 +102,7 @@ class Notifier:
     def __init__(self, url: str, vault: str) -> None:
         self.url, self.vault, self.host = url, vault, host_of(url)
         self._session: aiohttp.ClientSession | None = None
+        self._posted: set[asyncio.Task] = set()  # notices on their way, not awaited by their sender
 
     async def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -144,7 +145,23 @@ class Notifier:
             await asyncio.sleep(_delay(retry_after, attempt))
         return False  # unreachable
 
+    def post(self, notice: Notice) -> None:
+        """Send `notice` in the background. For callers that answer someone (an HTTP call, an
+        Event Grid delivery): a slow webhook (up to 3 attempts of TIMEOUT_SECONDS) must not hold
+        the answer to a refused renewal. The task is kept until it ends (the event loop holds only
+        weak references to tasks), and `drain`/`close` wait for it, so a CLI run does not end
+        before its notice is sent; a warm Functions worker's loop runs it to its end."""
+        task = asyncio.get_running_loop().create_task(self.send(notice))
+        self._posted.add(task)
+        task.add_done_callback(self._posted.discard)
+
+    async def drain(self) -> None:
+        """Wait for every notice posted so far (each is bounded by its timeouts and never raises)."""
+        while self._posted:
+            await asyncio.gather(*list(self._posted), return_exceptions=True)
+
     async def close(self) -> None:
+        await self.drain()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -170,9 +187,11 @@ def _short(text: str) -> str:
 
 
 # --- the three notices ---------------------------------------------------------------------------
-async def renewals_failed(ctx, failures: Sequence[tuple[str, str]], *, source: str) -> bool:
+async def renewals_failed(ctx, failures: Sequence[tuple[str, str]], *, source: str,
+                          background: bool = False) -> bool:
     """One notice for the failures of one run: the sweep's (every failure of the sweep, however
-    many: one message, not one per certificate), or one renew/sign from an event or HTTP."""
+    many: one message, not one per certificate), or one renew/sign from an event or HTTP.
+    `background`: post it (Notifier.post) rather than wait for the webhook; returns True then."""
     notifier = getattr(ctx, "notifier", None)
     if notifier is None or not failures:
         return False
@@ -186,10 +205,17 @@ async def renewals_failed(ctx, failures: Sequence[tuple[str, str]], *, source: s
         detail = "\n".join(f"- {f['certificate']}: {f['reason']}" for f in listed)
         if len(failures) > MAX_LISTED:
             detail += f"\n… and {len(failures) - MAX_LISTED} more (see the sweep's log lines outcome=failed)"
-    return await notifier.send(Notice(
+    return await _deliver(notifier, Notice(
         RENEWAL_FAILED, title, detail, facts=(("vault", notifier.vault), ("failed", str(len(failures)))),
         fields={"source": source, "failed": len(failures), "failures": listed,
-                "truncated": len(failures) > MAX_LISTED}))
+                "truncated": len(failures) > MAX_LISTED}), background)
+
+
+async def _deliver(notifier: Notifier, notice: Notice, background: bool) -> bool:
+    if background:
+        notifier.post(notice)
+        return True
+    return await notifier.send(notice)
 
 
 def _ca_notice(warning) -> Notice:
@@ -237,17 +263,19 @@ async def ca_warnings(ctx, warnings: Iterable) -> int:
     return sent
 
 
-async def revoked(ctx, revocation) -> bool:
-    """A notice for one revocation that took effect now (not for a repeated, idempotent one)."""
+async def revoked(ctx, revocation, *, background: bool = True) -> bool:
+    """A notice for one revocation that took effect now (not for a repeated, idempotent one);
+    in the background by default: the revocation's caller is waiting for its answer."""
     notifier = getattr(ctx, "notifier", None)
     if notifier is None:
         return False
     r = revocation
     crl = f"the new CRL could not be published yet ({_short(r.publish_error)}); the CRL timer retries" \
         if r.publish_error else "the CA's CRL lists it from now on"
-    return await notifier.send(Notice(
+    return await _deliver(notifier, Notice(
         REVOKED, f"kvca: certificate '{r.name}' was revoked ({r.reason})",
         f"serial {r.serial}, version {r.version}, CA '{r.ca}'; {crl}",
         facts=(("certificate", r.name), ("serial", r.serial), ("reason", r.reason), ("CA", r.ca)),
         fields={"certificate": r.name, "certificate_version": r.version, "serial": r.serial, "reason": r.reason,
-                "ca": r.ca, "revoked_at": r.revoked_at.isoformat(), "crl_published": not r.publish_error}))
+                "ca": r.ca, "revoked_at": r.revoked_at.isoformat(), "crl_published": not r.publish_error}),
+        background)

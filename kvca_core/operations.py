@@ -615,12 +615,14 @@ def _is_renewal_failure(exc: KvcaError, name: str) -> bool:
 
 
 async def _told_if_failed(ctx, op: str, name: str, coro) -> Outcome:
-    """`_logged`, and a webhook notice (notify.py) when the renewal or signing failed."""
+    """`_logged`, and a webhook notice (notify.py) when the renewal or signing failed, posted in
+    the background: the caller (an HTTP client, Event Grid) gets its answer without waiting for
+    the webhook, which may take three attempts of 10 s."""
     try:
         return await _logged(op, name, coro)
     except KvcaError as exc:
         if _is_renewal_failure(exc, name):
-            await notify.renewals_failed(ctx, [(name, str(exc))], source=op)
+            await notify.renewals_failed(ctx, [(name, str(exc))], source=op, background=True)
         raise
 
 

@@ -6,6 +6,7 @@ it, and a webhook that fails or is not there never fails the operation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -32,6 +33,7 @@ class Webhook:
     statuses: list[int] = field(default_factory=list)  # answers to give, in order; then 200
     received: list[dict] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    hold: asyncio.Event | None = None  # set: the webhook answers only once the test releases it
 
     def events(self, event: str | None = None) -> list[dict]:
         return [b for b in self.received if event is None or b["kvca"]["event"] == event]
@@ -49,6 +51,8 @@ async def webhook(app, monkeypatch):
         data = await request.read()
         hook.raw.append(data)
         hook.received.append(json.loads(data))
+        if hook.hold is not None:
+            await hook.hold.wait()
         return web.Response(status=hook.statuses.pop(0) if hook.statuses else 200, text="ok")
 
     server = web.Application()
@@ -119,10 +123,27 @@ async def test_an_http_renewal_the_ca_refuses_sends_a_notice_naming_the_certific
     status, answer, _ = await call_http("kvca_renew", "POST", "certificates/web/renew", body={"if_due": True},
                                         route_params={"name": "web"})
     assert status == 422 and answer["error"] == "PolicyViolation", answer
+    await ctx.notifier.drain()  # posted in the background: the answer did not wait for it
     [body] = webhook.events()
     fields = assert_shape(body, notify.RENEWAL_FAILED)
     assert fields["source"] == "renew" and fields["failures"][0]["certificate"] == "web"
     assert "renewal of certificate 'web' failed" in body["text"] and "the CA is disabled" in body["text"]
+
+
+async def test_an_http_refusal_is_answered_without_waiting_for_a_slow_webhook(app, webhook):
+    """The review's finding: the notice was sent inline, so a webhook that hangs held the refused
+    renewal's answer for up to three 10-second attempts. Here the webhook does not answer until
+    the test has the HTTP answer in hand: inline delivery would never get there."""
+    ctx = await context.shared()
+    await _ca_with_due_leaves(app, ctx, names=("web",))
+    webhook.hold = asyncio.Event()
+    status, answer, _ = await asyncio.wait_for(call_http(
+        "kvca_renew", "POST", "certificates/web/renew", body={"if_due": True}, route_params={"name": "web"}), 8)
+    assert status == 422 and answer["error"] == "PolicyViolation"
+    webhook.hold.set()
+    await ctx.notifier.drain()
+    [body] = webhook.events(notify.RENEWAL_FAILED)
+    assert body["kvca"]["failures"][0]["certificate"] == "web"
 
 
 async def test_a_near_expiry_event_whose_renewal_the_ca_refuses_sends_a_notice(app, webhook):
@@ -137,6 +158,7 @@ async def test_a_near_expiry_event_whose_renewal_the_ca_refuses_sends_a_notice(a
             and e["data"]["ObjectName"] == "web"]
     assert near
     await deliver(near[0])  # refused (a policy violation): acknowledged, and told
+    await ctx.notifier.drain()
     [body] = webhook.events()
     fields = assert_shape(body, notify.RENEWAL_FAILED)
     assert fields["source"] == "renew" and fields["failures"][0]["certificate"] == "web"
@@ -184,6 +206,7 @@ async def test_a_revocation_is_told_once(app, webhook):
     assert result.action == "revoked"
     again = await revocation.revoke(ctx, "web", reason="keyCompromise")
     assert again.action == "already-revoked"
+    await ctx.notifier.drain()
     [body] = webhook.events()
     fields = assert_shape(body, notify.REVOKED)
     assert fields["certificate"] == "web" and fields["serial"] == issued.serial
@@ -224,6 +247,7 @@ async def test_a_webhook_that_is_not_listening_never_fails_the_sweep_nor_a_revoc
     with caplog.at_level(logging.INFO, logger="kvca_core.notify"):
         summary = await operations.sweep(ctx)
         result = await revocation.revoke(ctx, "web", reason="superseded")
+        await ctx.notifier.drain()
     assert summary.failed == 1 and result.action == "revoked"
     messages = [r.getMessage() for r in caplog.records]
     refused = [m for m in messages if "outcome=failed" in m and "host=127.0.0.1" in m]
