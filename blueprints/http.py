@@ -15,7 +15,8 @@ Every call is authorized first (blueprints/authz.py, kvca_core/access.py): the
 caller's Entra identity (App Service authentication) or a bare function key,
 against KVCA_ACCESS_RULES.
 
-Statuses: 400 bad JSON or fields, 403 not allowed by the access rules, 404 unknown certificate or CA, 409 not
+Every body is a document of kvca's JSON contract (kvca_core/jsonshape.py, schemas/kvca-v1.schema.json),
+the same the CLI's --json prints for the same data. Statuses: 400 bad JSON or fields, 403 not allowed by the access rules, 404 unknown certificate or CA, 409 not
 managed or conflicting state, 422 policy violation, 503 throttled (with
 Retry-After), 502 other Key Vault failures.
 """
