@@ -8,6 +8,8 @@ the Event Grid topic and the webhook, whose answers must not move kvca's clock."
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
+import http.client
 import http.server
 import json
 import logging
@@ -105,6 +107,33 @@ async def _answer_from(vault) -> None:
     """One Key Vault call whose answer is a 404: it carries a Date like any other."""
     with pytest.raises(NotFound):
         await vault.get_certificate("no-such-certificate")
+
+
+def _dates(emulator, method: str, path: str, headers: dict[str, str] | None = None) -> list[str]:
+    host, port = emulator.url.removeprefix("https://").split(":")
+    connection = http.client.HTTPSConnection(host, int(port), timeout=10,
+                                             context=ssl.create_default_context(cafile=str(emulator.ca_path)))
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        response.read()
+        return response.headers.get_all("Date") or []
+    finally:
+        connection.close()
+
+
+def test_the_emulator_dates_each_key_vault_answer_once_by_its_own_clock_and_control_answers_by_real_time(emulator):
+    emulator.clock.advance(days=400)
+    bearer = {"Authorization": "Bearer any"}
+    for method, path, headers in (("GET", "/certificates?api-version=7.6", None),  # the 401 challenge
+                                  ("GET", "/certificates?api-version=7.6", bearer),  # 200
+                                  ("GET", "/certificates/missing?api-version=7.6", bearer),  # 404
+                                  ("GET", "/certificates", bearer)):  # 400: no api-version
+        dates = _dates(emulator, method, path, headers)
+        assert len(dates) == 1, (path, dates)
+        assert abs(email.utils.parsedate_to_datetime(dates[0]) - emulator.clock.now()) <= CLOSE, (path, dates)
+    control = _dates(emulator, "GET", "/_emulator/clock")
+    assert len(control) == 1 and abs(email.utils.parsedate_to_datetime(control[0]) - _utcnow()) <= CLOSE
 
 
 def _follows(emulator) -> bool:
