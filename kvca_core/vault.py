@@ -4,7 +4,8 @@
 clients (`azure.keyvault.*.aio`). One instance per process: the clients and
 their credential are created once and reused across Functions invocations.
 Every service error leaves this module as a kvca error kind
-(`kvca_core.errors`), so the operations never see `HttpResponseError`.
+(`kvca_core.errors`), so the operations never see `HttpResponseError`. Each Key Vault
+answer's Date header sets kvca's clock (`VaultClock`, `kvca_core/clock.py`).
 
 `TopicPublisher` publishes kvca's own `Kvca.CertificatePendingRequest` event
 to a custom Event Grid topic with `azure-eventgrid`.
