@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12  # noqa: E402
 
-from kvca_core import clock, operations  # noqa: E402
+from kvca_core import operations  # noqa: E402
 from kvca_core.context import Context  # noqa: E402
 from kvca_core.model import CA_TAG  # noqa: E402
 from kvca_core.operations import IssueRequest  # noqa: E402
@@ -58,8 +58,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-async def _import_ca(vault, name: str):
-    now = clock.now()
+async def _import_ca(vault, name: str, now: dt.datetime):
     root_key, inter_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     root = await create_root(f"CN={name} Root", LocalSigner(root_key), years=10, now=now)
     inter = await create_intermediate(f"CN={name} Intermediate", inter_key.public_key(),
@@ -71,9 +70,8 @@ async def _import_ca(vault, name: str):
     return inter, inter_key
 
 
-async def _fill(vault, inter, inter_key, count: int) -> None:
+async def _fill(vault, inter, inter_key, count: int, now: dt.datetime) -> None:
     """`count` one-year certificates of the CA, imported with the kvca-ca tag (one call each)."""
-    now = clock.now()
     limit = asyncio.Semaphore(16)
 
     async def one(i: int) -> None:
@@ -103,7 +101,7 @@ async def _measure(em: Emulator, certificates: int) -> dict[str, object]:
     env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT")  # sign inline; publishing is not a vault call
     results: dict[str, object] = {}
     async with Context.open(Settings.from_env(env), credential=em.async_credential()) as ctx:
-        inter, inter_key = await _import_ca(ctx.vault, "bench-ca")
+        inter, inter_key = await _import_ca(ctx.vault, "bench-ca", em.clock.now())
         await operations.issue(ctx, IssueRequest(name="renewed", ca="bench-ca", dns_names=("r.corp.internal",)))
         await operations.issue(ctx, IssueRequest(name="queued", ca="bench-ca", dns_names=("q.corp.internal",)),
                                sign=False)
@@ -112,7 +110,7 @@ async def _measure(em: Emulator, certificates: int) -> dict[str, object]:
         outcome = await operations.sign_pending(ctx, "queued")
         assert outcome.action == "signed", outcome
         results["signing"] = _counted(em)
-        await _fill(ctx.vault, inter, inter_key, certificates)
+        await _fill(ctx.vault, inter, inter_key, certificates, em.clock.now())
         em.requests.clear()
         before = _rss_mb()
         tracemalloc.start()
@@ -148,7 +146,6 @@ def main() -> int:
     parser.add_argument("--certificates", type=int, default=1000, help="certificates in the swept vault")
     args = parser.parse_args()
     with Emulator(vault_name="bench") as em:
-        clock.use(em.clock.now)
         results = asyncio.run(_measure(em, args.certificates))
     renewal, renewal_detail = results["renewal"]
     signing, signing_detail = results["signing"]

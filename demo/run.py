@@ -88,14 +88,12 @@ def _openssl_verify(chain: list[x509.Certificate], root: x509.Certificate, at: d
     return "OK" if result.returncode == 0 else f"FAILED: {(result.stdout + result.stderr).strip()[:120]}"
 
 
-async def _recipe_pfx(name: str):
+async def _recipe_pfx(name: str, now: dt.datetime):
     """What `step ca init` + `step certificate p12 --no-password --insecure` produce: an EC P-256
     root and intermediate, and the intermediate (with its key and the root) as a PFX."""
-    from kvca_core import clock
     from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root
 
     root_key, inter_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    now = clock.now()
     root = await create_root(f"CN={name} Root CA", LocalSigner(root_key), years=10, now=now)
     inter = await create_intermediate(f"CN={name} Intermediate CA", inter_key.public_key(),
                                       IssuingCA(root, (), LocalSigner(root_key)), years=10, now=now)
@@ -103,10 +101,9 @@ async def _recipe_pfx(name: str):
     return root, pfx
 
 
-async def _revocation_step(fns, ctx, work: Path, roots: dict, rows: dict) -> bool:
+async def _revocation_step(fns, ctx, em, work: Path, roots: dict, rows: dict) -> bool:
     """6. A lost MQTT device: revoke its certificate over HTTP, fetch the CA's CRL from the
     anonymous CRL route, and show `openssl verify -crl_check` refusing it (and passing the other)."""
-    from kvca_core import clock
     from kvca_core.authority import parse_secret
 
     console.rule("[bold]6. A device is lost: revoke its certificate")
@@ -132,7 +129,7 @@ async def _revocation_step(fns, ctx, work: Path, roots: dict, rows: dict) -> boo
         (work / "leaf.pem").write_bytes(x509.load_der_x509_certificate(
             (await ctx.vault.get_certificate(name)).cer).public_bytes(Encoding.PEM))
         args = ["openssl", "verify", "-crl_check", "-CRLfile", str(work / "crl.pem"), "-CAfile", str(work / "root.pem"),
-                "-untrusted", str(work / "chain.pem"), "-attime", str(int(clock.now().timestamp())),
+                "-untrusted", str(work / "chain.pem"), "-attime", str(int(em.clock.now().timestamp())),
                 str(work / "leaf.pem")]
         result = subprocess.run(args, capture_output=True, text=True, timeout=30)
         results[name] = (result.returncode, (result.stdout + result.stderr).strip().splitlines())
@@ -150,7 +147,6 @@ async def _rotation_step(fns, ctx, em, work: Path, root: x509.Certificate) -> bo
     root. The inventory calls the leaves the old key signed due; once the window
     (KVCA_ROTATION_WINDOW_HOURS) has passed, the timer's sweep has renewed each onto the new
     intermediate: root + new intermediate verifies it, the old intermediate cannot (another key)."""
-    from kvca_core import clock
     from kvca_core.authority import parse_secret
     from kvca_core.model import CA_VERSION_TAG
     from kvca_core.rotation import rotate_ca
@@ -175,8 +171,8 @@ async def _rotation_step(fns, ctx, em, work: Path, root: x509.Certificate) -> bo
     for name in leaves:
         current = await ctx.vault.get_certificate(name)
         chain = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name, current.version))[1]
-        with_new = _openssl_verify([chain[0], new], root, clock.now(), work)
-        with_old = _openssl_verify([chain[0], old], root, clock.now(), work)
+        with_new = _openssl_verify([chain[0], new], root, em.clock.now(), work)
+        with_old = _openssl_verify([chain[0], old], root, em.clock.now(), work)
         moved = current.tags.get(CA_VERSION_TAG) == new_version.version and chain[1] == new
         ok &= moved and with_new == "OK" and with_old != "OK"
         refused = next((line.split(": ", 1)[-1] for line in with_old.splitlines() if "error" in line), "?")
@@ -201,7 +197,7 @@ async def _ca_warning_step(fns, ctx) -> None:
 
 
 async def demo(em, work: Path) -> int:
-    from kvca_core import clock, context, operations
+    from kvca_core import context, operations
     from kvca_core.authority import parse_secret
     from kvca_core.ca import create_ca, import_ca
     from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
@@ -217,7 +213,7 @@ async def demo(em, work: Path) -> int:
     await create_ca(ctx, "demo-ca", subject="CN=kvca Demo Issuing CA, O=kvca demo", key="ec-p256", years=5)
     demo_root = x509.load_der_x509_certificate((await ctx.vault.get_certificate("demo-ca-root")).cer)
     console.print("created [cyan]demo-ca[/] (root + intermediate, keys generated inside the vault, never exported)")
-    recipe_root, pfx = await _recipe_pfx("recipe-ca")
+    recipe_root, pfx = await _recipe_pfx("recipe-ca", em.clock.now())
     await import_ca(ctx, "recipe-ca", pfx=pfx)
     del pfx
     console.print("adopted [cyan]recipe-ca[/] from the PFX the manual recipe makes (`step ca init`, "
@@ -262,7 +258,7 @@ async def demo(em, work: Path) -> int:
             chain = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name, current.version))[1]
             row[f"{stage}_serial"] = format(leaf.serial_number, "x")[:10]
             row[f"{stage}_until"] = f"{leaf.not_valid_after_utc:%Y-%m-%d}"
-            row[f"{stage}_verify"] = _openssl_verify(chain, roots[row["ca"]], clock.now(), work)
+            row[f"{stage}_verify"] = _openssl_verify(chain, roots[row["ca"]], em.clock.now(), work)
             row[f"{stage}_version"] = current.version
 
     await record("v1")
@@ -276,7 +272,8 @@ async def demo(em, work: Path) -> int:
     em.take_events()
     latest = max([(await ctx.vault.get_certificate(n)).expires_on for n in rows])
     em.clock.set(latest - dt.timedelta(days=30) + dt.timedelta(hours=1))
-    console.print(f"emulator clock moved to {clock.now():%Y-%m-%d %H:%M} UTC")
+    console.print(f"emulator clock moved to {em.clock.now():%Y-%m-%d %H:%M} UTC; kvca follows it from the "
+                  "Date header of the vault's next answer")
     events = em.take_events()
     for event in events:
         await fns["kvca_eventgrid"](_grid_event(event))
@@ -311,7 +308,7 @@ async def demo(em, work: Path) -> int:
                       "[green]OK (v1, v2)[/]" if good else f"[red]{row['v1_verify']} / {row['v2_verify']}[/]")
     console.print(table)
     ok &= in_use
-    ok &= await _revocation_step(fns, ctx, work, roots, rows)
+    ok &= await _revocation_step(fns, ctx, em, work, roots, rows)
     ok &= await _rotation_step(fns, ctx, em, work, demo_root)
     console.print("[green]demo complete[/]" if ok else "[red]demo found a problem[/]")
     await context.reset_shared()
@@ -422,17 +419,14 @@ def main() -> int:
 @contextlib.contextmanager
 def kvca_on(em):
     """kvca pointed at a running emulator for the time of the block: its settings in os.environ
-    (as the Functions host or a shell would give them) and kvca's clock on the emulator's.
-    The demo and bench/bulk_issue.py run this way."""
-    from kvca_core import clock
-
+    (as the Functions host or a shell would give them). kvca's clock needs nothing: it follows
+    the Date of the vault's answers (kvca_core/clock.py), so a moved emulator clock is seen at
+    kvca's next call. The demo and bench/bulk_issue.py run this way."""
     saved = dict(os.environ)
     try:
         os.environ.update(em.environ())
-        clock.use(em.clock.now)
         yield em
     finally:
-        clock.use(None)
         os.environ.clear()
         os.environ.update(saved)
 

@@ -856,10 +856,11 @@ async def _ca_chain(vault, name: str) -> tuple[CertificateVersion, list[x509.Cer
 async def _scan(vault) -> tuple[list[str], dict[str, int]]:
     """One listing of the vault: the finished CAs (tag kvca-role=intermediate) by name, and for
     each CA name how many certificates tagged kvca-ca=NAME are enabled and not expired."""
-    now = clock.now()
+    listed = [item async for item in vault.list_certificates(include_pending=False)]
+    now = clock.now()  # after the listing: kvca's clock follows the vault's answers (clock.py)
     names: list[str] = []
     counts: dict[str, int] = {}
-    async for item in vault.list_certificates(include_pending=False):
+    for item in listed:
         tags = item.tags or {}
         if tags.get(CA_ROLE_TAG) == "intermediate":
             names.append(item.name)

@@ -566,7 +566,8 @@ def _just_completed(current: CertificateVersion, now: dt.datetime) -> Outcome | 
     Version" made by hand) and the next sweep signs it.
     """
     if current.cer is not None and current.created_on is not None and now - current.created_on < FRESH:
-        age = int((now - current.created_on).total_seconds())
+        # max: kvca's clock may lag the vault's by a second (clock.py), never a negative age.
+        age = max(0, int((now - current.created_on).total_seconds()))
         return Outcome(current.name, SKIPPED, version=current.version,
                        reason=f"version {current.version} was completed {age} s ago; the pending request "
                               f"is left for a later pass")

@@ -210,9 +210,9 @@ async def revoke(ctx, name: str, *, reason: str, version: str | None = None,
 async def revoked_entries(ctx, ca: str) -> list[RevokedEntry]:
     """Every revocation record of `ca`'s certificates, read from the vault's version tags
     (one listing, then each managed certificate's versions)."""
-    now = clock.now()
     names = [v.name async for v in ctx.vault.list_certificates(include_pending=True)
              if CA_TAG in v.tags and CA_ROLE_TAG not in v.tags]
+    now = clock.now()  # after the listing: kvca's clock follows the vault's answers (clock.py)
     limit = asyncio.Semaphore(ctx.settings.concurrency)
 
     async def versions_of(name: str) -> list[RevokedEntry]:
@@ -286,6 +286,10 @@ async def publish_crl(ctx, ca: str) -> x509.CertificateRevocationList:
         try:
             loaded = await ctx.authority.load(ca)
             entries = await revoked_entries(ctx, ca)
+            # The CRL's dates come after reading the vault (the `now` above only judged the
+            # cache): in a fresh process (`kvca crl`) kvca's clock follows the vault's from
+            # its first answer (clock.py).
+            now = clock.now()
             previous = cached[1].extensions.get_extension_for_class(x509.CRLNumber).value.crl_number \
                 if cached else None
             crl = await sign_crl(loaded.issuing.certificate, loaded.issuing.signer, entries, now=now,

@@ -4,7 +4,8 @@
 clients (`azure.keyvault.*.aio`). One instance per process: the clients and
 their credential are created once and reused across Functions invocations.
 Every service error leaves this module as a kvca error kind
-(`kvca_core.errors`), so the operations never see `HttpResponseError`.
+(`kvca_core.errors`), so the operations never see `HttpResponseError`. Each Key Vault
+answer's Date header sets kvca's clock (`VaultClock`, `kvca_core/clock.py`).
 
 `TopicPublisher` publishes kvca's own `Kvca.CertificatePendingRequest` event
 to a custom Event Grid topic with `azure-eventgrid`.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import logging
 import random
 import ssl
@@ -24,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 import aiohttp
 
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -45,6 +48,7 @@ from azure.keyvault.keys.crypto.aio import CryptographyClient
 from azure.keyvault.secrets.aio import SecretClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from kvca_core import clock
 from kvca_core.errors import (
     Busy,
     Conflict,
@@ -160,6 +164,35 @@ class SharedTransport(AioHttpTransport):
 
 def _client_kwargs(transport: SharedTransport, retry: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {**_RETRY, **(retry or {}), "transport": transport}
+
+
+class VaultClock(SansIOHTTPPolicy):
+    """Hands each Key Vault response's Date header to `clock.observe`: kvca's "now" is the vault's.
+
+    A policy of the Key Vault clients, not a filter in `SharedTransport.send`: the transport also
+    carries the Event Grid publisher's requests, and a host cannot tell them apart (the emulator
+    serves its Event Grid topic on the vault's own host and port). The Key Vault clients honour
+    `per_retry_policies`: AsyncKeyVaultClientBase passes its keywords to the generated client,
+    which builds its own `policies` list and hands both to AsyncPipelineClient, whose
+    `_build_pipeline` puts per-retry policies right after the RetryPolicy
+    (azure/core/_pipeline_client_async.py). There, before the challenge policy, the policy sees
+    every attempt's final answer (a throttled one included: its Date is as good) and not the
+    401 that the challenge policy answers itself. CryptographyClient has the same base.
+
+    A missing or malformed Date is ignored: it must never fail a call."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def on_response(self, request, response) -> None:
+        received = dt.datetime.now(dt.timezone.utc)
+        try:
+            raw = response.http_response.headers.get("Date")
+            server_time = email.utils.parsedate_to_datetime(raw) if raw else None
+        except (TypeError, ValueError, IndexError, OverflowError):
+            server_time = None
+        if server_time is not None:
+            clock.observe(server_time, received, source=self.source)
 
 
 def _retry_after(response: Any) -> float | None:
@@ -339,7 +372,9 @@ class KeyVault:
         self.vault_name = settings.vault_name
         self._credential = credential
         self.transport = SharedTransport(tls_context(settings))
-        self._kwargs = _client_kwargs(self.transport, retry)
+        # Key Vault clients only (certificates, secrets, keys, CryptographyClients): see VaultClock.
+        self._kwargs = {**_client_kwargs(self.transport, retry),
+                        "per_retry_policies": [VaultClock(urlparse(self.vault_url).hostname or "the vault")]}
         self._backoff = backoff or Backoff()
         auth = dict(verify_challenge_resource=settings.verify_challenge_resource)
         self._certs = CertificateClient(self.vault_url, credential, **auth, **self._kwargs)

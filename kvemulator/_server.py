@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import json
 import logging
 import re
@@ -140,9 +141,20 @@ class Server:
     # ------------------------------------------------------------ dispatch
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        if not _is_control(request.path):
+            # Every Key Vault answer carries `Date` from the emulator's clock, as the real
+            # service's carries its own (RFC 7231 7.1.1.2, one-second resolution): kvca follows
+            # the vault's clock by it. aiohttp adds a Date only when there is none
+            # (web_response.py `_prepare_headers`), so there is exactly one. The control API
+            # (its Event Grid topic included) keeps aiohttp's, real time: it is not Key Vault.
+            response.headers["Date"] = email.utils.format_datetime(self.em.clock.now(), usegmt=True)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         try:
-            if path == "/_emulator" or path.startswith("/_emulator/"):
+            if _is_control(path):
                 return await self._control(request)
             return await self._data_plane(request)
         except KvError as err:
@@ -488,6 +500,10 @@ class Server:
         return _json(200, {"access_token": f"kvemulator.{secrets.token_urlsafe(16)}",
                            "expires_on": str(expires_on), "resource": resource,
                            "token_type": "Bearer", "client_id": TENANT})
+
+
+def _is_control(path: str) -> bool:
+    return path == "/_emulator" or path.startswith("/_emulator/")
 
 
 def _too_deep(value: Any, limit: int) -> bool:

@@ -7,8 +7,11 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import os
+import ssl
 import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from cryptography.x509.oid import NameOID
 
 import function_app
-from kvca_core import clock
 from kvca_core.authority import parse_secret
 from kvca_core.model import CA_ROLE_TAG, CA_TAG
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root
@@ -55,6 +57,16 @@ def grid_event(raw: dict[str, Any]) -> func.EventGridEvent:
         event_time=dt.datetime.fromisoformat(when[:26].rstrip("Z")) if isinstance(when, str) else None)
 
 
+def emulator_now() -> dt.datetime:
+    """The emulator's own clock, read from its control API (`GET /_emulator/clock`) at the vault
+    URL the `app` fixture put in the environment: the vault's time, independent of kvca's idea
+    of it (which follows the vault only from its next answer)."""
+    context = ssl.create_default_context(cafile=os.environ["KVCA_TLS_CA_BUNDLE"])
+    url = os.environ["KVCA_VAULT_URL"].rstrip("/") + "/_emulator/clock"
+    with urllib.request.urlopen(url, context=context, timeout=10) as response:
+        return dt.datetime.fromisoformat(json.load(response)["now"])
+
+
 async def deliver(raw: dict[str, Any]) -> None:
     await user_function("kvca_eventgrid")(grid_event(raw))
 
@@ -69,8 +81,8 @@ def _key(kind: str):
 
 async def recipe_ca_material(name: str, *, key: str = "ec", years: int = 10):
     """A root and an intermediate made outside Key Vault, what `step ca init` does:
-    (root, root_key, intermediate, intermediate_key)."""
-    now = clock.now()
+    (root, root_key, intermediate, intermediate_key), dated by the emulator's clock."""
+    now = emulator_now()
     root_key, inter_key = _key(key), _key(key)
     root = await create_root(f"CN={name} Root", LocalSigner(root_key), years=years, now=now)
     inter = await create_intermediate(f"CN={name} Intermediate", inter_key.public_key(),
@@ -110,7 +122,7 @@ def openssl_verify(chain: list[x509.Certificate], root: x509.Certificate) -> str
             (d / "chain.pem").write_bytes(untrusted)
             args += ["-untrusted", str(d / "chain.pem")]
         # -attime: the emulator's clock may be ahead of the wall clock.
-        args += ["-attime", str(int(clock.now().timestamp())), str(d / "leaf.pem")]
+        args += ["-attime", str(int(emulator_now().timestamp())), str(d / "leaf.pem")]
         result = subprocess.run(args, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout.strip()
@@ -154,7 +166,7 @@ async def import_leaves(vault, inter, inter_key, names, *, days: int, ca: str = 
     """Leaves of `ca` (EC P-256: fast) signed by the intermediate outside the vault and imported
     with the kvca-ca tag: one call each, so a vault of hundreds fills quickly. Their policy is
     issuer Unknown, as Key Vault gives imported certificates, so renewals go through kvca."""
-    now = clock.now()
+    now = emulator_now()
     limit = asyncio.Semaphore(concurrency)
 
     async def one(name: str) -> None:
@@ -187,7 +199,7 @@ async def snapshot(vault) -> dict:
 async def import_excluding_ca(vault, name: str) -> None:
     """An intermediate made elsewhere whose name constraints permit corp.internal and exclude
     secret.corp.internal (the review's setup), imported with its root the recipe's way."""
-    now = clock.now()
+    now = emulator_now()
     root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
     def build(subject: str, public_key, issuer: x509.Name, constraints: x509.NameConstraints | None):

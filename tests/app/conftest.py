@@ -1,5 +1,6 @@
 """Fixtures for the Functions app tests: the emulator (tests/conftest.py) seen through kvca's
-settings, with kvca's clock following the emulator's and a fresh process context per test."""
+settings, and a fresh process context per test. kvca's clock follows the emulator's by itself,
+from the Date of its answers (kvca_core/clock.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kvca_core import clock, context
+from kvca_core import context
 from kvca_core.settings import SETTING_NAMES
 
 TEST_POLICY = '{"*": {}}'
@@ -30,13 +31,11 @@ async def app(emulator, monkeypatch):
     # Every CA needs a policy (a CA without one is refused): the defaults, for every CA. A test
     # that is about the policy sets its own.
     monkeypatch.setenv("KVCA_ISSUANCE_POLICY", TEST_POLICY)
-    clock.use(emulator.clock.now)
     await context.reset_shared()
     try:
         yield emulator
     finally:
         await context.reset_shared()
-        clock.use(None)
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
 
-from kvca_core import clock
 from kvca_core.ca import create_ca
 from kvca_core.model import CA_TAG
 from kvca_core.signing import LocalSigner, create_root
 
 from apphelpers import (
-    call_http, chain_from_vault, completed_versions, deliver, import_recipe_ca, openssl_verify, run_timer,
+    call_http, chain_from_vault, completed_versions, deliver, emulator_now, import_recipe_ca, openssl_verify,
+    run_timer,
 )
 
 NEAR_EXPIRY = "Microsoft.KeyVault.CertificateNearExpiry"
@@ -89,7 +89,7 @@ async def test_requests_of_every_kind_are_signed_and_renewed_exactly_once(app, c
 async def _import_foreign(vault, name: str, days_left: int) -> str:
     other_root_key = rsa.generate_private_key(65537, 2048)
     leaf_key = rsa.generate_private_key(65537, 2048)
-    now = clock.now()
+    now = emulator_now()
     root = await create_root("CN=Elsewhere Root", LocalSigner(other_root_key), years=5, now=now)
     from cryptography.hazmat.primitives import hashes
     leaf = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(f"CN={name}.corp.internal"))

@@ -19,8 +19,8 @@ from kvca_core.errors import Conflict, InvalidRequest, KvcaError, NotManaged, Po
 from kvca_core.model import CA_TAG, CHAIN_TAG, URIS_TAG
 from kvca_core.operations import IssueRequest
 
-from apphelpers import (call_http, chain_from_vault, completed_versions, import_excluding_ca, import_recipe_ca,
-                        openssl_verify, snapshot)
+from apphelpers import (call_http, chain_from_vault, completed_versions, emulator_now, import_excluding_ca,
+                        import_recipe_ca, openssl_verify, snapshot)
 
 DEVICE_POLICY = {"cn_forms": ["dns-name", "ip-address", "device-id"], "allow_uri": True, "allow_email": True}
 
@@ -224,7 +224,6 @@ def test_most_of_the_name_corpus_can_be_asked_for_in_an_issue_request():
 async def _corpus_ca(ctx, ca_kind: str | None) -> None:
     """The corpus case's CA as `corp-ca`: the recipe's; "constrained" (permits mycompany.local);
     "excluding" (permits corp.internal, excludes secret.corp.internal)."""
-    from kvca_core import clock
     from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root
 
     if ca_kind == "excluding":
@@ -233,7 +232,7 @@ async def _corpus_ca(ctx, ca_kind: str | None) -> None:
     if ca_kind != "constrained":
         await import_recipe_ca(ctx.vault, "corp-ca")
         return
-    now = clock.now()
+    now = emulator_now()
     root_key, inter_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     root = await create_root("CN=corp-ca Root", LocalSigner(root_key), years=10, now=now)
     inter = await create_intermediate("CN=corp-ca Intermediate", inter_key.public_key(),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from clihelpers import Result, StepCA, make_step_ca
-from kvca_core import clock
 from kvca_core.cli import main
 from kvca_core.settings import SETTING_NAMES
 
@@ -21,10 +20,9 @@ def cli_env(emulator, monkeypatch):
     env = {**emulator.environ(), "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    # kvca's "now" follows the emulator's clock, so "is it due?" and its events agree.
-    clock.use(emulator.clock.now)
+    # kvca's "now" follows the emulator's clock by the Date of its answers (kvca_core/clock.py),
+    # so "is it due?" and the emulator's events agree.
     yield env
-    clock.use(None)
 
 
 @pytest.fixture

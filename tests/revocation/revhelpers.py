@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from apphelpers import user_function
-from kvca_core import clock, operations
+from apphelpers import emulator_now, user_function
+from kvca_core import operations
 from kvca_core.authority import parse_secret
 from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
 
@@ -90,7 +90,7 @@ def openssl_verify_crl(tmp: Path, leaf: Leaf, crls: list[bytes], *, check_all: b
     (tmp / "crls.pem").write_bytes(b"".join(crl_pem(c) for c in crls))
     args = ["openssl", "verify", "-x509_strict", "-crl_check_all" if check_all else "-crl_check",
             "-CAfile", str(tmp / "root.pem"), "-untrusted", str(tmp / "inter.pem"),
-            "-CRLfile", str(tmp / "crls.pem"), "-attime", str(int(clock.now().timestamp())), str(tmp / "leaf.pem")]
+            "-CRLfile", str(tmp / "crls.pem"), "-attime", str(int(emulator_now().timestamp())), str(tmp / "leaf.pem")]
     result = subprocess.run(args, capture_output=True, text=True, timeout=30)
     return result.returncode, result.stdout + result.stderr
 

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from apphelpers import user_function
-from kvca_core import clock, operations, revocation
+from apphelpers import emulator_now, user_function
+from kvca_core import operations, revocation
 
 from revhelpers import CA, OCSP_URL, pem, pkilint_ocsp_findings
 
@@ -76,7 +76,7 @@ def _openssl_ocsp(tmp, leaf, url: str) -> str:
     (tmp / "leaf.pem").write_bytes(pem(leaf.cert))
     result = subprocess.run(["openssl", "ocsp", "-issuer", str(tmp / "inter.pem"), "-cert", str(tmp / "leaf.pem"),
                              "-url", url, "-CAfile", str(tmp / "root.pem"), "-verify_other", str(tmp / "inter.pem"),
-                             "-attime", str(int(clock.now().timestamp())), "-timeout", "30"],
+                             "-attime", str(int(emulator_now().timestamp())), "-timeout", "30"],
                             capture_output=True, text=True, timeout=60)
     return result.stdout + result.stderr
 
