@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12  #
 
 from kvca_core import operations  # noqa: E402
 from kvca_core.context import Context  # noqa: E402
-from kvca_core.model import CA_TAG  # noqa: E402
+from kvca_core.model import CA_ROLE_TAG, CA_TAG  # noqa: E402
 from kvca_core.operations import IssueRequest  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
@@ -65,8 +65,9 @@ async def _import_ca(vault, name: str, now: dt.datetime):
                                       IssuingCA(root, (), LocalSigner(root_key)), years=9, now=now)
     await vault.import_certificate(f"{name}-root", pkcs12.serialize_key_and_certificates(
         b"root", root_key, root, None, NoEncryption()))
+    # Only a CA tagged as kvca's intermediate signs (issue 13): what `kvca ca import` tags.
     await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
-        b"intermediate", inter_key, inter, None, NoEncryption()))
+        b"intermediate", inter_key, inter, None, NoEncryption()), tags={CA_ROLE_TAG: "intermediate"})
     return inter, inter_key
 
 
@@ -97,7 +98,8 @@ def _counted(em: Emulator) -> tuple[int, str]:
 
 
 async def _measure(em: Emulator, certificates: int) -> dict[str, object]:
-    env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *"}
+    # Every CA needs a policy (issue 13): the field defaults, for every CA.
+    env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
     env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT")  # sign inline; publishing is not a vault call
     results: dict[str, object] = {}
     async with Context.open(Settings.from_env(env), credential=em.async_credential()) as ctx:

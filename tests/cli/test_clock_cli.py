@@ -31,7 +31,7 @@ def _kvca(env, tmp_path, *argv: str):
 
 
 def _states(env, tmp_path) -> dict[str, str]:
-    return {item["name"]: item["state"] for item in json.loads(_kvca(env, tmp_path, "list").out)}
+    return {item["name"]: item["state"] for item in json.loads(_kvca(env, tmp_path, "list").out)["certificates"]}
 
 
 def test_a_cli_user_moving_the_emulators_clock_sees_the_certificate_due_and_sweep_renews_it(
