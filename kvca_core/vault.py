@@ -127,10 +127,15 @@ class SharedTransport(AioHttpTransport):
 
     The session is opened lazily (aiohttp needs a running loop) and is not closed when a
     client closes: `close()` is a no-op for the clients that share it, `dispose()` ends it.
+
+    `connect_timeout` covers the TCP connect and the TLS handshake (aiohttp's `sock_connect`, which
+    azure-core sets from `connection_timeout`), `read_timeout` each wait for the answer's bytes
+    (`sock_read`): KVCA_CONNECT_TIMEOUT_SECONDS and KVCA_READ_TIMEOUT_SECONDS.
     """
 
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__(session_owner=True)
+    def __init__(self, context: ssl.SSLContext, *, connect_timeout: float = 10.0,
+                 read_timeout: float = 60.0) -> None:
+        super().__init__(session_owner=True, connection_timeout=connect_timeout, read_timeout=read_timeout)
         self.ssl_context = context
 
     async def open(self) -> None:
@@ -331,7 +336,8 @@ class KeyVault:
         self.vault_url = settings.vault_url
         self.vault_name = settings.vault_name
         self._credential = credential
-        self.transport = SharedTransport(tls_context(settings))
+        self.transport = SharedTransport(tls_context(settings), connect_timeout=settings.connect_timeout_seconds,
+                                         read_timeout=settings.read_timeout_seconds)
         self._kwargs = _client_kwargs(self.transport, retry)
         self._backoff = backoff or Backoff()
         auth = dict(verify_challenge_resource=settings.verify_challenge_resource)
