@@ -124,7 +124,9 @@ def describe(exc: BaseException, *, peer: Peer | None = None,
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and everything it wraps, outermost first, each once."""
+    """`exc` and everything it wraps, outermost first, each once. `__context__` (what was being
+    handled when it was raised) counts as Python's traceback counts it: only without a
+    `__cause__` and unless suppressed (`raise ... from None`)."""
     seen: set[int] = set()
     order: list[BaseException] = []
     todo: list[object] = [exc]
@@ -135,6 +137,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
         seen.add(id(current))
         order.append(current)
         for link in _LINKS:
+            if link == "__context__" and (current.__cause__ is not None or current.__suppress_context__):
+                continue
             try:
                 todo.append(getattr(current, link, None))
             except Exception:  # a property of a half-built exception; the other links still count
@@ -154,6 +158,8 @@ def _classify(e: BaseException) -> tuple[int, str]:
     # aiohttp's certificate and SSL connector errors are ssl exceptions too (ssl.CertificateError is
     # SSLCertVerificationError), without OpenSSL's code and reason: the one they wrap says more.
     wrapper = isinstance(e, aiohttp.ClientError)
+    if isinstance(e, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
+        return 0, OTHER  # "not yet": asyncio's TLS loop handles these; a reset's __context__ may be one
     if isinstance(e, ssl.SSLCertVerificationError):
         code = getattr(e, "verify_code", None)
         rank = 65 if wrapper or code is None else 90
@@ -232,8 +238,10 @@ def _words(kind: str, culprit: BaseException, chain: list[BaseException], where:
         return f"TLS handshake with {where} failed ({why})", _WRONG_VERSION_HINT if reason == "WRONG_VERSION_NUMBER" \
             else hint
     if kind == DNS:
-        gai = next((e for e in chain if isinstance(e, socket.gaierror)), None)
-        why = (gai.strerror if gai is not None and gai.strerror else None) or type(culprit).__name__
+        # getaddrinfo's words (gai_strerror); aiohttp's aiodns resolver gives an OSError of its own.
+        os_error = next((e for e in chain if isinstance(e, socket.gaierror)), None) or \
+            next((e for e in chain if type(e) is OSError), None)
+        why = (os_error.strerror if os_error is not None and os_error.strerror else None) or type(culprit).__name__
         return f"DNS lookup of {host or 'the host'} failed: {why}", hint
     if kind == REFUSED:
         return f"connection to {where} refused", hint
