@@ -189,7 +189,7 @@ def _classify(e: BaseException) -> tuple[int, str]:
         return 50, UNREACHABLE
     if isinstance(e, (ConnectionError, aiohttp.ServerDisconnectedError)):  # reset without errno, EOF, EPIPE
         return 45, CLOSED
-    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):  # also ETIMEDOUT: the OS gave up on the SYNs
         return 30, TIMEOUT
     if isinstance(e, OSError) and isinstance(number, int) and number > 0:
         return 20, OTHER

@@ -1,7 +1,7 @@
 """Real network failures on loopback for the connection-error tests: a port nothing listens on,
 TLS servers with an expired certificate or one for another name (issued by a test CA the client
 may be told to trust), a server that accepts and never answers, one that resets, one that speaks
-plain HTTP."""
+plain HTTP; a port that drops every SYN (a black hole)."""
 
 from __future__ import annotations
 
@@ -150,6 +150,30 @@ class LoopbackServer:
             except OSError:
                 pass
         self._sock.close()
+
+
+class BlackHole:
+    """A loopback port whose accept queue is full, so the kernel drops new SYNs: connecting to it
+    hangs as it does to an address that never answers."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(0)
+        self.port = self._sock.getsockname()[1]
+        self._queued: list[socket.socket] = []
+        for _ in range(3):  # a backlog of 0 still queues a connection or two: fill it
+            client = socket.socket()
+            client.setblocking(False)
+            try:
+                client.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self._queued.append(client)
+
+    def close(self) -> None:
+        for sock in (*self._queued, self._sock):
+            sock.close()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ is built by hand: each failure is made to happen."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 
@@ -15,7 +16,7 @@ from azure.core.rest import HttpRequest
 
 from kvca_core import netcause
 from kvca_core.netcause import Peer, describe
-from nethelpers import LoopbackCA, closed_port, loopback_ca, serve  # noqa: F401 (fixtures)
+from nethelpers import BlackHole, LoopbackCA, closed_port, loopback_ca, serve  # noqa: F401 (fixtures)
 
 
 async def aiohttp_failure(url: str, *, trust: LoopbackCA | None = None,
@@ -135,6 +136,20 @@ async def test_an_answer_that_never_comes_is_a_read_timeout_with_its_seconds(loo
     cause = describe(error, peer=Peer("127.0.0.1", server.port, read_timeout=0.3))
     assert (cause.kind, cause.text) == (netcause.READ_TIMEOUT, f"127.0.0.1:{server.port} sent nothing for 0.3 s "
                                                                "(read timeout)")
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_SYNCNT"), reason="TCP_SYNCNT is Linux's")
+def test_a_black_hole_the_os_gives_up_on_is_a_timeout():
+    hole = BlackHole()
+    try:
+        with socket.socket() as sock, pytest.raises(TimeoutError) as raised:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)  # give up after one resent SYN (~3 s)
+            sock.connect(("127.0.0.1", hole.port))
+    finally:
+        hole.close()
+    assert raised.value.errno == errno.ETIMEDOUT
+    cause = describe(raised.value, peer=Peer("127.0.0.1", hole.port))
+    assert (cause.kind, cause.text) == (netcause.TIMEOUT, f"the connection to 127.0.0.1:{hole.port} timed out")
 
 
 def test_what_is_no_network_failure_has_no_cause():
