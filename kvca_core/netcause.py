@@ -1,6 +1,6 @@
 """Why a connection failed, in words: refused, TLS verification (and why), DNS, timeout, reset.
 
-    cause = describe(exc, peer=Peer("myvault.vault.azure.net", 443, connect_timeout=10))
+    cause = describe(exc, peer=Peer("127.0.0.1", 8443, connect_timeout=10))
     cause.text   # "connection to 127.0.0.1:8443 refused"
     cause.hint   # "is the port in the URL right, and is the service running there?"
 
@@ -219,10 +219,6 @@ def _where(chain: list[BaseException], host: str | None, port: int | None) -> st
     return f"the proxy {shown}" if any(isinstance(e, aiohttp.ClientProxyConnectionError) for e in chain) else shown
 
 
-def _seconds(value: float | None) -> str:
-    return f" after {value:g} s" if value else ""
-
-
 def _words(kind: str, culprit: BaseException, chain: list[BaseException], where: str, host: str | None,
            peer: Peer | None) -> tuple[str, str | None]:
     hint = _HINTS.get(kind)
@@ -235,8 +231,9 @@ def _words(kind: str, culprit: BaseException, chain: list[BaseException], where:
     if kind == TLS:
         reason = getattr(culprit, "reason", None)
         why = str(reason).lower().replace("_", " ") if reason else type(culprit).__name__
-        return f"TLS handshake with {where} failed ({why})", _WRONG_VERSION_HINT if reason == "WRONG_VERSION_NUMBER" \
-            else hint
+        if reason == "WRONG_VERSION_NUMBER":  # the answer to a ClientHello was no TLS record
+            hint = _WRONG_VERSION_HINT
+        return f"TLS handshake with {where} failed ({why})", hint
     if kind == DNS:
         # getaddrinfo's words (gai_strerror); aiohttp's aiodns resolver gives an OSError of its own.
         os_error = next((e for e in chain if isinstance(e, socket.gaierror)), None) or \
@@ -246,7 +243,7 @@ def _words(kind: str, culprit: BaseException, chain: list[BaseException], where:
     if kind == REFUSED:
         return f"connection to {where} refused", hint
     if kind == CONNECT_TIMEOUT:
-        limit = _seconds(peer.connect_timeout if peer else None)
+        limit = f" after {peer.connect_timeout:g} s" if peer is not None and peer.connect_timeout else ""
         return f"connecting to {where} timed out{limit} (TCP connect and TLS handshake)", hint
     if kind == READ_TIMEOUT:
         limit = f" for {peer.read_timeout:g} s" if peer is not None and peer.read_timeout else ""
