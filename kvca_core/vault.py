@@ -284,6 +284,7 @@ def _throttled_post(exc: HttpResponseError) -> bool:
 
 # What to do about a connection failure, where Key Vault knows better than netcause's defaults.
 _VAULT_HINTS = {
+    netcause.REFUSED: "is the port in the vault URL right, and is the vault (locally: the emulator) running there?",
     netcause.UNTRUSTED: "set KVCA_TLS_CA_BUNDLE to the PEM file of the CA that issued the vault's certificate "
                         "(the emulator's ca.pem); when set, it is the only CA trusted",
     netcause.CONNECT_TIMEOUT: "is the vault reachable from here (firewall, proxy, private endpoint)? "

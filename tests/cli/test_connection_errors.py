@@ -52,7 +52,8 @@ def test_a_closed_port_reads_refused_with_its_host_and_port_on_one_line(cli_env,
     result = run_subprocess(["list", "--vault", f"https://127.0.0.1:{port}"], cli_env, tmp_path,
                             use_script=True, timeout=60)
     line = assert_one_error_line(result, f"could not reach Key Vault: connection to 127.0.0.1:{port} refused",
-                                 "hint: is the port in the URL right, and is the service running there?")
+                                 "hint: is the port in the vault URL right, and is the vault (locally: the "
+                                 "emulator) running there?")
     assert "ServiceRequestError" not in line
 
 
@@ -65,8 +66,8 @@ def test_debug_shows_the_refused_connection_beneath_kvcas_error(kvca):
     assert "ConnectionRefusedError: [Errno 111]" in result.err
     assert "aiohttp.client_exceptions.ClientConnectorError" in result.err
     assert "The above exception was the direct cause of the following exception" in result.err
-    assert result.err.rstrip().endswith(f"connection to 127.0.0.1:{port} refused (hint: is the port in the URL "
-                                        "right, and is the service running there?)")
+    assert result.err.rstrip().endswith(f"connection to 127.0.0.1:{port} refused (hint: is the port in the vault "
+                                        "URL right, and is the vault (locally: the emulator) running there?)")
 
 
 @pytest.mark.parametrize("bundle", ["unset", "another CA"])
