@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -31,6 +32,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
+from kvca_core import netcause
 from kvca_core.errors import UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -93,7 +95,10 @@ class CrlStore:
         except UpstreamError:
             raise
         except (AzureError, OSError) as exc:
-            raise _translate(exc, url) from None
+            # A connection or token failure keeps its cause chained, for a traceback under --debug or
+            # in the Functions log; an HTTP answer's error says all there is in its message.
+            answered = isinstance(exc, HttpResponseError) and exc.status_code is not None
+            raise _translate(exc, url) from (None if answered else exc)
 
     async def close(self) -> None:
         await self._client.close()
@@ -106,14 +111,19 @@ def _number_of(metadata: Any) -> int:
 
 
 def _translate(exc: BaseException, where: str) -> UpstreamError:
-    subject = f"CRL blob {where}"
+    # The blob's URL without a query or fragment: a SAS there would be a token.
+    subject = f"CRL blob {urlsplit(where)._replace(query='', fragment='').geturl()}"
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        return UpstreamError("could not get a token for Blob storage", subject=subject,
-                             hint="check the managed identity / `az login` (AZURE_CLIENT_ID)")
+        from kvca_core.vault import token_error  # the same words as for Key Vault's token
+
+        return token_error(exc, subject, "Blob storage")
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         hint = "grant the identity Storage Blob Data Contributor on the CRL container" \
             if exc.status_code in (401, 403) else None
         code = getattr(exc, "error_code", None) or exc.reason or ""
         return UpstreamError(f"Blob storage answered HTTP {exc.status_code} ({code})".replace(" ()", ""),
                              subject=subject, hint=hint)
+    cause = netcause.describe(exc, peer=netcause.Peer.of_url(where))
+    if cause is not None:
+        return UpstreamError(f"could not reach Blob storage: {cause.text}", subject=subject, hint=cause.hint)
     return UpstreamError(f"could not reach Blob storage ({type(exc).__name__})", subject=subject)

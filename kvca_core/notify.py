@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from kvca_core import clock
+from kvca_core import clock, netcause
 from kvca_core.errors import KvcaError
 from kvca_core.model import NOTIFIED_TAG
 
@@ -101,6 +101,8 @@ class Notifier:
 
     def __init__(self, url: str, vault: str) -> None:
         self.url, self.vault, self.host = url, vault, host_of(url)
+        # What a connection failure names (netcause): the webhook's host and port, never its URL.
+        self.peer = netcause.Peer.of_url(url, connect_timeout=TIMEOUT_SECONDS)
         self._session: aiohttp.ClientSession | None = None
         self._posted: set[asyncio.Task] = set()  # notices on their way, not awaited by their sender
 
@@ -121,7 +123,7 @@ class Notifier:
                            type(exc).__name__)
             return False
         for attempt in range(RETRIES + 1):
-            status, retry_after, error = None, None, ""
+            status, retry_after, error, cause = None, None, "", None
             try:
                 async with session.post(self.url, data=data, allow_redirects=False,
                                         headers={"Content-Type": "application/json"}) as resp:
@@ -130,6 +132,7 @@ class Notifier:
                     await resp.read()
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 error = type(exc).__name__  # not str(exc): it may quote the URL
+                cause = netcause.describe(exc, peer=self.peer)  # host and port only, never the URL
             except Exception as exc:
                 logger.warning("kvca notify event=%s host=%s outcome=failed error=%s", notice.event, self.host,
                                type(exc).__name__)
@@ -139,8 +142,9 @@ class Notifier:
                 return True
             retriable = status is None or status == 429 or status >= 500
             if not retriable or attempt == RETRIES:
-                logger.warning("kvca notify event=%s host=%s outcome=failed status=%s error=%s attempts=%s",
-                               notice.event, self.host, status, error or "-", attempt + 1)
+                logger.warning("kvca notify event=%s host=%s outcome=failed status=%s error=%s attempts=%s%s",
+                               notice.event, self.host, status, error or "-", attempt + 1,
+                               _cause_words(cause))
                 return False
             await asyncio.sleep(_delay(retry_after, attempt))
         return False  # unreachable
@@ -165,6 +169,13 @@ class Notifier:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _cause_words(cause: netcause.Cause | None) -> str:
+    """The end of a failure's log line: why the webhook could not be reached, if that was it."""
+    if cause is None:
+        return ""
+    return f" cause=the webhook: {cause.text}" + (f" (hint: {cause.hint})" if cause.hint else "")
 
 
 def _delay(retry_after: str | None, attempt: int) -> float:

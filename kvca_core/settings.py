@@ -32,6 +32,11 @@ SETTINGS: tuple[Setting, ...] = (
             "*.vault.azure.net, set it explicitly for the emulator."),
     Setting("KVCA_TLS_CA_BUNDLE", "",
             "Extra PEM CA file to trust for the vault connection (the emulator's ca.pem); empty in Azure."),
+    Setting("KVCA_CONNECT_TIMEOUT_SECONDS", "10",
+            "Seconds a connection to Key Vault (and the Event Grid topic) may take: TCP connect and TLS "
+            "handshake; each of azure-core's 3 connection retries waits as long again."),
+    Setting("KVCA_READ_TIMEOUT_SECONDS", "60",
+            "Seconds Key Vault (and the Event Grid topic) may stay silent while kvca waits for its answer."),
     Setting("KVCA_VERIFY_CHALLENGE_RESOURCE", "true",
             "Check that the vault's auth challenge names a Key Vault resource; false only for the emulator."),
     Setting("KVCA_RENEW_BEFORE_DAYS", "30",
@@ -108,6 +113,16 @@ def _positive_int(name: str, raw: str) -> int:
         raise ValueError(f"{name}={raw!r} is not a whole number") from None
     if value < 1:
         raise ValueError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _positive_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name}={raw!r} must be a number of seconds above 0")
     return value
 
 
@@ -283,6 +298,12 @@ class Settings:
     vault_url: str
     vault_name: str
     tls_ca_bundle: str = ""
+    # azure-core's default is 300 s for both (azure/core/configuration.py, ConnectionConfiguration),
+    # so a vault behind a black hole held a command for 4 x 300 s with the 3 connection retries.
+    # 10 s lets the OS resend a lost SYN three times (after 1, 3 and 7 s); azure-storage-blob,
+    # on the same transport, waits 20 s to connect and 60 s for a read (_shared/constants.py).
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 60.0
     verify_challenge_resource: bool = True
     renew_before_days: int = 30
     concurrency: int = 8
@@ -333,6 +354,8 @@ class Settings:
             vault_url=vault_url,
             vault_name=read("KVCA_VAULT_NAME", text),
             tls_ca_bundle=read("KVCA_TLS_CA_BUNDLE", text),
+            connect_timeout_seconds=read("KVCA_CONNECT_TIMEOUT_SECONDS", _positive_seconds),
+            read_timeout_seconds=read("KVCA_READ_TIMEOUT_SECONDS", _positive_seconds),
             verify_challenge_resource=read("KVCA_VERIFY_CHALLENGE_RESOURCE", _flag),
             renew_before_days=read("KVCA_RENEW_BEFORE_DAYS", _positive_int),
             concurrency=read("KVCA_CONCURRENCY", _positive_int),

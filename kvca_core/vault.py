@@ -14,12 +14,13 @@ to a custom Event Grid topic with `azure-eventgrid`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import email.utils
 import logging
 import random
 import ssl
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
@@ -48,7 +49,7 @@ from azure.keyvault.keys.crypto.aio import CryptographyClient
 from azure.keyvault.secrets.aio import SecretClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from kvca_core import clock
+from kvca_core import clock, netcause
 from kvca_core.errors import (
     Busy,
     Conflict,
@@ -104,11 +105,100 @@ def quiet_azure_logging(level: int = logging.WARNING) -> None:
 
 
 def default_credential(settings: Settings):
-    """The process's one credential: DefaultAzureCredential (managed identity in
-    Azure, `az login` on a laptop, the emulator's identity endpoint locally)."""
+    """The process's one credential: DefaultAzureCredential (managed identity in Azure, `az login`
+    on a laptop, the emulator's identity endpoint locally), keeping why it failed (`KeptCause`)."""
     from azure.identity.aio import DefaultAzureCredential
 
-    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
+    return KeptCause(DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None))
+
+
+# What the credential of the chain that gave up raised, in this task (see KeptCause).
+_token_failure: contextvars.ContextVar[BaseException | None] = contextvars.ContextVar("kvca_token_failure",
+                                                                                      default=None)
+
+
+@contextmanager
+def _cause_kept():
+    mark = _token_failure.set(None)
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        failure = _token_failure.get()
+        if failure is not None and exc.__cause__ is None and failure is not exc:
+            raise exc from failure
+        raise
+    finally:
+        _token_failure.reset(mark)
+
+
+@contextmanager
+def _noting_failure():
+    try:
+        yield
+    except Exception as exc:
+        from azure.identity import CredentialUnavailableError  # loaded already: a credential raised it
+
+        if not isinstance(exc, CredentialUnavailableError):
+            _token_failure.set(exc)
+        raise
+
+
+class _Guarded:
+    """An async credential whose token calls run inside `_guard`; everything else is the inner one's."""
+
+    _guard = staticmethod(_noting_failure)
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    async def get_token(self, *scopes: str, **kwargs: Any):
+        with self._guard():
+            return await self._inner.get_token(*scopes, **kwargs)
+
+    async def get_token_info(self, *scopes: str, **kwargs: Any):
+        with self._guard():
+            return await self._inner.get_token_info(*scopes, **kwargs)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def __aenter__(self):
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        await self._inner.__aexit__(*args)
+
+
+class _Remembering(_Guarded):
+    """One credential of the chain, noting in `_token_failure` what it raised when it tried and
+    failed. "Unavailable" (nothing to try with: no az login, no identity endpoint) is not a
+    failure; the chain goes on to the next credential."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        # The name the chain's message and log give this credential (chained.py _get_error_message).
+        self._credential_name = getattr(inner, "_credential_name", type(inner).__name__)
+
+
+class KeptCause(_Guarded):
+    """DefaultAzureCredential whose "failed to retrieve a token" error has its cause chained.
+
+    The chain (azure/identity/aio/_credentials/chained.py, get_token/get_token_info) catches each
+    credential's exception, keeps only its text for its message and raises a new
+    ClientAuthenticationError without `__cause__`: the refused connection to the identity
+    endpoint is gone by the time kvca sees it. So each credential of the chain is wrapped
+    (`_Remembering`) to note what it raised, and the chain's error is raised again `from` that,
+    where `translate` (netcause) finds it and `--debug` shows it."""
+
+    _guard = staticmethod(_cause_kept)
+
+    def __init__(self, chain) -> None:
+        super().__init__(chain)
+        chain.credentials = tuple(_Remembering(c) for c in chain.credentials)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
@@ -131,18 +221,19 @@ class SharedTransport(AioHttpTransport):
 
     The session is opened lazily (aiohttp needs a running loop) and is not closed when a
     client closes: `close()` is a no-op for the clients that share it, `dispose()` ends it.
+
+    `connect_timeout` covers the TCP connect and the TLS handshake (aiohttp's `sock_connect`, which
+    azure-core sets from `connection_timeout`), `read_timeout` each wait for the answer's bytes
+    (`sock_read`): KVCA_CONNECT_TIMEOUT_SECONDS and KVCA_READ_TIMEOUT_SECONDS.
     """
 
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__(session_owner=True)
+    def __init__(self, context: ssl.SSLContext, *, connect_timeout: float = 10.0,
+                 read_timeout: float = 60.0) -> None:
+        super().__init__(session_owner=True, connection_timeout=connect_timeout, read_timeout=read_timeout)
         self.ssl_context = context
         # Requests sent so far (retries too): the CLI tells a malformed command line (refused
         # before anything reached the vault, exit 2) from an operation that failed (exit 1).
         self.requests_sent = 0
-
-    async def send(self, request, **kwargs):
-        self.requests_sent += 1
-        return await super().send(request, **kwargs)
 
     async def open(self) -> None:
         if self.session is None:
@@ -152,6 +243,20 @@ class SharedTransport(AioHttpTransport):
                 # environment, no cookies, bodies left as they came.
                 trust_env=True, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
         await super().open()
+
+    async def send(self, request, **config):
+        self.requests_sent += 1
+        try:
+            return await super().send(request, **config)
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            # aiohttp's timeout and disconnect errors do not say where they were going: the host
+            # and port (never the URL, whose query may carry a token) and the timeouts in force
+            # go with the error, for `translate`. It also marks the error as the vault's own
+            # request's, not the credential's token request (azure-identity has its own pipeline).
+            exc.kvca_peer = netcause.Peer.of_url(
+                request.url, connect_timeout=config.get("connection_timeout", self.connection_config.timeout),
+                read_timeout=config.get("read_timeout", self.connection_config.read_timeout))
+            raise
 
     async def close(self) -> None:
         return None
@@ -213,16 +318,31 @@ def _throttled_post(exc: HttpResponseError) -> bool:
         getattr(request, "method", "").upper() == "POST"
 
 
-def translate(exc: BaseException, what: str) -> KvcaError:
+# What to do about a connection failure, where Key Vault knows better than netcause's defaults.
+_VAULT_HINTS = {
+    netcause.REFUSED: "is the port in the vault URL right, and is the vault (locally: the emulator) running there?",
+    netcause.UNTRUSTED: "set KVCA_TLS_CA_BUNDLE to the PEM file of the CA that issued the vault's certificate "
+                        "(the emulator's ca.pem); when set, it is the only CA trusted",
+    netcause.CONNECT_TIMEOUT: "is the vault reachable from here (firewall, proxy, private endpoint)? "
+                              "KVCA_CONNECT_TIMEOUT_SECONDS sets the limit",
+    netcause.READ_TIMEOUT: "the service took the request but did not answer in time; try again later "
+                           "(KVCA_READ_TIMEOUT_SECONDS sets the limit)",
+}
+_TOKEN_HINT = "check the managed identity / `az login` (AZURE_CLIENT_ID)"
+_TOKEN_UNREACHABLE_HINT = ("the token comes from the managed identity endpoint (IDENTITY_ENDPOINT, which the "
+                           "emulator prints) or `az login`: check that it is the right one and running")
+
+
+def translate(exc: BaseException, what: str, *, service: str = "Key Vault") -> KvcaError:
     """One place that turns an SDK exception into a kvca error kind.
 
     The message names the object and the status; the service's own message is
-    kept (it names objects, never key material)."""
+    kept (it names objects, never key material). A connection failure names its cause
+    (kvca_core/netcause.py): refused, TLS verification and why, DNS, timeout, reset."""
     if isinstance(exc, KvcaError):
         return exc
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        return UpstreamError("could not get a token for Key Vault", subject=what,
-                             hint="check the managed identity / `az login` (AZURE_CLIENT_ID)")
+        return token_error(exc, what, service)
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         status = exc.status_code
         detail = _service_message(exc)
@@ -240,8 +360,31 @@ def translate(exc: BaseException, what: str) -> KvcaError:
             return InvalidRequest(f"Key Vault rejected the request: {detail}", subject=what)
         return UpstreamError(f"Key Vault answered HTTP {status} ({detail})", subject=what)
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return UpstreamError(f"could not reach Key Vault ({type(exc).__name__})", subject=what)
-    return UpstreamError(f"Key Vault call failed ({type(exc).__name__})", subject=what)
+        peer = getattr(exc, "kvca_peer", None)
+        if peer is None:  # not from the vault's transport: the credential's own token request
+            return token_error(exc, what, service)
+        cause = netcause.describe(exc, peer=peer, hints=_VAULT_HINTS)
+        if cause is not None:
+            return UpstreamError(f"could not reach {service}: {cause.text}", subject=what, hint=cause.hint)
+        return UpstreamError(f"could not reach {service} ({type(exc).__name__})", subject=what)
+    return UpstreamError(f"{service} call failed ({type(exc).__name__})", subject=what)
+
+
+def token_error(exc: BaseException, what: str, service: str) -> UpstreamError:
+    """No token: the credential could not reach its endpoint (named, with the cause), or had nothing
+    to sign in with."""
+    cause = netcause.describe(exc)
+    if cause is None:
+        return UpstreamError(f"could not get a token for {service}", subject=what, hint=_TOKEN_HINT)
+    return UpstreamError(f"could not get a token for {service}: {cause.text}", subject=what,
+                         hint=_TOKEN_UNREACHABLE_HINT)
+
+
+def _connection_failure(exc: BaseException) -> bool:
+    """A failure to connect or to get a token: its cause is worth a traceback under --debug. An HTTP
+    answer's error is not chained: the message already holds all the service said."""
+    return isinstance(exc, (ServiceRequestError, ServiceResponseError)) or \
+        (isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None)
 
 
 def _service_message(exc: HttpResponseError) -> str:
@@ -254,21 +397,24 @@ def _service_message(exc: HttpResponseError) -> str:
 
 
 @asynccontextmanager
-async def _calling(what: str, *, pending_change: bool = False):
+async def _calling(what: str, *, pending_change: bool = False, service: str = "Key Vault"):
     """`pending_change`: the call changes a pending certificate (merge, cancel, delete). Its 409
     is then Key Vault's "conflict while updating/deleting pending certificate", another caller
     changing it at the same moment (keyvault-facts.md, second round): Busy, told apart by the
-    call and the status, not the text. A create's 409 stays Conflict (a request is pending)."""
+    call and the status, not the text. A create's 409 stays Conflict (a request is pending).
+
+    A connection failure stays chained to the kvca error (`kvca --debug` prints the OS's or
+    OpenSSL's own exception); HTTP bodies and the one-line messages never show a chain."""
     try:
         yield
     except KvcaError:
         raise
     except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
-        error = translate(exc, what)
+        error = translate(exc, what, service=service)
         if pending_change and type(error) is Conflict:
             raise Busy(f"another caller is changing the pending request ({error.message})", subject=what,
                        hint="nothing to do: it finishes, or the next sweep does") from None
-        raise error from None
+        raise error from (exc if _connection_failure(exc) else None)
 
 
 def _version_of(props: CertificateProperties, cert: KeyVaultCertificate | None = None) -> CertificateVersion:
@@ -371,7 +517,8 @@ class KeyVault:
         self.vault_url = settings.vault_url
         self.vault_name = settings.vault_name
         self._credential = credential
-        self.transport = SharedTransport(tls_context(settings))
+        self.transport = SharedTransport(tls_context(settings), connect_timeout=settings.connect_timeout_seconds,
+                                         read_timeout=settings.read_timeout_seconds)
         # Key Vault clients only (certificates, secrets, keys, CryptographyClients): see VaultClock.
         self._kwargs = {**_client_kwargs(self.transport, retry),
                         "per_retry_policies": [VaultClock(urlparse(self.vault_url).hostname or "the vault")]}
@@ -628,7 +775,7 @@ class TopicPublisher:
         sdk_event = EventGridEvent(subject=event["subject"], event_type=event["eventType"],
                                    data=dict(event["data"]), data_version=event.get("dataVersion", "1"),
                                    id=event.get("id"))
-        async with _calling(f"Event Grid topic '{urlparse(self.endpoint).hostname}'"):
+        async with _calling(f"Event Grid topic '{urlparse(self.endpoint).hostname}'", service="Event Grid"):
             await self._client.send(sdk_event)
 
     async def close(self) -> None:

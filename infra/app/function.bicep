@@ -221,6 +221,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: ''
         }
         {
+          name: 'KVCA_CONNECT_TIMEOUT_SECONDS'
+          value: '10'
+        }
+        {
+          name: 'KVCA_READ_TIMEOUT_SECONDS'
+          value: '60'
+        }
+        {
           name: 'KVCA_VERIFY_CHALLENGE_RESOURCE'
           value: 'true'
         }
