@@ -1237,7 +1237,14 @@ def _setup_logging(debug: bool) -> None:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         root.setLevel(logging.DEBUG)
     elif not root.handlers:
-        logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="kvca: %(levelname)s: %(message)s")
+        # The handler itself passes ERROR only: quiet_azure_logging (vault.py) sets the SDK's
+        # loggers to WARNING for the Functions log, and azure-identity's multi-line "credential
+        # failed" warning would otherwise come before the CLI's one error line, which says it.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.ERROR)
+        handler.setFormatter(logging.Formatter("kvca: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None, *, credential=None) -> int:

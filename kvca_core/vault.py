@@ -415,6 +415,17 @@ async def _calling(what: str, *, pending_change: bool = False, service: str = "K
             raise Busy(f"another caller is changing the pending request ({error.message})", subject=what,
                        hint="nothing to do: it finishes, or the next sweep does") from None
         raise error from (exc if _connection_failure(exc) else None)
+    except ValueError as exc:
+        # The SDK's challenge policy refuses a 401 challenge whose resource is not the vault's
+        # domain with a bare ValueError ("The challenge resource '...' does not match the
+        # requested domain", azure/keyvault/*/_shared/challenge_auth_policy.py): a vault URL that
+        # is not *.vault.azure.net, such as the local emulator's. Any other ValueError is a bug.
+        if not str(exc).startswith("The challenge"):
+            raise
+        raise UpstreamError(f"{service}'s authentication challenge names another resource than the vault's "
+                            f"host, so the SDK refused to send it a token", subject=what,
+                            hint="against the local emulator set KVCA_VERIFY_CHALLENGE_RESOURCE=false; against "
+                                 "Azure, check the vault URL (its host is NAME.vault.azure.net)") from exc
 
 
 def _version_of(props: CertificateProperties, cert: KeyVaultCertificate | None = None) -> CertificateVersion:

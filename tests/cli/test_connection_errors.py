@@ -143,6 +143,24 @@ def test_an_identity_endpoint_that_refuses_reads_no_token_with_the_cause(kvca, m
     assert "IDENTITY_ENDPOINT" in last
 
 
+def test_a_token_failure_is_one_line_in_a_fresh_process(cli_env, tmp_path):
+    """azure-identity logs a multi-line "DefaultAzureCredential failed" WARNING of its own; the
+    CLI prints only its one error line, which names the cause."""
+    port = closed_port()
+    result = run_subprocess(["list"], {**cli_env, "IDENTITY_ENDPOINT": f"http://127.0.0.1:{port}/msi/token"},
+                            tmp_path)
+    assert_one_error_line(result, "could not get a token for Key Vault: ", f"127.0.0.1:{port} refused")
+
+
+def test_the_emulator_without_the_challenge_switch_names_the_setting(cli_env, tmp_path):
+    """The emulator's 401 challenge names https://vault.azure.net, which is not 127.0.0.1: the SDK
+    refuses with a bare ValueError, once read "unexpected ValueError"."""
+    env = {k: v for k, v in cli_env.items() if k != "KVCA_VERIFY_CHALLENGE_RESOURCE"}
+    result = run_subprocess(["list"], env, tmp_path)
+    assert_one_error_line(result, "authentication challenge names another resource than the vault's host",
+                          "KVCA_VERIFY_CHALLENGE_RESOURCE=false")
+
+
 # --- the webhook and the CRL blob store ----------------------------------------------------------
 
 async def _notify(url: str, caplog) -> str:
