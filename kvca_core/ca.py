@@ -53,6 +53,7 @@ from kvca_core.signing import (
     check_key,
     create_intermediate,
     create_root,
+    names_subject,
     normalize_dns_name,
     parse_csr,
     parse_subject,
@@ -614,7 +615,7 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
         # lifetime. The merge checks only the key, so a root signed with other options would
         # be merged over a request that asked for something else.
         made = await vault.get_policy(name)
-        if not _same_subject(made.subject, subject):
+        if not names_subject(made.subject, subject):
             raise Conflict(f"the pending root request was made for the subject {made.subject!r}, not "
                            f"{subject.rfc4514_string()!r}", subject=_cert(name),
                            hint="run `kvca ca create` with the --subject and --root-subject of the first attempt")
@@ -637,14 +638,6 @@ async def _ensure_root(vault, state: _State, subject: x509.Name, spec: KeySpec, 
     merged = await vault.merge(name, [cert.public_bytes(serialization.Encoding.DER)])
     await _finish_root(vault, name, merged, cert)
     return cert, merged.key_id
-
-
-def _same_subject(text: str, subject: x509.Name) -> bool:
-    """Whether a policy's subject (Key Vault's spelling, `_kv_subject`) names `subject`."""
-    try:
-        return parse_subject(text) == subject
-    except KvcaError:  # the vault's spelling is untrusted
-        return False
 
 
 def _check_existing_root(name: str, cert: x509.Certificate, subject: x509.Name, years: int) -> None:

@@ -68,7 +68,7 @@ from kvca_core.model import (
     KeySpec,
     PendingRequest,
 )
-from kvca_core.signing import InsecureRequest, IssuanceUrls, Profile, issue_leaf, parse_subject, precheck
+from kvca_core.signing import InsecureRequest, IssuanceUrls, Profile, issue_leaf, names_subject, parse_subject, precheck
 from kvca_core.signing.names import normalize_dns_name, normalize_email, normalize_uri
 from kvca_core.signing.policy import responder_policy
 
@@ -954,7 +954,7 @@ def _policy_differences(found: CertificatePolicy, found_tags: Mapping[str, str],
     for an RSA-2048 exportable key for a caller who asked for EC P-256 would hand them a key
     they did not choose (issue 13)."""
     differences = []
-    same_subject = _same_subject(found.subject, asked.subject) if found.subject else len(asked.subject) == 0
+    same_subject = names_subject(found.subject, asked.subject) if found.subject else len(asked.subject) == 0
     if not same_subject:
         differences.append(f"subject {found.subject!r}")
     for label, have, want in (("DNS names", found.dns_names, asked.dns_names),
@@ -972,13 +972,6 @@ def _policy_differences(found: CertificatePolicy, found_tags: Mapping[str, str],
     if found.content_type != wanted.content_type:
         differences.append(f"content type {found.content_type}")
     return differences
-
-
-def _same_subject(text: str, subject: x509.Name) -> bool:
-    try:
-        return parse_subject(text) == subject
-    except KvcaError:  # the vault's spelling is untrusted too
-        return False
 
 
 async def _issue(ctx, request: IssueRequest, sign: bool, existing_ok: bool = False) -> Outcome:

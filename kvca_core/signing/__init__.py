@@ -21,7 +21,7 @@ from kvca_core.signing.issue import (
     issue_leaf,
     precheck,
 )
-from kvca_core.signing.names import check_dns_name_policy, normalize_dns_name, parse_subject
+from kvca_core.signing.names import check_dns_name_policy, names_subject, normalize_dns_name, parse_subject
 from kvca_core.signing.policy import IssuancePolicy, Profile, policy_for_ca, profile_from_ekus
 from kvca_core.signing.signers import (
     ALGORITHMS,
@@ -38,6 +38,6 @@ __all__ = [
     "CheckedRequest", "InsecureRequest", "IssuanceUrls", "IssuancePolicy", "IssuedCertificate", "IssuingCA",
     "LocalSigner", "Profile", "RemoteSigner", "Role", "SignFunction", "Signer",
     "add_months", "check_dns_name_policy", "check_key", "create_intermediate", "create_root", "decide_validity", "default_algorithm",
-    "issue_leaf", "normalize_dns_name", "precheck", "parse_csr", "parse_subject", "policy_for_ca", "profile_from_ekus",
+    "issue_leaf", "names_subject", "normalize_dns_name", "precheck", "parse_csr", "parse_subject", "policy_for_ca", "profile_from_ekus",
     "random_serial", "read_request", "verify_signature",
 ]
