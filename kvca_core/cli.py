@@ -389,7 +389,6 @@ def read_fleet(path: str, defaults: dict[str, Any]) -> list[operations.IssueRequ
                     check(value)
                 except KvcaError as exc:
                     raise UsageError(f"{where}, field {field!r}: {exc.message}") from None
-        _check_request_names(request, where)
         if not (request.dns_names or request.subject or getattr(request, "emails", ()) or
                 getattr(request, "uris", ())):
             raise UsageError(f"{where}: give a subject or at least one of dns_names, emails, uris")
@@ -397,22 +396,6 @@ def read_fleet(path: str, defaults: dict[str, Any]) -> list[operations.IssueRequ
     if not requests:
         raise UsageError(f"{path}: no requests in the file (CSV needs a header row, then one row per certificate)")
     return requests
-
-
-def _check_request_names(request: operations.IssueRequest, where: str | None = None) -> None:
-    """The syntax of a request's DNS names, emails and URIs, which needs no policy: a malformed
-    name is refused before anything reaches the vault (for a file, before its first row is
-    issued). Whether the CA's policy allows them is the issue operation's to check."""
-    from kvca_core.signing.names import normalize_dns_name, normalize_email, normalize_uri
-
-    for field, check in (("dns_names", normalize_dns_name), ("emails", normalize_email), ("uris", normalize_uri)):
-        for value in getattr(request, field, ()):
-            try:
-                check(value)
-            except KvcaError as exc:
-                if where is None:
-                    raise
-                raise UsageError(f"{where}, field {field!r}: {exc.message}") from None
 
 
 # ---------------------------------------------------------------------------
@@ -682,7 +665,6 @@ async def _cmd_request(ctx, args, out: Output) -> int:
     # The request is checked before the vault is asked for its only CA: a malformed one is a
     # usage error (exit 2) that reached nothing.
     request = operations.IssueRequest.from_mapping(fields)
-    _check_request_names(request)
     if request.ca == _ONLY_CA:
         request = dataclasses.replace(request, ca=await _default_ca(ctx))
     result = await operations.issue(ctx, request, sign=args.sign)

@@ -273,9 +273,21 @@ class IssueRequest:
         if content not in ("application/x-pkcs12", "application/x-pem-file"):
             raise InvalidRequest(f"field 'content_type' must be application/x-pkcs12 or application/x-pem-file, "
                                  f"got {content!r}", subject="request")
+        emails, uris = strings("emails"), strings("uris")
+        # The names' syntax needs no policy, so it is checked here, where every caller (one request,
+        # an HTTP batch, a fleet file) refuses a malformed item before anything is created; whether
+        # the CA's policy allows the names is `precheck`'s, with the policy.
+        for field, values, check in (("dns_names", dns, normalize_dns_name), ("emails", emails, normalize_email),
+                                     ("uris", uris, normalize_uri)):
+            for value in values:
+                try:
+                    check(value)
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"field {field!r}: {exc.message}", subject="request", step=exc.step,
+                                         hint=exc.hint) from None
         return cls(name=text("name", True), ca=text("ca", True), dns_names=dns,
                    subject=text("subject"), profile=text("profile") or "server", key=text("key") or "ec-p256",
-                   validity_months=months, content_type=content, emails=strings("emails"), uris=strings("uris"),
+                   validity_months=months, content_type=content, emails=emails, uris=uris,
                    exportable=flag("exportable"), include_root=flag("include_root"))
 
 

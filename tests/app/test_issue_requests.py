@@ -394,6 +394,12 @@ async def test_http_batch_gives_one_outcome_per_item_in_order_and_resumes(app, m
     ({"certificates": [{"name": "a", "ca": "c"}, {"name": "a", "ca": "c"}]}, "'a' appear more than once"),
     ({"certificates": [{"name": "a", "ca": "c", "sign": False}]}, "'sign' is set once for the batch"),
     ({"items": []}, "unknown field(s) 'items'"),
+    # A malformed name in a later item: the whole batch, not a half-run with one failed outcome.
+    ({"certificates": [{"name": "a", "ca": "corp-ca", "dns_names": ["a.corp.internal"]},
+                       {"name": "b", "ca": "corp-ca", "dns_names": ["b..corp.internal"]}]},
+     "certificates[1]: field 'dns_names': DNS name 'b..corp.internal' has an empty label"),
+    ({"certificates": [{"name": "a", "ca": "corp-ca", "dns_names": ["a.corp.internal"], "profile": "client",
+                        "uris": ["spiffe://corp.internal:99999/a"]}]}, "certificates[0]: field 'uris'"),
 ])
 async def test_a_malformed_batch_is_refused_whole_before_anything_is_created(ctx, payload, fragment):
     await import_recipe_ca(ctx.vault, "corp-ca")

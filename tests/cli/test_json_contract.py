@@ -150,7 +150,7 @@ def test_request_from_json_lines_are_outcome_documents(kvca, corp, tmp_path):
     path.write_text("name,dns_names\nd1,d1.corp.internal\nd2,bad..name.corp.internal\n")
     result = kvca("--json", "request", "--from", str(path), "--ca", corp, "--sign")
     # A malformed row is refused before anything is created: one error document, exit 2.
-    assert result.code == 2 and "line 3, field 'dns_names'" in result.err, result.err
+    assert result.code == 2 and "line 3: field 'dns_names'" in result.err, result.err
     assert parse(result.out)["error"] == "UsageError"
     assert kvca("show", "d1").code == 1  # nothing was created
     path.write_text("name,dns_names\nd1,d1.corp.internal\nd2,d2.example.com\n")

@@ -51,8 +51,8 @@ def fleet(kvca, monkeypatch):
     ("no-names.csv", "name,profile\nd1,client\n", "{f} line 2: give a subject or at least one of dns_names"),
     # Name syntax needs no policy: a malformed name on any row stops the file before its first row.
     ("bad-dns.csv", "name,dns_names\nd1,d1.fleet.example\nd2,*.*.fleet.example\n",
-     "{f} line 3, field 'dns_names': DNS name '*.*.fleet.example': a wildcard may only be the leftmost"),
-    ("bad-uri.csv", "name,subject,uris\nd1,CN=d1,spiffe://fleet.example:99999/d1\n", "{f} line 2, field 'uris': "),
+     "{f} line 3: field 'dns_names': DNS name '*.*.fleet.example': a wildcard may only be the leftmost"),
+    ("bad-uri.csv", "name,subject,uris\nd1,CN=d1,spiffe://fleet.example:99999/d1\n", "{f} line 2: field 'uris': "),
     ("empty.csv", "name,subject\n", "{f}: no requests in the file"),
     ("not-json.jsonl", '{"name": "d1", "subject": "CN=d1"}\n{"name": \n', "{f} line 2: not a JSON object"),
     ("list.jsonl", '["d1"]\n', "{f} line 1: a JSON line must be an object, got list"),
