@@ -442,30 +442,38 @@ class Output:
         self.write(text + "\n")
 
     def write(self, text: str) -> None:
-        if self.closed:
-            return
-        try:
-            self.stdout.write(text)
-        except BrokenPipeError:
-            self.closed = True
-            _silence(self.stdout)
+        self._to_stdout(lambda: self.stdout.write(text))
 
     def binary(self, data: bytes) -> None:
         """Bytes to standard output, as they are (export-chain's DER and PKCS#7)."""
-        if self.closed:
-            return
-        try:
+        def write() -> None:
             self.stdout.flush()
             getattr(self.stdout, "buffer", self.stdout).write(data)
-        except BrokenPipeError:
+        self._to_stdout(write)
+
+    def flush(self) -> None:
+        self._to_stdout(self.stdout.flush)
+
+    def _to_stdout(self, write: Callable[[], object]) -> None:
+        if not self.closed and not _written(self.stdout, write):
             self.closed = True
-            _silence(self.stdout)
+
+    def error(self, text: str) -> None:
+        _written(self.stderr, lambda: self.stderr.write(text))
 
     def warn(self, text: str) -> None:
-        try:
-            self.stderr.write(f"kvca: warning: {text}\n")
-        except BrokenPipeError:
-            _silence(self.stderr)
+        self.error(f"kvca: warning: {text}\n")
+
+
+def _written(stream, write: Callable[[], object]) -> bool:
+    """`write()` to `stream`; False when its reader has gone (the pipe is closed), which is then
+    silenced (`_silence`) rather than raised: a closed pipe never cuts a command short."""
+    try:
+        write()
+        return True
+    except BrokenPipeError:
+        _silence(stream)
+        return False
 
 
 def _silence(stream) -> None:
@@ -1195,14 +1203,11 @@ def _report(out: Output, error: BaseException, debug: bool) -> int:
         text = f"unexpected {type(error).__name__}" + ("" if debug else " (run with --debug for details)")
     # One line, whatever the message held.
     text = " ".join(text.split())
-    try:
-        if debug:
-            import traceback
+    if debug:
+        import traceback
 
-            traceback.print_exception(type(error), error, error.__traceback__, file=out.stderr)
-        out.stderr.write(f"kvca: error: {text}\n")
-    except BrokenPipeError:
-        _silence(out.stderr)
+        out.error("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    out.error(f"kvca: error: {text}\n")
     if out.as_json:
         body = error.to_dict() if isinstance(error, KvcaError) else {"error": "InternalError", "message": text}
         out.json(jsonshape.document("error", {**body, "exit_code": code}))
@@ -1250,10 +1255,7 @@ def main(argv: Sequence[str] | None = None, *, credential=None) -> int:
         _setup_logging(debug)
         code = asyncio.run(_run(args, out, credential))
     except KeyboardInterrupt:
-        try:
-            out.stderr.write("kvca: interrupted\n")
-        except BrokenPipeError:
-            _silence(out.stderr)
+        out.error("kvca: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # a write that did not go through Output (argparse's help, rich)
         _silence(out.stdout)
@@ -1262,11 +1264,7 @@ def main(argv: Sequence[str] | None = None, *, credential=None) -> int:
         if isinstance(exc, SystemExit):
             raise
         code = _report(out, exc, debug)
-    try:
-        out.stdout.flush()
-    except BrokenPipeError:
-        out.closed = True
-        _silence(out.stdout)
+    out.flush()
     # The reader went away: the command ran to its end, but not all of its output was read. A
     # failure keeps its own code; success says the output was cut short, as `git log | head` does.
     return EXIT_CLOSED if out.closed and code == EXIT_OK else code
