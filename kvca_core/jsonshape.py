@@ -23,25 +23,10 @@ from typing import Any, Mapping
 
 SCHEMA_VERSION = 1
 
-# object -> what it is. CLI: the command printing it; HTTP: the route answering it.
-OBJECTS = {
-    "outcome": "what one operation did to one certificate (request, sign, renew, cancel, "
-               "ocsp-responder; each line of request --from; POST /api/certificates[/NAME/...])",
-    "batch": "one outcome per requested certificate (POST /api/certificates/batch)",
-    "sweep": "a sweep: counts, every managed certificate's outcome, CA warnings (sweep)",
-    "inventory": "the managed certificates and CA warnings (list; GET /api/certificates)",
-    "certificate": "one certificate in detail (show)",
-    "ca": "one CA (ca create, ca import, ca show)",
-    "ca_list": "the vault's CAs (ca list)",
-    "ca_rotation": "a CA rotation (ca rotate)",
-    "ca_policy": "a CA's issuance policy and where it comes from (ca policy show|set; GET /api/cas/CA/policy)",
-    "revocation": "a revocation (revoke; POST /api/certificates/NAME/revoke)",
-    "crl": "a CRL written to a file (crl)",
-    "trust_export": "trust certificates exported (export-chain)",
-    "download": "a certificate with its key written to a file (download)",
-    "health": "the app's configuration and access check (GET /api/health)",
-    "error": "why a command or call failed: the error kind, the message, the exit code (CLI)",
-}
+# The documents: what each holds is described once, in schemas/kvca-v1.schema.json (and explained
+# in the README), not again here.
+OBJECTS = ("outcome", "batch", "sweep", "inventory", "certificate", "ca", "ca_list", "ca_rotation", "ca_policy",
+           "revocation", "crl", "trust_export", "download", "health", "error")
 
 
 def document(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
