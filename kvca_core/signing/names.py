@@ -229,6 +229,15 @@ def parse_subject(text: str) -> x509.Name:
     return name
 
 
+def names_subject(text: str, subject: x509.Name) -> bool:
+    """Whether `text` (Key Vault's spelling of a subject, e.g. from a certificate policy the vault
+    returned: untrusted) names `subject`. Text that does not parse names nothing."""
+    try:
+        return parse_subject(text) == subject
+    except InvalidRequest:
+        return False
+
+
 # ---------------------------------------------------------------- DNS names
 
 # RFC 1035 2.3.1 "preferred name syntax" as RFC 5280 4.2.1.6 requires for
@@ -238,14 +247,6 @@ def parse_subject(text: str) -> x509.Name:
 LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
-
-def names_subject(text: str, subject: x509.Name) -> bool:
-    """Whether `text` (Key Vault's spelling of a subject, e.g. from a certificate policy the vault
-    returned: untrusted) names `subject`. Text that does not parse names nothing."""
-    try:
-        return parse_subject(text) == subject
-    except InvalidRequest:
-        return False
 
 def normalize_dns_name(name: str) -> str:
     """Lower-case, syntax-checked DNS name; a wildcard only as the whole leftmost label."""
