@@ -106,13 +106,13 @@ def quiet_azure_logging(level: int = logging.WARNING) -> None:
 
 def default_credential(settings: Settings):
     """The process's one credential: DefaultAzureCredential (managed identity in Azure, `az login`
-    on a laptop, the emulator's identity endpoint locally), keeping why it failed (`KeptCause`)."""
+    on a laptop, the emulator's identity endpoint locally), keeping why it failed (`_kept_cause`)."""
     from azure.identity.aio import DefaultAzureCredential
 
-    return KeptCause(DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None))
+    return _kept_cause(DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None))
 
 
-# What the credential of the chain that gave up raised, in this task (see KeptCause).
+# What the credential of the chain that gave up raised, in this task (see _kept_cause).
 _token_failure: contextvars.ContextVar[BaseException | None] = contextvars.ContextVar("kvca_token_failure",
                                                                                       default=None)
 
@@ -133,6 +133,8 @@ def _cause_kept():
 
 @contextmanager
 def _noting_failure():
+    """"Unavailable" (nothing to try with: no az login, no identity endpoint) is not a failure;
+    the chain goes on to the next credential."""
     try:
         yield
     except Exception as exc:
@@ -144,12 +146,12 @@ def _noting_failure():
 
 
 class _Guarded:
-    """An async credential whose token calls run inside `_guard`; everything else is the inner one's."""
+    """An async credential whose token calls run inside `guard`; everything else is the inner one's."""
 
-    _guard = staticmethod(_noting_failure)
-
-    def __init__(self, inner) -> None:
-        self._inner = inner
+    def __init__(self, inner, guard) -> None:
+        self._inner, self._guard = inner, guard
+        # The name the chain's message gives a credential (azure/identity/_credentials/chained.py).
+        self._credential_name = getattr(inner, "_credential_name", type(inner).__name__)
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
@@ -173,32 +175,17 @@ class _Guarded:
         await self._inner.__aexit__(*args)
 
 
-class _Remembering(_Guarded):
-    """One credential of the chain, noting in `_token_failure` what it raised when it tried and
-    failed. "Unavailable" (nothing to try with: no az login, no identity endpoint) is not a
-    failure; the chain goes on to the next credential."""
-
-    def __init__(self, inner) -> None:
-        super().__init__(inner)
-        # The name the chain's message and log give this credential (chained.py _get_error_message).
-        self._credential_name = getattr(inner, "_credential_name", type(inner).__name__)
-
-
-class KeptCause(_Guarded):
+def _kept_cause(chain) -> _Guarded:
     """DefaultAzureCredential whose "failed to retrieve a token" error has its cause chained.
 
     The chain (azure/identity/aio/_credentials/chained.py, get_token/get_token_info) catches each
     credential's exception, keeps only its text for its message and raises a new
     ClientAuthenticationError without `__cause__`: the refused connection to the identity
-    endpoint is gone by the time kvca sees it. So each credential of the chain is wrapped
-    (`_Remembering`) to note what it raised, and the chain's error is raised again `from` that,
-    where `translate` (netcause) finds it and `--debug` shows it."""
-
-    _guard = staticmethod(_cause_kept)
-
-    def __init__(self, chain) -> None:
-        super().__init__(chain)
-        chain.credentials = tuple(_Remembering(c) for c in chain.credentials)
+    endpoint is gone by the time kvca sees it. So each credential of the chain notes what it
+    raised (`_noting_failure`), and the chain's error is raised again `from` that
+    (`_cause_kept`), where `translate` (netcause) finds it and `--debug` shows it."""
+    chain.credentials = tuple(_Guarded(c, _noting_failure) for c in chain.credentials)
+    return _Guarded(chain, _cause_kept)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
