@@ -3,15 +3,12 @@
 Everything the triggers do is in `kvca_core.operations`; see blueprints/.
 """
 
-import logging
-
 import azure.functions as func
 
 import blueprints
-from kvca_core.vault import quiet_azure_logging
+from kvca_core import telemetry
 
-quiet_azure_logging()  # the SDK's per-request HTTP log lines would drown kvca's one line per operation
-logging.getLogger("kvca_core").setLevel(logging.INFO)
+telemetry.configure()  # kvca's records at INFO, the SDKs' quiet; exported to Application Insights when set
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in blueprints.ALL:

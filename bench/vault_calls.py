@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12  #
 
 from kvca_core import operations  # noqa: E402
 from kvca_core.context import Context  # noqa: E402
-from kvca_core.model import CA_ROLE_TAG, CA_TAG  # noqa: E402
+from kvca_core.vocabulary import CA_TAG, ROLE_TAG  # noqa: E402
 from kvca_core.operations import IssueRequest  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
@@ -67,7 +67,7 @@ async def _import_ca(vault, name: str, now: dt.datetime):
         b"root", root_key, root, None, NoEncryption()))
     # Only a CA tagged as kvca's intermediate signs (issue 13): what `kvca ca import` tags.
     await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
-        b"intermediate", inter_key, inter, None, NoEncryption()), tags={CA_ROLE_TAG: "intermediate"})
+        b"intermediate", inter_key, inter, None, NoEncryption()), tags={ROLE_TAG: "intermediate"})
     return inter, inter_key
 
 

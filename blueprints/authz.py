@@ -10,9 +10,9 @@ from typing import Any
 import azure.functions as func
 
 from kvca_core import access, cawatch, operations
-from kvca_core.ca import ROOT_SUFFIX
 from kvca_core.access import AccessRules, Caller, Decision
 from kvca_core.settings import Settings
+from kvca_core.vocabulary import ROOT, ca_of_root
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +94,7 @@ def visible_ca_warnings(caller: Caller, rules: AccessRules, warnings) -> list:
     """The CA warnings a caller sees: those of the CAs its inventory rule covers (a root
     `NAME-root` counts as CA NAME's, since a rule names the CA, not its root)."""
     def ca_of(warning) -> str:
-        if warning.role == cawatch.ROOT and warning.ca.endswith(ROOT_SUFFIX):
-            return warning.ca[: -len(ROOT_SUFFIX)]
-        return warning.ca
+        return (ca_of_root(warning.ca) if warning.role == ROOT else None) or warning.ca
 
     return [w for w in warnings if access.visible(caller, rules, ca=ca_of(w), sans=(), subject="")]
 

@@ -16,7 +16,7 @@ import logging
 
 import azure.functions as func
 
-from kvca_core import context, events, operations
+from kvca_core import context, events, operations, telemetry
 from kvca_core.errors import KvcaError, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -46,10 +46,11 @@ async def kvca_eventgrid(event: func.EventGridEvent) -> None:
         return
     name = decision.event.name
     try:
-        if decision.action == events.RENEW:
-            await operations.renew(ctx, name, version=decision.event.version)
-        else:
-            await operations.sign_pending(ctx, name)
+        with telemetry.source("event"):
+            if decision.action == events.RENEW:
+                await operations.renew(ctx, name, version=decision.event.version)
+            else:
+                await operations.sign_pending(ctx, name)
     except UpstreamError:
         raise  # Event Grid redelivers later
     except KvcaError:

@@ -32,6 +32,7 @@ from blueprints import authz
 from blueprints.respond import answers, json_body, json_flag, json_response, known_fields
 from kvca_core import access, capolicy, context, jsonshape, operations
 from kvca_core.errors import InvalidRequest
+from kvca_core.request import parse_request, parse_requests
 from kvca_core.settings import Settings
 
 bp = func.Blueprint()
@@ -46,9 +47,10 @@ async def kvca_sign(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def _on_named(req: func.HttpRequest, operation, action: str) -> func.HttpResponse:
-    """An operation on the certificate the route names, taking no fields, once the access
-    rules allow `action` on that certificate."""
-    json_body(req, optional=True)
+    """An operation on the certificate the route names, taking no fields (any field is refused: a
+    caller who sends one means something this route does not do), once the access rules allow
+    `action` on that certificate."""
+    known_fields(json_body(req, optional=True), ())
     ctx = await context.shared()
     name = req.route_params.get("name", "")
     await authz.authorize_certificate(req, ctx, action, name)
@@ -65,9 +67,7 @@ async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
     if version is not None and not isinstance(version, str):
         raise InvalidRequest("field 'version' must be a string", subject="request")
     if_due, force = json_flag(data, "if_due", False), json_flag(data, "force", False)
-    if if_due and force:
-        raise InvalidRequest("fields 'if_due' and 'force' contradict each other (force renews now, "
-                             "whether due or not)", subject="request")
+    operations.check_renew_options(if_due=if_due, force=force)
     ctx = await context.shared()
     name = req.route_params.get("name", "")
     # A new version now, unless {"if_due": true}; a renewal completed moments ago is a 409
@@ -86,7 +86,7 @@ async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
 async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
     data = json_body(req, optional=False)
     sign = json_flag(data, "sign", True)
-    request = operations.IssueRequest.from_mapping(data)
+    request = parse_request({k: v for k, v in data.items() if k != "sign"})
     ctx = await context.shared()
     authz.authorize_issue(req, ctx.settings, request)
     outcome = await operations.issue(ctx, request, sign=sign)
@@ -104,36 +104,27 @@ async def kvca_cancel(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="certificates/batch", methods=["POST"], auth_level=AUTH)
 @answers("issue_batch")
 async def kvca_issue_batch(req: func.HttpRequest) -> func.HttpResponse:
-    """Every item is checked before anything is created: a malformed item refuses the whole
-    batch (400, naming the item), so a batch never half-runs on a typo. Policy refusals and vault
-    failures are per item (`failed` outcomes); the status is 200 when every item issued or was
-    already issued, else 207 (Multi-Status, RFC 4918 11.1)."""
+    """Every item is checked before anything is created, by the same reader as a single request and a
+    fleet file (kvca_core/request.py) and against its CA's policy: a malformed item refuses the whole
+    batch (400, naming the item), and so does one the CA would refuse (422), so a batch never
+    half-runs. Vault failures are per item (`failed` outcomes); the status is 200 when every item
+    issued or was already issued, else 207 (Multi-Status, RFC 4918 11.1)."""
     data = known_fields(json_body(req, optional=False), ("certificates", "sign"))
     items = data.get("certificates")
     if not isinstance(items, list) or not items or len(items) > operations.MAX_BATCH:
         raise InvalidRequest(f"field 'certificates' must be a list of 1 to {operations.MAX_BATCH} requests",
                              subject="request")
-    requests = []
-    for index, item in enumerate(items):
+    labels = [f"certificates[{index}]" for index in range(len(items))]
+    for label, item in zip(labels, items):
         if isinstance(item, dict) and "sign" in item:
-            raise InvalidRequest(f"certificates[{index}]: 'sign' is set once for the batch", subject="request")
-        try:
-            requests.append(operations.IssueRequest.from_mapping(item))
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"certificates[{index}]: {exc.message}", subject="request", hint=exc.hint) from None
-    names = [r.name for r in requests]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise InvalidRequest(f"certificate name(s) {', '.join(map(repr, twice))} appear more than once",
-                             subject="request")
+            raise InvalidRequest("'sign' is set once for the batch", subject=label)
+    requests = parse_requests(zip(labels, items))
     ctx = await context.shared()
     for request in requests:  # every item is authorized before anything is created
         authz.authorize_issue(req, ctx.settings, request)
-    outcomes = await operations.issue_many(ctx, requests, sign=json_flag(data, "sign", True))
-    done = all(o.action in ("issued", "requested")
-               or (o.action == "skipped" and o.reason == operations.ALREADY_ISSUED) for o in outcomes)
+    outcomes = await operations.issue_many(ctx, requests, sign=json_flag(data, "sign", True), labels=labels)
     return json_response(jsonshape.document("batch", {"outcomes": [o.to_dict() for o in outcomes]}),
-                         200 if done else 207)
+                         200 if operations.batch_done(outcomes) else 207)
 
 
 @bp.function_name("kvca_inventory")

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
-from kvca_core import jsonshape, jsontext
+from kvca_core import jsonshape, jsontext, telemetry
 from kvca_core.errors import InvalidRequest, KvcaError, Throttled
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ def answers(operation: str):
         @functools.wraps(handler)
         async def handle(req: func.HttpRequest) -> func.HttpResponse:
             try:
-                return await handler(req)
+                with telemetry.source("http"):
+                    return await handler(req)
             except Exception as exc:  # every error becomes a mapped answer
                 return error_response(exc, operation=operation)
         return handle
@@ -76,7 +77,7 @@ def json_body(req: func.HttpRequest, *, optional: bool) -> dict[str, Any]:
         raise InvalidRequest(f"the body is larger than {MAX_BODY} bytes", subject="request")
     try:
         data = jsontext.loads(raw, what="the body")
-    except jsontext.TooDeep as exc:
+    except (jsontext.TooDeep, jsontext.DuplicateKey) as exc:
         raise InvalidRequest(str(exc), subject="request") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON ({getattr(exc, 'msg', 'undecodable')})",

@@ -16,7 +16,7 @@ import azure.functions as func
 
 from typing import Any, Awaitable, Callable
 
-from kvca_core import context, operations
+from kvca_core import context, operations, telemetry
 
 logger = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -33,7 +33,8 @@ def timer_function(blueprint: func.Blueprint, name: str, setting: str,
     async def run(timer: func.TimerRequest) -> None:
         if timer.past_due:
             logger.info("kvca timer %s is running late (past due)", name)
-        await operation(await context.shared())
+        with telemetry.source("timer"):
+            await operation(await context.shared())
 
     return run
 

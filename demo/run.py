@@ -148,8 +148,8 @@ async def _rotation_step(fns, ctx, em, work: Path, root: x509.Certificate) -> bo
     (KVCA_ROTATION_WINDOW_HOURS) has passed, the timer's sweep has renewed each onto the new
     intermediate: root + new intermediate verifies it, the old intermediate cannot (another key)."""
     from kvca_core.authority import parse_secret
-    from kvca_core.model import CA_VERSION_TAG
-    from kvca_core.rotation import rotate_ca
+    from kvca_core.vocabulary import CA_VERSION_TAG
+    from kvca_core.ca import rotate_ca
 
     console.rule("[bold]7. Rotate demo-ca: a new intermediate key, the leaves moved onto it")
     old = x509.load_der_x509_certificate((await ctx.vault.get_certificate("demo-ca")).cer)
@@ -200,7 +200,8 @@ async def demo(em, work: Path) -> int:
     from kvca_core import context, operations
     from kvca_core.authority import parse_secret
     from kvca_core.ca import create_ca, import_ca
-    from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
+    from kvca_core.model import CertificatePolicy, KeySpec
+    from kvca_core.vocabulary import CA_TAG
 
     fns = _functions()
     # function_app turns kvca's per-operation log lines on (for the Functions host); the demo

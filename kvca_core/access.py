@@ -43,7 +43,7 @@ from cryptography.x509.oid import NameOID
 
 from kvca_core import jsontext
 from kvca_core.errors import Forbidden, KvcaError
-from kvca_core.events import NAME_RE
+from kvca_core.vocabulary import NAME_RE
 
 ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY = "issue", "renew", "force_renew", "sign", "cancel", "inventory"
 REVOKE = "revoke"

@@ -45,8 +45,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from kvca_core import capolicy, clock
 from kvca_core.errors import InvalidRequest, KvcaError, NotFound, PolicyViolation, Throttled, UpstreamError
-from kvca_core.events import NAME_RE
-from kvca_core.model import CA_ROLE_TAG, CA_TAG, CREATING_TAG, CertificateVersion, Vault
+from kvca_core.model import CertificateVersion
+from kvca_core.ports import Vault
+from kvca_core.vocabulary import CA_TAG, CREATING_TAG, INTERMEDIATE, ROLE_TAG, check_name, role_of, root_name
 from kvca_core.signing import IssuancePolicy, IssuingCA, LocalSigner, RemoteSigner
 from kvca_core.signing.certs import is_ca_certificate, is_self_signed, issued_by, same_public_key
 
@@ -130,7 +131,7 @@ class Authority:
                  default_policy: Mapping[str, Any] | None = None) -> None:
         """`default_policy`: KVCA_ISSUANCE_POLICY, for CAs that have no stored policy."""
         self._vault = vault
-        self._issuing_cas = frozenset(issuing_cas)
+        self._issuing_cas = frozenset(n.lower() for n in issuing_cas)  # Key Vault names are case-insensitive
         self._default_policy = default_policy
         self.policies = capolicy.PolicyCache()
         self._cache: dict[str, LoadedCA] = {}
@@ -138,28 +139,28 @@ class Authority:
 
     async def load(self, name: str) -> LoadedCA:
         """The CA `name`, ready to sign, or the error that says why it may not sign now."""
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise InvalidRequest(f"{str(name)[:130]!r} is not a valid CA certificate name", subject="CA")
+        check_name(name, "CA")
+        key = name.lower()  # Key Vault names are case-insensitive: one cache entry per CA
         current = await self._current(name)
         self._check_state(name, current)
-        cached = self._cache.get(name)
+        cached = self._cache.get(key)
         if cached is None or cached.version != current.version:
-            lock = self._locks.setdefault(name, asyncio.Lock())
+            lock = self._locks.setdefault(key, asyncio.Lock())
             async with lock:
-                cached = self._cache.get(name)
+                cached = self._cache.get(key)
                 if cached is None or cached.version != current.version:
                     try:
                         cached = await self._build(name, current)
                     except UpstreamError as exc:
                         await self._explain(name, exc)
                         raise
-                    self._cache[name] = cached
+                    self._cache[key] = cached
                     logger.info("kvca loaded CA ca=%s version=%s serial=%x signer=%s", name, current.version,
                                 cached.issuing.certificate.serial_number, "remote" if cached.remote else "local")
         # The dates are checked against now on every use: a cached CA expires like any other.
         self._check_dates(name, cached.issuing.certificate)
         if cached.tags != current.tags:  # re-tagged (a new policy): same key material, new tags
-            cached = self._cache[name] = replace(cached, tags=dict(current.tags))
+            cached = self._cache[key] = replace(cached, tags=dict(current.tags))
         return cached
 
     async def policy(self, loaded: LoadedCA) -> IssuancePolicy:
@@ -186,19 +187,19 @@ class Authority:
         if current.tags.get(CREATING_TAG):
             raise NotFound("the CA is still being created (tag kvca-creating)", subject=_subject(name),
                            hint="run `kvca ca create` again to finish it")
-        role = current.tags.get(CA_ROLE_TAG)
-        if role and role != "intermediate":
-            raise PolicyViolation(f"is a {role} CA ({CA_ROLE_TAG}={role}); leaves are signed by an "
+        role = role_of(current.tags)
+        if role and role != INTERMEDIATE:
+            raise PolicyViolation(f"is a {role} CA ({ROLE_TAG}={role}); leaves are signed by an "
                                   f"intermediate", subject=_subject(name),
                                   hint=f"name the intermediate in the {CA_TAG} tag")
-        if not role and name not in self._issuing_cas:
+        if not role and name.lower() not in self._issuing_cas:
             # An untagged CA certificate may be anything an administrator imported (the
             # recipe's root among them): it signs only when someone said it should.
             raise PolicyViolation(f"is not an issuing CA: its current version has no tag "
-                                  f"{CA_ROLE_TAG}=intermediate and {ISSUING_CAS} does not list it",
+                                  f"{ROLE_TAG}=intermediate and {ISSUING_CAS} does not list it",
                                   subject=_subject(name),
                                   hint=f"tag the intermediate (`az keyvault certificate set-attributes --name "
-                                       f"{name} --tags {CA_ROLE_TAG}=intermediate`, or `kvca ca import`) or add "
+                                       f"{name} --tags {ROLE_TAG}=intermediate`, or `kvca ca import`) or add "
                                        f"{name} to {ISSUING_CAS}")
         if not current.enabled:
             raise PolicyViolation("the CA is disabled: its current version is disabled in the vault",
@@ -276,11 +277,11 @@ class Authority:
         """A CA imported without its root (the recipe's intermediate PFX): take `NAME-root`
         from the vault when it is the issuer."""
         try:
-            root_version = await self._vault.get_certificate(f"{name}-root")
+            root_version = await self._vault.get_certificate(root_name(name))
         except NotFound:
             return []
         if root_version.cer is None:
             return []
-        root = read_certificate(root_version.cer, _subject(f"{name}-root"))
+        root = read_certificate(root_version.cer, _subject(root_name(name)))
         return [root] if issued_by(top, root) else []
 

@@ -3,7 +3,7 @@
 A CA's rules must be the same whoever signs: the Functions app, the HTTP API or
 a CLI run on a laptop. So the policy lives in the vault next to the CA:
 
-- the secret `<CA>-policy` (model.POLICY_SUFFIX), content type application/json,
+- the secret `<CA>-policy` (vocabulary.policy_name), content type application/json,
   holds `{"version": 1, "ca": "<CA>", "policy": {...IssuancePolicy fields...}}`;
 - the CA's current version carries the tag `kvca-policy` (model.POLICY_TAG) naming
   the secret's version that is in force. A tag holds at most 256 characters
@@ -30,6 +30,8 @@ all its other tags: Key Vault's PATCH replaces the whole tag set).
 from __future__ import annotations
 
 import json
+
+from kvca_core import jsontext
 import logging
 import re
 from dataclasses import dataclass
@@ -38,8 +40,8 @@ from typing import Any, Mapping, Sequence
 from cryptography import x509
 
 from kvca_core.errors import ConfigurationError, InvalidRequest, NotFound, PolicyViolation
-from kvca_core.events import NAME_RE
-from kvca_core.model import CA_ROLE_TAG, CA_TAG, POLICY_SUFFIX, POLICY_TAG, Vault
+from kvca_core.ports import Vault
+from kvca_core.vocabulary import CA_TAG, POLICY_TAG, ROOT, check_name, policy_name, role_of
 from kvca_core.signing.names import within_domain
 from kvca_core.signing.policy import SETTING, IssuancePolicy, bare_domain, policy_for_ca
 
@@ -58,8 +60,7 @@ STORED, DEFAULT, NONE = "stored", "default", "none"
 _SOURCE_TEXT = {STORED: "stored", DEFAULT: f"default ({SETTING})", NONE: "none"}
 
 
-def secret_name(ca: str) -> str:
-    return f"{ca}{POLICY_SUFFIX}"
+secret_name = policy_name  # `<CA>-policy` (vocabulary.py)
 
 
 def _ca(ca: str) -> str:
@@ -67,13 +68,11 @@ def _ca(ca: str) -> str:
 
 
 def _check_ca_name(ca: Any) -> str:
-    if not isinstance(ca, str) or not NAME_RE.match(ca):
-        raise InvalidRequest(f"{str(ca)[:130]!r} is not a valid CA certificate name", subject="CA")
-    return ca
+    return check_name(ca, "CA")
 
 
 def _set_hint(ca: str) -> str:
-    return f"store one: kvca ca policy set {ca} --file policy.json"
+    return f"store one: kvca ca policy set {ca} --policy policy.json"
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def parse_policy(mapping: Any, *, what: str = "issuance policy") -> IssuancePoli
 
 
 def encode(ca: str, policy: IssuancePolicy) -> str:
-    return json.dumps({"version": FORMAT, "ca": ca, "policy": policy.to_mapping()}, sort_keys=True)
+    return json.dumps({"version": FORMAT, "ca": ca, "policy": policy.to_stored()}, sort_keys=True)
 
 
 def decode(ca: str, version: str | None, content_type: str, text: str) -> IssuancePolicy:
@@ -137,9 +136,11 @@ def decode(ca: str, version: str | None, content_type: str, text: str) -> Issuan
     if len(text) > MAX_CHARS:
         raise refuse(f"holds {len(text)} characters, more than the {MAX_CHARS} a policy takes")
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text, what="the stored policy")
     except json.JSONDecodeError as exc:
         raise refuse(f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except ValueError as exc:  # nested too deeply, or a key given twice
+        raise refuse(str(exc)) from None
     if not isinstance(data, dict) or set(data) != {"version", "ca", "policy"}:
         raise refuse('is not a kvca policy (expected {"version", "ca", "policy"})')
     if data["version"] != FORMAT:
@@ -255,7 +256,7 @@ async def _ca_version(vault: Vault, ca: str):
         raise NotFound("no CA certificate of this name in the vault", subject=_ca(ca),
                        hint="create it with `kvca ca create` or import it with `kvca ca import`") from None
     cert = read_certificate(current.cer, _ca(ca)) if current.cer else None
-    if cert is None or current.tags.get(CA_ROLE_TAG) == "root" or not is_ca_certificate(cert) \
+    if cert is None or role_of(current.tags) == ROOT or not is_ca_certificate(cert) \
             or is_self_signed(cert):
         raise InvalidRequest("is not an issuing CA (a leaf, a root, or no completed version): only a CA "
                              "that signs leaves has an issuance policy", subject=_ca(ca))
@@ -315,18 +316,6 @@ def policy_for_new_ca(setting: Mapping[str, Any] | None, ca: str, given: Any,
                   f"(or a signer's {SETTING} has an entry for it)")
 
 
-def check_free(name: str, what: str = "certificate") -> None:
-    """A certificate may not be named like a CA's policy secret: a certificate owns the secret of
-    its own name, so `<CA>-policy` could then never be written (or would shadow it)."""
-    if name.lower().endswith(POLICY_SUFFIX):
-        raise InvalidRequest(f"{what} name {name!r} ends in {POLICY_SUFFIX!r}, which kvca reserves for the "
-                             f"secrets holding CAs' issuance policies", subject=f"{what} '{name}'",
-                             hint="choose another name")
-    if what == "CA" and len(secret_name(name)) > 127:
-        raise InvalidRequest(f"CA name {name!r} is too long: its policy secret '{secret_name(name)}' must fit in "
-                             f"127 characters", subject=f"CA '{name}'")
-
-
-__all__ = ["CONTENT_TYPE", "DEFAULT", "EffectivePolicy", "FORMAT", "NONE", "PolicyCache", "STORED", "check_free",
+__all__ = ["CONTENT_TYPE", "DEFAULT", "EffectivePolicy", "FORMAT", "NONE", "PolicyCache", "STORED",
            "constraint_problem", "decode", "encode", "parse_policy", "policy_fields", "policy_for_new_ca",
            "policy_of", "resolve", "secret_name", "set_policy", "show_policy", "store"]

@@ -29,9 +29,8 @@ from typing import Any, Iterable
 
 from kvca_core import clock
 from kvca_core.errors import KvcaError
-from kvca_core.model import CA_ROLE_TAG, CertificateVersion
-
-INTERMEDIATE, ROOT = "intermediate", "root"
+from kvca_core.model import CertificateVersion
+from kvca_core.vocabulary import INTERMEDIATE, ROLES, role_of
 EXPIRING, EXPIRED = "expiring", "expired"
 
 
@@ -54,8 +53,8 @@ class CAWarning:
 
 
 def is_ca(version: CertificateVersion) -> bool:
-    """Whether the listed item is one of kvca's CA certificates (by its role tag)."""
-    return version.tags.get(CA_ROLE_TAG) in (INTERMEDIATE, ROOT)
+    """Whether the listed item is one of kvca's CA certificates: a role kvca writes (vocabulary.ROLES)."""
+    return role_of(version.tags) in ROLES
 
 
 def _days(delta: dt.timedelta) -> int:
@@ -66,19 +65,33 @@ def _plural(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
 
-def warning_for(version: CertificateVersion, now: dt.datetime, renew_before_days: int) -> CAWarning | None:
-    """The warning for one CA version, or None when it is not a kvca CA, not completed, or not
-    within `renew_before_days` of its notAfter. Vault data is untrusted: a role tag kvca did not
-    write is not a CA."""
-    role = version.tags.get(CA_ROLE_TAG)
-    if role not in (INTERMEDIATE, ROOT) or not version.completed or version.expires_on is None:
+def _adopted(version: CertificateVersion, issuing_cas: Iterable[str]) -> bool:
+    """A CA adopted the recipe's way: imported by hand (`az keyvault certificate import`, no role
+    tag) and named in KVCA_ISSUING_CAS, so it signs leaves like an intermediate kvca made."""
+    return role_of(version.tags) is None and version.name.lower() in {n.lower() for n in issuing_cas}
+
+
+def warning_for(version: CertificateVersion, now: dt.datetime, renew_before_days: int,
+                issuing_cas: Iterable[str] = ()) -> CAWarning | None:
+    """The warning for one CA version, or None when it is not a CA kvca uses (a role kvca writes,
+    or a name in KVCA_ISSUING_CAS: `issuing_cas`), not completed, or not within `renew_before_days`
+    of its notAfter. Vault data is untrusted: a role tag kvca did not write is not a CA."""
+    adopted = _adopted(version, issuing_cas)
+    role = INTERMEDIATE if adopted else role_of(version.tags)
+    if role not in ROLES or not version.completed or version.expires_on is None:
         return None
     not_after = version.expires_on
     left = not_after - now
     if left > dt.timedelta(days=renew_before_days):
         return None
     name, date = version.name, f"{not_after:%Y-%m-%d}"
-    if role == INTERMEDIATE:
+    if adopted:
+        # Its root key is not in the vault (kvca did not make it), so `kvca ca rotate` cannot help.
+        hint = f"replace it where it was made and import the new intermediate (kvca ca import), or create " \
+               f"a new CA (kvca ca create) and move the certificates to it before {date}"
+        effect = "leaves are now capped at that date"
+        dead = "it signs nothing more, and the certificates it issued no longer verify"
+    elif role == INTERMEDIATE:
         hint = f"kvca ca rotate {name}"
         effect = "leaves are now capped at that date"
         dead = "it signs nothing more, and the certificates it issued no longer verify"
@@ -106,13 +119,18 @@ class CAWatch:
     """The CA items of one listing of the vault, turned into warnings at the end. The sweep feeds
     it the items it lists anyway (`observe`); `ca_warnings` feeds it a listing of its own."""
 
-    def __init__(self, renew_before_days: int) -> None:
+    def __init__(self, renew_before_days: int, issuing_cas: Iterable[str] = ()) -> None:
         self.renew_before_days = renew_before_days
+        self.issuing_cas = tuple(issuing_cas)
         self.items: list[CertificateVersion] = []
 
+    @classmethod
+    def of(cls, settings) -> "CAWatch":
+        return cls(settings.ca_renew_before_days, settings.issuing_cas)
+
     def observe(self, listed: CertificateVersion) -> bool:
-        """Keep the item if it is a CA; True when it was one."""
-        if is_ca(listed):
+        """Keep the item if it is a CA kvca uses; True when it was one."""
+        if is_ca(listed) or _adopted(listed, self.issuing_cas):
             self.items.append(listed)
             return True
         return False
@@ -125,13 +143,13 @@ class CAWatch:
             # /certificates/NAME). Only a CA that is warned about, or whose item shows a pending
             # version (a rotation in flight), is read: its current, completed version is the one
             # that signs, expires and is named in the warning.
-            if item.completed and warning_for(item, now, self.renew_before_days) is None:
+            if item.completed and warning_for(item, now, self.renew_before_days, self.issuing_cas) is None:
                 continue
             try:
                 item = await ctx.vault.get_certificate(item.name)
             except KvcaError:
                 continue
-            warning = warning_for(item, now, self.renew_before_days)
+            warning = warning_for(item, now, self.renew_before_days, self.issuing_cas)
             if warning is not None:
                 found.append(warning)
         return sort_warnings(found)
@@ -145,7 +163,7 @@ def sort_warnings(warnings: Iterable[CAWarning]) -> tuple[CAWarning, ...]:
 async def ca_warnings(ctx) -> tuple[CAWarning, ...]:
     """Every kvca CA of the vault within KVCA_CA_RENEW_BEFORE_DAYS of its notAfter, or past it,
     soonest first. One listing of the vault."""
-    watch = CAWatch(ctx.settings.ca_renew_before_days)
+    watch = CAWatch.of(ctx.settings)
     async for listed in ctx.vault.list_certificates(include_pending=True):
         watch.observe(listed)
     return await watch.warnings(ctx)

@@ -2,7 +2,7 @@
 
 Every time kvca decides on is measured against times the vault keeps: a certificate is due when
 its version's `exp` is near, a version "completed N s ago" by its `created`, and Key Vault raises
-its NearExpiry events on its own clock. So "now" is the vault's time. `kvca_core/vault.py` hands
+its NearExpiry events on its own clock. So "now" is the vault's time. `kvca_core/rim/keyvault.py` hands
 every Key Vault response's `Date` header (RFC 7231: one-second resolution) to `observe`, which
 keeps the offset Date - local time at receipt; `now()` is the system clock plus that offset.
 This needs no switch for development: an emulator whose clock was moved forward is simply a

@@ -18,8 +18,8 @@ from typing import Any, AsyncIterator
 
 from kvca_core.authority import Authority
 from kvca_core.notify import notifier_for
+from kvca_core.ports import CrlPublisher, EventPublisher, NoticeSender, Vault
 from kvca_core.settings import Settings
-from kvca_core.vault import KeyVault, TopicPublisher, default_credential
 
 logger = logging.getLogger(__name__)
 
@@ -27,27 +27,35 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Context:
     settings: Settings
-    vault: KeyVault
+    vault: Vault
     authority: Authority
-    publisher: TopicPublisher | None
+    publisher: EventPublisher | None
     credential: Any
     _owns_credential: bool = False
     # Where CRLs are published (KVCA_CRL_CONTAINER_URL); None: not configured.
-    crl_store: Any = None
+    crl_store: CrlPublisher | None = None
     # The webhook notices go to (KVCA_NOTIFY_WEBHOOK_URL, kvca_core/notify.py); None: not configured.
-    notifier: Any = None
+    notifier: NoticeSender | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, credential: Any = None) -> "Context":
         """Build (no network yet). `credential=None`: DefaultAzureCredential, owned and closed here."""
+        # The rim (kvca_core/rim/) is built here and nowhere else; the operations see the ports.
+        from kvca_core.rim.azure import default_credential
+        from kvca_core.rim.keyvault import KeyVault
+
         settings = settings if settings is not None else Settings.from_env()
         owns = credential is None
         credential = credential if credential is not None else default_credential(settings)
         vault = KeyVault(settings, credential)
-        publisher = TopicPublisher(settings, credential, vault.transport) if settings.eventgrid_topic_endpoint else None
+        publisher = None
+        if settings.eventgrid_topic_endpoint:
+            from kvca_core.rim.eventgrid import TopicPublisher
+
+            publisher = TopicPublisher(settings, credential, vault.transport)
         crl_store = None
         if settings.crl_container_url:
-            from kvca_core.crlstore import CrlStore  # azure.storage.blob loads only when it is used
+            from kvca_core.rim.blob import CrlStore  # azure.storage.blob loads only when it is used
 
             crl_store = CrlStore(settings.crl_container_url, credential)
         authority = Authority(vault, settings.issuing_cas, settings.issuance_policy)

@@ -21,6 +21,26 @@ versions, serials and thumbprints only.
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+from typing import Iterator
+
+# What the errors raised in the current task are about, when they do not say (`about`).
+_about: contextvars.ContextVar[str | None] = contextvars.ContextVar("kvca_error_subject", default=None)
+
+
+@contextmanager
+def about(subject: str) -> Iterator[None]:
+    """Errors raised inside that name no object of their own are about `subject`: the signing
+    engine's steps name the step ("check-names: DNS name ..."), the operation running them names
+    the certificate ("certificate 'api': check-names: ..."). Decided when the error is made, so no
+    error is rewritten after it was raised."""
+    token = _about.set(subject)
+    try:
+        yield
+    finally:
+        _about.reset(token)
+
 
 class KvcaError(Exception):
     """Root of every error kvca raises on purpose."""
@@ -31,7 +51,8 @@ class KvcaError(Exception):
     def __init__(self, message: str, *, subject: str | None = None, step: str | None = None,
                  hint: str | None = None) -> None:
         self.message = message
-        self.subject = subject  # the certificate / CA / setting the error is about
+        # The certificate / CA / setting the error is about; else what `about` says.
+        self.subject = subject if subject is not None else _about.get()
         self.step = step  # the pipeline step that refused, for signing errors
         self.hint = hint
         super().__init__(self.__str__())

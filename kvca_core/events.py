@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from kvca_core import clock
 from kvca_core.errors import InvalidRequest
+from kvca_core.vocabulary import name_problem
 
 NEAR_EXPIRY = "Microsoft.KeyVault.CertificateNearExpiry"
 NEW_VERSION = "Microsoft.KeyVault.CertificateNewVersionCreated"
@@ -32,8 +33,6 @@ RENEW = "renew"
 SIGN_PENDING = "sign_pending"
 _ACTIONS = {NEAR_EXPIRY: RENEW, NEW_VERSION: SIGN_PENDING, PENDING_REQUEST: SIGN_PENDING}
 
-# Key Vault object names: 1-127 of [0-9a-zA-Z-] (REST API spec, certificate-name pattern).
-NAME_RE = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 # Versions are 32 hex characters in Key Vault; accept a little more, never "/" or "?".
 VERSION_RE = re.compile(r"^[0-9A-Za-z]{1,64}$")
 _MAX_FIELD = 2048
@@ -112,9 +111,8 @@ def parse_event(raw: Any) -> VaultEvent:
     object_type = _text(data, "ObjectType", required=False, where=where) or "Certificate"
     name = _text(data, "ObjectName", required=True, where=where)
     version = _text(data, "Version", required=False, where=where)
-    if not NAME_RE.match(name):
-        raise InvalidRequest(f"{where}: ObjectName {name[:130]!r} is not a Key Vault object name "
-                             f"(1-127 letters, digits and '-')", subject="event")
+    if name_problem(name):
+        raise InvalidRequest(f"{where}: ObjectName {name[:130]!r} {name_problem(name)}", subject="event")
     if version is not None and not VERSION_RE.match(version):
         raise InvalidRequest(f"{where}: Version {version[:70]!r} is not a Key Vault version", subject="event")
     return VaultEvent(event_id, event_type, vault_name, object_type, name, version,

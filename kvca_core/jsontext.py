@@ -77,10 +77,30 @@ def _exact_scan(raw: bytes, limit: int) -> int | None:
         position = at + 1
 
 
+class DuplicateKey(ValueError):
+    """An object names the same key twice. RFC 8259 4 leaves the meaning open and parsers differ
+    (json keeps the last, others the first): a body `{"name": "a", "name": "b"}` could mean one
+    thing to a proxy that checked it and another to kvca, so it is refused."""
+
+    def __init__(self, what: str, key: str) -> None:
+        self.key = key
+        super().__init__(f"{what} names the key {key[:60]!r} twice in one object")
+
+
 def loads(raw: bytes | str, *, what: str = "the JSON text", limit: int = MAX_DEPTH) -> Any:
-    """`json.loads` after the depth check; raises TooDeep or json.JSONDecodeError (both ValueError)."""
+    """`json.loads` after the depth check, refusing repeated keys; raises TooDeep, DuplicateKey or
+    json.JSONDecodeError (all ValueError)."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     at = depth_exceeded_at(data, limit)
     if at is not None:
         raise TooDeep(what, limit, at)
-    return json.loads(raw)
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj:
+                raise DuplicateKey(what, key)
+            obj[key] = value
+        return obj
+
+    return json.loads(raw, object_pairs_hook=pairs)

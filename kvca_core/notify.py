@@ -26,31 +26,20 @@ kvca's own messages (which never hold key material, errors.py).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import json
 import logging
-import ssl
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import urlparse
 
-import aiohttp
 
-from kvca_core import clock, netcause
+from kvca_core import clock
 from kvca_core.errors import KvcaError
-from kvca_core.model import NOTIFIED_TAG
+from kvca_core.vocabulary import NOTIFIED_TAG
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RENEWAL_FAILED, CA_EXPIRING, CA_EXPIRED, REVOKED = "renewal-failed", "ca-expiring", "ca-expired", "certificate-revoked"
-# A short timeout and few retries: a notice is told once more at the next sweep if it matters,
-# and a webhook that hangs must not hold a sweep or an HTTP call for long.
-TIMEOUT_SECONDS = 10.0
-RETRIES = 2  # after the first attempt, on a 5xx, a 429 or a connection failure; never on a 4xx
-BACKOFF_SECONDS = (1.0, 3.0)
-MAX_RETRY_AFTER = 10.0
 # A sweep with hundreds of failures (a disabled CA) tells them in one notice, naming the first
 # ones: Teams refuses messages over 28 KB (learn.microsoft.com, Teams webhook limits).
 MAX_LISTED = 20
@@ -88,109 +77,13 @@ def payload(notice: Notice, *, vault: str, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def host_of(url: str) -> str:
-    """The only part of the webhook URL kvca ever logs."""
-    return urlparse(url).hostname or "(no host)"
+def notifier_for(settings):
+    """The webhook of KVCA_NOTIFY_WEBHOOK_URL (kvca_core/rim/webhook.py), or None when it is not set."""
+    if not settings.notify_webhook_url:
+        return None
+    from kvca_core.rim.webhook import Notifier  # aiohttp loads only when a webhook is configured
 
-
-class Notifier:
-    """Posts notices to one webhook: SSL verified (the system trust store), TIMEOUT_SECONDS per
-    attempt, RETRIES more on 5xx/429/connection errors. Its own aiohttp session, opened on the
-    first notice: the vault's transport trusts KVCA_TLS_CA_BUNDLE (the emulator), which is no
-    authority for a chat service."""
-
-    def __init__(self, url: str, vault: str) -> None:
-        self.url, self.vault, self.host = url, vault, host_of(url)
-        # What a connection failure names (netcause): the webhook's host and port, never its URL.
-        self.peer = netcause.Peer.of_url(url, connect_timeout=TIMEOUT_SECONDS)
-        self._session: aiohttp.ClientSession | None = None
-        self._posted: set[asyncio.Task] = set()  # notices on their way, not awaited by their sender
-
-    async def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=ssl.create_default_context()),
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS), cookie_jar=aiohttp.DummyCookieJar())
-        return self._session
-
-    async def send(self, notice: Notice) -> bool:
-        """True when the webhook accepted the notice (2xx). Never raises."""
-        try:
-            data = json.dumps(payload(notice, vault=self.vault, now=clock.now())).encode()
-            session = await self._open()
-        except Exception as exc:  # a notice never breaks the operation that sends it
-            logger.warning("kvca notify event=%s host=%s outcome=failed error=%s", notice.event, self.host,
-                           type(exc).__name__)
-            return False
-        for attempt in range(RETRIES + 1):
-            status, retry_after, error, cause = None, None, "", None
-            try:
-                async with session.post(self.url, data=data, allow_redirects=False,
-                                        headers={"Content-Type": "application/json"}) as resp:
-                    status = resp.status
-                    retry_after = resp.headers.get("Retry-After")
-                    await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                error = type(exc).__name__  # not str(exc): it may quote the URL
-                cause = netcause.describe(exc, peer=self.peer)  # host and port only, never the URL
-            except Exception as exc:
-                logger.warning("kvca notify event=%s host=%s outcome=failed error=%s", notice.event, self.host,
-                               type(exc).__name__)
-                return False
-            if status is not None and 200 <= status < 300:
-                logger.info("kvca notify event=%s host=%s outcome=sent status=%s", notice.event, self.host, status)
-                return True
-            retriable = status is None or status == 429 or status >= 500
-            if not retriable or attempt == RETRIES:
-                logger.warning("kvca notify event=%s host=%s outcome=failed status=%s error=%s attempts=%s%s",
-                               notice.event, self.host, status, error or "-", attempt + 1,
-                               _cause_words(cause))
-                return False
-            await asyncio.sleep(_delay(retry_after, attempt))
-        return False  # unreachable
-
-    def post(self, notice: Notice) -> None:
-        """Send `notice` in the background. For callers that answer someone (an HTTP call, an
-        Event Grid delivery): a slow webhook (up to 3 attempts of TIMEOUT_SECONDS) must not hold
-        the answer to a refused renewal. The task is kept until it ends (the event loop holds only
-        weak references to tasks), and `drain`/`close` wait for it, so a CLI run does not end
-        before its notice is sent; a warm Functions worker's loop runs it to its end."""
-        task = asyncio.get_running_loop().create_task(self.send(notice))
-        self._posted.add(task)
-        task.add_done_callback(self._posted.discard)
-
-    async def drain(self) -> None:
-        """Wait for every notice posted so far (each is bounded by its timeouts and never raises)."""
-        while self._posted:
-            await asyncio.gather(*list(self._posted), return_exceptions=True)
-
-    async def close(self) -> None:
-        await self.drain()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def _cause_words(cause: netcause.Cause | None) -> str:
-    """The end of a failure's log line: why the webhook could not be reached, if that was it."""
-    if cause is None:
-        return ""
-    return f" cause=the webhook: {cause.text}" + (f" (hint: {cause.hint})" if cause.hint else "")
-
-
-def _delay(retry_after: str | None, attempt: int) -> float:
-    """Retry-After in seconds (bounded: an answer is untrusted input), else the backoff."""
-    try:
-        seconds = float(retry_after) if retry_after else None
-    except ValueError:
-        seconds = None
-    if seconds is not None and 0 <= seconds:
-        return min(seconds, MAX_RETRY_AFTER)
-    return BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
-
-
-def notifier_for(settings) -> Notifier | None:
-    return Notifier(settings.notify_webhook_url, settings.vault_name) if settings.notify_webhook_url else None
+    return Notifier(settings.notify_webhook_url)
 
 
 def _short(text: str) -> str:
@@ -216,17 +109,18 @@ async def renewals_failed(ctx, failures: Sequence[tuple[str, str]], *, source: s
         detail = "\n".join(f"- {f['certificate']}: {f['reason']}" for f in listed)
         if len(failures) > MAX_LISTED:
             detail += f"\n… and {len(failures) - MAX_LISTED} more (see the sweep's log lines outcome=failed)"
-    return await _deliver(notifier, Notice(
-        RENEWAL_FAILED, title, detail, facts=(("vault", notifier.vault), ("failed", str(len(failures)))),
+    return await _deliver(ctx, Notice(
+        RENEWAL_FAILED, title, detail, facts=(("vault", ctx.settings.vault_name), ("failed", str(len(failures)))),
         fields={"source": source, "failed": len(failures), "failures": listed,
                 "truncated": len(failures) > MAX_LISTED}), background)
 
 
-async def _deliver(notifier: Notifier, notice: Notice, background: bool) -> bool:
+async def _deliver(ctx, notice: Notice, background: bool) -> bool:
+    body = payload(notice, vault=ctx.settings.vault_name, now=clock.now())
     if background:
-        notifier.post(notice)
+        ctx.notifier.post(notice.event, body)
         return True
-    return await notifier.send(notice)
+    return await ctx.notifier.send(notice.event, body)
 
 
 def _ca_notice(warning) -> Notice:
@@ -270,7 +164,7 @@ async def ca_warnings(ctx, warnings: Iterable) -> int:
     today = clock.now().date().isoformat()
     for warning in warnings:
         if await _claim_today(ctx, warning, f"{today} {warning.state}"):
-            sent += await notifier.send(_ca_notice(warning))
+            sent += await _deliver(ctx, _ca_notice(warning), False)
     return sent
 
 
@@ -283,7 +177,7 @@ async def revoked(ctx, revocation, *, background: bool = True) -> bool:
     r = revocation
     crl = f"the new CRL could not be published yet ({_short(r.publish_error)}); the CRL timer retries" \
         if r.publish_error else "the CA's CRL lists it from now on"
-    return await _deliver(notifier, Notice(
+    return await _deliver(ctx, Notice(
         REVOKED, f"kvca: certificate '{r.name}' was revoked ({r.reason})",
         f"serial {r.serial}, version {r.version}, CA '{r.ca}'; {crl}",
         facts=(("certificate", r.name), ("serial", r.serial), ("reason", r.reason), ("CA", r.ca)),

@@ -19,7 +19,7 @@ CRL_CACHE: every instance signs its own, numbered by time (signing/crl.py
 says why that is monotonic without shared state), and a revocation made here
 drops the cache at once.
 
-Published: each CA's CRL is uploaded as the blob `<CA>.crl` (kvca_core/crlstore.py), read
+Published: each CA's CRL is uploaded as the blob `<CA>.crl` (kvca_core/rim/blob.py), read
 anonymously over plain HTTP, on every revocation and on KVCA_CRL_SCHEDULE; the CDP written
 into leaves points there, and /api/crl/<CA>.crl serves the same CRL as a fallback.
 """
@@ -43,18 +43,21 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from kvca_core import clock, notify, operations
 from kvca_core.authority import read_certificate
 from kvca_core.errors import ConfigurationError, Conflict, InvalidRequest, KvcaError, NotFound, NotManaged
-from kvca_core.model import (
-    CA_ROLE_TAG,
+from kvca_core.lifecycle import is_managed_leaf, managed_ca
+from kvca_core.model import CertificatePolicy, CertificateVersion, KeySpec
+from kvca_core.vocabulary import (
     CA_TAG,
+    INTERMEDIATE,
     RESPONDER_TAG,
     REVOKED_AT_TAG,
     REVOKED_SERIAL_TAG,
     REVOKED_TAG,
-    CertificatePolicy,
-    CertificateVersion,
-    KeySpec,
+    ROLE_TAG,
+    UNKNOWN_ISSUER,
+    check_name,
+    responder_name,
+    role_of,
 )
-from kvca_core.operations import _check_name, managed_ca
 from kvca_core.signing import RemoteSigner
 from kvca_core.signing.certs import issued_by
 from kvca_core.signing import ocsp as ocsp_mod
@@ -134,6 +137,15 @@ def is_revoked(version: CertificateVersion) -> bool:
     return REVOKED_SERIAL_TAG in version.tags
 
 
+def parse_serial(serial: str, name: str) -> int:
+    """A serial as people write it (hex, with or without colons), or InvalidRequest."""
+    text = serial.replace(":", "")
+    if not _SERIAL_TEXT.fullmatch(text):
+        raise InvalidRequest(f"serial {serial[:80]!r} is not hexadecimal (at most 40 digits)",
+                             subject=f"certificate '{name}'")
+    return int(text, 16)
+
+
 async def _target(ctx, name: str, version: str | None, serial: str | None) -> CertificateVersion:
     if version and serial:
         raise InvalidRequest("give a version or a serial, not both", subject=f"certificate '{name}'")
@@ -141,10 +153,7 @@ async def _target(ctx, name: str, version: str | None, serial: str | None) -> Ce
         return await ctx.vault.get_certificate(name, version)
     if not serial:
         return await ctx.vault.get_certificate(name)
-    try:
-        wanted = int(serial.replace(":", ""), 16)
-    except ValueError:
-        raise InvalidRequest(f"serial {serial[:80]!r} is not hexadecimal", subject=f"certificate '{name}'") from None
+    wanted = parse_serial(serial, name)
     async for listed in ctx.vault.list_versions(name):
         full = await ctx.vault.get_certificate(name, listed.version)
         if full.cer is not None and read_certificate(full.cer, f"certificate '{name}'").serial_number == wanted:
@@ -157,10 +166,10 @@ async def _revoke(ctx, name: str, reason: str, version: str | None, serial: str 
     where = f"certificate '{name}'"
     if target.cer is None:
         raise NotFound("the version is still pending: there is nothing to revoke", subject=where)
-    if target.tags.get(CA_ROLE_TAG):
-        raise NotManaged(f"is a CA certificate ({CA_ROLE_TAG}={target.tags[CA_ROLE_TAG]}); a CA is revoked "
+    if role_of(target.tags):
+        raise NotManaged(f"is a CA certificate ({ROLE_TAG}={role_of(target.tags)}); a CA is revoked "
                          f"on its root's CRL", subject=where, hint="see `kvca crl CA --root`")
-    ca = managed_ca(name, target, await ctx.vault.get_policy(name))
+    ca = managed_ca(target, await ctx.vault.get_policy(name))
     cert = read_certificate(target.cer, where)
     hex_serial = format(cert.serial_number, "x")
     existing = revocation_of(target)
@@ -181,7 +190,7 @@ async def revoke(ctx, name: str, *, reason: str, version: str | None = None,
                  serial: str | None = None) -> Revocation:
     """Revoke one version of a managed certificate (the current one unless `version` or
     `serial` names another): tag it, disable it, and re-sign the CA's CRL."""
-    _check_name(name)
+    check_name(name)
     reason = parse_reason(reason)
     try:
         result = await _revoke(ctx, name, reason, version, serial)
@@ -210,8 +219,7 @@ async def revoke(ctx, name: str, *, reason: str, version: str | None = None,
 async def revoked_entries(ctx, ca: str) -> list[RevokedEntry]:
     """Every revocation record of `ca`'s certificates, read from the vault's version tags
     (one listing, then each managed certificate's versions)."""
-    names = [v.name async for v in ctx.vault.list_certificates(include_pending=True)
-             if CA_TAG in v.tags and CA_ROLE_TAG not in v.tags]
+    names = [v.name async for v in ctx.vault.list_certificates(include_pending=True) if is_managed_leaf(v)]
     now = clock.now()  # after the listing: kvca's clock follows the vault's answers (clock.py)
     limit = asyncio.Semaphore(ctx.settings.concurrency)
 
@@ -272,7 +280,7 @@ async def publish_crl(ctx, ca: str) -> x509.CertificateRevocationList:
     signed by the CA's key (the same signer as its leaves). A fresh signing that fails
     (vault unreachable) falls back to the cached copy while that is still valid: a CRL that
     cannot be fetched fails clients hard."""
-    _check_name(ca, "CA")
+    check_name(ca, "CA")
     now = clock.now()
     cache = _cache_of(ctx)
     cached = cache.get(ca)
@@ -310,7 +318,7 @@ async def sign_root_crl(ctx, ca: str, *, revoke_intermediate: str | None = None)
     """The root's CRL (`CA-root` over `CA`): empty, or listing the intermediate when
     `revoke_intermediate` gives a reason. Signed through the keys API with the root's key,
     which only the operator's identity may use, so it is the CLI that calls this."""
-    _check_name(ca, "CA")
+    check_name(ca, "CA")
     root_version = await ctx.vault.get_certificate(f"{ca}-root")
     inter_version = await ctx.vault.get_certificate(ca)
     if root_version.cer is None or inter_version.cer is None or root_version.key_id is None:
@@ -360,7 +368,7 @@ async def managed_cas(ctx) -> list[str]:
     """The CAs whose CRLs kvca keeps: every intermediate it made or imported (tag
     kvca-role=intermediate) and every CA named in KVCA_ISSUING_CAS."""
     tagged = [v.name async for v in ctx.vault.list_certificates(include_pending=False)
-              if v.tags.get(CA_ROLE_TAG) == "intermediate"]
+              if role_of(v.tags) == INTERMEDIATE]
     return sorted(set(tagged) | set(ctx.settings.issuing_cas))
 
 
@@ -396,22 +404,17 @@ def crl_pem(crl: x509.CertificateRevocationList) -> str:
 
 
 # --- OCSP ----------------------------------------------------------------------------------------
-RESPONDER_SUFFIX = "-ocsp"
 # One month: the responder certificate carries ocsp-nocheck (RFC 6960 4.2.2.2.1: "CAs ... should
 # issue a responder certificate with a short lifetime"), so it is renewed often, by the sweep,
 # like any managed certificate (two thirds into its life).
 RESPONDER_MONTHS = 1
 
 
-def responder_name(ca: str) -> str:
-    return f"{ca}{RESPONDER_SUFFIX}"
-
-
 async def ensure_responder(ctx, ca: str) -> operations.Outcome:
     """Issue CA `ca`'s delegated OCSP responder certificate `<ca>-ocsp` (OCSPSigning, ocsp-nocheck),
     its key made and kept in the vault, through the ordinary request-and-sign path; a no-op when
     a valid one exists. The sweep renews it from then on."""
-    _check_name(ca, "CA")
+    check_name(ca, "CA")
     url = ctx.settings.ocsp_url
     host = urlparse(url).hostname if url else None
     if not host:
@@ -432,7 +435,7 @@ async def ensure_responder(ctx, ca: str) -> operations.Outcome:
                                       reason="a valid responder certificate exists; the sweep renews it")
         return await operations.renew(ctx, name, force=True)
     policy = CertificatePolicy(
-        issuer_name=operations.UNKNOWN_ISSUER, subject=f"CN={host}", dns_names=(host,),
+        issuer_name=UNKNOWN_ISSUER, subject=f"CN={host}", dns_names=(host,),
         ekus=(ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string,), key_usage=("digitalSignature",),
         validity_months=RESPONDER_MONTHS, key=KeySpec("EC", curve="P-256", exportable=False))
     try:
@@ -467,7 +470,7 @@ async def answer_ocsp(ctx, ca: str, der: bytes) -> bytes:
         logger.info("kvca op=ocsp ca=%s outcome=malformed reason=%s", ca, exc)
         return ocsp_mod.unsuccessful(x509.ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
     try:
-        _check_name(ca, "CA")
+        check_name(ca, "CA")
         loaded = await ctx.authority.load(ca)
         if not ocsp_mod.asks_about(request, loaded.issuing.certificate):
             logger.info("kvca op=ocsp ca=%s serial=%x outcome=unauthorized", ca, request.serial_number)

@@ -129,10 +129,14 @@ def _positive_seconds(name: str, raw: str) -> float:
 def _json_object(name: str, raw: str) -> dict[str, Any]:
     if not raw.strip():
         return {}
+    from kvca_core.jsontext import DuplicateKey, loads
+
     try:
-        value = json.loads(raw)
+        value = loads(raw, what=name)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{name} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except DuplicateKey as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be a JSON object")
     return value
@@ -149,12 +153,12 @@ def _shallow_json_object(name: str, raw: str) -> dict[str, Any]:
 
 
 def _name_list(name: str, raw: str) -> tuple[str, ...]:
-    from kvca_core.events import NAME_RE  # Key Vault's object-name rule; imported late like the policy
+    from kvca_core.vocabulary import name_problem  # Key Vault's object-name rule; imported late like the policy
 
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
-    bad = [n for n in names if not NAME_RE.match(n)]
+    bad = [n for n in names if name_problem(n)]
     if bad:
-        raise ValueError(f"{name}: {', '.join(map(repr, bad))} is not a Key Vault certificate name")
+        raise ValueError(f"{name}: CA name {bad[0]!r} {name_problem(bad[0])}")
     return names
 
 

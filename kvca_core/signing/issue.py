@@ -297,7 +297,7 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
     if request.other_names:
         raise PolicyViolation(f"SAN of kind {request.other_names[0]} is not issued by kvca (DNS, IP, email, URI only)",
                               step=step)
-    dns = [names.normalize_dns_name(n) for n in request.dns_names]
+    dns = [names.normalize_dns_name(n, single_label=True) for n in request.dns_names]
     ips = list(request.ip_addresses)
     for ip in ips:
         # cryptography reads an 8- or 32-octet iPAddress as a network: that form exists only
@@ -456,33 +456,26 @@ def _reverify(certificate: x509.Certificate, issuer: x509.Certificate, public_ke
 async def issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy | None = None,
                      profile: Profile | str | None = None, requested_ekus: Iterable[str] = (),
                      validity_months: int | None = None, now: dt.datetime | None = None,
-                     urls: IssuanceUrls = IssuanceUrls(), name: str | None = None,
-                     uris: Sequence[str] = ()) -> IssuedCertificate:
+                     urls: IssuanceUrls = IssuanceUrls(), uris: Sequence[str] = (),
+                     ips: Sequence[str] = ()) -> IssuedCertificate:
     """Sign `csr` (PEM, DER, base64 DER or a parsed CSR) as a leaf of `ca` under `policy`.
 
     `profile` wins; else the `requested_ekus` (Key Vault policy's x509_props.ekus);
     else the EKUs the CSR requests; else `server`. `validity_months` is Key
-    Vault's; None uses the policy's default. `name` (the Key Vault certificate's
-    name) only labels errors: "certificate 'api': check-names: DNS name ...".
-    `uris`: URI SANs asked for besides the CSR's (Key Vault's CSR cannot carry them; kvca keeps
-    them in a tag), checked exactly as the CSR's own.
-    Raises InvalidRequest or PolicyViolation with `step` set; UpstreamError
+    Vault's; None uses the policy's default. `uris` and `ips`: URI and IP address SANs asked for
+    besides the CSR's (Key Vault's CSR cannot carry them; kvca keeps them in tags), checked exactly
+    as the CSR's own. Errors name their step; the caller says which certificate they are about
+    (`errors.about`). Raises InvalidRequest or PolicyViolation with `step` set; UpstreamError
     when the CA key fails to sign.
     """
-    try:
-        return await _issue_leaf(csr, ca=ca, policy=policy or _DEFAULT_POLICY, profile=profile,
-                                 requested_ekus=requested_ekus, validity_months=validity_months, now=now, urls=urls,
-                                 uris=tuple(uris))
-    except KvcaError as exc:
-        if name is not None and exc.subject is None:
-            exc.subject = f"certificate {name!r}"
-            exc.args = (str(exc),)
-        raise
+    return await _issue_leaf(csr, ca=ca, policy=policy or _DEFAULT_POLICY, profile=profile,
+                             requested_ekus=requested_ekus, validity_months=validity_months, now=now, urls=urls,
+                             uris=tuple(uris), ips=tuple(ips))
 
 
 async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Profile | str | None,
                       requested_ekus: Iterable[str], validity_months: int | None, now: dt.datetime | None,
-                      urls: IssuanceUrls, uris: tuple[str, ...] = ()) -> IssuedCertificate:
+                      urls: IssuanceUrls, uris: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> IssuedCertificate:
     # 1. parse
     request_csr = csr_mod.parse_csr(csr)
     # 2. verify-signature
@@ -491,8 +484,9 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
     csr_mod.check_key(public_key, policy)
     # 4. check-names (and what else the request asks for)
     request = csr_mod.read_request(request_csr)
-    if uris:
-        request = dataclasses.replace(request, uris=request.uris + uris)
+    if uris or ips:
+        request = dataclasses.replace(request, uris=request.uris + uris,
+                                      ip_addresses=request.ip_addresses + _addresses(ips))
     # 4. check-names and 5. decide-validity: the steps that need no key, shared with `precheck`
     checked = precheck(request, ca_certificates=ca.certificates, policy=policy, profile=profile,
                        requested_ekus=requested_ekus, validity_months=validity_months, now=now)
@@ -517,6 +511,18 @@ async def _issue_leaf(csr, *, ca: IssuingCA, policy: IssuancePolicy, profile: Pr
     chain = (leaf, *(c for c in ca.certificates if c is not root))
     return IssuedCertificate(leaf=leaf, chain=tuple(chain), root=root, profile=chosen_profile,
                              warnings=tuple(warnings))
+
+
+def _addresses(texts: Sequence[str]) -> tuple:
+    """IP address SANs from a tag (vault data): each one address, or InvalidRequest naming it."""
+    out = []
+    for text in texts:
+        try:
+            out.append(ipaddress.ip_address(text))
+        except ValueError:
+            raise InvalidRequest(f"IP address SAN {text[:60]!r} is not an IPv4 or IPv6 address",
+                                 step="check-names") from None
+    return tuple(out)
 
 
 def _ski_of(certificate: x509.Certificate) -> x509.SubjectKeyIdentifier | None:

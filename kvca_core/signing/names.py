@@ -248,8 +248,11 @@ LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 
-def normalize_dns_name(name: str) -> str:
-    """Lower-case, syntax-checked DNS name; a wildcard only as the whole leftmost label."""
+def normalize_dns_name(name: str, *, single_label: bool = False) -> str:
+    """Lower-case, syntax-checked DNS name; a wildcard only as the whole leftmost label.
+
+    `single_label`: accept a name of one label (`localhost`, an intranet host) as a SAN; whether a
+    CA issues it is the policy's (`check_dns_name_policy`: only when `allowed_names` lists it)."""
     if not isinstance(name, str):
         raise InvalidRequest(f"DNS name {name!r} is not text", step=STEP)
     shown = name if len(name) <= 80 else name[:77] + "..."
@@ -285,7 +288,7 @@ def normalize_dns_name(name: str) -> str:
             if problem:
                 raise InvalidRequest(f"DNS name {shown!r}: label {label!r} is not a valid IDNA A-label "
                                      f"({problem})", step=STEP)
-    if len(labels) < 2:
+    if len(labels) < 2 and (not single_label or labels[0] == "*"):
         raise InvalidRequest(f"DNS name {shown!r} is a single label (write the fully qualified name)", step=STEP)
     if all(label.isdigit() for label in labels):
         raise InvalidRequest(f"DNS name {shown!r} looks like an IP address (use an IP SAN)", step=STEP)
@@ -354,9 +357,13 @@ def check_dns_name_policy(name: str, policy: IssuancePolicy) -> None:
             raise PolicyViolation(f"wildcard DNS name {name!r} covers the public suffix {name[2:]!r} "
                                   f"(Public Suffix List): it would match names of every registrant there",
                                   step=STEP)
-    if not policy.allowed_domains and not policy.allowed_names:
-        return
     if name in policy.allowed_names:
+        return
+    if "." not in name:
+        # A single label names a different host on every network: a CA issues one only by name.
+        raise PolicyViolation(f"DNS name {name!r} is a single label, which this CA's policy issues only when "
+                              f"its allowed_names list it", step=STEP)
+    if not policy.allowed_domains and not policy.allowed_names:
         return
     base = name[2:] if is_wildcard(name) else name
     if any(within_domain(base, domain) for domain in policy.allowed_domains):

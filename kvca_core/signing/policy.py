@@ -124,6 +124,7 @@ CN_FORMS = ("dns-name", "ip-address", "device-id")
 # The CA/B Forum's 398-day cap (Baseline Requirements 6.3.2) is what Apple,
 # Chrome and Mozilla enforce for TLS servers: the default maximum follows it.
 DEFAULT_MAX_VALIDITY_DAYS = 398
+DEFAULT_VALIDITY_DAYS = 365
 # Upper bound for the day counts: 100 years, as issue.MAX_VALIDITY_MONTHS. A larger
 # value would overflow datetime arithmetic at issuance instead of being refused here.
 MAX_DAYS = 36525
@@ -144,13 +145,17 @@ class IssuancePolicy:
     max_sans: int = 100
     max_validity_days: int = DEFAULT_MAX_VALIDITY_DAYS
     # Used when the request names no lifetime (Key Vault's policies always do: validity_months).
-    default_validity_days: int = 365
+    # None: 365 days, or max_validity_days when that is shorter.
+    default_validity_days: int | None = None
     key_types: tuple[str, ...] = KEY_TYPES
     min_rsa_bits: int = 2048
     profiles: tuple[str, ...] = tuple(p.value for p in LEAF_PROFILES)
     cn_forms: tuple[str, ...] = ("dns-name", "ip-address")
 
     def __post_init__(self) -> None:
+        if self.default_validity_days is None:
+            maximum = self.max_validity_days if isinstance(self.max_validity_days, int) else DEFAULT_VALIDITY_DAYS
+            object.__setattr__(self, "default_validity_days", min(DEFAULT_VALIDITY_DAYS, maximum))
         # Normalised here, whichever way the policy was made: lower case, tuples, bare domains.
         for name in ("allowed_domains", "allowed_names", "key_types", "profiles", "cn_forms"):
             value = getattr(self, name)
@@ -172,6 +177,15 @@ class IssuancePolicy:
                 problems.append(f"{name}={value!r} must be a whole number of at least 1")
             elif name.endswith("_days") and value > MAX_DAYS:
                 problems.append(f"{name}={value} is more than {MAX_DAYS} days (100 years)")
+        if not problems and self.default_validity_days > self.max_validity_days:
+            problems.append(f"default_validity_days={self.default_validity_days} is more than "
+                            f"max_validity_days={self.max_validity_days}: every certificate without a lifetime "
+                            f"of its own would be cut short")
+        # A policy that allows no key type or no profile issues nothing: a mistake, not a way to stop a CA
+        # (disable the CA's version in the vault for that).
+        for name in ("key_types", "profiles"):
+            if not getattr(self, name):
+                problems.append(f"{name} is empty, so the CA would issue nothing")
         if isinstance(self.min_rsa_bits, int) and self.min_rsa_bits < 2048:
             problems.append(f"min_rsa_bits={self.min_rsa_bits} is below 2048, which kvca never issues for")
         for kind in self.key_types:
@@ -217,7 +231,17 @@ class IssuancePolicy:
         return cls.from_mapping(data)
 
     def to_mapping(self) -> dict[str, Any]:
+        """Every field, as JSON values (what `kvca ca policy show` prints)."""
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+    def to_stored(self) -> dict[str, Any]:
+        """`to_mapping` without a default_validity_days that is only derived from max_validity_days, so
+        that a stored policy whose maximum is changed later (`kvca ca policy set --set`) derives it
+        again rather than keeping a default above the new maximum."""
+        mapping = self.to_mapping()
+        if self.default_validity_days == min(DEFAULT_VALIDITY_DAYS, self.max_validity_days):
+            del mapping["default_validity_days"]
+        return mapping
 
     def allows_profile(self, profile: Profile) -> bool:
         return profile.value in self.profiles

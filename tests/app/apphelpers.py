@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 import function_app
 from kvca_core.authority import parse_secret
-from kvca_core.model import CA_ROLE_TAG, CA_TAG
+from kvca_core.vocabulary import CA_TAG, ROLE_TAG
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root
 
 
@@ -101,7 +101,7 @@ async def import_recipe_ca(vault, name: str, *, key: str = "ec", years: int = 10
     await vault.import_certificate(f"{name}-root", pkcs12.serialize_key_and_certificates(
         b"root", root_key, root, None, NoEncryption()))
     await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
-        b"intermediate", inter_key, inter, None, NoEncryption()), tags={CA_ROLE_TAG: "intermediate"})
+        b"intermediate", inter_key, inter, None, NoEncryption()), tags={ROLE_TAG: "intermediate"})
     return root
 
 
@@ -224,4 +224,4 @@ async def import_excluding_ca(vault, name: str) -> None:
     await vault.import_certificate(f"{name}-root", pkcs12.serialize_key_and_certificates(
         b"root", root_key, root, None, NoEncryption()))
     await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
-        b"intermediate", key, inter, None, NoEncryption()), tags={CA_ROLE_TAG: "intermediate"})
+        b"intermediate", key, inter, None, NoEncryption()), tags={ROLE_TAG: "intermediate"})

@@ -18,10 +18,15 @@ async def test_the_timer_sweep_summary_warns_of_an_intermediate_within_398_days(
     ctx = await context.shared()
     await import_recipe_ca(ctx.vault, "corp", years=2)  # the intermediate lives 1 year
     await import_recipe_ca(ctx.vault, "long")  # 9 years: no warning
-    with caplog.at_level(logging.INFO, logger="kvca_core.operations"):
+    with caplog.at_level(logging.INFO, logger="kvca_core.telemetry"):
         await run_timer()
-    lines = [r.getMessage() for r in caplog.records if "outcome=ca-" in r.getMessage()]
-    assert len(lines) == 1 and "ca=corp role=intermediate" in lines[0] and "outcome=ca-expiring" in lines[0]
+    records = [r for r in caplog.records if "outcome=ca-" in r.getMessage()]
+    assert len(records) == 1 and "ca=corp" in records[0].getMessage() and "outcome=ca-expiring" in records[0].getMessage()
+    # The record's dimensions, as Application Insights stores them (kvca_core/telemetry.py).
+    dims = {k: v for k, v in vars(records[0]).items() if k.startswith("kvca.")}
+    assert dims["kvca.operation"] == "ca_warning" and dims["kvca.ca"] == "corp"
+    assert dims["kvca.role"] == "intermediate" and dims["kvca.outcome"] == "ca-expiring"
+    assert dims["kvca.source"] == "timer"
     summary = await operations.sweep(ctx)
     [warning] = summary.ca_warnings
     assert warning.ca == "corp" and warning.role == "intermediate" and warning.state == "expiring"

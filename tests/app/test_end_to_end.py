@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
 
 from kvca_core.ca import create_ca
-from kvca_core.model import CA_TAG
+from kvca_core.vocabulary import CA_TAG
 from kvca_core.signing import LocalSigner, create_root
 
 from apphelpers import (

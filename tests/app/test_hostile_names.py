@@ -11,7 +11,7 @@ from azure.keyvault.certificates import CertificatePolicy
 
 from kvca_core import events, operations
 from kvca_core.errors import KvcaError
-from kvca_core.model import CA_TAG
+from kvca_core.vocabulary import CA_TAG
 from kvca_core.operations import IssueRequest
 
 from apphelpers import call_http, deliver, import_excluding_ca, import_recipe_ca, snapshot

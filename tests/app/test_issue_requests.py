@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kvca_core.authority import parse_secret
 from kvca_core import context, operations
-from kvca_core.errors import Conflict, InvalidRequest, KvcaError, NotManaged, PolicyViolation
-from kvca_core.model import CA_TAG, CHAIN_TAG, URIS_TAG
+from kvca_core.errors import Conflict, InvalidRequest, KvcaError, NotFound, NotManaged, PolicyViolation
+from kvca_core.vocabulary import CA_TAG, CHAIN_TAG, URIS_TAG
 from kvca_core.operations import IssueRequest
 
 from apphelpers import (call_http, chain_from_vault, completed_versions, emulator_now, import_excluding_ca,
@@ -68,7 +69,7 @@ async def test_a_non_exportable_key_is_kept_out_of_the_secret_and_a_client_chain
     assert outcome.action == "issued"
     assert not (await ctx.vault.get_policy("held")).key.exportable
     content_type, value = await ctx.vault.get_secret_value("held")
-    key, certs = operations.parse_secret("certificate 'held'", content_type, value)
+    key, certs = parse_secret("certificate 'held'", content_type, value)
     assert key is None
     assert [c.subject.rfc4514_string() for c in certs] == ["CN=held.corp.internal", "CN=corp-ca Intermediate"]
 
@@ -163,7 +164,7 @@ async def test_email_sans_reach_the_leaf_through_the_vaults_policy(app, monkeypa
 @pytest.mark.parametrize("fields,fragment", [
     ({"uris": ["spiffe://evil.example/d"]}, "host 'evil.example' is outside the allowed domains"),
     ({"emails": ["d@evil.example"]}, "host 'evil.example' is outside the allowed domains"),
-    ({"uris": ["spiffe://fleet.corp.internal/" + "x" * 250]}, "holds at most 256"),
+    ({"uris": ["spiffe://fleet.corp.internal/" + "x" * 250]}, "which holds at most 256"),
 ])
 async def test_uri_and_email_sans_outside_the_allowed_domains_are_refused_before_the_vault(
         app, monkeypatch, fields, fragment):
@@ -336,20 +337,31 @@ async def _short_http_rate_limit(monkeypatch):
     return await context.shared()
 
 
+async def test_renew_right_after_the_first_issuance_renews(ctx):
+    """Nothing to repeat: the first issuance is no renewal, so `kvca renew` right after it does what it says."""
+    await import_recipe_ca(ctx.vault, "corp-ca")
+    await operations.issue(ctx, IssueRequest(name="web", ca="corp-ca", dns_names=("web.corp.internal",)))
+    assert (await operations.renew(ctx, "web", now=True)).action == "renewed"
+    assert len(await completed_versions(ctx.vault, "web")) == 2
+
+
 async def test_renew_right_after_a_renewal_is_a_conflict_unless_forced(app, monkeypatch):
     ctx = await _short_http_rate_limit(monkeypatch)
     await import_recipe_ca(ctx.vault, "corp-ca")
     await operations.issue(ctx, IssueRequest(name="web", ca="corp-ca", dns_names=("web.corp.internal",)))
+    app.clock.advance(minutes=1)
+    assert (await operations.renew(ctx, "web", now=True)).action == "renewed"
     before = await snapshot(ctx.vault)
-    with pytest.raises(Conflict, match="completed 0 s ago|completed [0-9]+ s ago"):
+    with pytest.raises(Conflict, match="renewed [0-9]+ s ago"):
         await operations.renew(ctx, "web", now=True)
+    app.clock.advance(minutes=1)  # the HTTP rate limit (1 minute here) is met; the 5-minute rule is not
     status, body, _ = await call_http("kvca_renew", "POST", "x", route_params={"name": "web"})
-    assert status == 409 and body["error"] == "Conflict" and "force" in body["message"]
+    assert status == 409 and body["error"] == "Conflict" and "--force" in body["message"], body
     assert await snapshot(ctx.vault) == before
-    app.clock.advance(minutes=1)  # still within the 5 minutes; force lifts that rule, not the rate limit
+    # force lifts that rule, not the rate limit
     status, body, _ = await call_http("kvca_renew", "POST", "x", route_params={"name": "web"}, body={"force": True})
     assert status == 200 and body["action"] == "renewed", body
-    assert len(await completed_versions(ctx.vault, "web")) == 2
+    assert len(await completed_versions(ctx.vault, "web")) == 3
 
 
 async def test_renew_if_due_is_a_plain_skip_and_renew_later_makes_a_version(app, monkeypatch):
@@ -365,22 +377,37 @@ async def test_renew_if_due_is_a_plain_skip_and_renew_later_makes_a_version(app,
 
 # ---------------------------------------------------------------- batch
 
+async def test_http_batch_is_refused_whole_when_its_ca_would_refuse_one_item(app, monkeypatch):
+    """The CA's policy is checked for every item before the first is created: one item outside it
+    refuses the batch (422, naming the item) and nothing is created."""
+    ctx = await with_policy(monkeypatch, {"allowed_domains": ["corp.internal"]})
+    await import_recipe_ca(ctx.vault, "corp-ca")
+    before = await snapshot(ctx.vault)
+    items = [{"name": f"svc-{i}", "ca": "corp-ca", "dns_names": [f"svc-{i}.corp.internal"]} for i in range(4)]
+    items.insert(2, {"name": "outside", "ca": "corp-ca", "dns_names": ["svc.evil.example"]})
+    status, body, _ = await call_http("kvca_issue_batch", "POST", "certificates/batch", body={"certificates": items})
+    assert status == 422 and body["error"] == "PolicyViolation", body
+    assert "certificates[2]" in body["message"] and "outside the allowed domains" in body["message"]
+    assert await snapshot(ctx.vault) == before
+
+
 async def test_http_batch_gives_one_outcome_per_item_in_order_and_resumes(app, monkeypatch):
     ctx = await with_policy(monkeypatch, {"allowed_domains": ["corp.internal"]})
     root = await import_recipe_ca(ctx.vault, "corp-ca")
+    await operations.issue(ctx, IssueRequest(name="taken", ca="corp-ca", dns_names=("other.corp.internal",)))
     items = [{"name": f"svc-{i}", "ca": "corp-ca", "dns_names": [f"svc-{i}.corp.internal"]} for i in range(4)]
-    items.insert(2, {"name": "outside", "ca": "corp-ca", "dns_names": ["svc.evil.example"]})
+    # A name another certificate holds fails at its turn, in the vault; the others go on.
+    items.insert(2, {"name": "taken", "ca": "corp-ca", "dns_names": ["taken.corp.internal"]})
     status, body, _ = await call_http("kvca_issue_batch", "POST", "certificates/batch",
                                       body={"certificates": items})
     assert status == 207, body
     assert [(o["name"], o["action"]) for o in body["outcomes"]] == [
-        ("svc-0", "issued"), ("svc-1", "issued"), ("outside", "failed"), ("svc-2", "issued"), ("svc-3", "issued")]
-    assert "outside the allowed domains" in body["outcomes"][2]["reason"]
+        ("svc-0", "issued"), ("svc-1", "issued"), ("taken", "failed"), ("svc-2", "issued"), ("svc-3", "issued")]
+    assert "different request" in body["outcomes"][2]["reason"]
     openssl_verify(await chain_from_vault(ctx.vault, "svc-3"), root)
     before = await snapshot(ctx.vault)
-    assert "outside" not in before
     status, body, _ = await call_http("kvca_issue_batch", "POST", "certificates/batch",
-                                      body={"certificates": [i for i in items if i["name"] != "outside"]})
+                                      body={"certificates": [i for i in items if i["name"] != "taken"]})
     assert status == 200 and {o["action"] for o in body["outcomes"]} == {"skipped"}
     assert {o["reason"] for o in body["outcomes"]} == {operations.ALREADY_ISSUED}
     assert await snapshot(ctx.vault) == before
@@ -389,9 +416,15 @@ async def test_http_batch_gives_one_outcome_per_item_in_order_and_resumes(app, m
 @pytest.mark.parametrize("payload,fragment", [
     ({"certificates": []}, "list of 1 to 100"),
     ({"certificates": [{"name": "a", "ca": "c", "dns_names": ["a.b.c"]}] * 101}, "list of 1 to 100"),
-    ({"certificates": [{"name": "a", "ca": "c"}, {"name": "b", "ca": "c", "exportable": "no"}]},
+    ({"certificates": [{"name": "a", "ca": "c", "dns_names": ["a.b.example"]},
+                       {"name": "b", "ca": "c", "dns_names": ["b.b.example"], "exportable": "no"}]},
      "certificates[1]: field 'exportable'"),
-    ({"certificates": [{"name": "a", "ca": "c"}, {"name": "a", "ca": "c"}]}, "'a' appear more than once"),
+    # Key Vault names are case-insensitive: `a` and `A` would be one certificate.
+    ({"certificates": [{"name": "a", "ca": "c", "dns_names": ["a.b.example"]},
+                       {"name": "A", "ca": "c", "dns_names": ["a.b.example"]}]},
+     "certificates[1]: field 'name': 'A' is already requested at certificates[0]"),
+    ({"certificates": [{"name": "a", "ca": "c", "uris": ["spiffe://b.example/a"]}]},
+     "certificates[0]: give a subject, or at least one DNS name or email"),
     ({"certificates": [{"name": "a", "ca": "c", "sign": False}]}, "'sign' is set once for the batch"),
     ({"items": []}, "unknown field(s) 'items'"),
     # A malformed name in a later item: the whole batch, not a half-run with one failed outcome.
@@ -409,16 +442,26 @@ async def test_a_malformed_batch_is_refused_whole_before_anything_is_created(ctx
     assert await snapshot(ctx.vault) == before
 
 
-async def test_issue_many_keeps_going_past_a_refusal_and_reports_progress(ctx):
+async def test_issue_many_keeps_going_past_a_failure_and_reports_progress(ctx):
     await import_recipe_ca(ctx.vault, "corp-ca")
+    await operations.issue(ctx, IssueRequest(name="held", ca="corp-ca", dns_names=("held.corp.internal",)))
     requests = [IssueRequest(name=f"dev-{i}", ca="corp-ca", dns_names=(f"dev-{i}.corp.internal",), profile="client")
-                for i in range(5)] + [IssueRequest(name="bad", ca="no-such-ca", dns_names=("x.corp.internal",))]
+                for i in range(5)] + [IssueRequest(name="held", ca="corp-ca", dns_names=("x.corp.internal",))]
     seen = []
     outcomes = await operations.issue_many(ctx, requests, limit=3, window=0.05, progress=seen.append)
     assert [o.name for o in outcomes] == [r.name for r in requests]
     assert [o.action for o in outcomes] == ["issued"] * 5 + ["failed"]
     assert sorted(o.name for o in seen) == sorted(r.name for r in requests)
-    assert "bad" not in await snapshot(ctx.vault)
+
+
+async def test_issue_many_refuses_every_request_before_creating_any_when_one_names_an_unknown_ca(ctx):
+    await import_recipe_ca(ctx.vault, "corp-ca")
+    before = await snapshot(ctx.vault)
+    requests = [IssueRequest(name=f"dev-{i}", ca="corp-ca", dns_names=(f"dev-{i}.corp.internal",)) for i in range(3)]
+    with pytest.raises(NotFound, match="no-such-ca"):
+        await operations.issue_many(ctx, [*requests, IssueRequest(name="bad", ca="no-such-ca",
+                                                                 dns_names=("x.corp.internal",))])
+    assert await snapshot(ctx.vault) == before
 
 
 async def test_issue_many_skips_only_what_an_earlier_run_issued_for_the_same_request(ctx):
@@ -439,7 +482,7 @@ async def test_the_create_rate_never_starts_more_than_the_limit_in_any_window():
     async def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    rate = operations._CreateRate(20, 10.0, monotonic=lambda: clock[0], sleep=sleep)
+    rate = operations.CreateRate(20, 10.0, monotonic=lambda: clock[0], sleep=sleep)
     starts = []
     for _ in range(45):
         await rate.wait()

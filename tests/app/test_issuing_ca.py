@@ -12,7 +12,7 @@ from azure.keyvault.certificates import CertificatePolicy
 from kvca_core import context, operations
 from kvca_core.ca import create_ca
 from kvca_core.errors import PolicyViolation
-from kvca_core.model import CA_ROLE_TAG, CA_TAG
+from kvca_core.vocabulary import CA_TAG, ROLE_TAG
 from kvca_core.operations import IssueRequest
 
 from apphelpers import call_http, import_recipe_ca, recipe_ca_material, run_timer
@@ -60,7 +60,7 @@ async def test_an_untagged_imported_ca_signs_only_when_kvca_issuing_cas_lists_it
     material = await recipe_ca_material("hand")
     await import_recipe_ca(ctx.vault, "hand-ca", material=material)
     await ctx.vault.update_properties("hand-ca", None, tags={})  # as `az keyvault certificate import` leaves it
-    with pytest.raises(PolicyViolation, match=f"no tag {CA_ROLE_TAG}=intermediate and KVCA_ISSUING_CAS"):
+    with pytest.raises(PolicyViolation, match=f"no tag {ROLE_TAG}=intermediate and KVCA_ISSUING_CAS"):
         await operations.issue(ctx, IssueRequest(name="api", ca="hand-ca", dns_names=("api.corp.internal",)))
     monkeypatch.setenv("KVCA_ISSUING_CAS", "other-ca, hand-ca")
     await context.reset_shared()
@@ -86,7 +86,7 @@ async def test_a_ca_without_a_policy_entry_is_refused_with_the_way_to_configure_
 
 @pytest.mark.parametrize("change,fragment", [
     ({"enabled": False}, "the CA is disabled"),
-    ({"tags": {CA_ROLE_TAG: "root"}}, "is a root CA"),
+    ({"tags": {ROLE_TAG: "root"}}, "is a root CA"),
     ({"tags": {}}, "is not an issuing CA"),
 ])
 async def test_a_warm_instance_refuses_at_once_a_ca_disabled_or_retagged(ctx, kv_aio_clients, change, fragment):
@@ -151,5 +151,5 @@ def test_kvca_issuing_cas_is_read_as_names_and_a_bad_name_is_reported_at_start()
     vault = {"KVCA_VAULT_URL": "https://v.vault.azure.net"}
     assert Settings.from_env({**vault, "KVCA_ISSUING_CAS": " hand-ca, other ,"}).issuing_cas == ("hand-ca", "other")
     assert Settings.from_env(vault).issuing_cas == ()
-    with pytest.raises(ConfigurationError, match="KVCA_ISSUING_CAS: 'bad/name' is not a Key Vault certificate name"):
+    with pytest.raises(ConfigurationError, match="KVCA_ISSUING_CAS: CA name 'bad/name' is not a Key Vault object name"):
         Settings.from_env({**vault, "KVCA_ISSUING_CAS": "ok,bad/name"})

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from kvca_core.rim import webhook as webhook_rim
 from kvca_core import context, notify, operations, revocation
 from kvca_core.errors import ConfigurationError, KvcaError
-from kvca_core.model import NOTIFIED_TAG
+from kvca_core.vocabulary import NOTIFIED_TAG
 from kvca_core.operations import IssueRequest
 from kvca_core.settings import Settings
 
@@ -64,7 +65,7 @@ async def webhook(app, monkeypatch):
     port = site._server.sockets[0].getsockname()[1]
     hook.url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
     monkeypatch.setenv("KVCA_NOTIFY_WEBHOOK_URL", hook.url)
-    monkeypatch.setattr(notify, "BACKOFF_SECONDS", (0.0, 0.0))  # retries at once: the test need not wait
+    monkeypatch.setattr(webhook_rim, "BACKOFF_SECONDS", (0.0, 0.0))  # retries at once: the test need not wait
     try:
         yield hook
     finally:
@@ -241,7 +242,7 @@ async def test_a_webhook_that_is_not_listening_never_fails_the_sweep_nor_a_revoc
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("KVCA_NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{port}/hooks/{TOKEN}")
-    monkeypatch.setattr(notify, "BACKOFF_SECONDS", (0.0, 0.0))
+    monkeypatch.setattr(webhook_rim, "BACKOFF_SECONDS", (0.0, 0.0))
     ctx = await context.shared()
     await _ca_with_due_leaves(app, ctx, names=("web",))
     with caplog.at_level(logging.INFO, logger="kvca_core.notify"):

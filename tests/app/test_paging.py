@@ -11,9 +11,9 @@ import pytest
 
 from kvca_core import operations
 from kvca_core.errors import PolicyViolation, Throttled
-from kvca_core.model import CA_TAG
+from kvca_core.vocabulary import CA_TAG
 from kvca_core.operations import IssueRequest
-from kvca_core.vault import Backoff
+from kvca_core.rim.azure import Backoff
 
 from apphelpers import (chain_from_vault, completed_versions, import_leaves, import_recipe_ca, openssl_verify,
                         recipe_ca_material, run_timer)
@@ -61,7 +61,7 @@ async def test_the_inventory_shows_later_pages_and_pending_requests_without_inve
     app.set_fidelity(current_includes_pending=current_includes_pending)
     await _vault_of_two_pages(app, ctx)
     await _request(ctx, ["z-pending-0", "z-pending-1"])
-    infos = {i.name: i for i in await operations.inventory(ctx)}
+    infos = {i.name: i for i in (await operations.inventory_report(ctx)).certificates}
     assert len(infos) == 32
     for name in ("z-pending-0", "z-pending-1"):
         # Key Vault gives the pending version nbf/exp from the policy: not a certificate's dates.

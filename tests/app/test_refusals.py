@@ -10,7 +10,7 @@ from azure.keyvault.certificates import CertificatePolicy
 
 from kvca_core import context, operations
 from kvca_core.errors import NotFound, NotManaged, PolicyViolation
-from kvca_core.model import CA_TAG
+from kvca_core.vocabulary import CA_TAG
 from kvca_core.operations import IssueRequest
 
 from apphelpers import call_http, deliver, import_recipe_ca, run_timer, snapshot

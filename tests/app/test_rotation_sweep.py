@@ -11,9 +11,9 @@ from cryptography import x509
 from apphelpers import call_http, chain_from_vault, completed_versions, openssl_verify, user_function
 from kvca_core import operations
 from kvca_core.ca import create_ca
-from kvca_core.model import CA_VERSION_TAG, ROTATED_TAG
+from kvca_core.vocabulary import CA_VERSION_TAG, ROTATED_TAG
 from kvca_core.operations import IssueRequest, issue, sweep
-from kvca_core.rotation import rotate_ca
+from kvca_core.ca import rotate_ca
 
 LEAVES = ("api", "web", "db")
 

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from kvca_core import context, events
 from kvca_core.cli import main
-from kvca_core.model import CA_TAG
+from kvca_core.vocabulary import CA_TAG
 
 from apphelpers import call_http, deliver
 

@@ -9,7 +9,7 @@ import pytest
 from azure.keyvault.certificates import CertificatePolicy
 
 from kvca_core import context
-from kvca_core.model import CA_TAG
+from kvca_core.vocabulary import CA_TAG
 
 from apphelpers import (
     call_http, chain_from_vault, completed_versions, deliver, import_recipe_ca, openssl_verify, run_timer,

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from kvca_core import operations
 from kvca_core.ca import create_ca
 from kvca_core.errors import Conflict, NotFound, Throttled, UpstreamError
-from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
+from kvca_core.model import CertificatePolicy, KeySpec
+from kvca_core.vocabulary import CA_TAG
 from kvca_core.operations import IssueRequest
-from kvca_core.vault import KeyVault
+from kvca_core.rim.keyvault import KeyVault
 
 from apphelpers import chain_from_vault, import_recipe_ca, openssl_verify
 

@@ -1,5 +1,5 @@
 """kvca's "now" is the vault's (kvca_core/clock.py): the Date header of Key Vault's answers, read
-by the Key Vault clients that kvca_core/vault.py builds and by nothing else.
+by the Key Vault clients that kvca_core/rim/keyvault.py builds and by nothing else.
 
 The real SDK over HTTPS against the emulator, whose clock is moved; stand-in servers (Python's
 http.server, headers written by hand) for a vault that sends no or a malformed Date, and for
@@ -27,11 +27,11 @@ from kvca_core.ca import create_ca
 from kvca_core.context import Context
 from kvca_core.errors import NotFound
 from kvca_core.events import pending_request_event
-from kvca_core.notify import Notice
+from kvca_core.notify import Notice, payload
 from kvca_core.operations import IssueRequest
 from kvca_core.settings import Settings
 from kvca_core.signing.issue import BACKDATE
-from kvca_core.vault import KeyVault
+from kvca_core.rim.keyvault import KeyVault
 from kvemulator._tls import make_server_context
 
 UTC = dt.timezone.utc
@@ -230,7 +230,8 @@ async def test_answers_from_event_grid_and_the_webhook_do_not_move_the_clock(app
                 assert abs(clock.offset()) <= clock.OFFSET_THRESHOLD
                 await ctx.publisher.publish(pending_request_event(vault_name=app.vault_name, vault_url=app.url,
                                                                   name="api"))
-                assert await ctx.notifier.send(Notice(event="test", title="clock test"))
+                notice = Notice(event="test", title="clock test")
+                assert await ctx.notifier.send(notice.event, payload(notice, vault="v", now=clock.now()))
                 assert topic.requests and webhook.requests
                 assert abs(clock.offset()) <= clock.OFFSET_THRESHOLD, clock.offset()
                 # The same far Date from the vault would have moved it.

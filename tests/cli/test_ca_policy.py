@@ -45,7 +45,11 @@ def test_ca_create_stores_the_policy_and_show_names_its_secret_version(kvca, kv_
     assert body["policy"]["allowed_domains"] == ["corp.internal"] and body["policy"]["max_validity_days"] == 90
     secret = kv_clients.secrets.get_secret("strict-policy")
     assert secret.properties.content_type == "application/json" and secret.properties.tags == {"kvca-ca": "strict"}
-    assert json.loads(secret.value) == {"version": 1, "ca": "strict", "policy": body["policy"]}
+    # What is stored leaves out only the default lifetime derived from the maximum (90 days here).
+    stored = json.loads(secret.value)
+    assert body["policy"]["default_validity_days"] == 90 and "default_validity_days" not in stored["policy"]
+    assert stored == {"version": 1, "ca": "strict",
+                      "policy": {k: v for k, v in body["policy"].items() if k != "default_validity_days"}}
     text = kvca("ca", "policy", "show", strict)
     assert f"source: stored (secret strict-policy, version {body['secret_version']})" in text.out
     assert "  allowed_domains: corp.internal" in text.out and "  max_validity_days: 90" in text.out

@@ -178,12 +178,26 @@ def test_name_outside_the_cas_name_constraints_is_refused_before_anything_is_cre
     assert vault_snapshot(kv_clients) == before
 
 
-def test_ip_address_sans_are_refused_with_the_key_vault_reason(kvca, kv_clients, corp):
+def test_ip_address_sans_are_refused_when_the_cas_policy_does_not_allow_them(kvca, kv_clients, corp):
     before = vault_snapshot(kv_clients)
     result = kvca("request", "api", "--dns", "api.corp.internal", "--ip", "10.0.0.1", "--ca", corp)
-    assert result.code == 2
-    assert "'10.0.0.1'" in result.err and "cannot request IP address SANs" in result.err
+    assert result.code == 1
+    assert "IP address SAN '10.0.0.1' is not allowed by this CA's policy (allow_ip is false)" in result.err
     assert vault_snapshot(kv_clients) == before
+
+
+def test_ip_address_sans_are_issued_and_kept_across_renewals_when_the_policy_allows_them(kvca, kv_clients, corp):
+    assert kvca("ca", "policy", "set", corp, "--set", "allow_ip=true").code == 0
+    result = kvca("--json", "request", "broker", "--dns", "broker.corp.internal", "--ip", "10.0.0.1", "fd00::7",
+                  "--ca", corp, "--sign")
+    assert result.code == 0, result.err
+    assert kv_clients.certificates.get_certificate("broker").properties.tags["kvca-ips"] == "10.0.0.1 fd00::7"
+    renewed = kvca("--json", "renew", "broker")
+    assert renewed.code == 0, renewed.err
+    leaf = x509.load_der_x509_certificate(kv_clients.certificates.get_certificate("broker").cer)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(map(str, sans.get_values_for_type(x509.IPAddress))) == ["10.0.0.1", "fd00::7"]
+    assert kvca("request", "bad-ip", "--dns", "b.corp.internal", "--ip", "10.0.0.0/8", "--ca", corp).code == 2
 
 
 def test_a_root_named_as_the_issuing_ca_is_refused(kvca, kv_clients, corp):

@@ -8,16 +8,20 @@ blob store, which name their causes the same way."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import logging
 
 import pytest
 from azure.core.credentials import AzureNamedKeyCredential
 
 from clihelpers import Result, run_subprocess
+from kvca_core.rim import webhook
 from kvca_core import notify
-from kvca_core.crlstore import CrlStore
+from kvca_core.rim.blob import CrlStore
 from kvca_core.errors import UpstreamError
-from kvca_core.notify import Notice, Notifier
+from kvca_core.notify import Notice, payload
+from kvca_core.rim.webhook import Notifier
 from nethelpers import closed_port, loopback_ca, serve  # noqa: F401 (fixtures)
 
 BUNDLE_HINT = "set KVCA_TLS_CA_BUNDLE to the PEM file of the CA that issued the vault's certificate"
@@ -164,10 +168,12 @@ def test_the_emulator_without_the_challenge_switch_names_the_setting(cli_env, tm
 # --- the webhook and the CRL blob store ----------------------------------------------------------
 
 async def _notify(url: str, caplog) -> str:
-    notifier = Notifier(url, "kvemulator")
+    notifier = Notifier(url)
     try:
         with caplog.at_level(logging.WARNING, logger="kvca_core.notify"):
-            assert await notifier.send(Notice("renewal-failed", "kvca: test notice")) is False
+            notice = Notice("renewal-failed", "kvca: test notice")
+            body = payload(notice, vault="kvemulator", now=dt.datetime.now(dt.timezone.utc))
+            assert await notifier.send(notice.event, body) is False
     finally:
         await notifier.close()
     [line] = [r.getMessage() for r in caplog.records if "outcome=failed" in r.getMessage()]
@@ -175,7 +181,7 @@ async def _notify(url: str, caplog) -> str:
 
 
 async def test_a_webhook_that_refuses_logs_the_refused_connection(caplog, monkeypatch):
-    monkeypatch.setattr(notify, "BACKOFF_SECONDS", (0.0, 0.0))
+    monkeypatch.setattr(webhook, "BACKOFF_SECONDS", (0.0, 0.0))
     port = closed_port()
     line = await _notify(f"http://127.0.0.1:{port}/hooks/T0KEN-s3cr3t", caplog)
     assert f"attempts=3 cause=the webhook: connection to 127.0.0.1:{port} refused (hint: " in line
@@ -184,7 +190,7 @@ async def test_a_webhook_that_refuses_logs_the_refused_connection(caplog, monkey
 
 async def test_a_webhook_whose_certificate_is_untrusted_logs_why_tls_failed(caplog, monkeypatch, loopback_ca,
                                                                           serve, tmp_path):
-    monkeypatch.setattr(notify, "BACKOFF_SECONDS", (0.0, 0.0))
+    monkeypatch.setattr(webhook, "BACKOFF_SECONDS", (0.0, 0.0))
     server = serve("tls", loopback_ca.server_context(tmp_path, ["127.0.0.1"]))  # not in the system store
     line = await _notify(f"https://127.0.0.1:{server.port}/hooks/T0KEN-s3cr3t", caplog)
     assert (f"cause=the webhook: TLS verification of 127.0.0.1:{server.port} failed: "

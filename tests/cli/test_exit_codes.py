@@ -16,6 +16,7 @@ from contract import parse
 # Malformed: refused before anything reached the vault.
 USAGE = [
     [],                                                          # no command
+    ["export-chain", "corp", "--which", "both", "--format", "der"],              # DER holds one certificate
     ["nosuchcommand"],
     ["--vault", "http://plain.example", "list"],                 # not https
     ["list", "--expiring-within", "-3"],
@@ -41,7 +42,6 @@ FAILED = [
     ["ca", "show", "nosuch"],
     ["request", "evil", "--dns", "www.example.com", "--ca", "corp", "--sign"],   # outside the CA's names
     ["request", "x", "--dns", "x.corp.internal", "--ca", "nosuch"],
-    ["export-chain", "corp", "--which", "both", "--format", "der"],              # the vault holds two
 ]
 
 

@@ -62,9 +62,9 @@ def test_export_chain_gives_the_chosen_certificates_in_the_chosen_format(kvca, k
 def test_export_chain_der_refuses_two_certificates_and_writes_nothing(kvca, corp, tmp_path):
     out = tmp_path / "both.cer"
     result = kvca("export-chain", corp, "--which", "both", "--format", "der", "--out", str(out))
-    assert result.code == 1
-    assert result.err_lines == ["kvca: error: CA 'corp': DER (.cer) holds exactly one certificate, and this "
-                                "selection has 2 (hint: choose --which root or an intermediate CA, or use pem "
+    assert result.code == 2  # refused before the vault is read: the command line asks for the impossible
+    assert result.err_lines == ["kvca: error: export-chain: DER (.cer) holds exactly one certificate, and --which "
+                                "both is two or more (hint: choose --which root or intermediate, or --format pem "
                                 "or p7b)"]
     assert not out.exists()
 

@@ -14,8 +14,8 @@ from azure.core.exceptions import ServiceRequestError
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
-from kvca_core import netcause
-from kvca_core.netcause import Peer, describe
+from kvca_core.rim import netcause
+from kvca_core.rim.netcause import Peer, describe
 from nethelpers import BlackHole, LoopbackCA, closed_port, loopback_ca, serve  # noqa: F401 (fixtures)
 
 

@@ -15,20 +15,30 @@ def _versions(kv_clients, name: str) -> list[str]:
     return [v.version for v in kv_clients.certificates.list_properties_of_certificate_versions(name)]
 
 
+def test_renew_right_after_the_first_issuance_renews(kvca, kv_clients, corp):
+    assert kvca("request", "api", "--dns", "api.corp.internal", "--ca", corp, "--sign").code == 0
+    result = kvca("renew", "api")
+    assert result.code == 0, result.err
+    assert len(_versions(kv_clients, "api")) == 2
+
+
 def test_renew_right_after_a_renewal_fails_saying_so_and_force_renews_anyway(kvca, kv_clients, corp, emulator):
     assert kvca("request", "api", "--dns", "api.corp.internal", "--ca", corp, "--sign").code == 0
+    emulator.clock.advance(seconds=600)
+    assert kvca("renew", "api").code == 0
     before = vault_snapshot(kv_clients)
     again = kvca("renew", "api")
     assert again.code == 1
     assert len(again.err_lines) == 1, again.err
     assert again.err_lines[0].startswith("kvca: error: certificate 'api': version ")
-    assert "s ago, so a renewal just happened; not renewing it again" in again.err_lines[0]
+    assert "s ago; not renewing it again so soon (hint: renew with force" in again.err_lines[0]
+    assert "kvca renew --force" in again.err_lines[0]
     assert vault_snapshot(kv_clients) == before  # nothing was created
     forced = kvca("--json", "renew", "api", "--force")
     assert forced.code == 0, forced.err
     body = json.loads(forced.out)
     assert body["action"] == "renewed" and body["version"] != before["api"][0][0]
-    assert len(_versions(kv_clients, "api")) == 2
+    assert len(_versions(kv_clients, "api")) == 3
 
 
 def test_renew_after_the_guard_makes_a_new_version_without_force(kvca, kv_clients, corp, emulator):
@@ -43,7 +53,8 @@ def test_renew_after_the_guard_makes_a_new_version_without_force(kvca, kv_client
 def test_renew_force_and_if_due_together_are_a_usage_error(kvca, corp):
     result = kvca("renew", "api", "--force", "--if-due")
     assert result.code == 2
-    assert result.err_lines == ["kvca: error: renew: --force and --if-due contradict each other"]
+    assert result.err_lines == ["kvca: error: request: if-due and force contradict each other: force renews now, "
+                                "whether due or not"]
 
 
 def test_cancel_withdraws_a_pending_request_and_frees_the_name(kvca, kv_clients, corp):

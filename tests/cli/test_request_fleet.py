@@ -33,22 +33,23 @@ def fleet(kvca, monkeypatch):
 
 @pytest.mark.parametrize("name, content, message", [
     ("bad-column.csv", "name,subjekt\nd1,CN=d1\n",
-     "{f} line 1, column 'subjekt': unknown column (known: name, ca, dns_names, subject, profile, key, "
-     "validity_months, content_type"),
+     "{f} line 1: column 'subjekt' is not a request field (known: name, ca, dns_names, ip_addresses, subject, "
+     "profile, key, validity_months, content_type"),
     ("no-name.csv", "subject,profile\nCN=d1,client\n", "{f} line 1: the header row has no 'name' column"),
     ("bad-bool.csv", "name,subject,exportable\nd1,CN=d1,true\nd2,CN=d2,maybe\n",
-     "{f} line 3, field 'exportable': 'maybe' is not true or false"),
+     "{f} line 3: field 'exportable': 'maybe' is not true or false"),
     ("bad-months.csv", "name,subject,validity_months\nd1,CN=d1,twelve\n",
-     "{f} line 2, field 'validity_months': 'twelve' is not a whole number"),
-    ("bad-key.csv", "name,subject,key\nd1,CN=d1,rsa-1024\n", "{f} line 2, field 'key': key type 'rsa-1024' is not"),
+     "{f} line 2: field 'validity_months': 'twelve' is not a whole number"),
+    ("bad-key.csv", "name,subject,key\nd1,CN=d1,rsa-1024\n", "{f} line 2: field 'key': key type 'rsa-1024' is not"),
     ("bad-profile.csv", "name,subject,profile\nd1,CN=d1,device\n",
-     "{f} line 2, field 'profile': profile 'device' is not one of server, client, server-client"),
-    ("bad-subject.csv", "name,subject\nd1,device-1\n", "{f} line 2, field 'subject': "),
+     "{f} line 2: field 'profile': 'device' is not one of server, client, server-client"),
+    ("bad-subject.csv", "name,subject\nd1,device-1\n", "{f} line 2: field 'subject': "),
     ("bad-name.csv", "name,subject\nd1,CN=d1\nd_2,CN=d2\n",
-     "{f} line 3, field 'name': 'd_2' is not a Key Vault certificate name (1-127 letters, digits and '-')"),
-    ("duplicate.csv", "name,subject\nd1,CN=d1\n\nd1,CN=d1\n", "{f} line 4, field 'name': 'd1' is already on line 2"),
+     "{f} line 3: field 'name': certificate name 'd_2' is not a Key Vault object name (1-127 letters, digits and "
+     "hyphens)"),
+    ("duplicate.csv", "name,subject\nd1,CN=d1\n\nd1,CN=d1\n", "{f} line 4: field 'name': 'd1' is already requested at {f} line 2"),
     ("extra-cells.csv", "name,subject\nd1,CN=d1,x\n", "{f} line 2: 3 cells for 2 columns"),
-    ("no-names.csv", "name,profile\nd1,client\n", "{f} line 2: give a subject or at least one of dns_names"),
+    ("no-names.csv", "name,profile\nd1,client\n", "{f} line 2: give a subject, or at least one DNS name or email"),
     # Name syntax needs no policy: a malformed name on any row stops the file before its first row.
     ("bad-dns.csv", "name,dns_names\nd1,d1.fleet.example\nd2,*.*.fleet.example\n",
      "{f} line 3: field 'dns_names': DNS name '*.*.fleet.example': a wildcard may only be the leftmost"),
@@ -57,7 +58,7 @@ def fleet(kvca, monkeypatch):
     ("not-json.jsonl", '{"name": "d1", "subject": "CN=d1"}\n{"name": \n', "{f} line 2: not a JSON object"),
     ("list.jsonl", '["d1"]\n', "{f} line 1: a JSON line must be an object, got list"),
     ("unknown.jsonl", '{"name": "d1", "subject": "CN=d1", "sign": true}\n',
-     "{f} line 1, field 'sign': unknown field"),
+     "{f} line 1: unknown field(s) 'sign'"),
     ("wrong-type.jsonl", '{"name": "d1", "subject": "CN=d1", "dns_names": "d1.fleet"}\n',
      "{f} line 1: field 'dns_names' must be a list of strings"),
 ])
@@ -120,18 +121,19 @@ def test_json_lines_file_with_command_line_defaults(kvca, kv_clients, fleet, tmp
     assert kv_clients.certificates.get_certificate_policy("dev-b").validity_in_months == 3
 
 
-def test_a_rerun_skips_what_is_issued_retries_what_failed_and_finishes_what_was_left_pending(kvca, kv_clients,
-                                                                                             fleet, tmp_path):
-    names = ["d1", "d2", "d3"]
+def test_a_rerun_skips_what_is_issued_and_finishes_what_was_left_pending(kvca, kv_clients, fleet, tmp_path):
     path = tmp_path / "devices.csv"
-    # d3's wildcard over a public suffix passes the file check (a well-formed row) and is refused
-    # by the issue (the CA's rules).
+    # d3's wildcard over a public suffix is well-formed, but the CA's rules refuse it: the whole file
+    # is checked against them before the first row is created.
     path.write_text("name,profile,dns_names\nd1,client,d1.fleet.example\nd2,client,d2.fleet.example\n"
                     "d3,client,*.co.uk\n")
+    before = vault_snapshot(kv_clients)
+    refused = kvca("request", "--from", str(path), "--sign")
+    assert refused.code == 1 and f"{path} line 4 (certificate 'd3')" in refused.err, refused.err
+    assert vault_snapshot(kv_clients) == before
+    path.write_text("name,profile,dns_names\nd1,client,d1.fleet.example\nd2,client,d2.fleet.example\n")
     first = kvca("--json", "request", "--from", str(path), "--sign")
-    assert first.code == 1
-    actions = {json.loads(line)["name"]: json.loads(line)["action"] for line in first.out.splitlines()}
-    assert actions == {"d1": "issued", "d2": "issued", "d3": "failed"}
+    assert first.code == 0, first.err
     issued = {n: kv_clients.certificates.get_certificate(n).properties.version for n in ("d1", "d2")}
     # An interrupted run leaves a request pending: the re-run signs it instead of refusing it.
     assert kvca("request", "d4", "--dns", "d4.fleet.example", "--profile", "client", "--ca", fleet).code == 0

@@ -83,13 +83,19 @@ def test_failed_renewals_alert_on_the_log_lines_kvca_writes():
     assert not re.search(regex, "kvca op=renew certificate=web outcome=refused kind=Conflict reason=...")
 
 
-def test_the_log_lines_the_alert_matches_are_the_ones_operations_writes():
+def test_the_log_lines_the_alert_matches_are_the_ones_operations_writes(caplog):
     """The alert's query and kvca's log format are two copies of one fact: keep them in step."""
-    from pathlib import Path
+    import logging
 
-    source = (Path(__file__).resolve().parents[2] / "kvca_core" / "operations.py").read_text()
-    assert '"kvca op=sweep certificate=%s outcome=failed reason=%s"' in source
-    assert '"kvca op=%s certificate=%s outcome=%s kind=%s reason=%s"' in source
+    from kvca_core import telemetry
+    from kvca_core.errors import PolicyViolation
+
+    with caplog.at_level(logging.INFO, logger="kvca_core.telemetry"):
+        telemetry.record("sweep", "failed", certificate="web", reason="CA 'corp': the CA is disabled")
+        telemetry.refusal("renew", "web", PolicyViolation("the CA is disabled", subject="CA 'corp'"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "kvca op=sweep certificate=web outcome=failed reason=CA 'corp': the CA is disabled",
+        "kvca op=renew certificate=web outcome=refused kind=PolicyViolation reason=CA 'corp': the CA is disabled"]
 
 
 def test_dead_lettered_events_alert_on_both_topics():

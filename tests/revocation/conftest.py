@@ -59,7 +59,7 @@ async def blob_ctx(revocation_ca, azurite):
     builds it with the process's credential."""
     from azure.storage.blob.aio import ContainerClient
 
-    from kvca_core.crlstore import CrlStore
+    from kvca_core.rim.blob import CrlStore
 
     url = f"{azurite.account_url}/crl"
     async with ContainerClient.from_container_url(url, credential=azurite.credential()) as container:

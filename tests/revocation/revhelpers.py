@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from apphelpers import emulator_now, user_function
 from kvca_core import operations
 from kvca_core.authority import parse_secret
-from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
+from kvca_core.model import CertificatePolicy, KeySpec
+from kvca_core.vocabulary import CA_TAG
 
 CLIENT_AUTH, SERVER_AUTH = "1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"
 CA = "rev-ca"

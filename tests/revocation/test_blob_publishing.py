@@ -13,7 +13,7 @@ from apphelpers import call_http, run_timer
 from kvca_core import context, revocation
 from kvca_core.ca import create_ca
 from kvca_core.errors import UpstreamError
-from kvca_core.model import REVOKED_SERIAL_TAG
+from kvca_core.vocabulary import REVOKED_SERIAL_TAG
 
 from revhelpers import CA, CA2, fetch_over_http, openssl_verify_crl
 

@@ -141,7 +141,8 @@ async def test_get_form_answers_and_bad_requests_get_unsigned_errors(revocation_
 
 async def test_a_request_asking_for_the_ocsp_profile_is_refused(revocation_ca):
     """Only the CA's own responder gets OCSPSigning: anyone else holding it could answer for the CA."""
-    from kvca_core.model import CA_TAG, CertificatePolicy, KeySpec
+    from kvca_core.model import CertificatePolicy, KeySpec
+    from kvca_core.vocabulary import CA_TAG
 
     ctx = revocation_ca
     await ctx.vault.create_certificate("sneaky", CertificatePolicy(

@@ -11,7 +11,7 @@ from cryptography import x509
 from apphelpers import call_http, run_timer
 from kvca_core import operations, revocation
 from kvca_core.errors import InvalidRequest, NotManaged
-from kvca_core.model import REVOKED_AT_TAG, REVOKED_SERIAL_TAG, REVOKED_TAG
+from kvca_core.vocabulary import REVOKED_AT_TAG, REVOKED_SERIAL_TAG, REVOKED_TAG
 
 from revhelpers import CA, fetch_crl, openssl_verify_crl, pkilint_crl_findings
 
@@ -90,7 +90,7 @@ async def test_sweep_never_renews_a_revoked_certificate_and_inventory_says_revok
     versions = [v async for v in ctx.vault.list_versions("bad")]
     assert len(versions) == 1
     assert len([v async for v in ctx.vault.list_versions("good")]) == 2
-    states = {i.name: i.state for i in await operations.inventory(ctx)}
+    states = {i.name: i.state for i in (await operations.inventory_report(ctx)).certificates}
     assert states["bad"] == "revoked"
     assert (await operations.describe(ctx, "bad")).info.state == "revoked"
 
@@ -121,7 +121,7 @@ async def test_replacing_a_revoked_certificate_gives_a_valid_version_and_the_rec
     current = await ctx.vault.get_certificate("bad")
     assert current.version == outcome.version and current.enabled
     assert not set(current.tags) & {REVOKED_TAG, REVOKED_AT_TAG, REVOKED_SERIAL_TAG}, current.tags
-    states = {i.name: i.state for i in await operations.inventory(ctx)}
+    states = {i.name: i.state for i in (await operations.inventory_report(ctx)).certificates}
     assert states["bad"] == "valid"
     crl = await revocation.publish_crl(ctx, CA)
     assert [entry.serial_number for entry in crl] == [leaves["bad"].cert.serial_number]

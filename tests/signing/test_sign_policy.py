@@ -331,9 +331,10 @@ def test_parse_subject_refuses_malformed_subjects(text, fragment):
 
 
 async def test_errors_name_the_certificate_the_step_and_the_rule(pkis, keys):
-    with pytest.raises(errors.PolicyViolation) as caught:
+    # The engine names the step; the caller says which certificate the errors are about.
+    with pytest.raises(errors.PolicyViolation) as caught, errors.about("certificate 'api-internal'"):
         await issue_leaf(make_csr(keys.get("ec:leaf"), subject=None, dns=("api.example.com",)), ca=pkis["ec"].ca(),
-                         policy=IssuancePolicy(allowed_domains=("mycompany.local",)), name="api-internal")
+                         policy=IssuancePolicy(allowed_domains=("mycompany.local",)))
     assert str(caught.value) == ("certificate 'api-internal': check-names: DNS name 'api.example.com' is outside "
                                  "the allowed domains (*.mycompany.local)")
     assert caught.value.to_dict() == {"error": "PolicyViolation", "message": str(caught.value), "step": "check-names"}

@@ -1,11 +1,11 @@
-"""Where CRLs are published: one blob `<CA>.crl` per CA in the container of KVCA_CRL_CONTAINER_URL.
+"""Blob storage: where CRLs are published, one blob `<CA>.crl` per CA in the container of
+KVCA_CRL_CONTAINER_URL (`kvca_core.ports.CrlPublisher`).
 
     store = CrlStore(container_url, credential)
     url = await store.publish("corp-ca", der, max_age=300, number=n)   # the blob's URL; never older over newer
     await store.close()
 
-The only module of kvca_core besides vault.py that imports azure.* (azure.storage.blob):
-the operations (kvca_core/revocation.py) see `publish` and kvca's error kinds only.
+The operations (kvca_core/revocation.py) see `publish` and kvca's error kinds only.
 
 The container is read anonymously over plain HTTP (infra/app/crl-storage.bicep): RFC 5280
 4.2.1.13 CDPs are http URLs, and Windows CryptoAPI does not follow an https CDP whose own
@@ -32,8 +32,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
-from kvca_core import netcause
+from kvca_core.rim import netcause
 from kvca_core.errors import UpstreamError
+from kvca_core.rim.azure import token_error  # the same words as for Key Vault's token
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +115,6 @@ def _translate(exc: BaseException, where: str) -> UpstreamError:
     # The blob's URL without a query or fragment: a SAS there would be a token.
     subject = f"CRL blob {urlsplit(where)._replace(query='', fragment='').geturl()}"
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        from kvca_core.vault import token_error  # the same words as for Key Vault's token
-
         return token_error(exc, subject, "Blob storage")
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         hint = "grant the identity Storage Blob Data Contributor on the CRL container" \

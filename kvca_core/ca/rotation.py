@@ -33,25 +33,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from kvca_core import clock
-from kvca_core.ca import (
-    CAInfo,
-    ROOT_SUFFIX,
-    _ca,
-    _ca_policy,
-    _cert_of,
-    _check_name,
-    _csr_public_key,
-    _current,
-    _describe_key,
-    _key_matches_spec,
-    _name_constraints,
-    _remote_signer,
-    _years,
-    show_ca,
+from kvca_core.ca.common import (
+    ca_policy,
+    ca_where,
+    cert_of,
+    check_years,
+    csr_public_key,
+    current_or_none,
+    describe_key,
+    key_matches_spec,
+    name_constraints,
+    remote_signer,
 )
+from kvca_core.ca.inspect import CAInfo, show_ca
 from kvca_core.errors import Busy, Conflict, InvalidRequest, NotFound, NotManaged
-from kvca_core.model import CA_ROLE_TAG, CREATING_TAG, REVOCATION_TAGS, ROTATED_TAG, CertificateVersion, PendingRequest
-from kvca_core.operations import FRESH, rotation_of
+from kvca_core.model import CertificateVersion, PendingRequest
+from kvca_core.vocabulary import CREATING_TAG, INTERMEDIATE, REVOCATION_TAGS, ROLE_TAG, ROOT, ROTATED_TAG, check_name, root_name
+from kvca_core.lifecycle import FRESH, rotation_of
 from kvca_core.signing import IssuingCA, create_intermediate
 from kvca_core.signing.certs import is_ca_certificate, is_self_signed, issued_by, same_public_key
 from kvca_core.signing.issue import MAX_CA_YEARS, add_months
@@ -109,23 +107,23 @@ async def _pending_version_tags(vault, name: str) -> dict[str, str]:
 
 async def _ca_parts(vault, name: str):
     """(current version, its certificate, root version, root certificate), or the refusal."""
-    current = await _current(vault, name)
+    current = await current_or_none(vault, name)
     if current is None or not current.cer:
-        raise NotFound("no CA of this name in the vault", subject=_ca(name), hint="`kvca ca list` shows the CAs")
+        raise NotFound("no CA of this name in the vault", subject=ca_where(name), hint="`kvca ca list` shows the CAs")
     tags = current.tags or {}
-    if tags.get(CREATING_TAG) or tags.get(CA_ROLE_TAG) != "intermediate":
-        raise NotManaged(f"is not a finished kvca CA (its current version has no tag {CA_ROLE_TAG}=intermediate)",
-                         subject=_ca(name), hint="`kvca ca list` shows the CAs; finish one with `kvca ca create`")
-    cert = _cert_of(current)
-    root_name = name + ROOT_SUFFIX
-    root_version = await _current(vault, root_name)
-    root = _cert_of(root_version) if root_version is not None and \
-        (root_version.tags or {}).get(CA_ROLE_TAG) == "root" else None
+    if tags.get(CREATING_TAG) or tags.get(ROLE_TAG) != INTERMEDIATE:
+        raise NotManaged(f"is not a finished kvca CA (its current version has no tag {ROLE_TAG}=intermediate)",
+                         subject=ca_where(name), hint="`kvca ca list` shows the CAs; finish one with `kvca ca create`")
+    cert = cert_of(current)
+    root_object = root_name(name)
+    root_version = await current_or_none(vault, root_object)
+    root = cert_of(root_version) if root_version is not None and \
+        (root_version.tags or {}).get(ROLE_TAG) == ROOT else None
     if root is None or not is_self_signed(root) or not is_ca_certificate(root) or not issued_by(cert, root) \
             or not root_version.key_id:
-        raise NotManaged(f"its root's key is not in this vault (no certificate '{root_name}' tagged "
-                         f"{CA_ROLE_TAG}=root that issued it): the CA was imported, and kvca can sign a new "
-                         "intermediate only with a root key the vault holds", subject=_ca(name),
+        raise NotManaged(f"its root's key is not in this vault (no certificate '{root_object}' tagged "
+                         f"{ROLE_TAG}=root that issued it): the CA was imported, and kvca can sign a new "
+                         "intermediate only with a root key the vault holds", subject=ca_where(name),
                          hint="make the new intermediate where the root's key lives and import it under a new "
                               "CA name (`kvca ca import`)")
     return current, cert, root_version, root
@@ -136,15 +134,15 @@ def _lifetime(name: str, cert: x509.Certificate, root: x509.Certificate, years: 
     """The new intermediate's years: as asked, or the current one's; within the root's lifetime."""
     notes: list[str] = []
     if root.not_valid_after_utc <= now + dt.timedelta(days=30):
-        raise InvalidRequest(f"its root '{name}{ROOT_SUFFIX}' expires on {root.not_valid_after_utc:%Y-%m-%d}, too "
-                             "soon to sign a new intermediate under it", subject=_ca(name),
+        raise InvalidRequest(f"its root '{root_name(name)}' expires on {root.not_valid_after_utc:%Y-%m-%d}, too "
+                             "soon to sign a new intermediate under it", subject=ca_where(name),
                              hint="create a new CA (`kvca ca create`) and move the certificates to it")
     if years is not None:
-        years = _years(years, "intermediate")
+        years = check_years(years, "intermediate")
         if add_months(now, 12 * years) > root.not_valid_after_utc:
             left = (root.not_valid_after_utc - now).days // 366
             raise InvalidRequest(f"a {years}-year intermediate would outlive its root, which expires on "
-                                 f"{root.not_valid_after_utc:%Y-%m-%d}", subject=_ca(name),
+                                 f"{root.not_valid_after_utc:%Y-%m-%d}", subject=ca_where(name),
                                  hint=(f"give --years {left} or less, or leave --years out to end with the root"
                                        if left >= 1 else "leave --years out to end with the root"))
         return years, notes
@@ -165,13 +163,13 @@ async def rotate_ca(ctx, name: str, *, years: int | None = None) -> RotationResu
     notAfter); refused when it would outlive the root. Run again after a failure, it resumes
     the pending rotation; within FRESH of a completed rotation it answers that rotation instead
     of making another (a retry, a second run racing the first)."""
-    _check_name(name)
+    check_name(name, "CA")
     vault = ctx.vault
     current, cert, root_version, root = await _ca_parts(vault, name)
-    permitted, excluded = _name_constraints(cert)
+    permitted, excluded = name_constraints(cert)
     if excluded:
         raise NotManaged("its name constraints exclude names, which `kvca ca create` never writes",
-                         subject=_ca(name), hint="rotate it where it was made")
+                         subject=ca_where(name), hint="rotate it where it was made")
     now = clock.now()
     policy = await vault.get_policy(name)
     done = rotation_of(name, current)
@@ -187,14 +185,14 @@ async def rotate_ca(ctx, name: str, *, years: int | None = None) -> RotationResu
     if in_progress:
         tags = await _pending_version_tags(vault, name)
         if tags.get(CREATING_TAG) != ROTATING:
-            raise Conflict("the CA has a pending request that `kvca ca rotate` did not start", subject=_ca(name),
+            raise Conflict("the CA has a pending request that `kvca ca rotate` did not start", subject=ca_where(name),
                            hint=f"delete it (az keyvault certificate pending delete --name {name}) and rotate again")
         notes.append("resumed an unfinished `kvca ca rotate`")
         log.info("rotate_ca resume name=%s", name)
     else:
         log.info("rotate_ca step=request name=%s current=%s", name, current.version)
         try:
-            pending = await vault.create_certificate(name, _ca_policy(cert.subject, spec, "Unknown", years),
+            pending = await vault.create_certificate(name, ca_policy(cert.subject, spec, "Unknown", years),
                                                      tags={CREATING_TAG: ROTATING})
         except Conflict:
             # A request is pending (409): another run's rotation, created a moment ago, is
@@ -204,13 +202,13 @@ async def rotate_ca(ctx, name: str, *, years: int | None = None) -> RotationResu
                 return await _concurrent(ctx, name, current)
             if (await _pending_version_tags(vault, name)).get(CREATING_TAG) != ROTATING:
                 raise Conflict("the CA has a pending request that `kvca ca rotate` did not start",
-                               subject=_ca(name), hint=f"delete it (az keyvault certificate pending delete "
+                               subject=ca_where(name), hint=f"delete it (az keyvault certificate pending delete "
                                                        f"--name {name}) and rotate again") from None
         else:
             if not isinstance(pending, PendingRequest):
                 raise Conflict("the new intermediate's request with issuer Unknown did not stay pending",
-                               subject=_ca(name))
-            latest = await _current(vault, name)
+                               subject=ca_where(name))
+            latest = await current_or_none(vault, name)
             if latest is not None and latest.version != current.version:
                 # Another rotation merged between our read and our create: ours is a duplicate.
                 try:
@@ -226,16 +224,16 @@ async def _sign_and_merge(ctx, name: str, current: CertificateVersion, cert: x50
                           root_version: CertificateVersion, root: x509.Certificate, pending: PendingRequest,
                           spec, years: int, permitted, notes: list[str]) -> RotationResult:
     vault = ctx.vault
-    public_key = _csr_public_key(pending, name)
-    if not _key_matches_spec(public_key, spec):
-        raise Conflict(f"the pending rotation request has a {_describe_key(public_key)} key, not the CA's "
-                       f"{_describe_key(cert.public_key())}", subject=_ca(name),
+    public_key = csr_public_key(pending, name)
+    if not key_matches_spec(public_key, spec):
+        raise Conflict(f"the pending rotation request has a {describe_key(public_key)} key, not the CA's "
+                       f"{describe_key(cert.public_key())}", subject=ca_where(name),
                        hint=f"delete it (az keyvault certificate pending delete --name {name}) and rotate again")
     if same_public_key(public_key, cert.public_key()):
-        raise Conflict("the pending rotation request reuses the current key (reuse_key)", subject=_ca(name),
+        raise Conflict("the pending rotation request reuses the current key (reuse_key)", subject=ca_where(name),
                        hint=f"delete it (az keyvault certificate pending delete --name {name}) and rotate again")
     moment = clock.now()
-    issuer = IssuingCA(root, [], _remote_signer(vault, root_version.key_id, root.public_key()))
+    issuer = IssuingCA(root, [], remote_signer(vault, root_version.key_id, root.public_key()))
     log.info("rotate_ca step=sign name=%s root=%s", name, root_version.version)
     new = await create_intermediate(cert.subject, public_key, issuer, years=years, permitted_dns=permitted,
                                     now=moment)
@@ -254,12 +252,12 @@ async def _sign_and_merge(ctx, name: str, current: CertificateVersion, cert: x50
 
 async def _concurrent(ctx, name: str, judged: CertificateVersion) -> RotationResult:
     """Another run rotated the CA while this one worked: its result, or a Conflict saying what is there."""
-    latest = await _current(ctx.vault, name)
+    latest = await current_or_none(ctx.vault, name)
     done = rotation_of(name, latest) if latest is not None else None
     if latest is None or latest.version == judged.version or done is None:
         raise Conflict("another change to the CA is in progress (a concurrent `kvca ca rotate`?)",
-                       subject=_ca(name), hint="run `kvca ca rotate` again in a minute")
-    return await _result(ctx, name, previous=(judged, _cert_of(judged)), rotated_at=done.rotated_at,
+                       subject=ca_where(name), hint="run `kvca ca rotate` again in a minute")
+    return await _result(ctx, name, previous=(judged, cert_of(judged)), rotated_at=done.rotated_at,
                          notes=["rotated concurrently by another run; one new version"])
 
 

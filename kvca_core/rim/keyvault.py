@@ -1,40 +1,26 @@
-"""The Key Vault adapter: the one module of kvca_core that imports `azure.*`.
+"""Key Vault: `KeyVault` implements the `kvca_core.ports.Vault` port over the async SDK clients
+(`azure.keyvault.*.aio`).
 
-`KeyVault` implements the `kvca_core.model.Vault` port over the async SDK
-clients (`azure.keyvault.*.aio`). One instance per process: the clients and
-their credential are created once and reused across Functions invocations.
-Every service error leaves this module as a kvca error kind
-(`kvca_core.errors`), so the operations never see `HttpResponseError`. Each Key Vault
-answer's Date header sets kvca's clock (`VaultClock`, `kvca_core/clock.py`).
-
-`TopicPublisher` publishes kvca's own `Kvca.CertificatePendingRequest` event
-to a custom Event Grid topic with `azure-eventgrid`.
+One instance per process: the clients and their credential are created once and reused across
+Functions invocations. Every service error leaves this module as a kvca error kind
+(`kvca_core.errors`), so the operations never see `HttpResponseError`. Each Key Vault answer's Date
+header sets kvca's clock (`VaultClock`, `kvca_core/clock.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
 import email.utils
 import logging
-import random
-import ssl
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, replace
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, AsyncIterator, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
-import aiohttp
-
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError, \
+    ServiceResponseError
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.core.pipeline.transport import AioHttpTransport
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 from azure.keyvault.certificates import (
     CertificateContentType,
     CertificateOperation,
@@ -49,214 +35,24 @@ from azure.keyvault.keys.crypto.aio import CryptographyClient
 from azure.keyvault.secrets.aio import SecretClient
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from kvca_core import clock, netcause
-from kvca_core.errors import (
-    Busy,
-    Conflict,
-    InvalidRequest,
-    KvcaError,
-    NotFound,
-    Throttled,
-    UpstreamError,
-)
+from kvca_core import clock
+from kvca_core.rim import netcause
+from kvca_core.errors import Busy, Conflict, InvalidRequest, KvcaError, NotFound, Throttled, UpstreamError
 from kvca_core.model import CertificatePolicy, CertificateVersion, KeySpec, PendingRequest, StoredSecret
+from kvca_core.rim.azure import (
+    Backoff,
+    SharedTransport,
+    client_kwargs,
+    connection_failure,
+    quiet_azure_logging,
+    retry_after,
+    throttled_post,
+    tls_context,
+    token_error,
+)
 from kvca_core.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-# Retries. azure-core's RetryPolicy (azure/core/pipeline/policies/_retry.py) retries a
-# 429/503 that carries Retry-After for every method, waiting as told. Without Retry-After
-# it retries only "safe" methods: `_is_method_retryable` refuses POST and PATCH except on
-# 500/503/504, so a 429 without Retry-After on a create, a merge or a keys-API sign comes
-# back at once. Key Vault may send exactly that (keyvault-facts.md, second round: one real
-# capture had no Retry-After), so those three calls go through `_throttle_backoff` below:
-# a few jittered, exponentially growing waits, one log line per operation. After that the
-# error is Throttled and the caller (HTTP 503 + Retry-After, Event Grid redelivery, the
-# next sweep) tries again later. Key Vault throttles per 10-second window, so the waits
-# together span more than one window. A retried create or merge that had in fact
-# succeeded answers 409 / 404, which the operations treat as "already done".
-_RETRY = dict(retry_total=6, retry_status=5, retry_connect=3, retry_read=3,
-              retry_backoff_factor=0.5, retry_backoff_max=60)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """kvca's own retries of a throttled POST that came without Retry-After: `attempts` tries
-    in all, waiting a random time up to base * 2**n (capped) between them ("full jitter", so
-    workers throttled together do not retry together)."""
-
-    attempts: int = 5
-    base: float = 1.0
-    cap: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * 2 ** attempt))
-
-
-_NOISY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity",
-                  "azure.identity.aio")
-
-
-def quiet_azure_logging(level: int = logging.WARNING) -> None:
-    """The SDK's HTTP logging policy logs every request and response at INFO:
-    too loud for the Functions log, so it is raised to WARNING by default."""
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(level)
-
-
-def default_credential(settings: Settings):
-    """The process's one credential: DefaultAzureCredential (managed identity in Azure, `az login`
-    on a laptop, the emulator's identity endpoint locally), keeping why it failed (`_kept_cause`)."""
-    from azure.identity.aio import DefaultAzureCredential
-
-    return _kept_cause(DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None))
-
-
-# What the credential of the chain that gave up raised, in this task (see _kept_cause).
-_token_failure: contextvars.ContextVar[BaseException | None] = contextvars.ContextVar("kvca_token_failure",
-                                                                                      default=None)
-
-
-@contextmanager
-def _cause_kept():
-    mark = _token_failure.set(None)
-    try:
-        yield
-    except ClientAuthenticationError as exc:
-        failure = _token_failure.get()
-        if failure is not None and exc.__cause__ is None and failure is not exc:
-            raise exc from failure
-        raise
-    finally:
-        _token_failure.reset(mark)
-
-
-@contextmanager
-def _noting_failure():
-    """"Unavailable" (nothing to try with: no az login, no identity endpoint) is not a failure;
-    the chain goes on to the next credential."""
-    try:
-        yield
-    except Exception as exc:
-        from azure.identity import CredentialUnavailableError  # loaded already: a credential raised it
-
-        if not isinstance(exc, CredentialUnavailableError):
-            _token_failure.set(exc)
-        raise
-
-
-class _Guarded:
-    """An async credential whose token calls run inside `guard`; everything else is the inner one's."""
-
-    def __init__(self, inner, guard) -> None:
-        self._inner, self._guard = inner, guard
-        # The name the chain's message gives a credential (azure/identity/_credentials/chained.py).
-        self._credential_name = getattr(inner, "_credential_name", type(inner).__name__)
-
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
-
-    async def get_token(self, *scopes: str, **kwargs: Any):
-        with self._guard():
-            return await self._inner.get_token(*scopes, **kwargs)
-
-    async def get_token_info(self, *scopes: str, **kwargs: Any):
-        with self._guard():
-            return await self._inner.get_token_info(*scopes, **kwargs)
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-    async def __aenter__(self):
-        await self._inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *args: Any) -> None:
-        await self._inner.__aexit__(*args)
-
-
-def _kept_cause(chain) -> _Guarded:
-    """DefaultAzureCredential whose "failed to retrieve a token" error has its cause chained.
-
-    The chain (azure/identity/aio/_credentials/chained.py, get_token/get_token_info) catches each
-    credential's exception, keeps only its text for its message and raises a new
-    ClientAuthenticationError without `__cause__`: the refused connection to the identity
-    endpoint is gone by the time kvca sees it. So each credential of the chain notes what it
-    raised (`_noting_failure`), and the chain's error is raised again `from` that
-    (`_cause_kept`), where `translate` (netcause) finds it and `--debug` shows it."""
-    chain.credentials = tuple(_Guarded(c, _noting_failure) for c in chain.credentials)
-    return _Guarded(chain, _cause_kept)
-
-
-def tls_context(settings: Settings) -> ssl.SSLContext:
-    """The process's one TLS client context: the system trust store, or only KVCA_TLS_CA_BUNDLE
-    when it is set (what azure-core's `connection_verify=<file>` means)."""
-    return ssl.create_default_context(cafile=settings.tls_ca_bundle or None)
-
-
-class SharedTransport(AioHttpTransport):
-    """One aiohttp session, so one connection pool and one TLS context, for every client of a
-    process (certificates, secrets, keys, the CryptographyClients, the Event Grid publisher).
-
-    Why not `connection_verify=<file>` on each client: azure-core's AioHttpTransport turns a
-    path into a new `ssl.create_default_context(cafile=...)` on every request
-    (`_build_ssl_config`, called from `send`), and aiohttp pools connections per SSL context,
-    so no connection was ever reused and every request parsed the CA file again (the issue
-    measured about 4 MB per certificate swept). Here the context is built once and given to
-    the session's connector; requests carry no `connection_verify`, so azure-core passes no
-    `ssl` of its own and aiohttp uses the connector's.
-
-    The session is opened lazily (aiohttp needs a running loop) and is not closed when a
-    client closes: `close()` is a no-op for the clients that share it, `dispose()` ends it.
-
-    `connect_timeout` covers the TCP connect and the TLS handshake (aiohttp's `sock_connect`, which
-    azure-core sets from `connection_timeout`), `read_timeout` each wait for the answer's bytes
-    (`sock_read`): KVCA_CONNECT_TIMEOUT_SECONDS and KVCA_READ_TIMEOUT_SECONDS.
-    """
-
-    def __init__(self, context: ssl.SSLContext, *, connect_timeout: float = 10.0,
-                 read_timeout: float = 60.0) -> None:
-        super().__init__(session_owner=True, connection_timeout=connect_timeout, read_timeout=read_timeout)
-        self.ssl_context = context
-        # Requests sent so far (retries too): the CLI tells a malformed command line (refused
-        # before anything reached the vault, exit 2) from an operation that failed (exit 1).
-        self.requests_sent = 0
-
-    async def open(self) -> None:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.ssl_context),
-                # What AioHttpTransport.open gives its own sessions: proxy settings from the
-                # environment, no cookies, bodies left as they came.
-                trust_env=True, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
-        await super().open()
-
-    async def send(self, request, **config):
-        self.requests_sent += 1
-        try:
-            return await super().send(request, **config)
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            # aiohttp's timeout and disconnect errors do not say where they were going: the host
-            # and port (never the URL, whose query may carry a token) and the timeouts in force
-            # go with the error, for `translate`. It also marks the error as the vault's own
-            # request's, not the credential's token request (azure-identity has its own pipeline).
-            exc.kvca_peer = netcause.Peer.of_url(
-                request.url, connect_timeout=config.get("connection_timeout", self.connection_config.timeout),
-                read_timeout=config.get("read_timeout", self.connection_config.read_timeout))
-            raise
-
-    async def close(self) -> None:
-        return None
-
-    async def dispose(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
-
-
-def _client_kwargs(transport: SharedTransport, retry: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {**_RETRY, **(retry or {}), "transport": transport}
-
 
 class VaultClock(SansIOHTTPPolicy):
     """Hands each Key Vault response's Date header to `clock.observe`: kvca's "now" is the vault's.
@@ -287,24 +83,6 @@ class VaultClock(SansIOHTTPPolicy):
             clock.observe(server_time, received, source=self.source)
 
 
-def _retry_after(response: Any) -> float | None:
-    if response is None:
-        return None
-    raw = response.headers.get("Retry-After") if response.headers else None
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _throttled_post(exc: HttpResponseError) -> bool:
-    """A 429 without Retry-After on a POST: the one throttling answer azure-core does not retry."""
-    response = exc.response
-    request = getattr(response, "request", None)
-    return exc.status_code == 429 and _retry_after(response) is None and \
-        getattr(request, "method", "").upper() == "POST"
-
-
 # What to do about a connection failure, where Key Vault knows better than netcause's defaults.
 _VAULT_HINTS = {
     netcause.REFUSED: "is the port in the vault URL right, and is the vault (locally: the emulator) running there?",
@@ -315,11 +93,6 @@ _VAULT_HINTS = {
     netcause.READ_TIMEOUT: "the service took the request but did not answer in time; try again later "
                            "(KVCA_READ_TIMEOUT_SECONDS sets the limit)",
 }
-_TOKEN_HINT = "check the managed identity / `az login` (AZURE_CLIENT_ID)"
-_TOKEN_UNREACHABLE_HINT = ("the token comes from the managed identity endpoint (IDENTITY_ENDPOINT, which the "
-                           "emulator prints) or `az login`: check that it is the right one and running")
-
-
 def translate(exc: BaseException, what: str, *, service: str = "Key Vault") -> KvcaError:
     """One place that turns an SDK exception into a kvca error kind.
 
@@ -339,7 +112,7 @@ def translate(exc: BaseException, what: str, *, service: str = "Key Vault") -> K
             return Conflict(f"the vault refused it: {detail}", subject=what)
         if status == 429:
             return Throttled(f"Key Vault is throttling requests ({detail})", subject=what,
-                             retry_after=_retry_after(exc.response))
+                             retry_after=retry_after(exc.response))
         if status in (401, 403):
             return UpstreamError(f"access denied by Key Vault (HTTP {status}: {detail})", subject=what,
                                  hint="grant the identity the Key Vault roles listed in the README")
@@ -357,23 +130,6 @@ def translate(exc: BaseException, what: str, *, service: str = "Key Vault") -> K
     return UpstreamError(f"{service} call failed ({type(exc).__name__})", subject=what)
 
 
-def token_error(exc: BaseException, what: str, service: str) -> UpstreamError:
-    """No token: the credential could not reach its endpoint (named, with the cause), or had nothing
-    to sign in with."""
-    cause = netcause.describe(exc)
-    if cause is None:
-        return UpstreamError(f"could not get a token for {service}", subject=what, hint=_TOKEN_HINT)
-    return UpstreamError(f"could not get a token for {service}: {cause.text}", subject=what,
-                         hint=_TOKEN_UNREACHABLE_HINT)
-
-
-def _connection_failure(exc: BaseException) -> bool:
-    """A failure to connect or to get a token: its cause is worth a traceback under --debug. An HTTP
-    answer's error is not chained: the message already holds all the service said."""
-    return isinstance(exc, (ServiceRequestError, ServiceResponseError)) or \
-        (isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None)
-
-
 def _service_message(exc: HttpResponseError) -> str:
     error = getattr(exc, "error", None)
     code = getattr(error, "code", None)
@@ -384,7 +140,7 @@ def _service_message(exc: HttpResponseError) -> str:
 
 
 @asynccontextmanager
-async def _calling(what: str, *, pending_change: bool = False, service: str = "Key Vault"):
+async def calling(what: str, *, pending_change: bool = False, service: str = "Key Vault"):
     """`pending_change`: the call changes a pending certificate (merge, cancel, delete). Its 409
     is then Key Vault's "conflict while updating/deleting pending certificate", another caller
     changing it at the same moment (keyvault-facts.md, second round): Busy, told apart by the
@@ -401,7 +157,7 @@ async def _calling(what: str, *, pending_change: bool = False, service: str = "K
         if pending_change and type(error) is Conflict:
             raise Busy(f"another caller is changing the pending request ({error.message})", subject=what,
                        hint="nothing to do: it finishes, or the next sweep does") from None
-        raise error from (exc if _connection_failure(exc) else None)
+        raise error from (exc if connection_failure(exc) else None)
     except ValueError as exc:
         # The SDK's challenge policy refuses a 401 challenge whose resource is not the vault's
         # domain with a bare ValueError ("The challenge resource '...' does not match the
@@ -504,7 +260,7 @@ def parse_key_id(key_id: str) -> tuple[str, str | None]:
 
 
 class KeyVault:
-    """`model.Vault` over the async Key Vault clients."""
+    """`ports.Vault` over the async Key Vault clients."""
 
     def __init__(self, settings: Settings, credential, *, retry: Mapping[str, Any] | None = None,
                  backoff: Backoff | None = None) -> None:
@@ -518,7 +274,7 @@ class KeyVault:
         self.transport = SharedTransport(tls_context(settings), connect_timeout=settings.connect_timeout_seconds,
                                          read_timeout=settings.read_timeout_seconds)
         # Key Vault clients only (certificates, secrets, keys, CryptographyClients): see VaultClock.
-        self._kwargs = {**_client_kwargs(self.transport, retry),
+        self._kwargs = {**client_kwargs(self.transport, retry),
                         "per_retry_policies": [VaultClock(urlparse(self.vault_url).hostname or "the vault")]}
         self._backoff = backoff or Backoff()
         auth = dict(verify_challenge_resource=settings.verify_challenge_resource)
@@ -536,11 +292,11 @@ class KeyVault:
         went through: both stand."""
         attempts = max(1, self._backoff.attempts)
         for attempt in range(attempts):
-            async with _calling(what, pending_change=pending_change):
+            async with calling(what, pending_change=pending_change):
                 try:
                     return await call()
                 except HttpResponseError as exc:
-                    if attempt + 1 >= attempts or not _throttled_post(exc):
+                    if attempt + 1 >= attempts or not throttled_post(exc):
                         raise
             if attempt == 0:
                 logger.warning("kvca throttled without Retry-After subject=%s; backing off, at most %d more tries",
@@ -563,7 +319,7 @@ class KeyVault:
         (azure-cli#26044) and as its consumers see it: disabling a CA's or a leaf's version
         stops kvca using or renewing it, instead of falling back to an older one."""
         what = f"certificate '{name}'"
-        async with _calling(what):
+        async with calling(what):
             if version:
                 cert = await self._certs.get_certificate_version(name, version)
             else:
@@ -571,23 +327,23 @@ class KeyVault:
         found = _version_of(cert.properties, cert)
         if version or found.completed:
             return found
-        async with _calling(what):
+        async with calling(what):
             completed = [_version_of(p) async for p in self._certs.list_properties_of_certificate_versions(name)
                          if p.x509_thumbprint]
         best = _newest(completed)
         if best is None:
             return found
-        async with _calling(what):
+        async with calling(what):
             cert = await self._certs.get_certificate_version(name, best.version)
         return replace(_version_of(cert.properties, cert), policy=found.policy)
 
     async def get_policy(self, name: str) -> CertificatePolicy:
-        async with _calling(f"certificate '{name}'"):
+        async with calling(f"certificate '{name}'"):
             return _policy_of(await self._certs.get_certificate_policy(name))
 
     async def get_pending(self, name: str) -> PendingRequest | None:
         try:
-            async with _calling(f"certificate '{name}'"):
+            async with calling(f"certificate '{name}'"):
                 op = await self._certs.get_certificate_operation(name)
         except NotFound:
             return None
@@ -606,7 +362,7 @@ class KeyVault:
         saves reading it again."""
         sdk_policy = policy.raw if policy is not None and policy.raw is not None else None
         if sdk_policy is None:
-            async with _calling(f"certificate '{name}'"):
+            async with calling(f"certificate '{name}'"):
                 sdk_policy = await self._certs.get_certificate_policy(name)
         result = await self._create(name, sdk_policy, tags, True)
         if not isinstance(result, PendingRequest):
@@ -630,7 +386,7 @@ class KeyVault:
         return _version_of(cert.properties, cert)
 
     async def delete_pending(self, name: str) -> None:
-        async with _calling(f"certificate '{name}'", pending_change=True):
+        async with calling(f"certificate '{name}'", pending_change=True):
             await self._certs.delete_certificate_operation(name)
 
     async def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
@@ -647,7 +403,7 @@ class KeyVault:
         params = {"includePending": "true"} if include_pending else {}
         token: str | None = None
         while True:
-            async with _calling("certificate list"):
+            async with calling("certificate list"):
                 pages = self._certs.list_properties_of_certificates(
                     include_pending=include_pending).by_page(continuation_token=token)
                 try:
@@ -673,14 +429,14 @@ class KeyVault:
         return urlunparse(parsed._replace(query=urlencode(query, safe="$")))
 
     async def list_versions(self, name: str) -> AsyncIterator[CertificateVersion]:
-        async with _calling(f"certificate '{name}'"):
+        async with calling(f"certificate '{name}'"):
             async for props in self._certs.list_properties_of_certificate_versions(name):
                 yield _version_of(props)
 
     async def update_properties(self, name: str, version: str | None = None, *,
                                 enabled: bool | None = None,
                                 tags: Mapping[str, str] | None = None) -> CertificateVersion:
-        async with _calling(f"certificate '{name}'"):
+        async with calling(f"certificate '{name}'"):
             props = await self._certs.update_certificate_properties(
                 name, version or None, enabled=enabled, tags=dict(tags) if tags is not None else None)
         return _version_of(props.properties, props)
@@ -688,7 +444,7 @@ class KeyVault:
     async def import_certificate(self, name: str, pfx: bytes, *, password: str | None = None,
                                  policy: CertificatePolicy | None = None,
                                  tags: Mapping[str, str] | None = None) -> CertificateVersion:
-        async with _calling(f"certificate '{name}'"):
+        async with calling(f"certificate '{name}'"):
             cert = await self._certs.import_certificate(
                 name, pfx, password=password, policy=_sdk_policy(policy) if policy else None,
                 tags=dict(tags) if tags else None)
@@ -696,12 +452,12 @@ class KeyVault:
 
     # --- secrets and keys ---------------------------------------------------
     async def get_secret_value(self, name: str, version: str | None = None) -> tuple[str, str]:
-        async with _calling(f"secret '{name}'"):
+        async with calling(f"secret '{name}'"):
             secret = await self._secrets.get_secret(name, version)
         return (secret.properties.content_type or "", secret.value or "")
 
     async def get_secret(self, name: str, version: str | None = None) -> StoredSecret:
-        async with _calling(f"secret '{name}'"):
+        async with calling(f"secret '{name}'"):
             secret = await self._secrets.get_secret(name, version)
         return _stored_secret(name, secret)
 
@@ -710,7 +466,7 @@ class KeyVault:
         # A PUT of a secret makes a new version and leaves every older one as it was
         # (keyvault-facts.md "Throttling": secret create, 300 per 10 s), which is why a CA's
         # policy is referenced by version and cached per version (kvca_core/capolicy.py).
-        async with _calling(f"secret '{name}'"):
+        async with calling(f"secret '{name}'"):
             secret = await self._secrets.set_secret(name, value, content_type=content_type,
                                                     tags=dict(tags) if tags else None)
         return _stored_secret(name, secret)
@@ -731,7 +487,7 @@ class KeyVault:
 
     async def get_public_key(self, key_id: str):
         name, version = parse_key_id(key_id)
-        async with _calling(f"key '{name}'"):
+        async with calling(f"key '{name}'"):
             key = await self._keys.get_key(name, version)
         jwk = key.key
         kty = str(jwk.kty.value if hasattr(jwk.kty, "value") else jwk.kty)
@@ -755,27 +511,4 @@ class KeyVault:
         self._crypto.clear()
         await self.transport.dispose()
 
-
-class TopicPublisher:
-    """Publishes kvca's own events to the custom topic of KVCA_EVENTGRID_TOPIC_ENDPOINT."""
-
-    def __init__(self, settings: Settings, credential, transport: SharedTransport) -> None:
-        """`transport`: the vault's (`KeyVault.transport`), so the process keeps one pool."""
-        from azure.eventgrid.aio import EventGridPublisherClient
-
-        self.endpoint = settings.eventgrid_topic_endpoint
-        self._client = EventGridPublisherClient(self.endpoint, credential, **_client_kwargs(transport))
-
-    async def publish(self, event: Mapping[str, Any]) -> None:
-        """`event` is an Event Grid schema dict (kvca_core.events.pending_request_event)."""
-        from azure.eventgrid import EventGridEvent
-
-        sdk_event = EventGridEvent(subject=event["subject"], event_type=event["eventType"],
-                                   data=dict(event["data"]), data_version=event.get("dataVersion", "1"),
-                                   id=event.get("id"))
-        async with _calling(f"Event Grid topic '{urlparse(self.endpoint).hostname}'", service="Event Grid"):
-            await self._client.send(sdk_event)
-
-    async def close(self) -> None:
-        await self._client.close()
 

@@ -1,0 +1,151 @@
+"""sign_pending and cancel: the pending request of a managed certificate, signed and merged, or
+withdrawn."""
+
+from __future__ import annotations
+
+from typing import Mapping
+from urllib.parse import urlparse
+
+from kvca_core import clock, lifecycle
+from kvca_core.authority import LoadedCA
+from kvca_core.errors import Busy, Conflict, InvalidRequest, NotFound, about
+from kvca_core.model import CertificatePolicy, PendingRequest
+from kvca_core.operations.common import (
+    CACache,
+    current,
+    load_ca,
+    logged,
+    merged_tags,
+    pending_status,
+    policy_of,
+    root_in_chain,
+    serial_hex,
+    tagged_names,
+    told_if_failed,
+    where,
+)
+from kvca_core.operations.results import CANCELLED, SIGNED, SKIPPED, Outcome
+from kvca_core.signing import IssuanceUrls, issue_leaf
+from kvca_core.signing.policy import responder_policy
+from kvca_core.vocabulary import RESPONDER_TAG, check_name, responder_name
+
+
+def issuance_urls(settings, ca_name: str) -> IssuanceUrls:
+    """The CDP, AIA and OCSP URLs written into a leaf of `ca_name` (settings: KVCA_CRL_URL, ...)."""
+    return IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None,
+                        ocsp=f"{settings.ocsp_url}/{ca_name}" if settings.ocsp_url else None)
+
+
+async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str], policy: CertificatePolicy,
+               ca_name: str, action: str, loaded: LoadedCA | None = None) -> Outcome:
+    """CSR -> policy-checked leaf -> merge. Losing a merge race to another trigger is a no-op.
+    `loaded`: the CA, when the caller has just loaded it (saves a vault round trip)."""
+    if pending.csr is None:
+        raise InvalidRequest("the pending request carries no CSR", subject=where(name))
+    if loaded is None:
+        loaded = await ctx.authority.load(ca_name)
+    uris, ips = tagged_names(tags)
+    ipolicy = await ctx.authority.policy(loaded)  # the CA's stored policy, else the setting's default
+    if tags.get(RESPONDER_TAG) == ca_name and name == responder_name(ca_name) and ctx.settings.ocsp_url:
+        ipolicy = responder_policy(ipolicy, urlparse(ctx.settings.ocsp_url).hostname or "")  # revocation.py
+    with about(where(name)):
+        issued = await issue_leaf(
+            pending.csr, ca=loaded.issuing, policy=ipolicy,
+            requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
+            urls=issuance_urls(ctx.settings, ca_name), uris=uris, ips=ips)
+    try:
+        merged = await ctx.vault.merge(name, issued.chain_der(include_root=root_in_chain(tags, issued.profile)),
+                                       tags=merged_tags(tags, loaded))
+    except Busy as exc:
+        # Someone else is changing this request right now (most likely merging it): not a failure.
+        # Whatever they do, the request ends merged or withdrawn, or a later pass (the sweep, a
+        # redelivered event) signs it.
+        return Outcome(name, SKIPPED, reason=f"not merged now: {exc.message}")
+    except (Conflict, NotFound, InvalidRequest):
+        after = await ctx.vault.get_pending(name)
+        if after is None or after.status.lower() == "completed":
+            # Another trigger merged this request while we signed: one version, theirs.
+            return Outcome(name, SKIPPED, reason="signed concurrently by another trigger")
+        if not after.in_progress or after.request_id != pending.request_id:
+            return Outcome(name, SKIPPED, reason=f"not merged: meanwhile {pending_status(after)}")
+        raise
+    leaf = issued.leaf
+    return Outcome(name, action, version=merged.version, serial=serial_hex(leaf),
+                   reason=f"signed by CA '{ca_name}'", not_after=leaf.not_valid_after_utc,
+                   warnings=tuple(issued.warnings))
+
+
+def just_completed(version, now) -> Outcome | None:
+    """A request pending on a version completed moments ago is left for a later pass.
+
+    It is most likely a duplicate: a trigger that decided "due" just before another trigger
+    finished the renewal creates a second request, notices the new version and withdraws its
+    request (renewal.py). Signing it in the meantime would make a second version. A request that is
+    still there after lifecycle.FRESH is real (a "New Version" made by hand) and the next sweep
+    signs it."""
+    age = lifecycle.fresh_age(version, now)
+    if age is None:
+        return None
+    return Outcome(version.name, SKIPPED, version=version.version,
+                   reason=f"version {version.version} was completed {age} s ago; the pending request "
+                          f"is left for a later pass")
+
+
+async def sign_pending_now(ctx, name: str, *, action: str = SIGNED, pending: PendingRequest | None = None,
+                           cas: CACache | None = None) -> Outcome:
+    """`pending`: the request, when the caller has just read it."""
+    if pending is None:
+        pending = await ctx.vault.get_pending(name)
+    if pending is None or not pending.in_progress:
+        try:
+            await ctx.vault.get_certificate(name)
+        except NotFound:
+            if pending is None:
+                raise NotFound("no such certificate in the vault", subject=where(name)) from None
+        return Outcome(name, SKIPPED, reason=f"nothing to sign: {pending_status(pending)}")
+    version = await current(ctx, name)
+    policy = await policy_of(ctx, version)
+    ca_name = lifecycle.managed_ca(version, policy)
+    wait = just_completed(version, clock.now())
+    if wait is not None:
+        return wait
+    loaded = await load_ca(ctx, ca_name, cas)
+    return await sign(ctx, name, pending, version.tags, policy, ca_name, action, loaded)
+
+
+async def sign_pending(ctx, name: str) -> Outcome:
+    """Sign the certificate's pending request, if there is one in progress; otherwise a no-op that says so."""
+    check_name(name)
+    return await told_if_failed(ctx, "sign_pending", name, sign_pending_now(ctx, name))
+
+
+async def _cancel(ctx, name: str) -> Outcome:
+    try:
+        version = await current(ctx, name)
+    except NotFound:
+        # A request that was the certificate's only version leaves nothing Key Vault reads back once
+        # it is deleted, so a second cancel of it (a retry) cannot be told from a name the vault never
+        # knew: both are NotFound, saying that nothing is pending.
+        if await ctx.vault.get_pending(name) is None:
+            raise NotFound("no such certificate in the vault; nothing is pending for it",
+                           subject=where(name)) from None
+        raise
+    lifecycle.managed_ca(version, await ctx.vault.get_policy(name))  # refuses what kvca does not manage
+    pending = await ctx.vault.get_pending(name)
+    if pending is None or pending.status.lower() == "completed":
+        return Outcome(name, SKIPPED, version=version.version if version.cer else None,
+                       reason=f"nothing to cancel: {pending_status(pending)}")
+    try:
+        # Delete rather than PATCH cancellation_requested: a cancelled operation still blocks a new
+        # create until it is deleted (docs/keyvault-behaviour.md, "Pending versions").
+        await ctx.vault.delete_pending(name)
+    except NotFound:
+        return Outcome(name, SKIPPED, reason="nothing to cancel: the request was completed or withdrawn meanwhile")
+    return Outcome(name, CANCELLED, reason="the pending request was deleted unsigned")
+
+
+async def cancel(ctx, name: str) -> Outcome:
+    """Withdraw the pending request of a certificate kvca manages. Idempotent: with nothing pending
+    the outcome is `skipped`, saying so."""
+    check_name(name)
+    return await logged("cancel", name, _cancel(ctx, name))

@@ -1,0 +1,260 @@
+"""What every Azure client of kvca shares: the credential, one connection pool and TLS context for
+the process, the retry policy, and the words for a token that could not be had.
+
+The rim's modules (kvca_core/rim/) build their SDK clients with these; nothing else in kvca_core
+imports azure.*.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import random
+import ssl
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import aiohttp
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError, \
+    ServiceResponseError
+from azure.core.pipeline.transport import AioHttpTransport
+
+from kvca_core.rim import netcause
+from kvca_core.errors import UpstreamError
+from kvca_core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Retries. azure-core's RetryPolicy (azure/core/pipeline/policies/_retry.py) retries a
+# 429/503 that carries Retry-After for every method, waiting as told. Without Retry-After
+# it retries only "safe" methods: `_is_method_retryable` refuses POST and PATCH except on
+# 500/503/504, so a 429 without Retry-After on a create, a merge or a keys-API sign comes
+# back at once. Key Vault may send exactly that (keyvault-facts.md, second round: one real
+# capture had no Retry-After), so those three calls go through `_throttle_backoff` below:
+# a few jittered, exponentially growing waits, one log line per operation. After that the
+# error is Throttled and the caller (HTTP 503 + Retry-After, Event Grid redelivery, the
+# next sweep) tries again later. Key Vault throttles per 10-second window, so the waits
+# together span more than one window. A retried create or merge that had in fact
+# succeeded answers 409 / 404, which the operations treat as "already done".
+_RETRY = dict(retry_total=6, retry_status=5, retry_connect=3, retry_read=3,
+              retry_backoff_factor=0.5, retry_backoff_max=60)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """kvca's own retries of a throttled POST that came without Retry-After: `attempts` tries
+    in all, waiting a random time up to base * 2**n (capped) between them ("full jitter", so
+    workers throttled together do not retry together)."""
+
+    attempts: int = 5
+    base: float = 1.0
+    cap: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** attempt))
+
+
+_NOISY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity",
+                  "azure.identity.aio")
+
+
+def quiet_azure_logging(level: int = logging.WARNING) -> None:
+    """The SDK's HTTP logging policy logs every request and response at INFO:
+    too loud for the Functions log, so it is raised to WARNING by default."""
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+def default_credential(settings: Settings):
+    """The process's one credential: DefaultAzureCredential (managed identity in Azure, `az login`
+    on a laptop, the emulator's identity endpoint locally), keeping why it failed (`_kept_cause`)."""
+    from azure.identity.aio import DefaultAzureCredential
+
+    return _kept_cause(DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None))
+
+
+# What the credential of the chain that gave up raised, in this task (see _kept_cause).
+_token_failure: contextvars.ContextVar[BaseException | None] = contextvars.ContextVar("kvca_token_failure",
+                                                                                      default=None)
+
+
+@contextmanager
+def _cause_kept():
+    mark = _token_failure.set(None)
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        failure = _token_failure.get()
+        if failure is not None and exc.__cause__ is None and failure is not exc:
+            raise exc from failure
+        raise
+    finally:
+        _token_failure.reset(mark)
+
+
+@contextmanager
+def _noting_failure():
+    """"Unavailable" (nothing to try with: no az login, no identity endpoint) is not a failure;
+    the chain goes on to the next credential."""
+    try:
+        yield
+    except Exception as exc:
+        from azure.identity import CredentialUnavailableError  # loaded already: a credential raised it
+
+        if not isinstance(exc, CredentialUnavailableError):
+            _token_failure.set(exc)
+        raise
+
+
+class _Guarded:
+    """An async credential whose token calls run inside `guard`; everything else is the inner one's."""
+
+    def __init__(self, inner, guard) -> None:
+        self._inner, self._guard = inner, guard
+        # The name the chain's message gives a credential (azure/identity/_credentials/chained.py).
+        self._credential_name = getattr(inner, "_credential_name", type(inner).__name__)
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    async def get_token(self, *scopes: str, **kwargs: Any):
+        with self._guard():
+            return await self._inner.get_token(*scopes, **kwargs)
+
+    async def get_token_info(self, *scopes: str, **kwargs: Any):
+        with self._guard():
+            return await self._inner.get_token_info(*scopes, **kwargs)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def __aenter__(self):
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        await self._inner.__aexit__(*args)
+
+
+def _kept_cause(chain) -> _Guarded:
+    """DefaultAzureCredential whose "failed to retrieve a token" error has its cause chained.
+
+    The chain (azure/identity/aio/_credentials/chained.py, get_token/get_token_info) catches each
+    credential's exception, keeps only its text for its message and raises a new
+    ClientAuthenticationError without `__cause__`: the refused connection to the identity
+    endpoint is gone by the time kvca sees it. So each credential of the chain notes what it
+    raised (`_noting_failure`), and the chain's error is raised again `from` that
+    (`_cause_kept`), where `translate` (netcause) finds it and `--debug` shows it."""
+    chain.credentials = tuple(_Guarded(c, _noting_failure) for c in chain.credentials)
+    return _Guarded(chain, _cause_kept)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The process's one TLS client context: the system trust store, or only KVCA_TLS_CA_BUNDLE
+    when it is set (what azure-core's `connection_verify=<file>` means)."""
+    return ssl.create_default_context(cafile=settings.tls_ca_bundle or None)
+
+
+class SharedTransport(AioHttpTransport):
+    """One aiohttp session, so one connection pool and one TLS context, for every client of a
+    process (certificates, secrets, keys, the CryptographyClients, the Event Grid publisher).
+
+    Why not `connection_verify=<file>` on each client: azure-core's AioHttpTransport turns a
+    path into a new `ssl.create_default_context(cafile=...)` on every request
+    (`_build_ssl_config`, called from `send`), and aiohttp pools connections per SSL context,
+    so no connection was ever reused and every request parsed the CA file again (the issue
+    measured about 4 MB per certificate swept). Here the context is built once and given to
+    the session's connector; requests carry no `connection_verify`, so azure-core passes no
+    `ssl` of its own and aiohttp uses the connector's.
+
+    The session is opened lazily (aiohttp needs a running loop) and is not closed when a
+    client closes: `close()` is a no-op for the clients that share it, `dispose()` ends it.
+
+    `connect_timeout` covers the TCP connect and the TLS handshake (aiohttp's `sock_connect`, which
+    azure-core sets from `connection_timeout`), `read_timeout` each wait for the answer's bytes
+    (`sock_read`): KVCA_CONNECT_TIMEOUT_SECONDS and KVCA_READ_TIMEOUT_SECONDS.
+    """
+
+    def __init__(self, context: ssl.SSLContext, *, connect_timeout: float = 10.0,
+                 read_timeout: float = 60.0) -> None:
+        super().__init__(session_owner=True, connection_timeout=connect_timeout, read_timeout=read_timeout)
+        self.ssl_context = context
+
+    async def open(self) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.ssl_context),
+                # What AioHttpTransport.open gives its own sessions: proxy settings from the
+                # environment, no cookies, bodies left as they came.
+                trust_env=True, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        await super().open()
+
+    async def send(self, request, **config):
+        try:
+            return await super().send(request, **config)
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            # aiohttp's timeout and disconnect errors do not say where they were going: the host
+            # and port (never the URL, whose query may carry a token) and the timeouts in force
+            # go with the error, for `translate`. It also marks the error as the vault's own
+            # request's, not the credential's token request (azure-identity has its own pipeline).
+            exc.kvca_peer = netcause.Peer.of_url(
+                request.url, connect_timeout=config.get("connection_timeout", self.connection_config.timeout),
+                read_timeout=config.get("read_timeout", self.connection_config.read_timeout))
+            raise
+
+    async def close(self) -> None:
+        return None
+
+    async def dispose(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+def client_kwargs(transport: SharedTransport, retry: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {**_RETRY, **(retry or {}), "transport": transport}
+
+
+
+def retry_after(response: Any) -> float | None:
+    if response is None:
+        return None
+    raw = response.headers.get("Retry-After") if response.headers else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def throttled_post(exc: HttpResponseError) -> bool:
+    """A 429 without Retry-After on a POST: the one throttling answer azure-core does not retry."""
+    response = exc.response
+    request = getattr(response, "request", None)
+    return exc.status_code == 429 and retry_after(response) is None and \
+        getattr(request, "method", "").upper() == "POST"
+
+
+
+_TOKEN_HINT = "check the managed identity / `az login` (AZURE_CLIENT_ID)"
+_TOKEN_UNREACHABLE_HINT = ("the token comes from the managed identity endpoint (IDENTITY_ENDPOINT, which the "
+                           "emulator prints) or `az login`: check that it is the right one and running")
+
+
+def token_error(exc: BaseException, what: str, service: str) -> UpstreamError:
+    """No token: the credential could not reach its endpoint (named, with the cause), or had nothing
+    to sign in with."""
+    cause = netcause.describe(exc)
+    if cause is None:
+        return UpstreamError(f"could not get a token for {service}", subject=what, hint=_TOKEN_HINT)
+    return UpstreamError(f"could not get a token for {service}: {cause.text}", subject=what,
+                         hint=_TOKEN_UNREACHABLE_HINT)
+
+
+def connection_failure(exc: BaseException) -> bool:
+    """A failure to connect or to get a token: its cause is worth a traceback under --debug. An HTTP
+    answer's error is not chained: the message already holds all the service said."""
+    return isinstance(exc, (ServiceRequestError, ServiceResponseError)) or \
+        (isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None)
+
+
