@@ -35,7 +35,8 @@ from kvca_core.ledger.records import (
 
 SETTING = "KVCA_LEDGER_TABLE_URL"
 # Storage account names: 3-24 lower-case letters and digits; table names: 3-63 letters and
-# digits, not starting with a digit (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
+# digits, not starting with a digit
+# (learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
 _ACCOUNT = r"[a-z0-9]{3,24}"
 _TABLE = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 # The Table endpoints of Azure's public and sovereign clouds.
