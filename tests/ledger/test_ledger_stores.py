@@ -20,6 +20,7 @@ from kvca_core.ledger.sqlite import SqliteLedger
 from kvca_core.ledger.table import ROLE_HINT, TableLedger
 
 from ledgerhelpers import record, revocation
+from ledgerstores import SqliteBacking, TableBacking
 
 _REC = record()
 _GOOD = certificate_row(_REC)
@@ -77,8 +78,6 @@ async def test_a_malformed_row_is_an_upstream_error_naming_store_and_keys(backin
 
 
 async def test_sqlite_bodies_that_are_not_the_stores_json_are_malformed(tmp_path):
-    from conftest import SqliteBacking
-
     backing = SqliteBacking(tmp_path / "l.sqlite")
     await backing.raw_insert(_CERT_PK, "a1", "not json at all")
     await backing.raw_insert(_CERT_PK, "a2", '{"kind": "certificate", "der": {"$b": "!!"}}')
@@ -124,8 +123,6 @@ def test_the_table_store_calls_no_api_that_changes_or_removes_a_row():
 async def test_the_request_check_catches_a_call_the_role_would_refuse(azurite_table):
     """The fixture's check of every request can fail: an upsert (a MERGE, sent as PATCH) through the
     same client is caught."""
-    from conftest import TableBacking
-
     backing = TableBacking(azurite_table)
     await backing.create()
     ledger = backing.open()
@@ -178,8 +175,6 @@ async def test_a_missing_table_is_a_configuration_error(azurite_table):
 
 async def test_a_wrong_credential_is_an_upstream_error_naming_the_role(azurite_table):
     from azure.core.credentials import AzureNamedKeyCredential
-    from conftest import TableBacking
-
     backing = TableBacking(azurite_table)
     await backing.create()
     ledger = TableLedger(backing.url, AzureNamedKeyCredential("devstoreaccount1", "d3Jvbmcta2V5"))  # a wrong key
@@ -204,8 +199,6 @@ async def test_an_unreachable_table_is_an_upstream_error_saying_why(azurite_tabl
 
 
 async def test_listing_revocations_reads_one_partition_whatever_the_certificates(azurite_table):
-    from conftest import TableBacking
-
     backing = TableBacking(azurite_table)
     await backing.create()
     ledger = backing.open()
