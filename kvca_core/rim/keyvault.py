@@ -98,7 +98,7 @@ def translate(exc: BaseException, what: str, *, service: str = "Key Vault") -> K
 
     The message names the object and the status; the service's own message is
     kept (it names objects, never key material). A connection failure names its cause
-    (kvca_core/netcause.py): refused, TLS verification and why, DNS, timeout, reset."""
+    (kvca_core/rim/netcause.py): refused, TLS verification and why, DNS, timeout, reset."""
     if isinstance(exc, KvcaError):
         return exc
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:

@@ -1,4 +1,4 @@
-"""kvca_core.netcause against exceptions that real sockets raised: the stdlib's socket and ssl, aiohttp
+"""kvca_core.rim.netcause against exceptions that real sockets raised: the stdlib's socket and ssl, aiohttp
 (what the SDKs' transport uses) and azure-core's transport wrapping it, on loopback. Nothing here
 is built by hand: each failure is made to happen."""
 
