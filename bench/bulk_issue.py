@@ -4,7 +4,7 @@
 
 Starts the Key Vault emulator in this process (HTTPS on loopback) with its throttling on at
 Key Vault's documented limits (software-key creates: 20 per vault per 10 seconds; creating a
-certificate creates a key, keyvault-facts.md "Throttling"), creates a CA whose keys stay in the
+certificate creates a key, docs/keyvault-behaviour.md, "Throttling"), creates a CA whose keys stay in the
 vault, and issues COUNT client certificates (device-NNNN.fleet.example, EC P-256) through
 `kvca_core.operations.issue_many`, the operation `kvca request --from FILE` and the HTTP batch
 route call. It prints the throughput per 10 seconds and its ratio to the create limit: 1.00

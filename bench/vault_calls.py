@@ -18,7 +18,7 @@ after authentication, so the 401 challenge is not counted):
   The emulator runs in this process too, so both include its share of the work;
   the vault was filled before the sweep.
 
-Printed next to the figures before issue 10 (9 calls per renewal, 5 per signing,
+Printed next to the figures before the shared transport (9 calls per renewal, 5 per signing,
 about 1 per certificate per no-op sweep, about 4 MB per certificate swept with a
 CA bundle). A benchmark, not a test: the counts are exact, the memory is not.
 """
@@ -65,7 +65,7 @@ async def _import_ca(vault, name: str, now: dt.datetime):
                                       IssuingCA(root, (), LocalSigner(root_key)), years=9, now=now)
     await vault.import_certificate(f"{name}-root", pkcs12.serialize_key_and_certificates(
         b"root", root_key, root, None, NoEncryption()))
-    # Only a CA tagged as kvca's intermediate signs (issue 13): what `kvca ca import` tags.
+    # Only a CA tagged as kvca's intermediate signs: what `kvca ca import` tags.
     await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
         b"intermediate", inter_key, inter, None, NoEncryption()), tags={ROLE_TAG: "intermediate"})
     return inter, inter_key
@@ -98,7 +98,7 @@ def _counted(em: Emulator) -> tuple[int, str]:
 
 
 async def _measure(em: Emulator, certificates: int) -> dict[str, object]:
-    # Every CA needs a policy (issue 13): the field defaults, for every CA.
+    # Every CA needs a policy: the field defaults, for every CA.
     env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
     env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT")  # sign inline; publishing is not a vault call
     results: dict[str, object] = {}
@@ -164,7 +164,7 @@ def main() -> int:
           f"{scanned} certificates, {total} calls ({pages} listing pages): {detail}")
     print(f"  {'peak traced memory, sweep (MB)':34} {peak:>10.1f} {BEFORE['memory per certificate (MB)'] * scanned:>10.0f}"
           f"    {scanned} certificates in {seconds:.1f} s (tracemalloc on); before: ~4 MB per certificate "
-          f"(issue 10); ru_maxrss grew {grown:.1f} MB")
+          f"(before the shared transport); ru_maxrss grew {grown:.1f} MB")
     return 0
 
 

@@ -7,7 +7,7 @@ Other types and other vaults' events are acknowledged and ignored with a log lin
 Refusals (not managed, policy violation, unknown CA, malformed event) are
 acknowledged: redelivering the same event cannot change the answer. Upstream
 failures (Key Vault throttling or down) are raised, so Event Grid redelivers
-with backoff (for up to 24 h; keyvault-facts.md) and the sweep backs it up.
+with backoff (for up to 24 h; docs/keyvault-behaviour.md) and the sweep backs it up.
 """
 
 from __future__ import annotations

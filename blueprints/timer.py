@@ -5,7 +5,7 @@ runs: the Bicep and local.settings.sample.json set it, and `Settings.from_env(ho
 (/api/health) reports it missing or malformed, since the host would disable the timer.
 
 The sweep backs the events up: it signs pending requests and renews due
-certificates even when an event was lost or never sent (keyvault-facts.md).
+certificates even when an event was lost or never sent (docs/keyvault-behaviour.md).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def parse_secret(subject: str, content_type: str, value: str):
         key = None
         if b"PRIVATE KEY-----" in raw:
             start = raw.index(b"-----BEGIN")
-            # The key block comes first in Key Vault's PEM (keyvault-facts.md); load only that block.
+            # The key block comes first in Key Vault's PEM (docs/keyvault-behaviour.md); load only that block.
             end_marker = raw.index(b"PRIVATE KEY-----", raw.index(b"-----END", start)) + len(b"PRIVATE KEY-----")
             key = serialization.load_pem_private_key(raw[start:end_marker], password=None)
         return key, certs
@@ -242,7 +242,7 @@ class Authority:
                            "keyCertSign)", subject=_subject(name))
         if is_self_signed(cert):
             # A root signs intermediates only (`kvca ca create`); a leaf straight under it
-            # escapes the intermediate's policy and name constraints (issue 13).
+            # escapes the intermediate's policy and name constraints.
             raise PolicyViolation("is a self-signed root; leaves are signed by an intermediate",
                                   subject=_subject(name), hint=f"name the intermediate in the {CA_TAG} tag")
         key = None

@@ -1,4 +1,4 @@
-"""A CA's issuance policy, stored in the vault with the CA (issue 12).
+"""A CA's issuance policy, stored in the vault with the CA.
 
 A CA's rules must be the same whoever signs: the Functions app, the HTTP API or
 a CLI run on a laptop. So the policy lives in the vault next to the CA:
@@ -7,7 +7,7 @@ a CLI run on a laptop. So the policy lives in the vault next to the CA:
   holds `{"version": 1, "ca": "<CA>", "policy": {...IssuancePolicy fields...}}`;
 - the CA's current version carries the tag `kvca-policy` (model.POLICY_TAG) naming
   the secret's version that is in force. A tag holds at most 256 characters
-  (keyvault-facts.md), too little for a policy, but enough for a version id.
+  (docs/keyvault-behaviour.md), too little for a policy, but enough for a version id.
 
 Resolution, for every signer (`resolve`):
 

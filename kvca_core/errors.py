@@ -105,7 +105,7 @@ class Conflict(KvcaError):
 
 class Busy(Conflict):
     """Key Vault's 409 on a change (merge, cancel, delete) of a pending certificate that another
-    caller is changing at the same moment (keyvault-facts.md, second round: "There was a conflict
+    caller is changing at the same moment (docs/keyvault-behaviour.md, "Pending versions": "There was a conflict
     while updating/deleting pending certificate"). Nothing is wrong: whoever else is working on
     it finishes, or a later pass does."""
 

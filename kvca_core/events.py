@@ -9,7 +9,7 @@ Every event is untrusted input. kvca reacts to three types (Event Grid schema):
   optional Version) -> sign_pending
 
 Everything else, and anything from another vault, is ignored with a reason.
-Delivery is at least once and out of order (keyvault-facts.md), so the
+Delivery is at least once and out of order (docs/keyvault-behaviour.md), so the
 operations behind each action are idempotent; the event only says "look".
 """
 

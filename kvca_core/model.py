@@ -79,7 +79,7 @@ class CertificateVersion:
     def completed(self) -> bool:
         """Whether the version holds a certificate. A pending or abandoned (withdrawn) version has
         no x5t and no cer, but it does have dates: Key Vault computes nbf/exp from the policy
-        (keyvault-facts.md, second round), so dates never tell "pending"."""
+        (docs/keyvault-behaviour.md, "Pending versions"), so dates never tell "pending"."""
         return self.x5t is not None or self.cer is not None
 
 

@@ -44,7 +44,7 @@ RENEWAL_FAILED, CA_EXPIRING, CA_EXPIRED, REVOKED = "renewal-failed", "ca-expirin
 # ones: Teams refuses messages over 28 KB (learn.microsoft.com, Teams webhook limits).
 MAX_LISTED = 20
 MAX_REASON = 300
-# Key Vault allows 15 tags per object (keyvault-facts.md); the day's mark needs one.
+# Key Vault allows 15 tags per object (docs/keyvault-behaviour.md); the day's mark needs one.
 MAX_TAGS = 15
 
 

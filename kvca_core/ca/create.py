@@ -1,6 +1,6 @@
 """`create_ca`: a root and an intermediate whose keys are generated inside Key Vault.
 
-A CA named NAME is two Key Vault certificates (CONTRACTS.md):
+A CA named NAME is two Key Vault certificates (kvca_core/vocabulary.py):
 - `NAME-root`: the self-signed root (tag kvca-role=root), made only by `create_ca`;
 - `NAME`: the intermediate that signs leaves (tag kvca-role=intermediate); its
   secret holds its chain up to the root.
@@ -8,9 +8,8 @@ Leaves carry the tag kvca-ca=NAME.
 
 `create_ca` keeps both private keys inside the vault. Key Vault cannot sign a
 certificate's own CSR, and a pending certificate's key is not usable for
-signing until it is merged (keyvault-facts.md, "The secret and the key behind
-a certificate"), so the root is made the way a public .NET library keeping CA
-keys in Key Vault does it: a temporary self-signed version (issuer Self) makes
+signing until it is merged (docs/keyvault-behaviour.md, "Pending versions"), so
+the root is made the way a public .NET library keeping CA keys in Key Vault does it: a temporary self-signed version (issuer Self) makes
 the key; a second version with issuer Unknown and `reuse_key: true` asks for a
 CSR over the same key; the root certificate is signed through the keys API
 with the temporary version's key and merged; the temporary version is disabled.

@@ -11,7 +11,7 @@ Rotating it makes a new version of `NAME`:
    on (kvca-role, kvca-policy, a user's own) and ROTATED_TAG saying when.
 
 Until the merge the old version stays current and goes on signing: a pending version never
-replaces the current one (keyvault-facts.md "Observed in recorded sessions"), and the authority
+replaces the current one (docs/keyvault-behaviour.md, "Pending versions"), and the authority
 (authority.py) reloads a CA whenever its current version changes, so the next signing after
 the merge uses the new key. Leaves of the old version move in the sweep, spread over
 KVCA_ROTATION_WINDOW_HOURS (operations.moved_state).
@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 ROTATING = "rotation"  # the value of CREATING_TAG on the pending version a rotation makes
 # Tags that describe one version only and are never passed to the next.
 _TRANSIENT_TAGS = (CREATING_TAG, ROTATED_TAG, *REVOCATION_TAGS)
-# What consumers of the CA must do (README "CA lifecycle"; keyvault-facts.md "What the consumers
-# of kvca's certificates need").
+# What consumers of the CA must do (README "CA lifecycle"; docs/keyvault-behaviour.md, "What consumers
+# need").
 CONSUMER_NOTES = (
     "an Event Grid namespace (MQTT) holds the immediate issuer: upload the new intermediate "
     "(`kvca export-chain NAME --which intermediate`) as a CA certificate now, next to the old one, "
@@ -96,7 +96,7 @@ def _carried_tags(tags) -> dict[str, str]:
 async def _pending_version_tags(vault, name: str) -> dict[str, str]:
     """The tags of the version a pending request will complete: the newest version without a
     certificate (a withdrawn request's leftover is older; tags given at create read back on the
-    pending version, keyvault-facts.md "Observed in recorded sessions")."""
+    pending version, docs/keyvault-behaviour.md, "Pending versions")."""
     floor = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     newest: CertificateVersion | None = None
     async for version in vault.list_versions(name):

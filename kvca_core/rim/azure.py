@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # 429/503 that carries Retry-After for every method, waiting as told. Without Retry-After
 # it retries only "safe" methods: `_is_method_retryable` refuses POST and PATCH except on
 # 500/503/504, so a 429 without Retry-After on a create, a merge or a keys-API sign comes
-# back at once. Key Vault may send exactly that (keyvault-facts.md, second round: one real
+# back at once. Key Vault may send exactly that (docs/keyvault-behaviour.md, "Throttling": one real
 # capture had no Retry-After), so those three calls go through `_throttle_backoff` below:
 # a few jittered, exponentially growing waits, one log line per operation. After that the
 # error is Throttled and the caller (HTTP 503 + Retry-After, Event Grid redelivery, the

@@ -143,7 +143,7 @@ def _service_message(exc: HttpResponseError) -> str:
 async def calling(what: str, *, pending_change: bool = False, service: str = "Key Vault"):
     """`pending_change`: the call changes a pending certificate (merge, cancel, delete). Its 409
     is then Key Vault's "conflict while updating/deleting pending certificate", another caller
-    changing it at the same moment (keyvault-facts.md, second round): Busy, told apart by the
+    changing it at the same moment (docs/keyvault-behaviour.md, "Pending versions"): Busy, told apart by the
     call and the status, not the text. A create's 409 stays Conflict (a request is pending).
 
     A connection failure stays chained to the kvca error (`kvca --debug` prints the OS's or
@@ -310,7 +310,7 @@ class KeyVault:
 
         Whether a versionless GET answers a newer pending or abandoned version (a withdrawn
         request leaves one behind, disabled and without a certificate) over an older completed
-        one is unconfirmed (keyvault-facts.md, second round). Either would stall signing and
+        one is unconfirmed (docs/keyvault-behaviour.md, "Pending versions"). Either would stall signing and
         renewal, so an answer without a certificate is checked against the versions list; the
         usual answer, a completed version, costs the one GET. A certificate with no completed
         version answers its pending version (cer None).
@@ -392,8 +392,8 @@ class KeyVault:
     async def list_certificates(self, include_pending: bool = True) -> AsyncIterator[CertificateVersion]:
         """Page by page, asking for pending certificates on every page.
 
-        Key Vault's nextLink keeps only api-version and $skiptoken (keyvault-facts.md, second
-        round; azure-sdk-for-python#38589), and the SDK follows it as it is: its
+        Key Vault's nextLink keeps only api-version and $skiptoken (docs/keyvault-behaviour.md,
+        "Listing and paging"; azure-sdk-for-python#38589), and the SDK follows it as it is: its
         `prepare_request(next_link)` (azure/keyvault/certificates/_generated/aio/_operations/
         _operations.py, get_certificates) keeps the link's query and sets only api-version.
         So each page is fetched with `by_page(continuation_token=<nextLink>)`, the link given
@@ -464,7 +464,7 @@ class KeyVault:
     async def set_secret(self, name: str, value: str, *, content_type: str,
                          tags: Mapping[str, str] | None = None) -> StoredSecret:
         # A PUT of a secret makes a new version and leaves every older one as it was
-        # (keyvault-facts.md "Throttling": secret create, 300 per 10 s), which is why a CA's
+        # (docs/keyvault-behaviour.md, "Throttling": secret create, 300 per 10 s), which is why a CA's
         # policy is referenced by version and cached per version (kvca_core/capolicy.py).
         async with calling(f"secret '{name}'"):
             secret = await self._secrets.set_secret(name, value, content_type=content_type,

@@ -375,7 +375,7 @@ def check_dns_name_policy(name: str, policy: IssuancePolicy) -> None:
 def check_host_policy(host: str, policy: IssuancePolicy, what: str) -> None:
     """The allowed domains for the host of a URI SAN or the domain of an email SAN, as for a DNS
     name: with `allowed_domains` set, `spiffe://evil.example/x` or `a@evil.example` must not pass
-    where `evil.example` would not (issue 13). `host` is normalised (lower case); `what` names the
+    where `evil.example` would not. `host` is normalised (lower case); `what` names the
     SAN in messages."""
     if is_wildcard(host):
         raise InvalidRequest(f"{what}: a wildcard is not a host (RFC 6125 wildcards are for DNS names)", step=STEP)

@@ -116,8 +116,8 @@ def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
 KEY_TYPES = ("rsa", "ec-p256", "ec-p384", "ec-p521")
 
 # What a leaf's CN may be. "device-id": a plain device ID such as "device-001", for client
-# certificates only: Event Grid's MQTT broker can name a client by its subject (keyvault-facts.md
-# "Event Grid namespace MQTT broker"), and such a CN is no DNS name, so it is not repeated as a SAN.
+# certificates only: Event Grid's MQTT broker can name a client by its subject (docs/keyvault-behaviour.md,
+# "What consumers need"), and such a CN is no DNS name, so it is not repeated as a SAN.
 # Off by default: a single-label CN is more often a typo for a host name.
 CN_FORMS = ("dns-name", "ip-address", "device-id")
 
@@ -276,7 +276,7 @@ def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str, *,
 
     A CA with no policy at all is refused (PolicyViolation), not given the
     defaults: the defaults allow any DNS name, so an unlisted CA (a root, a
-    forgotten test CA) would otherwise sign anything (issue 13).
+    forgotten test CA) would otherwise sign anything.
     """
     if stored is not None:
         return IssuancePolicy.from_mapping(stored)

@@ -1,8 +1,8 @@
-"""The names issue 13's review got signed, through every door of the app against the emulator:
+"""The names a security review once got signed, through every door of the app against the emulator:
 `operations.issue`, the HTTP trigger, the sweep / Event Grid path (a portal-made request) and
 the CLI. Each is refused and the vault is left exactly as it was.
 
-The same cases as CSRs are in the hostile corpus (tests/corpus, make_corpus.py "issue 13")."""
+The same cases as CSRs are in the hostile corpus (tests/corpus, make_corpus.py "names that once passed")."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from kvca_core.operations import IssueRequest
 
 from apphelpers import call_http, deliver, import_excluding_ca, import_recipe_ca, snapshot
 
-# (request fields, error kind, message fragment); each was issued before issue 13 (or, for the
+# (request fields, error kind, message fragment); each was once issued (or, for the
 # issuer's subject, refused for another reason).
 HOSTILE = {
     "wildcard-over-excluded-subtree": ({"ca": "excl-ca", "dns_names": ["*.corp.internal"]},

@@ -1,4 +1,4 @@
-"""The HTTP API's side of the JSON contract (issue 12): every route answers a document of
+"""The HTTP API's side of the JSON contract: every route answers a document of
 schemas/kvca-v1.schema.json, and where the CLI returns the same data it prints the same document."""
 
 from __future__ import annotations

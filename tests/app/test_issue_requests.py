@@ -300,7 +300,7 @@ async def test_cancel_withdraws_a_pending_request_once_and_then_says_nothing_is_
     assert status == 200 and body["action"] == "cancelled", body
     assert await ctx.vault.get_pending("later") is None
     # The request was the certificate's only version: Key Vault keeps it, disabled and never
-    # completed (keyvault-facts.md "Observed in recorded sessions"), so a second cancel finds the
+    # completed (docs/keyvault-behaviour.md, "Pending versions"), so a second cancel finds the
     # name and says there is nothing to cancel.
     status, body, _ = await call_http("kvca_cancel", "POST", "x", route_params={"name": "later"})
     assert status == 200 and body["action"] == "skipped" and body["reason"].startswith("nothing to cancel: "), body

@@ -1,4 +1,4 @@
-"""Which CA may sign a leaf, checked on every load (issue 13): only an intermediate (tag
+"""Which CA may sign a leaf, checked on every load: only an intermediate (tag
 kvca-role=intermediate, or listed in KVCA_ISSUING_CAS), never a self-signed root, and only while
 it is enabled, tagged so and within its validity; a CA without a policy signs nothing."""
 

@@ -1,5 +1,5 @@
-"""kvca over more than one listing page, as the real Key Vault pages (keyvault-facts.md, second
-round): the nextLink drops includePending, a pending-only certificate answers with dates and no
+"""kvca over more than one listing page, as the real Key Vault pages (docs/keyvault-behaviour.md,
+"Listing and paging"): the nextLink drops includePending, a pending-only certificate answers with dates and no
 certificate, a withdrawn request leaves its version behind, 429s may come without Retry-After,
 and whether a versionless GET answers a newer pending version is unconfirmed (both ways here)."""
 

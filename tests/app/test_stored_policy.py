@@ -1,4 +1,4 @@
-"""One stored policy, one verdict (issue 12): a policy stored with the CA by the CLI is what the CLI,
+"""One stored policy, one verdict: a policy stored with the CA by the CLI is what the CLI,
 the HTTP API and the Event Grid trigger sign under, even with a looser KVCA_ISSUANCE_POLICY in the
 app; a warm app reads it once per version and picks up a change at its next signing."""
 

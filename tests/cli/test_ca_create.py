@@ -72,7 +72,7 @@ def test_ca_create_makes_root_and_intermediate_whose_keys_never_leave_the_vault(
 
     # The role tags are what marks a finished CA; nothing is left "in creation".
     assert kv_clients.certificates.get_certificate("corp-root").properties.tags == {"kvca-role": "root"}
-    # The intermediate's role tag came with its issuance policy's (issue 12: tests/cli/test_ca_policy.py).
+    # The intermediate's role tag came with its issuance policy's (tests/cli/test_ca_policy.py).
     policy_version = kv_clients.secrets.get_secret("corp-policy").properties.version
     assert kv_clients.certificates.get_certificate("corp").properties.tags == {
         "kvca-role": "intermediate", "kvca-policy": policy_version}

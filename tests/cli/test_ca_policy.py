@@ -1,4 +1,4 @@
-"""The issuance policy stored with the CA (issue 12): `ca create/import --policy`, `kvca ca policy
+"""The issuance policy stored with the CA: `ca create/import --policy`, `kvca ca policy
 show|set`, and a CLI that signs under the CA's stored policy whatever its own KVCA_ISSUANCE_POLICY says."""
 
 from __future__ import annotations

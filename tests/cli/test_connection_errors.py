@@ -1,4 +1,4 @@
-"""A connection that fails says why (issue 12): refused, TLS verification and why, DNS, timeout, and
+"""A connection that fails says why: refused, TLS verification and why, DNS, timeout, and
 the identity endpoint when it is the token request that failed. Each through the real `kvca` with
 the real SDK clients, against a real failure on loopback: a closed port, the emulator without its
 CA, TLS servers with an expired certificate or one for another name, a server that never answers.

@@ -1,4 +1,4 @@
-"""The CLI's JSON contract (issue 12): every `--json` output is a document of
+"""The CLI's JSON contract: every `--json` output is a document of
 schemas/kvca-v1.schema.json that says what it is (`schema_version`, `object`), carries each
 certificate's outcome, and is the shape the README documents."""
 

@@ -265,7 +265,7 @@ def cases():
         "whole top-level domain", ca="constrained")
     add("wildcard-above-ca-name-constraints.der", dns("*.corp.example"), POLICY, "check-names",
         "outside the name constraints of CA", ca="constrained")
-    # --- issue 13: names that passed before (each a finding of its review)
+    # --- names that once passed (each a finding of a security review)
     add("idna-label-not-punycode.der", dns("xn--zz.kvca.test"), INVALID, "check-names",
         "'xn--zz' is not a valid IDNA A-label")
     add("idna-label-forbidden-code-point.der", dns("xn--ls8h.kvca.test"), INVALID, "check-names",

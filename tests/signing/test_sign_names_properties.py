@@ -97,7 +97,7 @@ def test_a_wildcard_anywhere_but_the_whole_leftmost_label_is_invalid(labels, pos
 
 safe_value = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2FF,
                                            exclude_characters="".join(map(chr, range(0x7F, 0xA0))),
-                                           exclude_categories=("Cf",)),  # invisible: refused (issue 13)
+                                           exclude_categories=("Cf",)),  # invisible: refused
                      min_size=1, max_size=40).map(str.strip).filter(bool)
 
 

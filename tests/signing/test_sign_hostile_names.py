@@ -1,4 +1,4 @@
-"""The name rules issue 13 added, in the engine: each hostile form is refused, and the legitimate
+"""The name rules a security review added, in the engine: each hostile form is refused, and the legitimate
 neighbour of each still signs (the corpus holds the hostile CSRs; this file the pairs)."""
 
 from __future__ import annotations
