@@ -90,7 +90,7 @@ def main() -> int:
     em = Emulator(vault_name="kvca-bench", tls_dir=tls)
     em.start()
     try:
-        with kvca_on(em):
+        with kvca_on(em, tls):
             return asyncio.run(run(em, args.count, args.limit))
     finally:
         em.stop()

@@ -32,6 +32,7 @@ import datetime as dt
 import os
 import resource
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -99,7 +100,9 @@ def _counted(em: Emulator) -> tuple[int, str]:
 
 async def _measure(em: Emulator, certificates: int) -> dict[str, object]:
     # Every CA needs a policy: the field defaults, for every CA.
-    env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
+    ledger = Path(tempfile.mkdtemp(prefix="kvca-bench-ledger-")) / "ledger.db"
+    env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}',
+           "KVCA_LEDGER_TABLE_URL": f"sqlite:///{ledger}"}
     env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT")  # sign inline; publishing is not a vault call
     results: dict[str, object] = {}
     async with Context.open(Settings.from_env(env), credential=em.async_credential()) as ctx:

@@ -401,7 +401,7 @@ def main() -> int:
     em.start()
     console.print(f"Key Vault emulator at [cyan]{em.url}[/] (vault name {em.vault_name})")
     try:
-        with kvca_on(em):
+        with kvca_on(em, work):
             # Every CA that signs needs an issuance policy (a CA without one is refused): both
             # demo CAs issue for demo.internal only, and demo-ca may issue device certificates
             # whose CN is a plain device ID (Event Grid's MQTT broker names a client by its subject).
@@ -418,14 +418,16 @@ def main() -> int:
 
 
 @contextlib.contextmanager
-def kvca_on(em):
+def kvca_on(em, folder: Path):
     """kvca pointed at a running emulator for the time of the block: its settings in os.environ
-    (as the Functions host or a shell would give them). kvca's clock needs nothing: it follows
+    (as the Functions host or a shell would give them), with its ledger a SQLite file in `folder`
+    (no Azurite needed: the demo runs where only Python, make and openssl are). kvca's clock needs nothing: it follows
     the Date of the vault's answers (kvca_core/clock.py), so a moved emulator clock is seen at
     kvca's next call. The demo and bench/bulk_issue.py run this way."""
     saved = dict(os.environ)
     try:
         os.environ.update(em.environ())
+        os.environ["KVCA_LEDGER_TABLE_URL"] = f"sqlite:///{Path(folder).resolve() / 'ledger.db'}"
         yield em
     finally:
         os.environ.clear()

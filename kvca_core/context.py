@@ -18,6 +18,8 @@ from typing import Any, AsyncIterator
 
 from kvca_core.authority import Authority
 from kvca_core.notify import notifier_for
+from kvca_core.errors import ConfigurationError
+from kvca_core.ledger import SETTING as LEDGER_SETTING, Ledger, open_ledger
 from kvca_core.ports import CrlPublisher, EventPublisher, NoticeSender, Vault
 from kvca_core.settings import Settings
 
@@ -36,6 +38,8 @@ class Context:
     crl_store: CrlPublisher | None = None
     # The webhook notices go to (KVCA_NOTIFY_WEBHOOK_URL, kvca_core/notify.py); None: not configured.
     notifier: NoticeSender | None = None
+    # The CA's ledger (KVCA_LEDGER_TABLE_URL, kvca_core/ledger/): every certificate signed, every revocation.
+    ledger: Ledger | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, credential: Any = None) -> "Context":
@@ -59,7 +63,8 @@ class Context:
 
             crl_store = CrlStore(settings.crl_container_url, credential)
         authority = Authority(vault, settings.issuing_cas, settings.issuance_policy)
-        return cls(settings, vault, authority, publisher, credential, owns, crl_store, notifier_for(settings))
+        return cls(settings, vault, authority, publisher, credential, owns, crl_store, notifier_for(settings),
+                   _ledger(settings, credential))
 
     @classmethod
     @asynccontextmanager
@@ -78,8 +83,21 @@ class Context:
             await self.crl_store.close()
         if self.notifier is not None:
             await self.notifier.close()
+        if self.ledger is not None:
+            await self.ledger.close()
         if self._owns_credential and hasattr(self.credential, "close"):
             await self.credential.close()
+
+
+def _ledger(settings: Settings, credential: Any) -> Ledger:
+    """The ledger is not optional: a certificate that is not in it is never released, and a
+    revocation lives there. The deployed app therefore refuses to start without its table."""
+    if not settings.ledger_table_url:
+        raise ConfigurationError(f"{LEDGER_SETTING} is not set: kvca records every certificate it signs and every "
+                                 f"revocation in its ledger, and refuses to sign or revoke without it",
+                                 subject="settings", hint="the Bicep sets it to the ledger table's URL; off Azure "
+                                 "use sqlite:///<absolute path> (make demo does)")
+    return open_ledger(settings.ledger_table_url, credential)
 
 
 # One context per process and event loop. The Functions worker runs every async

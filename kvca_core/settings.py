@@ -27,6 +27,11 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("KVCA_VAULT_URL", None,
             "URL of the Key Vault holding the CAs and the certificates, e.g. https://myvault.vault.azure.net/"),
+    Setting("KVCA_LEDGER_TABLE_URL", "",
+            "The CA's ledger (every certificate signed, every revocation): the Table Storage table "
+            "https://<account>.table.core.windows.net/<table>, written with the app's identity under an "
+            "insert-only role; sqlite:///<absolute path> only off Azure (make demo). Required: kvca refuses "
+            "to sign or revoke without it."),
     Setting("KVCA_VAULT_NAME", "",
             "The vault's name as Event Grid events carry it (VaultName); derived from the URL for "
             "*.vault.azure.net, set it explicitly for the emulator."),
@@ -74,7 +79,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Believe the X-MS-CLIENT-PRINCIPAL header: true only while App Service authentication is on "
             "(only then does App Service strip the header from clients); the Bicep sets both."),
     Setting("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", "60",
-            "An HTTP renewal on demand (plain or forced) is refused while the current version is younger than this."),
+            "An HTTP renewal on demand (plain or forced) is refused while the current version is younger than this; "
+            "0: no limit."),
     Setting("KVCA_OCSP_URL", "",
             "Optional base URL of kvca's OCSP responder (https://<app>/api/ocsp); leaves get <URL>/<CA> as "
             "their AIA OCSP URL and each CA a delegated responder certificate for its host."),
@@ -113,6 +119,16 @@ def _positive_int(name: str, raw: str) -> int:
         raise ValueError(f"{name}={raw!r} is not a whole number") from None
     if value < 1:
         raise ValueError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must be 0 or more")
     return value
 
 
@@ -301,6 +317,7 @@ def vault_name_from_url(url: str) -> str:
 class Settings:
     vault_url: str
     vault_name: str
+    ledger_table_url: str = ""
     tls_ca_bundle: str = ""
     # azure-core's default is 300 s for both (azure/core/configuration.py, ConnectionConfiguration),
     # so a vault behind a black hole held a command for 4 x 300 s with the 3 connection retries.
@@ -357,6 +374,7 @@ class Settings:
         values = dict(
             vault_url=vault_url,
             vault_name=read("KVCA_VAULT_NAME", text),
+            ledger_table_url=read("KVCA_LEDGER_TABLE_URL", text),
             tls_ca_bundle=read("KVCA_TLS_CA_BUNDLE", text),
             connect_timeout_seconds=read("KVCA_CONNECT_TIMEOUT_SECONDS", _positive_seconds),
             read_timeout_seconds=read("KVCA_READ_TIMEOUT_SECONDS", _positive_seconds),
@@ -376,7 +394,7 @@ class Settings:
             azure_client_id=read("AZURE_CLIENT_ID", text),
             access_rules=read("KVCA_ACCESS_RULES", _shallow_json_object),
             trust_easy_auth=read("KVCA_TRUST_EASY_AUTH", _flag),
-            force_renew_min_age_minutes=read("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", _positive_int),
+            force_renew_min_age_minutes=read("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", _non_negative_int),
             ca_renew_before_days=read("KVCA_CA_RENEW_BEFORE_DAYS", _positive_int),
             notify_webhook_url=read("KVCA_NOTIFY_WEBHOOK_URL", _webhook_url),
             rotation_window_hours=read("KVCA_ROTATION_WINDOW_HOURS", _positive_int),

@@ -76,9 +76,16 @@ def _fresh(em: Emulator) -> None:
 
 
 @pytest.fixture
-def emulator_environ(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """os.environ pointed at the emulator (KVCA_* and the managed-identity endpoint)."""
-    env = emulator.environ()
+def ledger_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ledger of the test's own: the SQLite stand-in (kvca_core/ledger/sqlite.py), in a fresh folder.
+    The ledger's own tests (tests/ledger) run the Table Storage one against Azurite."""
+    return f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
+
+
+@pytest.fixture
+def emulator_environ(emulator: Emulator, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """os.environ pointed at the emulator (KVCA_* and the managed-identity endpoint) and a ledger."""
+    env = {**emulator.environ(), "KVCA_LEDGER_TABLE_URL": ledger_url}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env

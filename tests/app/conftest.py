@@ -16,12 +16,12 @@ TEST_POLICY = '{"*": {}}'
 
 
 @pytest.fixture
-async def app(emulator, monkeypatch):
+async def app(emulator, ledger_url, monkeypatch):
     """The environment the Functions host would give kvca, pointing at the emulator.
     Yields the emulator; `await context.shared()` is the app's own context."""
     for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
-    for key, value in emulator.environ().items():
+    for key, value in {**emulator.environ(), "KVCA_LEDGER_TABLE_URL": ledger_url}.items():
         monkeypatch.setenv(key, value)
     # An app setting the host itself reads (the timer binding): it comes from the app settings,
     # as local.settings.sample.json and the Bicep give it, never from a default in Python.

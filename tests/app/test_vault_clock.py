@@ -8,6 +8,7 @@ the Event Grid topic and the webhook, whose answers must not move kvca's clock."
 from __future__ import annotations
 
 import datetime as dt
+import os
 import email.utils
 import http.client
 import http.server
@@ -221,7 +222,8 @@ async def test_answers_from_event_grid_and_the_webhook_do_not_move_the_clock(app
     far = _http_date(_utcnow() + dt.timedelta(days=400))
     with StandIn(tmp_path / "tls", status=200) as topic, StandIn(status=200) as webhook:
         topic.date = webhook.date = far
-        env = {**app.environ(), "KVCA_EVENTGRID_TOPIC_ENDPOINT": f"{topic.url}/api/events",
+        env = {**app.environ(), "KVCA_LEDGER_TABLE_URL": os.environ["KVCA_LEDGER_TABLE_URL"],
+               "KVCA_EVENTGRID_TOPIC_ENDPOINT": f"{topic.url}/api/events",
                "KVCA_NOTIFY_WEBHOOK_URL": f"{webhook.url}/hook"}
         with _bundle(tmp_path, app.ca_path, topic.ca_path) as bundle:
             env["KVCA_TLS_CA_BUNDLE"] = bundle

@@ -11,13 +11,13 @@ from kvca_core.settings import SETTING_NAMES
 
 
 @pytest.fixture
-def cli_env(emulator, monkeypatch):
+def cli_env(emulator, ledger_url, monkeypatch):
     """The environment a user has after pointing kvca at the emulator: vault URL, its TLS CA,
     and the managed-identity endpoint that DefaultAzureCredential finds."""
     for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
     # Every CA needs a policy (a CA without one is refused): the defaults, for every CA.
-    env = {**emulator.environ(), "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
+    env = {**emulator.environ(), "KVCA_ISSUANCE_POLICY": '{"*": {}}', "KVCA_LEDGER_TABLE_URL": ledger_url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     # kvca's "now" follows the emulator's clock by the Date of its answers (kvca_core/clock.py),
