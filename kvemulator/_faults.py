@@ -102,8 +102,7 @@ class Faults:
 
 
 # Key Vault service limits, per vault and region, per 10 seconds
-# (learn.microsoft.com/azure/key-vault/general/service-limits; keyvault-facts.md, "Observed
-# in recorded sessions (second round)", Throttling): software keys: create 20, other key
+# (learn.microsoft.com/azure/key-vault/general/service-limits): software keys: create 20, other key
 # operations 4,000 (RSA-3072: 1,000; RSA-4096: 500); HSM keys: create 10, half the other
 # limits; secrets: create 300; other secret and vault transactions 4,000. Creating or
 # importing a certificate creates a key, so it counts as a key create (an inference).

@@ -25,7 +25,7 @@ from kvemulator._events import Event, Events
 from kvemulator._faults import Faults, Throttle
 from kvemulator._fidelity import Fidelity, changed
 from kvemulator._server import Server
-from kvemulator._store import Vault
+from kvemulator._store import Certificates, Keys, Secrets, VaultState, persistence
 from kvemulator._tls import make_server_context
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,11 @@ class Emulator:
         self.faults = Faults()
         self._throttle = Throttle()
         self._events = Events(vault_name=vault_name, now=self.clock.now)
-        self._vault = Vault(vault_name=vault_name, now=self.clock.now,
-                            emit=self._events.emit_certificate)
+        self._state = VaultState(vault_name=vault_name, now=self.clock.now,
+                                 emit=self._events.emit_certificate)
+        self._certificates = Certificates(self._state)
+        self._secrets = Secrets(self._state)
+        self._keys = Keys(self._state)
         if fidelity is not None:
             self.fidelity = fidelity
         # (method, route template) of each data-plane request past authentication, e.g.
@@ -152,7 +155,7 @@ class Emulator:
             url_host = f"[{self.host}]" if ":" in self.host else self.host
             self.url = f"https://{url_host}:{port}"
             self.identity_endpoint = f"http://127.0.0.1:{identity_sock.getsockname()[1]}/msi/token"
-            self._vault.base_url = self.url
+            self._state.base_url = self.url
             self._events.base_url = self.url
             self._started.set()
             background = [asyncio.create_task(self._scanner())]
@@ -173,7 +176,7 @@ class Emulator:
         while True:
             await asyncio.sleep(SCAN_INTERVAL)
             try:
-                self._vault.scan()
+                self._state.scan()
                 self._events.flush()
             except Exception:
                 log.exception("expiry scan failed")
@@ -181,7 +184,7 @@ class Emulator:
     async def _saver(self) -> None:
         while True:
             await asyncio.sleep(SAVE_INTERVAL)
-            if self._vault.generation != self._saved_generation:
+            if self._state.generation != self._saved_generation:
                 data, generation = self._snapshot()
                 try:
                     # The file write and fsync off the loop: requests keep flowing meanwhile.
@@ -196,7 +199,7 @@ class Emulator:
             return
 
         def work() -> None:
-            self._vault.scan()
+            self._state.scan()
             self._events.flush()
 
         if threading.current_thread() is self._thread:
@@ -219,9 +222,9 @@ class Emulator:
         self._write_state(*self._snapshot(), final=True)
 
     def _snapshot(self) -> tuple[bytes, int]:
-        with self._vault.lock:
-            state = self._vault.dump()
-            generation = self._vault.generation
+        with self._state.lock:
+            state = persistence.dump(self._state)
+            generation = self._state.generation
         state["clock_offset_seconds"] = self.clock.offset_seconds
         return json.dumps(state).encode(), generation
 
@@ -255,7 +258,7 @@ class Emulator:
                         self.state_path, mode)
         try:
             state = json.loads(self.state_path.read_text())
-            self._vault.load(state)
+            persistence.load(self._state, state)
             offset = float(state.get("clock_offset_seconds", 0))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # Only the exception's type: its text could quote the file (private keys).
@@ -263,7 +266,7 @@ class Emulator:
                              f"({type(exc).__name__})") from None
         if offset:
             self.clock.set(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset))
-        self._saved_generation = self._vault.generation
+        self._saved_generation = self._state.generation
 
     # ------------------------------------------------------------ what clients need
 
@@ -297,25 +300,25 @@ class Emulator:
 
     def reset(self) -> None:
         """Empty the vault (certificates, secrets, deleted items), the outbox and `requests`."""
-        self._vault.reset()
+        self._state.reset()
         self._events.take()
         self.requests.clear()
 
     @property
     def fidelity(self) -> Fidelity:
         """The live switches (kvemulator._fidelity); the vault reads them on every request."""
-        return self._vault.fidelity
+        return self._state.fidelity
 
     @fidelity.setter
     def fidelity(self, value: Fidelity) -> None:
         if not isinstance(value, Fidelity):
             raise TypeError(f"fidelity must be a kvemulator.Fidelity, not {type(value).__name__}")
-        self._vault.fidelity = changed(value, {})
+        self._state.fidelity = changed(value, {})
 
     def set_fidelity(self, **changes: object) -> Fidelity:
         """Change some switches at run time, e.g. `set_fidelity(paging_drops_params=False)`."""
-        self._vault.fidelity = changed(self._vault.fidelity, changes)
-        return self._vault.fidelity
+        self._state.fidelity = changed(self._state.fidelity, changes)
+        return self._state.fidelity
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call `callback(event)` from the emulator's thread for each event; returns an unsubscribe."""
@@ -337,7 +340,7 @@ class Emulator:
         """Back to defaults: real time, no faults, no throttling, no subscribers, empty outbox,
         the default `Fidelity()`."""
         self.clock.reset()
-        self._vault.fidelity = Fidelity()
+        self._state.fidelity = Fidelity()
         self.faults.clear()
         self._throttle.set(False)
         self._events.clear()

@@ -1,5 +1,5 @@
-"""The fidelity switches and the call log, and the behaviours of the real Key Vault recorded
-in keyvault-facts.md ("Observed in recorded sessions (second round)"), through the real SDK."""
+"""The fidelity switches and the call log, and the behaviours of the real Key Vault that the
+Azure SDK test suites recorded (named per test), through the real SDK."""
 
 from __future__ import annotations
 
