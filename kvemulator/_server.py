@@ -207,7 +207,7 @@ class Server:
                 return self._throttled(f"{int(wait + 0.999)}")
         result = await handler(request, params, body)
         if method != "GET":
-            self.state.scan()
+            self.state.fire_due()
         return _as_response(result)
 
     def _throttled(self, retry_after: str, *, injected: bool = False) -> web.Response:

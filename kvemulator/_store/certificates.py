@@ -8,7 +8,7 @@ import copy
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from cryptography import x509
 
@@ -17,7 +17,7 @@ from kvemulator._errors import KvError, bad_parameter, not_found
 from kvemulator._store.model import (
     CONCURRENT_CONFLICT, PENDING_BACKDATE, PENDING_CONFLICT, Certificate, CertVersion, attrs_in, body_of,
     cert_attrs, check_name, epoch, new_version, obj, tags_in)
-from kvemulator._store.paging import page
+from kvemulator._store.paging import numbered, page
 from kvemulator._store.policy import merge_policy, normalize_policy
 from kvemulator._store.state import VaultState
 
@@ -230,6 +230,7 @@ class Certificates:
                 ver.cert = self_cert
                 cert.op["status"] = "completed"
                 cert.op["status_details"] = None
+                state.completed(cert, ver)
                 state.emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
             state.touch()
             return answer
@@ -325,6 +326,7 @@ class Certificates:
             ver.merged = True
             op["status"] = "completed"
             op["status_details"] = None
+            state.completed(cert, ver)
             state.touch()
             if state.fidelity.unknown_issuer_events:
                 state.emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
@@ -361,6 +363,7 @@ class Certificates:
                               enabled=attrs.get("enabled", True) is not False, tags=tags,
                               cert=leaf, chain=kc.order_chain(leaf, others)[1:])
             cert.versions[ver.version] = ver
+            state.completed(cert, ver)
             state.touch()
             state.emit("CertificateNewVersionCreated", cert.name, ver.version, ver.nbf, ver.exp)
             return self._bundle(cert, ver, with_policy=True)
@@ -376,49 +379,48 @@ class Certificates:
     def list_certificates(self, *, maxresults: int | None, include_pending: bool, skip: str,
                           next_url: Callable[[str], str], deleted: bool = False) -> dict[str, Any]:
         state = self.state
-        with state.lock:
-            source = state.deleted_certs if deleted else state.certs
-            entries, keys = [], []
-            for key in sorted(source):
-                cert = source[key]
+        source = state.deleted_certs if deleted else state.certs
+
+        def walk(after: str | None) -> Iterator[tuple[str, tuple[Certificate, CertVersion]]]:
+            for key, cert in source.after(after):
                 if deleted and not self._delete_settled(cert):
                     continue
                 if cert.current() is None and not include_pending:
                     continue  # only never-completed versions: listed with includePending only
                 ver = self.current_view(cert)
-                if ver is None:
-                    continue
-                entries.append((cert, ver))
-                keys.append(key)
+                if ver is not None:
+                    yield key, (cert, ver)
 
-            def item_of(entry: tuple[Certificate, CertVersion]) -> dict[str, Any]:
-                cert, ver = entry
-                # A never-completed version's item: enabled false, nbf/exp from the policy,
-                # no x5t, subject "" (JS recording).
-                item: dict[str, Any] = {"id": f"{state.base_url}/certificates/{cert.name}",
-                                        "attributes": cert_attrs(ver), "tags": dict(ver.tags),
-                                        "subject": ""}
-                if ver.cert is not None:
-                    item["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
-                    item["subject"] = kc.subject_text(ver.cert.subject)
-                if deleted:
-                    item.update(state.deleted_fields(cert, "certificates"))
-                return item
+        def item_of(entry: tuple[Certificate, CertVersion]) -> dict[str, Any]:
+            cert, ver = entry
+            # A never-completed version's item: enabled false, nbf/exp from the policy,
+            # no x5t, subject "" (JS recording).
+            item: dict[str, Any] = {"id": f"{state.base_url}/certificates/{cert.name}",
+                                    "attributes": cert_attrs(ver), "tags": dict(ver.tags), "subject": ""}
+            if ver.cert is not None:
+                item["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
+                item["subject"] = kc.subject_text(ver.cert.subject)
+            if deleted:
+                item.update(state.deleted_fields(cert, "certificates"))
+            return item
 
-            return page(entries, maxresults, skip, next_url, keys, item_of)
+        with state.lock:
+            return page(walk, maxresults, skip, next_url, item_of)
 
     def list_versions(self, name: str, *, maxresults: int | None, skip: str,
                       next_url: Callable[[str], str]) -> dict[str, Any]:
         with self.state.lock:
             cert = self._cert(name)
-            items = []
-            for ver in cert.versions.values():
-                item: dict[str, Any] = {"id": f"{self.state.base_url}/certificates/{cert.name}/{ver.version}",
-                                        "attributes": cert_attrs(ver), "tags": dict(ver.tags)}
+            base = f"{self.state.base_url}/certificates/{cert.name}"
+
+            def item_of(ver: CertVersion) -> dict[str, Any]:
+                item: dict[str, Any] = {"id": f"{base}/{ver.version}", "attributes": cert_attrs(ver),
+                                        "tags": dict(ver.tags)}
                 if ver.cert is not None:
                     item["x5t"] = kc.b64url(kc.thumbprint(ver.cert))
-                items.append(item)
-            return page(items, maxresults, skip, next_url)
+                return item
+
+            return page(numbered(cert.versions.values()), maxresults, skip, next_url, item_of)
 
     def get_policy(self, name: str) -> dict[str, Any]:
         with self.state.lock:
@@ -482,6 +484,9 @@ class Certificates:
             cert = self._settled_deleted_cert(name)
             self.state.recover(self.state.certs, self.state.deleted_certs, cert)
             cert.deleted_at = None
+            current = cert.current()
+            if current is not None:
+                self.state.completed(cert, current)
             return self._cert_json(cert)
 
     def purge_certificate(self, name: str) -> None:

@@ -9,7 +9,7 @@ from kvemulator import _crypto as kc
 from kvemulator._errors import KvError, bad_parameter, not_found
 from kvemulator._faults import KeySpec
 from kvemulator._store.model import RECOVERABLE_DAYS, RECOVERY_LEVEL, Certificate, CertVersion, body_of, check_name
-from kvemulator._store.paging import page
+from kvemulator._store.paging import numbered, page
 from kvemulator._store.state import VaultState
 
 
@@ -45,29 +45,28 @@ class Keys:
     def list_keys(self, *, maxresults: int | None, skip: str,
                   next_url: Callable[[str], str]) -> dict[str, Any]:
         state = self.state
+
+        def item_of(cert: Certificate) -> dict[str, Any]:
+            ver = cert.current() or cert.latest_any()
+            assert ver is not None  # a certificate never outlives its last version
+            body = self._key_json(cert, ver)
+            return {"kid": f"{state.base_url}/keys/{cert.name}", "attributes": body["attributes"],
+                    "tags": body["tags"], "managed": True}
+
         with state.lock:
-            items, keys = [], []
-            for key in sorted(state.certs):
-                cert = state.certs[key]
-                ver = cert.current() or cert.latest_any()
-                if ver is None:
-                    continue
-                body = self._key_json(cert, ver)
-                items.append({"kid": f"{state.base_url}/keys/{cert.name}",
-                              "attributes": body["attributes"], "tags": body["tags"], "managed": True})
-                keys.append(key)
-            return page(items, maxresults, skip, next_url, keys)
+            return page(state.certs.after, maxresults, skip, next_url, item_of)
 
     def list_key_versions(self, name: str, *, maxresults: int | None, skip: str,
                           next_url: Callable[[str], str]) -> dict[str, Any]:
         with self.state.lock:
             cert, _ = self._key_version(name, "")
-            items = []
-            for ver in cert.versions.values():
+
+            def item_of(ver: CertVersion) -> dict[str, Any]:
                 body = self._key_json(cert, ver)
-                items.append({"kid": body["key"]["kid"], "attributes": body["attributes"],
-                              "tags": body["tags"], "managed": True})
-            return page(items, maxresults, skip, next_url)
+                return {"kid": body["key"]["kid"], "attributes": body["attributes"], "tags": body["tags"],
+                        "managed": True}
+
+            return page(numbered(cert.versions.values()), maxresults, skip, next_url, item_of)
 
     def _usable_key(self, name: str, version: str, operation: str) -> tuple[Certificate, CertVersion]:
         cert, ver = self._key_version(name, version)

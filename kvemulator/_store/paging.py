@@ -2,37 +2,43 @@
 
 from __future__ import annotations
 
-import bisect
-from typing import Any, Callable
+import itertools
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from kvemulator import _crypto as kc
 from kvemulator._errors import bad_parameter
 from kvemulator._store.model import MAX_PAGE
 
+T = TypeVar("T")
 
-def page(items: list[Any], maxresults: int | None, skip: str,
-         next_url: Callable[[str], str], keys: list[str] | None = None,
-         build: Callable[[Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+# (key, item) pairs in key order, starting after the given key (None: from the start).
+Walk = Callable[[str | None], Iterator[tuple[str, T]]]
+
+
+def page(walk: Walk[T], maxresults: int | None, skip: str, next_url: Callable[[str], str],
+         build: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
     """One page after the position `skip` (a $skiptoken this function made, or "").
 
     The token names the last item's key (the object's name, or the index for version
     lists), not an offset: the real service's links drop includePending and maxresults
     (azure-sdk-for-python#38589), so the next page may be cut from a different list,
     and it must still start after what the last page held, as the service's does.
+    `walk` starts at the token's key in the sorted names (`Named.after`), so a page costs
+    its own items (and the look for one more, which decides nextLink), not the vault's.
     """
     size = MAX_PAGE if maxresults is None else maxresults
-    keys = keys if keys is not None else [f"{i:09d}" for i in range(len(items))]
-    after = skip_key(skip)
-    start = 0
-    if after is not None:
-        start = bisect.bisect_right(keys, after)  # keys are sorted
-    chunk = items[start:start + size]
-    # Only this page's items are rendered (`build`): a sweep over a large vault reads every
-    # page, and rendering the whole list per page would be quadratic.
-    out: dict[str, Any] = {"value": [build(i) for i in chunk] if build else chunk, "nextLink": None}
-    if start + size < len(items):
-        out["nextLink"] = next_url(kc.b64url(keys[start + size - 1].encode()))
+    entries = walk(skip_key(skip))
+    chunk = list(itertools.islice(entries, size))
+    out: dict[str, Any] = {"value": [build(item) for _, item in chunk], "nextLink": None}
+    if next(entries, None) is not None:
+        out["nextLink"] = next_url(kc.b64url(chunk[-1][0].encode()))
     return out
+
+
+def numbered(items: Iterable[T]) -> Walk[T]:
+    """A walk over a short list (a certificate's or a secret's versions) keyed by position."""
+    keyed = [(f"{i:09d}", item) for i, item in enumerate(items)]
+    return lambda after: iter([pair for pair in keyed if after is None or pair[0] > after])
 
 
 def skip_key(token: str) -> str | None:

@@ -3,14 +3,15 @@ certificates (the /secrets and /deletedsecrets routes)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import heapq
+from typing import Any, Callable, Iterator
 
 from kvemulator import _crypto as kc
 from kvemulator._errors import KvError, bad_parameter, not_found
 from kvemulator._store.model import (
     MAX_SECRET_CHARS, RECOVERABLE_DAYS, RECOVERY_LEVEL, Certificate, CertVersion, Secret, SecretVersion, attrs_in,
     body_of, cert_attrs, check_name, new_version, tags_in)
-from kvemulator._store.paging import page
+from kvemulator._store.paging import numbered, page
 from kvemulator._store.state import VaultState
 
 _DISABLED = "Operation get is not allowed on a disabled secret."
@@ -123,30 +124,27 @@ class Secrets:
 
     def list_secrets(self, *, maxresults: int | None, skip: str, next_url: Callable[[str], str],
                      deleted: bool = False) -> dict[str, Any]:
+        """Plain secrets and, unless `deleted`, the secrets of completed certificates, by name."""
         state = self.state
+
+        def walk(after: str | None) -> Iterator[tuple[str, Secret | Certificate]]:
+            objects: Iterator[tuple[str, Secret | Certificate]] = (
+                state.deleted_secrets.after(after) if deleted else
+                heapq.merge(state.secrets.after(after), state.certs.after(after), key=lambda pair: pair[0]))
+            return ((key, obj) for key, obj in objects if obj.current() is not None)
+
+        def item_of(obj: Secret | Certificate) -> dict[str, Any]:
+            if isinstance(obj, Certificate):
+                ver = obj.current()
+                assert ver is not None
+                item = self._cert_secret(obj, ver, with_value=False)
+            else:
+                item = self._current_secret_json(obj)
+            item["id"] = f"{state.base_url}/secrets/{obj.name}"
+            return item
+
         with state.lock:
-            items: list[tuple[str, dict[str, Any]]] = []
-            source = state.deleted_secrets if deleted else state.secrets
-            for key, secret in source.items():
-                ver = secret.current()
-                if ver is None:
-                    continue
-                item = self._secret_json(secret, ver, with_value=False)
-                item["id"] = f"{state.base_url}/secrets/{secret.name}"
-                if deleted:
-                    item.update(state.deleted_fields(secret, "secrets"))
-                items.append((key, item))
-            if not deleted:
-                for key, cert in state.certs.items():
-                    cert_ver = cert.current()
-                    if cert_ver is None:
-                        continue
-                    item = self._cert_secret(cert, cert_ver, with_value=False)
-                    item["id"] = f"{state.base_url}/secrets/{cert.name}"
-                    items.append((key, item))
-            items.sort(key=lambda pair: pair[0])
-            return page([item for _, item in items], maxresults, skip, next_url,
-                        [key for key, _ in items])
+            return page(walk, maxresults, skip, next_url, item_of)
 
     def list_secret_versions(self, name: str, *, maxresults: int | None, skip: str,
                              next_url: Callable[[str], str]) -> dict[str, Any]:
@@ -154,14 +152,13 @@ class Secrets:
             check_name(name)
             secret = self.state.secrets.get(name.lower())
             if secret is not None:
-                items = [self._secret_json(secret, v, with_value=False) for v in secret.versions.values()]
-            else:
-                cert = self.state.certs.get(name.lower())
-                if cert is None:
-                    raise not_found("Secret", name)
-                items = [self._cert_secret(cert, v, with_value=False)
-                         for v in cert.versions.values() if not v.pending]
-            return page(items, maxresults, skip, next_url)
+                return page(numbered(secret.versions.values()), maxresults, skip, next_url,
+                            lambda v: self._secret_json(secret, v, with_value=False))
+            cert = self.state.certs.get(name.lower())
+            if cert is None:
+                raise not_found("Secret", name)
+            return page(numbered(v for v in cert.versions.values() if not v.pending), maxresults, skip,
+                        next_url, lambda v: self._cert_secret(cert, v, with_value=False))
 
     # ------------------------------------------------------------ update, soft delete
 

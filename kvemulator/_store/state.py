@@ -18,10 +18,13 @@ from typing import Any, Callable, TypeVar
 
 from kvemulator._errors import KvError
 from kvemulator._fidelity import Fidelity
-from kvemulator._store.model import (NEAR_EXPIRY, RECOVERABLE_DAYS, Certificate, Emit, Secret, check_name,
-                                     epoch)
+from kvemulator._store.expiry import EXPIRED, NEAR, PURGE, Due, Schedule
+from kvemulator._store.index import Named
+from kvemulator._store.model import RECOVERABLE_DAYS, Certificate, CertVersion, Emit, Secret, check_name, epoch
 
 Obj = TypeVar("Obj", Certificate, Secret)
+
+_EVENTS = {NEAR: "CertificateNearExpiry", EXPIRED: "CertificateExpired"}
 
 
 class VaultState:
@@ -31,12 +34,28 @@ class VaultState:
         self.base_url = "https://127.0.0.1"
         self._now = now
         self.emit = emit
-        self.certs: dict[str, Certificate] = {}
-        self.deleted_certs: dict[str, Certificate] = {}
-        self.secrets: dict[str, Secret] = {}
-        self.deleted_secrets: dict[str, Secret] = {}
+        self.certs: Named[Certificate] = Named()
+        self.deleted_certs: Named[Certificate] = Named()
+        self.secrets: Named[Secret] = Named()
+        self.deleted_secrets: Named[Secret] = Named()
         self.generation = 0  # bumped on every change (persistence watches it)
-        self.fidelity = Fidelity()
+        self.schedule = Schedule()
+        self._held: list[Due] = []  # events of merged versions while unknown_issuer_events is off
+        self._fidelity = Fidelity()
+
+    @property
+    def fidelity(self) -> Fidelity:
+        return self._fidelity
+
+    @fidelity.setter
+    def fidelity(self, value: Fidelity) -> None:
+        with self.lock:
+            self._fidelity = value
+            if value.unknown_issuer_events:
+                # Held back while the switch was off: due now, they fire at the next fire_due.
+                for due in self._held:
+                    self.schedule.again(due)
+                self._held.clear()
 
     def now(self) -> int:
         return epoch(self._now())
@@ -53,19 +72,31 @@ class VaultState:
 
     def reset(self) -> None:
         with self.lock:
-            self.certs.clear()
-            self.deleted_certs.clear()
-            self.secrets.clear()
-            self.deleted_secrets.clear()
+            for objects in (self.certs, self.deleted_certs, self.secrets, self.deleted_secrets):
+                objects.clear()
+            self.schedule.clear()
+            self._held.clear()
             self.touch()
 
     def replace(self, certs: dict[str, Certificate], deleted_certs: dict[str, Certificate],
                 secrets: dict[str, Secret], deleted_secrets: dict[str, Secret]) -> None:
-        """Everything at once (a loaded state file)."""
+        """Everything at once (a loaded state file), with what falls due scheduled again."""
         with self.lock:
-            self.certs, self.deleted_certs = certs, deleted_certs
-            self.secrets, self.deleted_secrets = secrets, deleted_secrets
+            self.reset()
+            self.certs, self.deleted_certs = Named(certs), Named(deleted_certs)
+            self.secrets, self.deleted_secrets = Named(secrets), Named(deleted_secrets)
+            for cert in self.certs.values():
+                current = cert.current()
+                if current is not None:
+                    self.schedule.expiry(cert, current)
+            for deleted in (*self.deleted_certs.values(), *self.deleted_secrets.values()):
+                if deleted.purge_at is not None:
+                    self.schedule.purge(deleted)
             self.touch()
+
+    def completed(self, cert: Certificate, ver: CertVersion) -> None:
+        """`ver` is the current version of `cert` from now on: schedule its expiry events."""
+        self.schedule.expiry(cert, ver)
 
     # ------------------------------------------------------------ soft delete
     # Soft delete works alike for certificates and plain secrets: these serve both.
@@ -74,52 +105,60 @@ class VaultState:
         return {"recoveryId": f"{self.base_url}/deleted{kind}/{obj.name}",
                 "deletedDate": obj.deleted, "scheduledPurgeDate": obj.purge_at}
 
-    def soft_delete(self, live: dict[str, Obj], deleted: dict[str, Obj], obj: Obj) -> None:
+    def soft_delete(self, live: Named[Obj], deleted: Named[Obj], obj: Obj) -> None:
         now = self.now()
         obj.deleted, obj.purge_at = now, now + RECOVERABLE_DAYS * 86400
         deleted[obj.name.lower()] = live.pop(obj.name.lower())
+        self.schedule.purge(obj)
         self.touch()
 
-    def recover(self, live: dict[str, Obj], deleted: dict[str, Obj], obj: Obj) -> None:
+    def recover(self, live: Named[Obj], deleted: Named[Obj], obj: Obj) -> None:
         obj.deleted = obj.purge_at = None
         live[obj.name.lower()] = deleted.pop(obj.name.lower())
         self.touch()
 
     @staticmethod
-    def find_deleted(deleted: dict[str, Obj], name: str, kind: str) -> Obj:
+    def find_deleted(deleted: Named[Obj], name: str, kind: str) -> Obj:
         check_name(name)
         obj = deleted.get(name.lower())
         if obj is None:
             raise KvError(404, f"{kind}NotFound", f"Deleted {kind} not found: {name}")
         return obj
 
-    def purge(self, deleted: dict[str, Obj], name: str, kind: str) -> None:
+    def purge(self, deleted: Named[Obj], name: str, kind: str) -> None:
         del deleted[self.find_deleted(deleted, name, kind).name.lower()]
         self.touch()
 
     # ------------------------------------------------------------ time-driven work
 
-    def scan(self) -> None:
-        """Fire NearExpiry/Expired for thresholds the clock has passed; purge what is due."""
+    def fire_due(self) -> None:
+        """Fire the NearExpiry/Expired events the clock has reached; purge what is due."""
         with self.lock:
             now = self.now()
-            for cert in self.certs.values():
-                # NearExpiry and Expired are raised for the current version only
-                # (learn.microsoft.com/azure/event-grid/event-schema-key-vault).
-                ver = cert.current()
-                if ver is not None and (self.fidelity.unknown_issuer_events or not ver.merged):
-                    exp = ver.exp
-                    assert exp is not None
-                    if "near" not in ver.fired and now >= exp - NEAR_EXPIRY.total_seconds():
-                        ver.fired.add("near")
-                        self.touch()
-                        self.emit("CertificateNearExpiry", cert.name, ver.version, ver.nbf, exp)
-                    if "expired" not in ver.fired and now >= exp:
-                        ver.fired.add("expired")
-                        self.touch()
-                        self.emit("CertificateExpired", cert.name, ver.version, ver.nbf, exp)
-            for store in (self.deleted_certs, self.deleted_secrets):
-                for key in [k for k, obj in store.items() if obj.purge_at and now >= obj.purge_at]:
-                    del store[key]
-                    self.touch()
+            while (due := self.schedule.pop_due(now)) is not None:
+                if due.kind == PURGE:
+                    self._purge_due(due)
+                else:
+                    self._fire(due)
 
+    def _fire(self, due: Due) -> None:
+        cert, ver = due.obj, due.version
+        assert ver is not None
+        # NearExpiry and Expired are raised for the current version only
+        # (learn.microsoft.com/azure/event-grid/event-schema-key-vault).
+        if self.certs.get(cert.name.lower()) is not cert or cert.current() is not ver \
+                or due.kind in ver.fired:
+            return  # superseded, deleted, or already fired
+        if ver.merged and not self.fidelity.unknown_issuer_events:
+            self._held.append(due)
+            return
+        ver.fired.add(due.kind)
+        self.touch()
+        self.emit(_EVENTS[due.kind], cert.name, ver.version, ver.nbf, ver.exp)
+
+    def _purge_due(self, due: Due) -> None:
+        obj = due.obj
+        deleted = self.deleted_certs if isinstance(obj, Certificate) else self.deleted_secrets
+        if deleted.get(obj.name.lower()) is obj and obj.purge_at == due.when:
+            del deleted[obj.name.lower()]
+            self.touch()
