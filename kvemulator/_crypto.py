@@ -151,8 +151,10 @@ def sign_digest(key: PrivateKey, alg: str, digest: bytes) -> bytes:
     """Key Vault's sign: the caller sends the digest; EC answers raw r||s."""
     family, hash_alg, size = _algorithm(alg, key)
     if len(digest) != size:
-        raise bad_parameter(f"Invalid digest length {len(digest)} for algorithm '{alg}' "
-                            f"(expected {size} bytes).")
+        # The service's words (user reports of real answers: azure-cli#28027,
+        # azure-sdk-for-js#12654).
+        raise bad_parameter(f"Invalid length of 'value': {len(digest)} bytes. {alg} requires "
+                            f"{size} bytes, encoded with base64url.")
     pre = utils.Prehashed(hash_alg)
     if family == "ES":
         assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -231,7 +233,9 @@ def subject_text(name: x509.Name) -> str:
 
 def build_extensions(x509_props: dict[str, Any],
                      key: PrivateKey | None = None) -> list[tuple[x509.ExtensionType, bool]]:
-    """The extensions a policy asks for: SANs, key usage, EKUs."""
+    """The extensions a policy asks for: SANs, key usage (critical), EKUs, and basicConstraints
+    when the policy has them (a created one does): CA:FALSE, not critical, as in the CSR and the
+    Self certificate of the Python recording test_get_pending_certificate_signing_request (7.3)."""
     out: list[tuple[x509.ExtensionType, bool]] = []
     sans = x509_props.get("sans") or {}
     names: list[x509.GeneralName] = []
@@ -263,6 +267,9 @@ def build_extensions(x509_props: dict[str, Any],
     ekus = x509_props.get("ekus") or []
     if ekus:
         out.append((x509.ExtendedKeyUsage([ObjectIdentifier(oid) for oid in ekus]), False))
+    constraints = x509_props.get("basic_constraints")
+    if constraints is not None:
+        out.append((x509.BasicConstraints(ca=bool(constraints.get("ca")), path_length=None), False))
     return out
 
 
@@ -300,16 +307,23 @@ def add_months(when: dt.datetime, months: int) -> dt.datetime:
     raise AssertionError("unreachable")
 
 
-def self_signed(key: PrivateKey, x509_props: dict[str, Any], now: dt.datetime) -> x509.Certificate:
-    """Issuer "Self": what Key Vault makes at once from the policy."""
+# A Self certificate completed at `created` runs from created - 600 s to created + the
+# policy's months (Python recording test_get_pending_certificate_signing_request, 7.3:
+# created 15:09:45, notBefore 14:59:44, notAfter a year after 15:09:44).
+SELF_BACKDATE = dt.timedelta(seconds=600)
+
+
+def self_signed(key: PrivateKey, x509_props: dict[str, Any], created: dt.datetime) -> x509.Certificate:
+    """Issuer "Self": what Key Vault makes from the policy, completed at `created`."""
     subject = parse_subject(x509_props.get("subject") or "")
-    not_before = now.replace(microsecond=0)
+    created = created.replace(microsecond=0)
+    public = key.public_key()
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(not_before)
-               .not_valid_after(add_months(not_before, int(x509_props.get("validity_months") or 12))))
-    builder = builder.add_extension(
-        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .public_key(public).serial_number(x509.random_serial_number())
+               .not_valid_before(created - SELF_BACKDATE)
+               .not_valid_after(add_months(created, int(x509_props.get("validity_months") or 12))))
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
     for ext, critical in build_extensions(x509_props, key):
         builder = builder.add_extension(ext, critical=critical)
     return builder.sign(key, _hash_for(key))
@@ -372,7 +386,8 @@ def _load_pem_certs(data: bytes) -> list[x509.Certificate]:
 
 
 def parse_x5c(entries: Any) -> list[x509.Certificate]:
-    """Merge's x5c: base64 DER per entry, or base64 of PEM text (which the service accepts)."""
+    """Merge's x5c: per entry base64 of the DER, or base64 of PEM text (JS recording, 2019),
+    or base64 of the DER's base64 text (Python recording test_merge_certificate, 7.3)."""
     if not isinstance(entries, list) or not entries:
         raise bad_parameter("Property x5c is required and must be a non-empty array.")
     certs: list[x509.Certificate] = []
@@ -387,12 +402,21 @@ def parse_x5c(entries: Any) -> list[x509.Certificate]:
         if raw.lstrip().startswith(b"-----BEGIN"):
             certs.extend(_load_pem_certs(raw))
             continue
-        try:
-            certs.append(x509.load_der_x509_certificate(raw))
-        except ValueError as exc:
-            raise bad_parameter("The specified X.509 certificate content is invalid. "
-                                "Error: one or more x509 certificates could not be parsed.") from exc
+        certs.append(_load_der_or_its_base64(raw))
     return certs
+
+
+def _load_der_or_its_base64(raw: bytes) -> x509.Certificate:
+    if not raw.startswith(b"\x30"):  # not a DER SEQUENCE: the DER's base64 text, once more
+        try:
+            raw = base64.b64decode(b"".join(raw.split()), validate=True)
+        except ValueError:
+            pass  # neither: the DER parse below says so
+    try:
+        return x509.load_der_x509_certificate(raw)
+    except ValueError as exc:
+        raise bad_parameter("The specified X.509 certificate content is invalid. "
+                            "Error: one or more x509 certificates could not be parsed.") from exc
 
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)

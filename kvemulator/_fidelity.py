@@ -25,9 +25,6 @@ class Fidelity:
     # completed one exists. False: the newest completed version (a pending-only
     # certificate still answers its pending version). True: always the newest version.
     current_includes_pending: bool = False
-    # Whether 429s (the throttling limits, and injected "429" faults) carry Retry-After.
-    # One real capture had none (AzureSignTool#219); azure-core then does not retry a POST.
-    throttle_retry_after: bool = True
     # After PATCH .../pending {"cancellation_requested": true} the status reads inProgress
     # (with cancellation_requested true) until this many seconds have passed, then
     # "cancelled" (Java recording). Real: unmeasured, "later".

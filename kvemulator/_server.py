@@ -181,10 +181,11 @@ class Server:
                     request.transport.abort()
                 raise asyncio.CancelledError  # nothing to answer: the connection is gone
             elif fault.kind == "429":
-                return self._throttled(f"{fault.retry_after:g}", injected=True)
+                return self._throttled(fault.retry_after, injected=True)
             else:
                 code = "InternalServerError" if fault.kind == "500" else "ServiceUnavailable"
-                headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.kind == "503" else None
+                wait = fault.retry_after if fault.retry_after is not None else 1
+                headers = {"Retry-After": f"{wait:g}"} if fault.kind == "503" else None
                 return _json(int(fault.kind), {"error": {"code": code, "message": (
                     f"The service failed with {fault.kind} (injected by kvemulator).")}}, headers)
         auth = request.headers.get("Authorization", "")
@@ -204,21 +205,21 @@ class Server:
             kind = classify(method, path)
             wait = self.em._throttle.check(kind, weight(kind, self.em._keys.key_spec(template, params, body)))
             if wait is not None:
-                return self._throttled(f"{int(wait + 0.999)}")
+                return self._throttled(float(int(wait + 0.999)) if self.em._throttle.retry_after else None)
         result = await handler(request, params, body)
         if method != "GET":
             self.state.fire_due()
         return _as_response(result)
 
-    def _throttled(self, retry_after: str, *, injected: bool = False) -> web.Response:
+    def _throttled(self, retry_after: float | None, *, injected: bool = False) -> web.Response:
         """Key Vault's 429, as captured (AzureSignTool#219): code Throttled, the reason at the
-        end of the message, and Retry-After only when the fidelity switch says so (that
-        capture had none)."""
+        end of the message, and no Retry-After (that capture had none) unless the fault or
+        the throttling control asked for one."""
         source = " (injected by kvemulator)" if injected else ""
         body = {"error": {"code": "Throttled", "message": (
             f"Request was not processed because too many requests were received{source}. "
             "Reason: VaultRequestTypeLimitReached")}}
-        headers = {"Retry-After": retry_after} if self.em.fidelity.throttle_retry_after else None
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
         return _json(429, body, headers)
 
     @staticmethod
@@ -298,7 +299,9 @@ class Server:
             return 202, op, {"Retry-After": "10", "Location": location}
 
         async def merge(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            return 201, c.merge(p["name"], b), {}
+            # The 201 names the certificate (Python recording test_merge_certificate, 7.3).
+            location = f"{self.em.url}/certificates/{p['name']}?api-version={req.query['api-version']}"
+            return 201, c.merge(p["name"], b), {"Location": location}
 
         async def purge(req: web.Request, p: dict[str, str], b: Any) -> Any:
             c.purge_certificate(p["name"])
@@ -429,7 +432,8 @@ class Server:
         async def throttling(req: web.Request, p: dict[str, str], b: Any) -> Any:
             b = _control_body(b)
             try:
-                em.throttling(bool(b.get("enabled", True)), b.get("limits"))
+                em.throttling(bool(b.get("enabled", True)), b.get("limits"),
+                              retry_after=bool(b.get("retry_after", False)))
             except (TypeError, ValueError, OverflowError) as exc:
                 raise bad_parameter(f"Invalid throttling request: {exc}") from None
             return 204, None, {}

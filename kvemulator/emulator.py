@@ -349,9 +349,12 @@ class Emulator:
         """The events emitted since the last call (and clear them)."""
         return self._events.take()
 
-    def throttling(self, enabled: bool = True, limits: dict[str, int] | None = None) -> None:
-        """Key Vault's per-10-second limits (classes: key-create, key-other, secret-create, other)."""
-        self._throttle.set(enabled, limits)
+    def throttling(self, enabled: bool = True, limits: dict[str, int] | None = None, *,
+                   retry_after: bool = False) -> None:
+        """Key Vault's per-10-second limits (classes: key-create, key-other, secret-create, other).
+        Its 429s carry no Retry-After, as the one real capture (AzureSignTool#219), unless
+        `retry_after` is on: then the seconds until the window resets."""
+        self._throttle.set(enabled, limits, retry_after)
 
     def clear_controls(self) -> None:
         """Back to defaults: real time, no faults, no throttling, no subscribers, empty outbox,

@@ -18,7 +18,7 @@ from kvemulator._store.model import (
     CONCURRENT_CONFLICT, PENDING_BACKDATE, PENDING_CONFLICT, Certificate, CertVersion, attrs_in, body_of,
     cert_attrs, check_name, epoch, new_version, obj, tags_in)
 from kvemulator._store.paging import numbered, page
-from kvemulator._store.policy import merge_policy, normalize_policy
+from kvemulator._store.policy import created_policy, merge_policy, normalize_policy
 from kvemulator._store.state import VaultState
 
 
@@ -183,7 +183,7 @@ class Certificates:
                     raise bad_parameter("Property policy is required.")
                 policy = copy.deepcopy(existing.policy)
             else:
-                policy = normalize_policy(raw_policy)
+                policy = created_policy(raw_policy)
             reused = None
             if existing is not None and policy["key_props"]["reuse_key"]:
                 prev = existing.current() or existing.latest_any()
@@ -202,11 +202,12 @@ class Certificates:
         state, policy = self.state, plan.policy
         # Everything that signs (or could fail) before the lock and before any change.
         csr = kc.build_csr(key, policy["x509_props"])
-        self_cert = (kc.self_signed(key, policy["x509_props"], state.now_datetime())
+        created = state.now_datetime()  # a Self certificate's dates count from it
+        self_cert = (kc.self_signed(key, policy["x509_props"], created)
                      if policy["issuer"]["name"] == "Self" else None)
         with state.lock:
             self._check_can_add_version(plan.name)
-            now = state.now()
+            now = epoch(created)
             cert = self._with_policy(plan.name, policy, now)
             kp = policy["key_props"]
             planned_nbf = now - PENDING_BACKDATE

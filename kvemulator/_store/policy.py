@@ -14,6 +14,29 @@ from kvemulator._store.model import PEM, PKCS12, drop_none, is_int, obj, str_lis
 _CONTENT_TYPES = (PKCS12, PEM)
 _ACTIONS = ("EmailContacts", "AutoRenew")
 
+# What the service adds to the policy of a create. A policy sent with only a subject and
+# issuer Unknown reads back EKUs serverAuth + clientAuth, key usage digitalSignature +
+# keyEncipherment and basic_constraints {ca: false} (Python SDK recording
+# test_merge_certificate, API 7.3; .NET session DownloadECDsaCertificateSignRemoteVerifyLocal,
+# API 7.2; the Self create of the Python recording test_get_pending_certificate_signing_request,
+# API 7.3, reads back the same). The EKU pair is added even when key usage is given, not when
+# EKUs are; basic_constraints reads {ca: false} even with keyCertSign in the key usage.
+DEFAULT_EKUS = ("1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2")
+DEFAULT_KEY_USAGE = ("digitalSignature", "keyEncipherment")
+# An EC policy reads back its curve's key_size too (.NET session
+# DownloadECDsaCertificateSignRemoteVerifyLocal: P-256 -> 256).
+_CURVE_SIZES = {"P-256": 256, "P-256K": 256, "P-384": 384, "P-521": 521}
+
+
+def created_policy(raw: Any) -> dict[str, Any]:
+    """The policy a create stores: `raw` checked, with the service's defaults filled in."""
+    policy = normalize_policy(raw)
+    x509_props = policy["x509_props"]
+    x509_props.setdefault("ekus", list(DEFAULT_EKUS))
+    x509_props.setdefault("key_usage", list(DEFAULT_KEY_USAGE))
+    x509_props.setdefault("basic_constraints", {"ca": False})
+    return policy
+
 
 def normalize_policy(raw: Any, *, default_issuer: str | None = None,
                      default_content_type: str = PKCS12) -> dict[str, Any]:
@@ -65,6 +88,7 @@ def _key_props(kp: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(crv, str) or crv not in kc.CURVES:
             raise bad_parameter(f"Invalid curve name '{crv}' (P-256, P-384, P-521 or P-256K).")
         key_props["crv"] = crv
+        key_props["key_size"] = _CURVE_SIZES[crv]
     reuse = kp.get("reuse_key", False)
     if not isinstance(reuse, bool):
         raise bad_parameter("Property policy.key_props.reuse_key must be a boolean.")
@@ -109,6 +133,12 @@ def _x509_props(xp: dict[str, Any]) -> dict[str, Any]:
         kc.build_extensions(x509_props, None)
     except ValueError as exc:
         raise bad_parameter(f"Invalid subject alternative name in policy.x509_props.sans: {exc}") from None
+    constraints = obj(xp.get("basic_constraints"), "policy.x509_props.basic_constraints")
+    if "basic_constraints" in xp:
+        ca = constraints.get("ca", False)
+        if not isinstance(ca, bool):
+            raise bad_parameter("Property policy.x509_props.basic_constraints.ca must be a boolean.")
+        x509_props["basic_constraints"] = {"ca": ca}
     months = xp.get("validity_months", 12)
     if not is_int(months) or not 1 <= months <= 1200:
         raise bad_parameter(f"Invalid validity_months {months!r} (1 to 1200).")
@@ -160,7 +190,14 @@ def merge_policy(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     patch = drop_none(patch)
     for section in ("key_props", "secret_props", "x509_props", "issuer"):
         if section in patch and patch[section] is not None:
-            merged[section] = {**merged.get(section, {}), **obj(patch[section], f"policy.{section}")}
+            given = obj(patch[section], f"policy.{section}")
+            base = merged.get(section, {})
+            if section == "key_props" and ({"crv", "key_size"} & set(given)
+                                           or given.get("kty", base.get("kty")) != base.get("kty")):
+                # A new key type, curve or size: the old curve and size go with it (an EC
+                # policy stores both, and RSA's key_size is no curve's).
+                base = {k: v for k, v in base.items() if k not in ("crv", "key_size")}
+            merged[section] = {**base, **given}
     if patch.get("lifetime_actions") is not None:
         merged["lifetime_actions"] = patch["lifetime_actions"]
     return merged

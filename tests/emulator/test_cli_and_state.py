@@ -144,7 +144,7 @@ def test_cli_fidelity_flags_set_the_switches(tmp_path):
         proc.terminate()
         proc.communicate(timeout=30)
     assert switches["paging_drops_params"] is False and switches["current_includes_pending"] is True
-    assert switches["cancel_settle_seconds"] == 3.0 and switches["throttle_retry_after"] is True
+    assert switches["cancel_settle_seconds"] == 3.0 and switches["unknown_issuer_events"] is True
 
 
 def test_cli_refuses_a_negative_fidelity_delay(tmp_path):
