@@ -140,7 +140,16 @@ class Emulator:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        ssl_ctx, self.ca_path = make_server_context(self.tls_dir, [self.host])
+        # Both ports first, then the files: a second emulator started on a busy port fails
+        # here, before it replaces the running one's ca.pem (every client of that one would
+        # stop trusting it) or, at its exit, its --state file.
+        vault_sock, identity_sock = self._bind_ports()
+        try:
+            ssl_ctx, self.ca_path = make_server_context(self.tls_dir, [self.host])
+        except BaseException:
+            vault_sock.close()
+            identity_sock.close()
+            raise
         server = Server(self)
         self._events._loop = asyncio.get_running_loop()
         vault_runner = web.AppRunner(server.vault_app(), access_log=None, handle_signals=False)
@@ -149,8 +158,6 @@ class Emulator:
         await identity_runner.setup()
         self._runners = [vault_runner, identity_runner]
         try:
-            vault_sock = _bind(self.host, self._port)
-            identity_sock = _bind("127.0.0.1", self._identity_port)
             await web.SockSite(vault_runner, vault_sock, ssl_context=ssl_ctx).start()
             await web.SockSite(identity_runner, identity_sock).start()
             port = vault_sock.getsockname()[1]
@@ -171,8 +178,16 @@ class Emulator:
             for runner in self._runners:
                 await runner.cleanup()
             await self._events.close()
-            if self.state_path is not None:
+            if self.state_path is not None and self._started.is_set():
                 self._save_state()
+
+    def _bind_ports(self) -> tuple[socket.socket, socket.socket]:
+        vault_sock = _bind(self.host, self._port)
+        try:
+            return vault_sock, _bind("127.0.0.1", self._identity_port)
+        except BaseException:
+            vault_sock.close()
+            raise
 
     async def _due_ticker(self) -> None:
         while True:
