@@ -398,6 +398,16 @@ class Server:
                 raise bad_parameter(f"Invalid clock request: {exc}") from None
             return await clock_get(req, p, b)
 
+        r.add("/_emulator/health", get=health)
+        r.add("/_emulator/reset", post=reset)
+        r.add("/_emulator/clock", get=clock_get, post=clock_post)
+        self._add_event_routes()
+        self._add_fault_routes()
+        r.add("/_emulator/eventgrid/api/events", post=self.eventgrid_publish)
+
+    def _add_event_routes(self) -> None:
+        r, em = self.control_routes, self.em
+
         async def events_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return {"value": em._events.peek()}
 
@@ -410,6 +420,14 @@ class Server:
             except ValueError as exc:
                 raise bad_parameter(str(exc)) from None
             return 204, None, {}
+
+        r.add("/_emulator/events", get=events_get)
+        r.add("/_emulator/events/take", post=events_take)
+        r.add("/_emulator/subscriptions", post=webhook)
+
+    def _add_fault_routes(self) -> None:
+        """Faults, throttling and the fidelity switches."""
+        r, em = self.control_routes, self.em
 
         async def faults_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return {"value": em.faults.list()}
@@ -438,13 +456,6 @@ class Server:
                 raise bad_parameter(f"Invalid throttling request: {exc}") from None
             return 204, None, {}
 
-        r.add("/_emulator/health", get=health)
-        r.add("/_emulator/reset", post=reset)
-        r.add("/_emulator/clock", get=clock_get, post=clock_post)
-        r.add("/_emulator/events", get=events_get)
-        r.add("/_emulator/events/take", post=events_take)
-        r.add("/_emulator/subscriptions", post=webhook)
-        r.add("/_emulator/faults", get=faults_get, post=faults_add, delete=faults_clear)
         async def fidelity_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return em.fidelity.describe()
 
@@ -454,9 +465,9 @@ class Server:
             except ValueError as exc:
                 raise bad_parameter(f"Invalid fidelity request: {exc}") from None
 
+        r.add("/_emulator/faults", get=faults_get, post=faults_add, delete=faults_clear)
         r.add("/_emulator/throttling", post=throttling)
         r.add("/_emulator/fidelity", get=fidelity_get, post=fidelity_set)
-        r.add("/_emulator/eventgrid/api/events", post=self.eventgrid_publish)
 
     async def eventgrid_publish(self, request: web.Request, p: dict[str, str], body: Any) -> Any:
         """Event Grid custom topic: what EventGridPublisherClient posts (either schema)."""
