@@ -8,7 +8,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: all venv test pytest infra-check demo bench bench-bulk clean
+.PHONY: all venv test pytest infra-check demo bench bench-bulk bench-emulator clean
 
 all: test
 
@@ -49,6 +49,11 @@ bench: venv
 # (20 creates per 10 s): a few minutes, so it is a target of its own.
 bench-bulk: venv
 	$(PY) bench/bulk_issue.py
+
+# The emulator with 1,000 and then 10,000 certificates: listing, a no-op sweep and a write at
+# each size, and their ratio (about a minute).
+bench-emulator: venv
+	$(PY) bench/emulator_scale.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .hypothesis .demo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -75,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"kvemulator: cannot start: {exc}", file=sys.stderr)
         return 1
-    print(f"kvemulator: vault {em.url} (name {em.vault_name}); TLS CA {em.ca_path}; "
-          f"IDENTITY_ENDPOINT={em.identity_endpoint} IDENTITY_HEADER={em.identity_header}", flush=True)
+    print(f"kvemulator: vault {em.url} (name {em.vault_name}); TLS CA {em.ca_path}", flush=True)
+    # What kvca and DefaultAzureCredential read, as lines a shell takes as they are (paste them).
+    for name, value in em.environ().items():
+        print(f"export {name}={shlex.quote(value)}", flush=True)
     try:
         stop.wait()
     finally:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from kvemulator._errors import KvError, bad_parameter
+from kvemulator._kdf import check_kdf_rounds
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -151,8 +152,10 @@ def sign_digest(key: PrivateKey, alg: str, digest: bytes) -> bytes:
     """Key Vault's sign: the caller sends the digest; EC answers raw r||s."""
     family, hash_alg, size = _algorithm(alg, key)
     if len(digest) != size:
-        raise bad_parameter(f"Invalid digest length {len(digest)} for algorithm '{alg}' "
-                            f"(expected {size} bytes).")
+        # The service's words (user reports of real answers: azure-cli#28027,
+        # azure-sdk-for-js#12654).
+        raise bad_parameter(f"Invalid length of 'value': {len(digest)} bytes. {alg} requires "
+                            f"{size} bytes, encoded with base64url.")
     pre = utils.Prehashed(hash_alg)
     if family == "ES":
         assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -231,7 +234,9 @@ def subject_text(name: x509.Name) -> str:
 
 def build_extensions(x509_props: dict[str, Any],
                      key: PrivateKey | None = None) -> list[tuple[x509.ExtensionType, bool]]:
-    """The extensions a policy asks for: SANs, key usage, EKUs."""
+    """The extensions a policy asks for: SANs, key usage (critical), EKUs, and basicConstraints
+    when the policy has them (a created one does): CA:FALSE, not critical, as in the CSR and the
+    Self certificate of the Python recording test_get_pending_certificate_signing_request (7.3)."""
     out: list[tuple[x509.ExtensionType, bool]] = []
     sans = x509_props.get("sans") or {}
     names: list[x509.GeneralName] = []
@@ -263,6 +268,9 @@ def build_extensions(x509_props: dict[str, Any],
     ekus = x509_props.get("ekus") or []
     if ekus:
         out.append((x509.ExtendedKeyUsage([ObjectIdentifier(oid) for oid in ekus]), False))
+    constraints = x509_props.get("basic_constraints")
+    if constraints is not None:
+        out.append((x509.BasicConstraints(ca=bool(constraints.get("ca")), path_length=None), False))
     return out
 
 
@@ -300,16 +308,23 @@ def add_months(when: dt.datetime, months: int) -> dt.datetime:
     raise AssertionError("unreachable")
 
 
-def self_signed(key: PrivateKey, x509_props: dict[str, Any], now: dt.datetime) -> x509.Certificate:
-    """Issuer "Self": what Key Vault makes at once from the policy."""
+# A Self certificate completed at `created` runs from created - 600 s to created + the
+# policy's months (Python recording test_get_pending_certificate_signing_request, 7.3:
+# created 15:09:45, notBefore 14:59:44, notAfter a year after 15:09:44).
+SELF_BACKDATE = dt.timedelta(seconds=600)
+
+
+def self_signed(key: PrivateKey, x509_props: dict[str, Any], created: dt.datetime) -> x509.Certificate:
+    """Issuer "Self": what Key Vault makes from the policy, completed at `created`."""
     subject = parse_subject(x509_props.get("subject") or "")
-    not_before = now.replace(microsecond=0)
+    created = created.replace(microsecond=0)
+    public = key.public_key()
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(not_before)
-               .not_valid_after(add_months(not_before, int(x509_props.get("validity_months") or 12))))
-    builder = builder.add_extension(
-        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .public_key(public).serial_number(x509.random_serial_number())
+               .not_valid_before(created - SELF_BACKDATE)
+               .not_valid_after(add_months(created, int(x509_props.get("validity_months") or 12))))
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
     for ext, critical in build_extensions(x509_props, key):
         builder = builder.add_extension(ext, critical=critical)
     return builder.sign(key, _hash_for(key))
@@ -372,7 +387,8 @@ def _load_pem_certs(data: bytes) -> list[x509.Certificate]:
 
 
 def parse_x5c(entries: Any) -> list[x509.Certificate]:
-    """Merge's x5c: base64 DER per entry, or base64 of PEM text (which the service accepts)."""
+    """Merge's x5c: per entry base64 of the DER, or base64 of PEM text (JS recording, 2019),
+    or base64 of the DER's base64 text (Python recording test_merge_certificate, 7.3)."""
     if not isinstance(entries, list) or not entries:
         raise bad_parameter("Property x5c is required and must be a non-empty array.")
     certs: list[x509.Certificate] = []
@@ -387,114 +403,24 @@ def parse_x5c(entries: Any) -> list[x509.Certificate]:
         if raw.lstrip().startswith(b"-----BEGIN"):
             certs.extend(_load_pem_certs(raw))
             continue
-        try:
-            certs.append(x509.load_der_x509_certificate(raw))
-        except ValueError as exc:
-            raise bad_parameter("The specified X.509 certificate content is invalid. "
-                                "Error: one or more x509 certificates could not be parsed.") from exc
+        certs.append(_load_der_or_its_base64(raw))
     return certs
 
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
-
-# Password-based KDFs run as many rounds as the file asks: a PFX or encrypted PKCS#8 key
-# asking for billions stalls the emulator's loop. Common exporters use about 2,000
-# (Windows 2,000, OpenSSL 2,048), OWASP advises 600,000 for PBKDF2-SHA256; the emulator
-# runs at most this many rounds in total over one file, and refuses more before decrypting.
-MAX_KDF_ROUNDS = 2_000_000
-_DER_NODES = 200_000  # a 1 MB body holds far fewer real elements; more is an attack
-_DER_DEPTH = 48
-
-
-def check_kdf_rounds(der: bytes, what: str) -> None:
-    """Refuse `der` (PKCS#12, or an encrypted PKCS#8 key) when its password KDFs would run
-    more than MAX_KDF_ROUNDS rounds in all. An iteration count is an INTEGER that directly
-    follows an OCTET STRING salt in one SEQUENCE: PBKDF2-params, pkcs-12PbeParams and
-    MacData (RFC 8018 A.2, RFC 7292 appendix C and section 4) all have that shape."""
+def _load_der_or_its_base64(raw: bytes) -> x509.Certificate:
+    if not raw.startswith(b"\x30"):  # not a DER SEQUENCE: the DER's base64 text, once more
+        try:
+            raw = base64.b64decode(b"".join(raw.split()), validate=True)
+        except ValueError:
+            pass  # neither: the DER parse below says so
     try:
-        counts = _iteration_counts(der)
-    except (ValueError, _TooComplex):
-        raise bad_parameter(f"The specified {what} content can not be read: it is not valid "
-                            "DER/BER, or nests too many elements.") from None
-    total = sum(max(0, c) for c in counts)
-    if total > MAX_KDF_ROUNDS:
-        raise bad_parameter(f"The specified {what} content asks for {total} password-KDF "
-                            f"iterations; this emulator runs at most {MAX_KDF_ROUNDS}. "
-                            "Export it with a common iteration count (about 2,000).")
+        return x509.load_der_x509_certificate(raw)
+    except ValueError as exc:
+        raise bad_parameter("The specified X.509 certificate content is invalid. "
+                            "Error: one or more x509 certificates could not be parsed.") from exc
 
 
-class _TooComplex(Exception):
-    """Over the node or depth bound: never swallowed like a bad nested parse is, so nothing
-    can hide an iteration count behind an exhausted budget."""
-
-
-def _iteration_counts(der: bytes) -> list[int]:
-    counts: list[int] = []
-    nodes = [0]
-
-    def elements(buf: bytes, depth: int) -> list[tuple[int, bool, bytes]]:
-        """(tag, constructed, content) of each element in buf; BER indefinite lengths too."""
-        out, pos = [], 0
-        while pos < len(buf):
-            if buf[pos] == 0 and buf[pos + 1:pos + 2] == b"\0":  # end-of-contents
-                break
-            element, pos = one(buf, pos, depth)
-            out.append(element)
-        return out
-
-    def one(buf: bytes, pos: int, depth: int) -> tuple[tuple[int, bool, bytes], int]:
-        nodes[0] += 1
-        if nodes[0] > _DER_NODES or depth > _DER_DEPTH:
-            raise _TooComplex()
-        if pos + 2 > len(buf):
-            raise ValueError("truncated")
-        tag, first = buf[pos], buf[pos + 1]
-        if tag & 0x1F == 0x1F:
-            raise ValueError("high tag numbers do not occur in PKCS#12")
-        constructed, pos = bool(tag & 0x20), pos + 2
-        if first == 0x80:  # indefinite length (BER): children up to end-of-contents
-            if not constructed:
-                raise ValueError("indefinite primitive")
-            start = pos
-            while True:
-                if buf[pos:pos + 2] == b"\0\0":
-                    return (tag, True, buf[start:pos]), pos + 2
-                _, pos = one(buf, pos, depth + 1)
-        if first & 0x80:
-            size = first & 0x7F
-            if size == 0 or size > 4 or pos + size > len(buf):
-                raise ValueError("bad length")
-            length, pos = int.from_bytes(buf[pos:pos + size], "big"), pos + size
-        else:
-            length = first
-        if pos + length > len(buf):
-            raise ValueError("truncated")
-        return (tag, constructed, buf[pos:pos + length]), pos + length
-
-    def octets(tag: int, constructed: bool, content: bytes, depth: int) -> bytes:
-        if not constructed:
-            return content
-        return b"".join(octets(t, c, body, depth + 1) for t, c, body in elements(content, depth + 1))
-
-    def visit(items: list[tuple[int, bool, bytes]], depth: int) -> None:
-        for tag, constructed, content in items:
-            if tag in (0x04, 0x24):  # OCTET STRING: often DER inside (authSafe, SafeContents)
-                try:
-                    visit(elements(octets(tag, constructed, content, depth), depth + 1), depth + 1)
-                except ValueError:
-                    pass  # opaque bytes (a salt, a digest, a key) that only look like DER for a while
-                continue
-            if not constructed:
-                continue
-            children = elements(content, depth + 1)
-            for before, child in zip(children, children[1:]):
-                if before[0] in (0x04, 0x24) and child[0] == 0x02:
-                    counts.append(int.from_bytes(child[2], "big", signed=True) if child[2] else 0)
-            visit(children, depth + 1)
-
-    visit(elements(der, 0), 0)
-    return counts
-
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.DOTALL)
 
 def parse_import(value: Any, password: str | None) -> tuple[PrivateKey | None, list[x509.Certificate], str]:
     """Import's value: base64 PFX, or PEM (base64 of PEM text, or PEM text itself)."""

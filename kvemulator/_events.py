@@ -1,6 +1,7 @@
 """Key Vault's Event Grid events: build them, keep an outbox, deliver to subscribers.
 
-Fields and types follow keyvault-facts.md ("Event Grid events from Key Vault"):
+Fields and types follow Microsoft's schema page (learn.microsoft.com/azure/event-grid/
+event-schema-key-vault):
 Event Grid schema, `data` with Id, VaultName, ObjectType, ObjectName, Version,
 NBF and EXP (epoch seconds as numbers).
 """

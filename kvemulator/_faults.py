@@ -21,7 +21,7 @@ class Fault:
     method: str | None
     rate: float | None
     count: int | None
-    retry_after: float
+    retry_after: float | None  # the Retry-After header's seconds; None: none on a 429, 1 on a 503
     seconds: float
     fired: int = 0
 
@@ -42,7 +42,8 @@ class Faults:
 
     `add(kind=..., route=regex, method=..., rate=0.1)` fails that share of
     matching requests; `count=N` fails the next N; neither fails every one
-    until `clear()`.
+    until `clear()`. A "429" carries Retry-After only when `retry_after` is given:
+    the one real capture of Key Vault's 429 had none (AzureSignTool#219).
     """
 
     def __init__(self, seed: int | None = None) -> None:
@@ -52,7 +53,7 @@ class Faults:
         self._random = random.Random(seed)
 
     def add(self, kind: str, route: str | None = None, method: str | None = None,
-            rate: float | None = None, count: int | None = None, retry_after: float = 1,
+            rate: float | None = None, count: int | None = None, retry_after: float | None = None,
             seconds: float = 0.2) -> int:
         kind = str(kind)
         if kind not in KINDS:
@@ -63,7 +64,7 @@ class Faults:
             raise ValueError(f"fault count {count!r} must be at least 1")
         if rate is not None and count is not None:
             raise ValueError("give a fault either rate or count, not both")
-        if float(retry_after) < 0 or float(seconds) < 0:
+        if (retry_after is not None and float(retry_after) < 0) or float(seconds) < 0:
             raise ValueError("retry_after and seconds must not be negative")
         if method is not None and not isinstance(method, str):
             raise ValueError(f"fault method {method!r} must be a string such as GET")
@@ -72,7 +73,7 @@ class Faults:
             fault = Fault(next(self._ids), kind, pattern, method.upper() if method else None,
                           float(rate) if rate is not None else None,
                           int(count) if count is not None else None,
-                          float(retry_after), float(seconds))
+                          float(retry_after) if retry_after is not None else None, float(seconds))
             self._rules.append(fault)
         return fault.id
 
@@ -102,8 +103,7 @@ class Faults:
 
 
 # Key Vault service limits, per vault and region, per 10 seconds
-# (learn.microsoft.com/azure/key-vault/general/service-limits; keyvault-facts.md, "Observed
-# in recorded sessions (second round)", Throttling): software keys: create 20, other key
+# (learn.microsoft.com/azure/key-vault/general/service-limits): software keys: create 20, other key
 # operations 4,000 (RSA-3072: 1,000; RSA-4096: 500); HSM keys: create 10, half the other
 # limits; secrets: create 300; other secret and vault transactions 4,000. Creating or
 # importing a certificate creates a key, so it counts as a key create (an inference).
@@ -149,15 +149,18 @@ def weight(kind: str, key: KeySpec | None) -> int:
 
 
 class Throttle:
-    """Fixed 10-second windows per transaction class, as the service documents them."""
+    """Fixed 10-second windows per transaction class, as the service documents them. Its 429s
+    carry Retry-After (the seconds until the window resets) only when `retry_after` is on: the
+    one real capture had none (AzureSignTool#219)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.enabled = False
+        self.retry_after = False
         self._windows: dict[str, tuple[float, int]] = {}
         self.limits = dict(LIMITS)
 
-    def set(self, enabled: bool, limits: dict[str, int] | None = None) -> None:
+    def set(self, enabled: bool, limits: dict[str, int] | None = None, retry_after: bool = False) -> None:
         # Check everything first: a refused request must leave the throttle as it was.
         new_limits = dict(LIMITS)
         if limits:
@@ -169,6 +172,7 @@ class Throttle:
                 new_limits[name] = int(value)
         with self._lock:
             self.enabled = bool(enabled)
+            self.retry_after = bool(retry_after)
             self._windows.clear()
             self.limits = new_limits
 

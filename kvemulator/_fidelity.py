@@ -1,6 +1,6 @@
 """Switches for how the emulator behaves where the real Key Vault's behaviour is
-unconfirmed, or where tests need to vary it (keyvault-facts.md, section
-"Observed in recorded sessions (second round)").
+unconfirmed, or where tests need to vary it. Each switch names its source: the
+sessions the Azure SDK test suites recorded against the real service, or public reports.
 
 The defaults are the real service's behaviour as recorded; only the delays
 default short, so tests stay fast (the real values are noted per field).
@@ -25,9 +25,6 @@ class Fidelity:
     # completed one exists. False: the newest completed version (a pending-only
     # certificate still answers its pending version). True: always the newest version.
     current_includes_pending: bool = False
-    # Whether 429s (the throttling limits, and injected "429" faults) carry Retry-After.
-    # One real capture had none (AzureSignTool#219); azure-core then does not retry a POST.
-    throttle_retry_after: bool = True
     # After PATCH .../pending {"cancellation_requested": true} the status reads inProgress
     # (with cancellation_requested true) until this many seconds have passed, then
     # "cancelled" (Java recording). Real: unmeasured, "later".
@@ -39,8 +36,8 @@ class Fidelity:
     # within this many seconds of the first gets 409 "There was a conflict while
     # updating/deleting pending certificate" (azure-sdk-for-js#35011, #36328). 0: off.
     pending_conflict_seconds: float = 0.0
-    # Unconfirmed either way (keyvault-facts.md second round; a maintainer of another Key
-    # Vault tool reported no events, 2021): whether CertificateNewVersionCreated fires at
+    # Unconfirmed either way (a maintainer of another Key Vault tool reported no events
+    # for such certificates, 2021): whether CertificateNewVersionCreated fires at
     # merge for issuer Unknown, and NearExpiry/Expired for such versions at all. True: they
     # fire (as for Self and imported versions). False: none for merged versions.
     unknown_issuer_events: bool = True

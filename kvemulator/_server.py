@@ -26,12 +26,13 @@ from kvemulator._errors import KvError, bad_parameter
 from kvemulator._faults import classify, weight
 
 if TYPE_CHECKING:
+    from kvemulator._store import Certificates, Keys, Secrets
     from kvemulator.emulator import Emulator
 
 log = logging.getLogger(__name__)
 
 # What the current SDKs send by default (certificates/secrets 2026-04-01, keys
-# 2025-07-01) and the older numbered versions (keyvault-facts.md).
+# 2025-07-01: DEFAULT_VERSION in their _shared/client_base.py) and the older numbered versions.
 API_VERSIONS = frozenset({"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"})
 TENANT = "00000000-0000-0000-0000-000000000000"
 CHALLENGE = (f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
@@ -119,7 +120,7 @@ def _bool_param(request: web.Request, name: str) -> bool:
 class Server:
     def __init__(self, emulator: "Emulator") -> None:
         self.em = emulator
-        self.vault = emulator._vault
+        self.state = emulator._state
         self.events = emulator._events
         self.vault_routes = Routes()
         self.control_routes = Routes()
@@ -180,10 +181,11 @@ class Server:
                     request.transport.abort()
                 raise asyncio.CancelledError  # nothing to answer: the connection is gone
             elif fault.kind == "429":
-                return self._throttled(f"{fault.retry_after:g}", injected=True)
+                return self._throttled(fault.retry_after, injected=True)
             else:
                 code = "InternalServerError" if fault.kind == "500" else "ServiceUnavailable"
-                headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.kind == "503" else None
+                wait = fault.retry_after if fault.retry_after is not None else 1
+                headers = {"Retry-After": f"{wait:g}"} if fault.kind == "503" else None
                 return _json(int(fault.kind), {"error": {"code": code, "message": (
                     f"The service failed with {fault.kind} (injected by kvemulator).")}}, headers)
         auth = request.headers.get("Authorization", "")
@@ -201,23 +203,23 @@ class Server:
         body = await self._read_json(request) if method in ("POST", "PUT", "PATCH") else None
         if self.em._throttle.enabled:
             kind = classify(method, path)
-            wait = self.em._throttle.check(kind, weight(kind, self.vault.key_spec(template, params, body)))
+            wait = self.em._throttle.check(kind, weight(kind, self.em._keys.key_spec(template, params, body)))
             if wait is not None:
-                return self._throttled(f"{int(wait + 0.999)}")
+                return self._throttled(float(int(wait + 0.999)) if self.em._throttle.retry_after else None)
         result = await handler(request, params, body)
         if method != "GET":
-            self.vault.scan()
+            self.state.fire_due()
         return _as_response(result)
 
-    def _throttled(self, retry_after: str, *, injected: bool = False) -> web.Response:
+    def _throttled(self, retry_after: float | None, *, injected: bool = False) -> web.Response:
         """Key Vault's 429, as captured (AzureSignTool#219): code Throttled, the reason at the
-        end of the message, and Retry-After only when the fidelity switch says so (that
-        capture had none; keyvault-facts.md second round)."""
+        end of the message, and no Retry-After (that capture had none) unless the fault or
+        the throttling control asked for one."""
         source = " (injected by kvemulator)" if injected else ""
         body = {"error": {"code": "Throttled", "message": (
             f"Request was not processed because too many requests were received{source}. "
             "Reason: VaultRequestTypeLimitReached")}}
-        headers = {"Retry-After": retry_after} if self.em.fidelity.throttle_retry_after else None
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
         return _json(429, body, headers)
 
     @staticmethod
@@ -242,7 +244,7 @@ class Server:
         def build(skip: str) -> str:
             params = {"api-version": request.query.get("api-version", ""), "$skiptoken": skip}
             # The certificate lists' real links keep only api-version and $skiptoken
-            # (keyvault-facts.md second round, azure-sdk-for-python#38589); the switch brings
+            # (azure-sdk-for-python#38589); the switch brings
             # back the full link. Secret and key lists were not recorded: they keep theirs.
             dropped = certificates and self.em.fidelity.paging_drops_params
             for name in () if dropped else keep:
@@ -261,100 +263,100 @@ class Server:
     # ------------------------------------------------------------ vault routes
 
     def _add_vault_routes(self) -> None:
-        r, v = self.vault_routes, self.vault
+        self._add_certificate_routes(self.em._certificates)
+        self._add_secret_routes(self.em._secrets)
+        self._add_key_routes(self.em._keys)
 
-        async def list_certs(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            return v.list_certificates(include_pending=_bool_param(req, "includePending"),
-                                       next_url=self._next_url(req, "maxresults", "includePending",
-                                                               certificates=True),
-                                       **self._paging(req))
+    def _paged(self, fn: Callable[..., Any], *names: str, certificates: bool = False) -> Handler:
+        async def handler(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            return fn(*[p[n] for n in names],
+                      next_url=self._next_url(req, "maxresults", certificates=certificates),
+                      **self._paging(req))
+        return handler
 
-        async def list_deleted_certs(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            return v.list_certificates(include_pending=_bool_param(req, "includePending"),
-                                       next_url=self._next_url(req, "maxresults", "includePending",
-                                                               certificates=True),
-                                       deleted=True, **self._paging(req))
+    def _add_certificate_routes(self, c: Certificates) -> None:
+        r = self.vault_routes
+
+        def listing(deleted: bool) -> Handler:
+            async def handler(req: web.Request, p: dict[str, str], b: Any) -> Any:
+                return c.list_certificates(include_pending=_bool_param(req, "includePending"),
+                                           next_url=self._next_url(req, "maxresults", "includePending",
+                                                                   certificates=True),
+                                           deleted=deleted, **self._paging(req))
+            return handler
 
         async def create(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            plan = v.prepare_create(p["name"], b)
+            plan = c.prepare_create(p["name"], b)
             key = plan.key
             if key is None:
                 kp = plan.policy["key_props"]
                 # RSA generation takes up to seconds: off the loop, then commit re-checks conflicts.
                 key = await asyncio.get_running_loop().run_in_executor(
                     None, kc.generate_key, kp["kty"], kp.get("key_size"), kp.get("crv"))
-            op = v.commit_create(plan, key)
+            op = c.commit_create(plan, key)
             location = (f"{self.em.url}/certificates/{p['name']}/pending?"
                         f"api-version={req.query['api-version']}&request_id={op['request_id']}")
             return 202, op, {"Retry-After": "10", "Location": location}
 
         async def merge(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            return 201, v.merge(p["name"], b), {}
+            # The 201 names the certificate (Python recording test_merge_certificate, 7.3).
+            location = f"{self.em.url}/certificates/{p['name']}?api-version={req.query['api-version']}"
+            return 201, c.merge(p["name"], b), {"Location": location}
 
-        async def purge_cert(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            v.purge_certificate(p["name"])
+        async def purge(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            c.purge_certificate(p["name"])
             return 204, None, {}
 
-        async def purge_secret(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            v.purge_secret(p["name"])
-            return 204, None, {}
-
-        def simple(fn: Callable[..., Any], *names: str, body: bool = False) -> Handler:
-            async def handler(req: web.Request, p: dict[str, str], b: Any) -> Any:
-                args = [p.get(n, "") for n in names]
-                return fn(*args, b) if body else fn(*args)
-            return handler
-
-        def paged(fn: Callable[..., Any], *names: str, certificates: bool = False) -> Handler:
-            async def handler(req: web.Request, p: dict[str, str], b: Any) -> Any:
-                return fn(*[p[n] for n in names],
-                          next_url=self._next_url(req, "maxresults", certificates=certificates),
-                          **self._paging(req))
-            return handler
-
-        r.add("/certificates", get=list_certs)
+        r.add("/certificates", get=listing(deleted=False))
         r.add("/certificates/issuers", get=lambda *_: _const({"value": [], "nextLink": None}))
         r.add("/certificates/{name}/create", post=create)
-        r.add("/certificates/{name}/import", post=simple(v.import_certificate, "name", body=True))
-        r.add("/certificates/{name}/versions", get=paged(v.list_versions, "name", certificates=True))
-        r.add("/certificates/{name}/policy", get=simple(v.get_policy, "name"),
-              patch=simple(v.update_policy, "name", body=True))
-        r.add("/certificates/{name}/pending", get=simple(v.get_operation, "name"),
-              patch=simple(v.cancel_operation, "name", body=True),
-              delete=simple(v.delete_operation, "name"))
+        r.add("/certificates/{name}/import", post=_simple(c.import_certificate, "name", body=True))
+        r.add("/certificates/{name}/versions", get=self._paged(c.list_versions, "name", certificates=True))
+        r.add("/certificates/{name}/policy", get=_simple(c.get_policy, "name"),
+              patch=_simple(c.update_policy, "name", body=True))
+        r.add("/certificates/{name}/pending", get=_simple(c.get_operation, "name"),
+              patch=_simple(c.cancel_operation, "name", body=True),
+              delete=_simple(c.delete_operation, "name"))
         r.add("/certificates/{name}/pending/merge", post=merge)
-        r.add("/certificates/{name}", get=simple(v.get_certificate, "name"),
-              delete=simple(v.delete_certificate, "name"),
-              patch=simple(v.update_certificate, "name", "version", body=True))
-        r.add("/certificates/{name}/{version}", get=simple(v.get_certificate, "name", "version"),
-              patch=simple(v.update_certificate, "name", "version", body=True))
-        r.add("/deletedcertificates", get=list_deleted_certs)
-        r.add("/deletedcertificates/{name}", get=simple(v.get_deleted_certificate, "name"),
-              delete=purge_cert)
-        r.add("/deletedcertificates/{name}/recover", post=simple(v.recover_certificate, "name"))
+        r.add("/certificates/{name}", get=_simple(c.get_certificate, "name"),
+              delete=_simple(c.delete_certificate, "name"),
+              patch=_simple(c.update_certificate, "name", "version", body=True))
+        r.add("/certificates/{name}/{version}", get=_simple(c.get_certificate, "name", "version"),
+              patch=_simple(c.update_certificate, "name", "version", body=True))
+        r.add("/deletedcertificates", get=listing(deleted=True))
+        r.add("/deletedcertificates/{name}", get=_simple(c.get_deleted_certificate, "name"), delete=purge)
+        r.add("/deletedcertificates/{name}/recover", post=_simple(c.recover_certificate, "name"))
 
-        r.add("/secrets", get=paged(v.list_secrets))
-        r.add("/secrets/{name}", put=simple(v.set_secret, "name", body=True),
-              delete=simple(v.delete_secret, "name"), get=simple(v.get_secret, "name"),
-              patch=simple(v.update_secret, "name", "version", body=True))
-        r.add("/secrets/{name}/versions", get=paged(v.list_secret_versions, "name"))
-        r.add("/secrets/{name}/{version}", get=simple(v.get_secret, "name", "version"),
-              patch=simple(v.update_secret, "name", "version", body=True))
+    def _add_secret_routes(self, s: Secrets) -> None:
+        r = self.vault_routes
 
-        async def list_deleted_secrets(req: web.Request, p: dict[str, str], b: Any) -> Any:
-            return v.list_secrets(next_url=self._next_url(req, "maxresults"), deleted=True,
+        async def list_deleted(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            return s.list_secrets(next_url=self._next_url(req, "maxresults"), deleted=True,
                                   **self._paging(req))
 
-        r.add("/deletedsecrets", get=list_deleted_secrets)
-        r.add("/deletedsecrets/{name}", get=simple(v.get_deleted_secret, "name"), delete=purge_secret)
-        r.add("/deletedsecrets/{name}/recover", post=simple(v.recover_secret, "name"))
+        async def purge(req: web.Request, p: dict[str, str], b: Any) -> Any:
+            s.purge_secret(p["name"])
+            return 204, None, {}
 
-        r.add("/keys", get=paged(v.list_keys))
-        r.add("/keys/{name}/versions", get=paged(v.list_key_versions, "name"))
-        r.add("/keys/{name}", get=simple(v.get_key, "name"))
-        r.add("/keys/{name}/{version}", get=simple(v.get_key, "name", "version"))
-        r.add("/keys/{name}/{version}/sign", post=simple(v.sign, "name", "version", body=True))
-        r.add("/keys/{name}/{version}/verify", post=simple(v.verify, "name", "version", body=True))
+        r.add("/secrets", get=self._paged(s.list_secrets))
+        r.add("/secrets/{name}", put=_simple(s.set_secret, "name", body=True),
+              delete=_simple(s.delete_secret, "name"), get=_simple(s.get_secret, "name"),
+              patch=_simple(s.update_secret, "name", "version", body=True))
+        r.add("/secrets/{name}/versions", get=self._paged(s.list_secret_versions, "name"))
+        r.add("/secrets/{name}/{version}", get=_simple(s.get_secret, "name", "version"),
+              patch=_simple(s.update_secret, "name", "version", body=True))
+        r.add("/deletedsecrets", get=list_deleted)
+        r.add("/deletedsecrets/{name}", get=_simple(s.get_deleted_secret, "name"), delete=purge)
+        r.add("/deletedsecrets/{name}/recover", post=_simple(s.recover_secret, "name"))
+
+    def _add_key_routes(self, k: Keys) -> None:
+        r = self.vault_routes
+        r.add("/keys", get=self._paged(k.list_keys))
+        r.add("/keys/{name}/versions", get=self._paged(k.list_key_versions, "name"))
+        r.add("/keys/{name}", get=_simple(k.get_key, "name"))
+        r.add("/keys/{name}/{version}", get=_simple(k.get_key, "name", "version"))
+        r.add("/keys/{name}/{version}/sign", post=_simple(k.sign, "name", "version", body=True))
+        r.add("/keys/{name}/{version}/verify", post=_simple(k.verify, "name", "version", body=True))
 
     # ------------------------------------------------------------ control API
 
@@ -396,6 +398,16 @@ class Server:
                 raise bad_parameter(f"Invalid clock request: {exc}") from None
             return await clock_get(req, p, b)
 
+        r.add("/_emulator/health", get=health)
+        r.add("/_emulator/reset", post=reset)
+        r.add("/_emulator/clock", get=clock_get, post=clock_post)
+        self._add_event_routes()
+        self._add_fault_routes()
+        r.add("/_emulator/eventgrid/api/events", post=self.eventgrid_publish)
+
+    def _add_event_routes(self) -> None:
+        r, em = self.control_routes, self.em
+
         async def events_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return {"value": em._events.peek()}
 
@@ -408,6 +420,14 @@ class Server:
             except ValueError as exc:
                 raise bad_parameter(str(exc)) from None
             return 204, None, {}
+
+        r.add("/_emulator/events", get=events_get)
+        r.add("/_emulator/events/take", post=events_take)
+        r.add("/_emulator/subscriptions", post=webhook)
+
+    def _add_fault_routes(self) -> None:
+        """Faults, throttling and the fidelity switches."""
+        r, em = self.control_routes, self.em
 
         async def faults_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return {"value": em.faults.list()}
@@ -430,18 +450,12 @@ class Server:
         async def throttling(req: web.Request, p: dict[str, str], b: Any) -> Any:
             b = _control_body(b)
             try:
-                em.throttling(bool(b.get("enabled", True)), b.get("limits"))
+                em.throttling(bool(b.get("enabled", True)), b.get("limits"),
+                              retry_after=bool(b.get("retry_after", False)))
             except (TypeError, ValueError, OverflowError) as exc:
                 raise bad_parameter(f"Invalid throttling request: {exc}") from None
             return 204, None, {}
 
-        r.add("/_emulator/health", get=health)
-        r.add("/_emulator/reset", post=reset)
-        r.add("/_emulator/clock", get=clock_get, post=clock_post)
-        r.add("/_emulator/events", get=events_get)
-        r.add("/_emulator/events/take", post=events_take)
-        r.add("/_emulator/subscriptions", post=webhook)
-        r.add("/_emulator/faults", get=faults_get, post=faults_add, delete=faults_clear)
         async def fidelity_get(req: web.Request, p: dict[str, str], b: Any) -> Any:
             return em.fidelity.describe()
 
@@ -451,9 +465,9 @@ class Server:
             except ValueError as exc:
                 raise bad_parameter(f"Invalid fidelity request: {exc}") from None
 
+        r.add("/_emulator/faults", get=faults_get, post=faults_add, delete=faults_clear)
         r.add("/_emulator/throttling", post=throttling)
         r.add("/_emulator/fidelity", get=fidelity_get, post=fidelity_set)
-        r.add("/_emulator/eventgrid/api/events", post=self.eventgrid_publish)
 
     async def eventgrid_publish(self, request: web.Request, p: dict[str, str], body: Any) -> Any:
         """Event Grid custom topic: what EventGridPublisherClient posts (either schema)."""
@@ -522,6 +536,14 @@ def _too_deep(value: Any, limit: int) -> bool:
 
 async def _const(value: Any) -> Any:
     return value
+
+
+def _simple(fn: Callable[..., Any], *names: str, body: bool = False) -> Handler:
+    """A handler calling `fn` with the named path parameters (and the body, if asked)."""
+    async def handler(req: web.Request, p: dict[str, str], b: Any) -> Any:
+        args = [p.get(n, "") for n in names]
+        return fn(*args, b) if body else fn(*args)
+    return handler
 
 
 def _control_body(body: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ faults) over the HTTP server. The CLI (`python -m kvemulator`) uses it too."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import logging
@@ -21,16 +22,17 @@ from aiohttp import web
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from kvemulator._clock import EmulatorClock
+from kvemulator._errors import KvError
 from kvemulator._events import Event, Events
 from kvemulator._faults import Faults, Throttle
 from kvemulator._fidelity import Fidelity, changed
 from kvemulator._server import Server
-from kvemulator._store import Vault
+from kvemulator._store import Certificates, Keys, Secrets, VaultState, persistence
 from kvemulator._tls import make_server_context
 
 log = logging.getLogger(__name__)
 
-SCAN_INTERVAL = 1.0  # seconds between expiry scans on real time
+DUE_INTERVAL = 1.0  # seconds between looks for expiry events due on real time
 SAVE_INTERVAL = 0.5  # seconds between --state saves when something changed
 
 
@@ -58,8 +60,11 @@ class Emulator:
         self.faults = Faults()
         self._throttle = Throttle()
         self._events = Events(vault_name=vault_name, now=self.clock.now)
-        self._vault = Vault(vault_name=vault_name, now=self.clock.now,
-                            emit=self._events.emit_certificate)
+        self._state = VaultState(vault_name=vault_name, now=self.clock.now,
+                                 emit=self._events.emit_certificate)
+        self._certificates = Certificates(self._state)
+        self._secrets = Secrets(self._state)
+        self._keys = Keys(self._state)
         if fidelity is not None:
             self.fidelity = fidelity
         # (method, route template) of each data-plane request past authentication, e.g.
@@ -135,7 +140,16 @@ class Emulator:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        ssl_ctx, self.ca_path = make_server_context(self.tls_dir, [self.host])
+        # Both ports first, then the files: a second emulator started on a busy port fails
+        # here, before it replaces the running one's ca.pem (every client of that one would
+        # stop trusting it) or, at its exit, its --state file.
+        vault_sock, identity_sock = self._bind_ports()
+        try:
+            ssl_ctx, self.ca_path = make_server_context(self.tls_dir, [self.host])
+        except BaseException:
+            vault_sock.close()
+            identity_sock.close()
+            raise
         server = Server(self)
         self._events._loop = asyncio.get_running_loop()
         vault_runner = web.AppRunner(server.vault_app(), access_log=None, handle_signals=False)
@@ -144,18 +158,16 @@ class Emulator:
         await identity_runner.setup()
         self._runners = [vault_runner, identity_runner]
         try:
-            vault_sock = _bind(self.host, self._port)
-            identity_sock = _bind("127.0.0.1", self._identity_port)
             await web.SockSite(vault_runner, vault_sock, ssl_context=ssl_ctx).start()
             await web.SockSite(identity_runner, identity_sock).start()
             port = vault_sock.getsockname()[1]
             url_host = f"[{self.host}]" if ":" in self.host else self.host
             self.url = f"https://{url_host}:{port}"
             self.identity_endpoint = f"http://127.0.0.1:{identity_sock.getsockname()[1]}/msi/token"
-            self._vault.base_url = self.url
+            self._state.base_url = self.url
             self._events.base_url = self.url
             self._started.set()
-            background = [asyncio.create_task(self._scanner())]
+            background = [asyncio.create_task(self._due_ticker())]
             if self.state_path is not None:
                 background.append(asyncio.create_task(self._saver()))
             await self._stopping.wait()
@@ -166,22 +178,30 @@ class Emulator:
             for runner in self._runners:
                 await runner.cleanup()
             await self._events.close()
-            if self.state_path is not None:
+            if self.state_path is not None and self._started.is_set():
                 self._save_state()
 
-    async def _scanner(self) -> None:
+    def _bind_ports(self) -> tuple[socket.socket, socket.socket]:
+        vault_sock = _bind(self.host, self._port)
+        try:
+            return vault_sock, _bind("127.0.0.1", self._identity_port)
+        except BaseException:
+            vault_sock.close()
+            raise
+
+    async def _due_ticker(self) -> None:
         while True:
-            await asyncio.sleep(SCAN_INTERVAL)
+            await asyncio.sleep(DUE_INTERVAL)
             try:
-                self._vault.scan()
+                self._state.fire_due()
                 self._events.flush()
             except Exception:
-                log.exception("expiry scan failed")
+                log.exception("firing the expiry events due failed")
 
     async def _saver(self) -> None:
         while True:
             await asyncio.sleep(SAVE_INTERVAL)
-            if self._vault.generation != self._saved_generation:
+            if self._state.generation != self._saved_generation:
                 data, generation = self._snapshot()
                 try:
                     # The file write and fsync off the loop: requests keep flowing meanwhile.
@@ -196,7 +216,7 @@ class Emulator:
             return
 
         def work() -> None:
-            self._vault.scan()
+            self._state.fire_due()
             self._events.flush()
 
         if threading.current_thread() is self._thread:
@@ -219,9 +239,9 @@ class Emulator:
         self._write_state(*self._snapshot(), final=True)
 
     def _snapshot(self) -> tuple[bytes, int]:
-        with self._vault.lock:
-            state = self._vault.dump()
-            generation = self._vault.generation
+        with self._state.lock:
+            state = persistence.dump(self._state)
+            generation = self._state.generation
         state["clock_offset_seconds"] = self.clock.offset_seconds
         return json.dumps(state).encode(), generation
 
@@ -255,7 +275,7 @@ class Emulator:
                         self.state_path, mode)
         try:
             state = json.loads(self.state_path.read_text())
-            self._vault.load(state)
+            persistence.load(self._state, state)
             offset = float(state.get("clock_offset_seconds", 0))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # Only the exception's type: its text could quote the file (private keys).
@@ -263,7 +283,7 @@ class Emulator:
                              f"({type(exc).__name__})") from None
         if offset:
             self.clock.set(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset))
-        self._saved_generation = self._vault.generation
+        self._saved_generation = self._state.generation
 
     # ------------------------------------------------------------ what clients need
 
@@ -295,27 +315,42 @@ class Emulator:
 
     # ------------------------------------------------------------ controls
 
+    def import_certificate(self, name: str, value: str | bytes, *, password: str | None = None,
+                           tags: dict[str, str] | None = None) -> dict[str, Any]:
+        """Import a certificate and its key (PFX bytes, or PEM text: key and certificates) as
+        `POST /certificates/{name}/import` does, straight into the vault without HTTP: fills a
+        vault with thousands of certificates in seconds (bench, scale tests). Answers the
+        import's CertificateBundle body; a refused import raises ValueError with the service's
+        status, code and message."""
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).decode()
+        body: dict[str, Any] = {"value": value, "pwd": password, "tags": tags}
+        try:
+            return self._certificates.import_certificate(name, body)
+        except KvError as err:
+            raise ValueError(f"{err.status} {err.code}: {err.message}") from None
+
     def reset(self) -> None:
         """Empty the vault (certificates, secrets, deleted items), the outbox and `requests`."""
-        self._vault.reset()
+        self._state.reset()
         self._events.take()
         self.requests.clear()
 
     @property
     def fidelity(self) -> Fidelity:
         """The live switches (kvemulator._fidelity); the vault reads them on every request."""
-        return self._vault.fidelity
+        return self._state.fidelity
 
     @fidelity.setter
     def fidelity(self, value: Fidelity) -> None:
         if not isinstance(value, Fidelity):
             raise TypeError(f"fidelity must be a kvemulator.Fidelity, not {type(value).__name__}")
-        self._vault.fidelity = changed(value, {})
+        self._state.fidelity = changed(value, {})
 
     def set_fidelity(self, **changes: object) -> Fidelity:
         """Change some switches at run time, e.g. `set_fidelity(paging_drops_params=False)`."""
-        self._vault.fidelity = changed(self._vault.fidelity, changes)
-        return self._vault.fidelity
+        self._state.fidelity = changed(self._state.fidelity, changes)
+        return self._state.fidelity
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call `callback(event)` from the emulator's thread for each event; returns an unsubscribe."""
@@ -329,15 +364,18 @@ class Emulator:
         """The events emitted since the last call (and clear them)."""
         return self._events.take()
 
-    def throttling(self, enabled: bool = True, limits: dict[str, int] | None = None) -> None:
-        """Key Vault's per-10-second limits (classes: key-create, key-other, secret-create, other)."""
-        self._throttle.set(enabled, limits)
+    def throttling(self, enabled: bool = True, limits: dict[str, int] | None = None, *,
+                   retry_after: bool = False) -> None:
+        """Key Vault's per-10-second limits (classes: key-create, key-other, secret-create, other).
+        Its 429s carry no Retry-After, as the one real capture (AzureSignTool#219), unless
+        `retry_after` is on: then the seconds until the window resets."""
+        self._throttle.set(enabled, limits, retry_after)
 
     def clear_controls(self) -> None:
         """Back to defaults: real time, no faults, no throttling, no subscribers, empty outbox,
         the default `Fidelity()`."""
         self.clock.reset()
-        self._vault.fidelity = Fidelity()
+        self._state.fidelity = Fidelity()
         self.faults.clear()
         self._throttle.set(False)
         self._events.clear()

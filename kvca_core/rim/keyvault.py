@@ -203,7 +203,9 @@ def _pending_of(name: str, op: CertificateOperation) -> PendingRequest:
 def _policy_of(p: SdkPolicy) -> CertificatePolicy:
     key_type = str(p.key_type.value if hasattr(p.key_type, "value") else p.key_type or "RSA")
     curve = p.key_curve_name
-    key = KeySpec(kty=key_type.replace("-HSM", ""), size=p.key_size,
+    # An EC policy reads back its curve's key_size too (.NET session
+    # DownloadECDsaCertificateSignRemoteVerifyLocal, API 7.2: P-256, 256): kvca's size is RSA's.
+    key = KeySpec(kty=key_type.replace("-HSM", ""), size=p.key_size if key_type.startswith("RSA") else None,
                   curve=str(curve.value if hasattr(curve, "value") else curve) if curve else None,
                   exportable=bool(p.exportable), reuse_key=bool(p.reuse_key))
     content = p.content_type

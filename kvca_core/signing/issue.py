@@ -29,7 +29,7 @@ from kvca_core.signing import csr as csr_mod
 from kvca_core.signing import names
 from kvca_core.signing.builder import IssuanceUrls, Role, build
 from kvca_core.signing.certs import is_self_signed, issued_by, same_public_key
-from kvca_core.signing.policy import IssuancePolicy, Profile, bare_domain, profile_from_ekus
+from kvca_core.signing.policy import IssuancePolicy, Profile, bare_domain, is_key_vault_default, profile_from_ekus
 from kvca_core.signing.signers import Signer, verify_signature
 
 log = logging.getLogger(__name__)
@@ -366,15 +366,26 @@ def _check_sans(request: csr_mod.InsecureRequest, common_name: str | None,
     return general
 
 
+# What Key Vault's default EKU pair (policy.KEY_VAULT_DEFAULT_EKUS) becomes: what it asks for
+# when the CA's policy allows it, else the narrowest profile the policy allows. A portal request
+# (subject and issuer only) asks for both EKUs because Key Vault adds them, not because its
+# requester chose them, so a CA that allows only `server` signs it as `server` instead of
+# refusing every portal request (Python SDK recording test_merge_certificate, API 7.3).
+_FOR_THE_DEFAULT_PAIR = (Profile.SERVER_CLIENT, Profile.SERVER, Profile.CLIENT)
+
+
 def _decide_profile(profile: Profile | str | None, requested_ekus: Iterable[str],
                     request: csr_mod.InsecureRequest, policy: IssuancePolicy) -> Profile:
-    requested = tuple(requested_ekus)
+    """An explicit profile; else the profile the Key Vault policy's EKUs ask for; else the CSR's
+    (Key Vault's CSR mirrors its policy); else `server`. Key Vault's default pair alone is no
+    explicit choice: see _FOR_THE_DEFAULT_PAIR."""
+    asked = tuple(requested_ekus) or tuple(request.ekus)
     if profile is not None:
         chosen = Profile.parse(profile)
-    elif requested:
-        chosen = profile_from_ekus(requested)
+    elif is_key_vault_default(asked):
+        chosen = next((p for p in _FOR_THE_DEFAULT_PAIR if policy.allows_profile(p)), Profile.SERVER_CLIENT)
     else:
-        chosen = profile_from_ekus(request.ekus)
+        chosen = profile_from_ekus(asked)
     if not policy.allows_profile(chosen):
         raise PolicyViolation(f"profile {chosen.value!r} is not allowed by this CA's policy "
                               f"(allowed: {', '.join(policy.profiles)})", step="check-names")

@@ -77,6 +77,26 @@ _EKU_LABELS = {
 }
 
 
+def _dotted(eku: str | x509.ObjectIdentifier) -> str:
+    dotted = eku.dotted_string if isinstance(eku, x509.ObjectIdentifier) else str(eku).strip()
+    return _EKU_NAMES.get(dotted.lower(), dotted)
+
+
+# Key Vault's own EKUs: a policy created without any reads back serverAuth + clientAuth, even
+# when it gives a key usage (Python SDK recording test_merge_certificate, API 7.3; .NET session
+# DownloadECDsaCertificateSignRemoteVerifyLocal, API 7.2), and its CSR asks for both. A portal
+# request for a "server" certificate therefore asks for exactly this pair: the pair is what
+# Key Vault filled in, not a choice the requester made.
+KEY_VAULT_DEFAULT_EKUS = frozenset({ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
+                                    ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string})
+
+
+def is_key_vault_default(ekus: Iterable[str | x509.ObjectIdentifier]) -> bool:
+    """Whether `ekus` are exactly Key Vault's default pair (in either order, each once)."""
+    dotted = [_dotted(e) for e in ekus]
+    return len(dotted) == len(KEY_VAULT_DEFAULT_EKUS) and set(dotted) == KEY_VAULT_DEFAULT_EKUS
+
+
 def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
     """The profile that the EKUs a Key Vault policy (or CSR) requested ask for.
 
@@ -92,8 +112,7 @@ def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
     if [e.dotted_string if isinstance(e, x509.ObjectIdentifier) else str(e).strip() for e in ekus] == [ocsp]:
         return Profile.OCSP  # OCSPSigning alone; the issuance policy decides whether it is allowed
     for eku in ekus:
-        dotted = eku.dotted_string if isinstance(eku, x509.ObjectIdentifier) else str(eku).strip()
-        dotted = _EKU_NAMES.get(dotted.lower(), dotted)
+        dotted = _dotted(eku)
         if dotted not in (ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
                           ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string):
             label = _EKU_LABELS.get(dotted, dotted)

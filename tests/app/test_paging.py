@@ -105,7 +105,6 @@ async def test_a_request_pending_on_a_completed_certificate_is_signed_and_never_
 
 async def test_issue_renew_and_sweep_ride_out_429s_without_retry_after(app, ctx):
     """azure-core does not retry a POST on a 429 without Retry-After; kvca backs off itself."""
-    app.set_fidelity(throttle_retry_after=False)
     await _vault_of_two_pages(app, ctx, days=61)
     app.faults.add(kind="429", method="POST", route=r"/create$", count=2)
     app.faults.add(kind="429", method="POST", route=r"/pending/merge$", count=2)
@@ -121,7 +120,6 @@ async def test_issue_renew_and_sweep_ride_out_429s_without_retry_after(app, ctx)
 
 
 async def test_throttling_that_outlasts_the_backoff_fails_once_and_is_logged_once(app, ctx, caplog):
-    app.set_fidelity(throttle_retry_after=False)
     await import_recipe_ca(ctx.vault, "corp-ca")
     app.faults.add(kind="429", method="POST", route=r"/certificates/z-cold/create$", rate=1)
     ctx.vault._backoff = Backoff(attempts=3, base=0.05, cap=0.1)  # a short run of the same rule

@@ -44,7 +44,6 @@ def test_ca_create_list_request_and_sweep_over_two_pages(kvca, kv_clients, emula
 
     # A little throttling without Retry-After is ridden out; the rerun finds the pending
     # intermediate past page 1 and finishes it.
-    emulator.set_fidelity(throttle_retry_after=False)
     emulator.faults.add(kind="429", method="POST", route=r"/pending/merge$", count=1)
     resumed = kvca("ca", "create", "zz-corp", "--subject", "CN=ZZ Corp CA")
     assert resumed.code == 0, resumed.err

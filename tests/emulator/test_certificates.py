@@ -227,7 +227,8 @@ def test_new_version_honours_reuse_key(kv_clients, reuse):
 
 def test_pending_key_refuses_to_sign_and_merged_key_signs(kv_clients, emulator):
     certs = kv_clients.certificates
-    # The .NET trick of keyvault-facts.md: a Self version, then Unknown with reuse_key.
+    # The trick of a public .NET library that keeps CA keys in Key Vault: a Self version,
+    # then Unknown with reuse_key.
     temp = CertificatePolicy(issuer_name="Self", subject="CN=Test CA", exportable=False,
                              key_type="EC", key_curve_name="P-256", reuse_key=True)
     self_version = certs.begin_create_certificate("ca-key", temp).result()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import ssl
 import stat
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from azure.keyvault.certificates import CertificateClient, CertificatePolicy
@@ -18,25 +20,38 @@ from azure.keyvault.secrets import SecretClient
 
 from kvemulator import Emulator
 
-LINE = re.compile(r"^kvemulator: vault (https://127\.0\.0\.1:\d+) \(name (\S+)\); TLS CA (\S+); "
-                  r"IDENTITY_ENDPOINT=(\S+) IDENTITY_HEADER=(\S+)$")
+LINE = re.compile(r"^kvemulator: vault (https://127\.0\.0\.1:\d+) \(name (\S+)\); TLS CA (\S+)$")
+EXPORT = re.compile(r"^export ([A-Z_]+)=(\S+)$")
+EXPORTED = ("KVCA_VAULT_URL", "KVCA_VAULT_NAME", "KVCA_TLS_CA_BUNDLE", "KVCA_VERIFY_CHALLENGE_RESOURCE",
+            "KVCA_EVENTGRID_TOPIC_ENDPOINT", "IDENTITY_ENDPOINT", "IDENTITY_HEADER")
 
 
-def start_cli(tmp_path, *extra: str) -> tuple[subprocess.Popen, re.Match]:
+def start_cli(tmp_path, *extra: str) -> tuple[subprocess.Popen, re.Match, list[str]]:
+    """`python -m kvemulator` on a free port: the process, its first line, its export lines."""
     proc = subprocess.Popen([sys.executable, "-m", "kvemulator", "--port", "0",
                              "--tls-dir", str(tmp_path / "tls"), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     match = LINE.match(line)
-    if match is None:
+    exports = [proc.stdout.readline().strip() for _ in EXPORTED] if match else []
+    if match is None or [EXPORT.match(e) and EXPORT.match(e).group(1) for e in exports] != list(EXPORTED):
         proc.kill()
-        pytest.fail(f"unexpected start line {line!r}; stderr: {proc.stderr.read()}")
-    return proc, match
+        pytest.fail(f"unexpected start lines {[line, *exports]!r}; stderr: {proc.stderr.read()}")
+    return proc, match, exports
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_prints_url_and_ca_and_stops_cleanly_on_signal(tmp_path, sig):
-    proc, match = start_cli(tmp_path, "--vault-name", "demo-vault")
+    proc, match, _ = start_cli(tmp_path, "--vault-name", "demo-vault")
     try:
         url, name, ca = match.group(1), match.group(2), match.group(3)
         assert name == "demo-vault" and ca == str(tmp_path / "tls" / "ca.pem")
@@ -79,7 +94,7 @@ def test_state_file_keeps_the_vault_across_restarts_with_mode_0600(tmp_path):
 
 def test_cli_with_state_survives_restart(tmp_path):
     state = tmp_path / "cli-state.json"
-    proc, match = start_cli(tmp_path, "--state", str(state))
+    proc, match, _ = start_cli(tmp_path, "--state", str(state))
     try:
         url, ca = match.group(1), match.group(3)
         with SecretClient(url, _Cred(), connection_verify=ca, verify_challenge_resource=False) as s:
@@ -89,7 +104,7 @@ def test_cli_with_state_survives_restart(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    proc, match = start_cli(tmp_path, "--state", str(state))
+    proc, match, _ = start_cli(tmp_path, "--state", str(state))
     try:
         url, ca = match.group(1), match.group(3)
         with SecretClient(url, _Cred(), connection_verify=ca, verify_challenge_resource=False) as s:
@@ -134,7 +149,7 @@ class _Cred:
 
 
 def test_cli_fidelity_flags_set_the_switches(tmp_path):
-    proc, match = start_cli(tmp_path, "--no-paging-drops-params", "--current-includes-pending",
+    proc, match, _ = start_cli(tmp_path, "--no-paging-drops-params", "--current-includes-pending",
                             "--cancel-settle-seconds", "3")
     try:
         ctx = ssl.create_default_context(cafile=match.group(3))
@@ -144,7 +159,7 @@ def test_cli_fidelity_flags_set_the_switches(tmp_path):
         proc.terminate()
         proc.communicate(timeout=30)
     assert switches["paging_drops_params"] is False and switches["current_includes_pending"] is True
-    assert switches["cancel_settle_seconds"] == 3.0 and switches["throttle_retry_after"] is True
+    assert switches["cancel_settle_seconds"] == 3.0 and switches["unknown_issuer_events"] is True
 
 
 def test_cli_refuses_a_negative_fidelity_delay(tmp_path):
@@ -170,3 +185,44 @@ def test_state_file_keeps_withdrawn_versions_settle_times_and_policy_dates(tmp_p
     assert after.properties.enabled is False
     assert (after.properties.not_before, after.properties.expires_on) == (
         before.properties.not_before, before.properties.expires_on)
+
+
+def test_a_second_emulator_on_a_busy_port_leaves_the_running_ones_files_and_clients_alone(tmp_path):
+    state = tmp_path / "vault.json"
+    with Emulator(tls_dir=tmp_path / "seed-tls", state_path=state) as seed:
+        with SecretClient(seed.url, seed.credential(), **seed.client_kwargs()) as secrets:
+            secrets.set_secret("kept", "value")
+    first, match, _ = start_cli(tmp_path, "--state", str(state))
+    try:
+        url, ca = match.group(1), match.group(3)
+        trusted, saved = Path(ca).read_bytes(), os.stat(state)
+        second = subprocess.run([sys.executable, "-m", "kvemulator", "--port", url.rsplit(":", 1)[1],
+                                 "--tls-dir", str(tmp_path / "tls"), "--state", str(state)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stderr
+        assert "cannot start" in second.stderr and "Traceback" not in second.stderr
+        assert Path(ca).read_bytes() == trusted
+        assert (os.stat(state).st_ino, os.stat(state).st_mtime_ns) == (saved.st_ino, saved.st_mtime_ns)
+        with SecretClient(url, _Cred(), connection_verify=ca, verify_challenge_resource=False) as secrets:
+            assert secrets.get_secret("kept").value == "value"  # the first one's clients still trust it
+    finally:
+        stop(first)
+
+
+def test_the_printed_exports_pasted_into_a_shell_point_kvca_at_the_emulator(tmp_path):
+    """The export lines, as printed, are what `kvca` needs: the vault, its CA, and the
+    managed-identity endpoint DefaultAzureCredential gets its token from (a wrong
+    IDENTITY_HEADER gets no token, so the endpoint is what let the first run in)."""
+    proc, _, exports = start_cli(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KVCA_", "IDENTITY_", "AZURE_", "MSI_"))}
+    kvca = f"{shlex.quote(sys.executable)} -m kvca_core --json ca list"
+    try:
+        done = subprocess.run(["bash", "-c", "\n".join([*exports, kvca])], capture_output=True, text=True,
+                              timeout=120, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["cas"] == []
+        wrong = subprocess.run(["bash", "-c", "\n".join([*exports, "export IDENTITY_HEADER=wrong", kvca])],
+                               capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+        assert wrong.returncode != 0
+    finally:
+        stop(proc)

@@ -202,8 +202,9 @@ def test_rate_fault_fails_about_that_share(emulator):
     assert 10 <= failures <= 50
 
 
-def test_throttling_answers_429_with_retry_after_over_the_limit(emulator):
-    emulator.throttling(True, limits={"other": 4})
+@pytest.mark.parametrize("retry_after", [False, True])
+def test_throttling_answers_429_over_the_limit_with_retry_after_on_request(emulator, retry_after):
+    emulator.throttling(True, limits={"other": 4}, retry_after=retry_after)
     with CertificateClient(emulator.url, emulator.credential(), retry_total=0,
                            **emulator.client_kwargs()) as certs:
         statuses = []
@@ -214,4 +215,7 @@ def test_throttling_answers_429_with_retry_after_over_the_limit(emulator):
                 statuses.append((err.status_code, err.response.headers.get("Retry-After")))
     # The SDK's first request is the unauthenticated one (401) and counts too.
     assert [s for s, _ in statuses].count(429) == 3
-    assert all(1 <= int(r) <= 10 for s, r in statuses if s == 429)
+    if retry_after:
+        assert all(1 <= int(r) <= 10 for s, r in statuses if s == 429)
+    else:
+        assert all(r is None for s, r in statuses if s == 429)
