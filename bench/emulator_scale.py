@@ -59,7 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 import kvemulator  # noqa: E402
 from kvca_core import operations  # noqa: E402
 from kvca_core.context import Context  # noqa: E402
-from kvca_core.model import CA_ROLE_TAG, CA_TAG  # noqa: E402
+from kvca_core.vocabulary import CA_TAG, ROLE_TAG  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
 from kvemulator import Emulator  # noqa: E402
@@ -137,7 +137,7 @@ def import_ca(em: Emulator, ca) -> None:
     root, root_key, inter, inter_key = ca
     importer = _importer(em)
     importer(f"{CA}-root", _pem(root_key, root), None)
-    importer(CA, _pem(inter_key, inter), {CA_ROLE_TAG: "intermediate"})
+    importer(CA, _pem(inter_key, inter), {ROLE_TAG: "intermediate"})
 
 
 def main() -> int:

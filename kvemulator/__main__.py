@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     # What kvca and DefaultAzureCredential read, as lines a shell takes as they are (paste them).
     for name, value in em.environ().items():
         print(f"export {name}={shlex.quote(value)}", flush=True)
+    # Not Key Vault's, but kvca refuses to sign without it: a local ledger file next to the emulator's
+    # files (kvca_core/ledger/sqlite.py), so that the pasted lines are a whole local session.
+    ledger = f"sqlite:///{(Path(args.tls_dir).resolve() / 'ledger.db').as_posix()}"
+    print(f"export KVCA_LEDGER_TABLE_URL={shlex.quote(ledger)}", flush=True)
     try:
         stop.wait()
     finally:

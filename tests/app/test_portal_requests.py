@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kvca_core import capolicy, operations
 from kvca_core.errors import PolicyViolation
-from kvca_core.model import CA_TAG
+from kvca_core.vocabulary import CA_TAG
 from kvca_core.operations import IssueRequest
 
 from apphelpers import import_recipe_ca

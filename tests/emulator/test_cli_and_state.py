@@ -23,7 +23,7 @@ from kvemulator import Emulator
 LINE = re.compile(r"^kvemulator: vault (https://127\.0\.0\.1:\d+) \(name (\S+)\); TLS CA (\S+)$")
 EXPORT = re.compile(r"^export ([A-Z_]+)=(\S+)$")
 EXPORTED = ("KVCA_VAULT_URL", "KVCA_VAULT_NAME", "KVCA_TLS_CA_BUNDLE", "KVCA_VERIFY_CHALLENGE_RESOURCE",
-            "KVCA_EVENTGRID_TOPIC_ENDPOINT", "IDENTITY_ENDPOINT", "IDENTITY_HEADER")
+            "KVCA_EVENTGRID_TOPIC_ENDPOINT", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "KVCA_LEDGER_TABLE_URL")
 
 
 def start_cli(tmp_path, *extra: str) -> tuple[subprocess.Popen, re.Match, list[str]]:
