@@ -9,7 +9,7 @@ from typing import Any
 
 import azure.functions as func
 
-from kvca_core import access, cawatch, operations
+from kvca_core import access, cawatch, operations, telemetry
 from kvca_core.access import AccessRules, Caller, Decision
 from kvca_core.settings import Settings
 from kvca_core.vocabulary import ROOT, ca_of_root
@@ -25,6 +25,7 @@ def caller_of(req: func.HttpRequest, settings: Settings) -> Caller:
     caller, note = access.caller_from_headers(dict(req.headers), trust_easy_auth=settings.trust_easy_auth)
     if note:
         logger.warning("kvca authz %s", note)
+    telemetry.set_actor(caller.actor())  # who asked, in the ledger's records of what this call does
     return caller
 
 

@@ -81,6 +81,11 @@ class Caller:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "object_id": self.object_id, "name": self.name, "roles": list(self.roles)}
 
+    def actor(self) -> str:
+        """Who, as the ledger records it: the Entra object id (stable; a name can change), or
+        "function-key" for a caller with no identity."""
+        return f"entra:{self.object_id}" if self.kind == ENTRA and self.object_id else FUNCTION_KEY
+
 
 @dataclass(frozen=True)
 class Rule:

@@ -39,6 +39,7 @@ MAX_VALUE = 1024
 SOURCES = ("event", "timer", "http", "cli")
 
 _source: contextvars.ContextVar[str | None] = contextvars.ContextVar("kvca_telemetry_source", default=None)
+_actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("kvca_telemetry_actor", default=None)
 
 
 @contextmanager
@@ -49,6 +50,18 @@ def source(name: str) -> Iterator[None]:
         yield
     finally:
         _source.reset(token)
+
+
+def set_actor(who: str) -> None:
+    """Who asked, once the entry point knows (an HTTP caller's object id, a CLI user): kept for the
+    rest of this task, and written into the ledger as `requested_by` / `revoked_by`."""
+    _actor.set(who)
+
+
+def actor() -> str:
+    """Who asked for what the current task does: the caller set by `set_actor`, else the entry
+    point (event, timer, http, cli), else "kvca"."""
+    return _actor.get() or _source.get() or "kvca"
 
 
 def _value(value: Any) -> str | int | float | bool:

@@ -63,7 +63,19 @@ async def _run(args, out: Output, credential=None) -> int:
     subject = _object_of(args)
     async with Context.open(settings, credential=credential) as ctx:
         with telemetry.source("cli"), about(subject) if subject else nullcontext():
+            telemetry.set_actor(f"cli:{_user()}")
             return await run(ctx, out)
+
+
+def _user() -> str:
+    """The local account running the CLI, for the ledger's requested_by (the vault's own audit log
+    names the Entra identity)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's numeric uid)
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
 def exit_code(error: BaseException) -> int:

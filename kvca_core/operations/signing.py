@@ -24,6 +24,8 @@ from kvca_core.operations.common import (
     told_if_failed,
     where,
 )
+from kvca_core.ledger import VAULT
+from kvca_core.operations.recording import record_issued
 from kvca_core.operations.results import CANCELLED, SIGNED, SKIPPED, Outcome
 from kvca_core.signing import IssuanceUrls, issue_leaf
 from kvca_core.signing.policy import responder_policy
@@ -53,6 +55,9 @@ async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
             pending.csr, ca=loaded.issuing, policy=ipolicy,
             requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
             urls=issuance_urls(ctx.settings, ca_name), uris=uris, ips=ips)
+    # In the ledger before the vault holds it: a certificate kvca did not record is never released.
+    await record_issued(ctx, issued.leaf, ca=ca_name, ca_version=loaded.version, profile=issued.profile.value,
+                        location=VAULT, name=name)
     try:
         merged = await ctx.vault.merge(name, issued.chain_der(include_root=root_in_chain(tags, issued.profile)),
                                        tags=merged_tags(tags, loaded))
