@@ -188,14 +188,21 @@ def test_vault_url_setting_is_built_from_the_vault_name():
 
 
 def _auth():
-    return _function().one("Microsoft.Web/sites/config")
+    return load("app/function-auth.bicep").one("Microsoft.Web/sites/config")
 
 
 def test_app_service_authentication_is_entra_id_next_to_function_keys_and_on_exactly_when_trusted():
     template = _function()
     auth = _auth()
-    assert auth.name == "authsettingsV2" and auth.body["parent"] == _site().symbol
-    assert auth.condition == "easyAuthEnabled"
+    # A module of its own, deployed exactly when an app registration is named, onto this app.
+    module = template.modules["authSettings"]
+    assert template.module_paths["authSettings"] == "function-auth.bicep"
+    assert module.condition == "easyAuthEnabled"
+    assert module.body["params"] == {"functionAppName": {"operator": {"type": "property_accessor", "operands": {
+        "operand_1": _site().symbol, "operand_2": "name"}}}, "authClientId": "authClientId", "authTenantId": "authTenantId"}
+    parent = auth.parent
+    assert auth.name == "authsettingsV2" and parent.existing and parent.type == "Microsoft.Web/sites"
+    assert parent.name == "functionAppName"
     assert template.variables["easyAuthEnabled"] == {"operator": {"type": "not", "operands": {
         "bool_value": {"function": {"type": "empty", "parameters": {"item_to_test": "authClientId"}}}}}}
     # The app believes X-MS-CLIENT-PRINCIPAL exactly when App Service authentication is on.

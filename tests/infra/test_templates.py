@@ -28,6 +28,7 @@ EXPECTED_FILES = {
     "app/ca-access.bicep",
     "app/eventgrid-topic.bicep",
     "app/function.bicep",
+    "app/function-auth.bicep",
     "app/alerts.bicep",
 }
 
@@ -82,16 +83,21 @@ def test_main_outputs_are_upper_snake_and_name_what_users_need():
         assert needed in outputs, f"main.bicep has no output {needed}"
 
 
-def test_every_module_call_matches_the_module_parameters():
+def _module_calls():
+    return [(template, symbol) for template in all_templates() for symbol in template.modules]
+
+
+@pytest.mark.parametrize("template, symbol", _module_calls(),
+                         ids=lambda v: _rel(v.path) if hasattr(v, "path") else v)
+def test_every_module_call_matches_the_module_parameters(template, symbol):
     # What `bicep build` would reject: an unknown parameter, or a required one missing.
-    main = load("main.bicep")
-    for symbol, module in main.modules.items():
-        target = module_template(main, symbol)
-        passed = set(module.body["params"])
-        declared = set(target.params)
-        required = {n for n, p in target.params.items() if not p.has_default}
-        assert passed <= declared, f"module {symbol} passes unknown params {passed - declared}"
-        assert required <= passed, f"module {symbol} misses required params {required - passed}"
+    module = template.modules[symbol]
+    target = module_template(template, symbol)
+    passed = set(module.body["params"])
+    declared = set(target.params)
+    required = {n for n, p in target.params.items() if not p.has_default}
+    assert passed <= declared, f"module {symbol} passes unknown params {passed - declared}"
+    assert required <= passed, f"module {symbol} misses required params {required - passed}"
 
 
 def test_module_references_point_at_declared_symbols():
