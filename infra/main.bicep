@@ -108,6 +108,13 @@ param alertEmail string = ''
 @secure()
 param alertWebhookUrl string = ''
 
+@description('Python version of the Functions app: one kvca is tested on (3.11 or 3.13).')
+@allowed([
+  '3.11'
+  '3.13'
+])
+param pythonVersion string = '3.11'
+
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -318,7 +325,7 @@ module functionApp 'app/function.bicep' = {
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    pythonVersion: '3.11'
+    pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
     vaultUrl: vaultUrl
     vaultName: vaultName

@@ -32,12 +32,28 @@ def test_plan_is_flex_consumption():
     assert accessor_path(_site().get("properties.serverFarmId")) == [plan.symbol, "id"]
 
 
-def test_runtime_is_the_python_kvca_is_tested_on():
-    template = _function()
+# The interpreters .ci/run runs the whole suite on; nothing else may be deployed.
+TESTED_PYTHONS = ["3.11", "3.13"]
+
+
+def test_runtime_is_a_python_kvca_is_tested_on():
+    template, main = _function(), load("main.bicep")
     runtime = _site().get("properties.functionAppConfig.runtime")
     assert runtime == {"name": "python", "version": "pythonVersion"}
-    assert template.params["pythonVersion"].default == "3.11"
-    assert load("main.bicep").modules["functionApp"].body["params"]["pythonVersion"] == "3.11"
+    for t in (template, main):
+        assert t.params["pythonVersion"].decorators["allowed"] == TESTED_PYTHONS
+        assert t.params["pythonVersion"].default == "3.11"
+    assert main.modules["functionApp"].body["params"]["pythonVersion"] == "pythonVersion"
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]["pythonVersion"]["value"]
+    assert mapped == "${KVCA_DEPLOY_PYTHON_VERSION=3.11}"
+
+
+def test_the_ci_runs_the_suite_on_every_python_the_bicep_allows():
+    script = (ROOT / ".ci" / "run").read_text()
+    for version in TESTED_PYTHONS:
+        assert f"find_python {version}" in script, f".ci/run does not test Python {version}"
+    requires = re.search(r'requires-python = ">=(3\.\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert requires == TESTED_PYTHONS[0]
 
 
 def test_scale_and_concurrency_are_set():
