@@ -127,14 +127,8 @@ def test_parameters_file_maps_azd_variables_onto_main_parameters():
     assert params["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
 
 
-def test_azure_yaml_deploys_the_repository_as_a_python_function_service():
-    text = (ROOT / "azure.yaml").read_text()
-    lines = [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    assert "services:" in lines
-    service = lines[lines.index("services:") + 1:]
-    assert service[0] == "  api:"
-    assert {"    project: .", "    language: python", "    host: function"} <= set(service[1:4])
-    # The app carries the tag azd looks the service up by.
+def test_the_app_carries_the_tag_azd_finds_the_api_service_by():
+    # azure.yaml's service `api` (tests/infra/test_deploy_hooks.py reads azure.yaml).
     site = load("app/function.bicep").one("Microsoft.Web/sites")
     union = call(site.body["tags"])
     assert union and union[0] == "union", "the app's tags must be union(tags, {...})"
