@@ -32,6 +32,9 @@ param principalType string = 'User'
 @description('Give the deployer Key Vault Certificates Officer on the vault, so `kvca ca create` and the other certificate commands work from their machine.')
 param grantDeployerCertificatesOfficer bool = true
 
+@description('Give the deployer Storage Table Data Reader on the ledger table, to audit every certificate signed and every revocation; nobody gets update or delete on it.')
+param grantDeployerLedgerReader bool = true
+
 @description('Name of an existing Key Vault (RBAC authorisation) to use instead of creating one; empty: create a new vault.')
 param existingKeyVaultName string = ''
 
@@ -150,6 +153,11 @@ var crlBlobHost = '${crlStorageName}.blob.${environment().suffixes.storage}'
 var crlContainerUrl = 'https://${crlBlobHost}/${crlContainerName}'
 var derivedCrlUrl = !empty(crlUrl) ? crlUrl : (empty(caName) ? '' : 'http://${crlBlobHost}/${crlContainerName}/${caName}.crl')
 var ocspBaseUrl = '${appBaseUrl}/api/ocsp'
+// The CA's ledger (app/ledger-storage.bicep): a table of its own account, where the app may only
+// insert and read. Its URL follows from the names, as the CRL's does.
+var ledgerStorageName = 'stkvcaldg${take(resourceToken, 14)}'
+var ledgerTableName = 'kvcaledger'
+var ledgerTableUrl = 'https://${ledgerStorageName}.table.${environment().suffixes.storage}/${ledgerTableName}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -225,6 +233,22 @@ module crlStorage 'app/crl-storage.bicep' = {
     tags: tags
     containerName: crlContainerName
     functionPrincipalId: functionIdentity.outputs.principalId
+  }
+}
+
+module ledgerStorage 'app/ledger-storage.bicep' = {
+  name: 'ledger-storage'
+  scope: rg
+  params: {
+    name: ledgerStorageName
+    location: location
+    tags: tags
+    tableName: ledgerTableName
+    functionPrincipalId: functionIdentity.outputs.principalId
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+    grantDeployerLedgerReader: grantDeployerLedgerReader
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -345,6 +369,7 @@ module functionApp 'app/function.bicep' = {
     ocspUrl: ocspEnabled ? ocspBaseUrl : ''
     caRenewBeforeDays: caRenewBeforeDays
     notifyWebhookUrl: notifyWebhookUrl
+    ledgerTableUrl: ledgerTableUrl
   }
 }
 
@@ -384,3 +409,6 @@ output AZURE_CRL_URL string = derivedCrlUrl
 output AZURE_CRL_CONTAINER_URL string = crlContainerUrl
 output AZURE_CRL_STORAGE_ACCOUNT_NAME string = crlStorage.outputs.name
 output KVCA_OCSP_URL string = ocspBaseUrl
+// The ledger's table: the app appends to it; the deployer may read it (`kvca` audit commands).
+output KVCA_LEDGER_TABLE_URL string = ledgerTableUrl
+output AZURE_LEDGER_STORAGE_ACCOUNT_NAME string = ledgerStorage.outputs.name

@@ -131,6 +131,9 @@ param caRenewBeforeDays int = 398
 @secure()
 param notifyWebhookUrl string = ''
 
+@description('KVCA_LEDGER_TABLE_URL: https URL of the ledger table (ledger-storage.bicep) the app appends every signature and revocation to.')
+param ledgerTableUrl string
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -305,6 +308,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'KVCA_NOTIFY_WEBHOOK_URL'
           value: notifyWebhookUrl
+        }
+        // The ledger: Insert Entity and Query Entities only (ledger-storage.bicep's custom role).
+        {
+          name: 'KVCA_LEDGER_TABLE_URL'
+          value: ledgerTableUrl
         }
       ]
     }

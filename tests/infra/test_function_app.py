@@ -89,18 +89,27 @@ def test_app_is_https_only_with_tls_1_2_and_no_ftp():
     assert policies == {"ftp": False, "scm": False}
 
 
+# Settings the Bicep already sets for code that is being written (the ledger's table URL, read
+# by kvca_core once the ledger lands): allowed to be missing from kvca_core.settings and
+# local.settings.sample.json, nothing else is. Remove a name here once the code reads it.
+NOT_YET_READ = {"KVCA_LEDGER_TABLE_URL"} - SETTING_NAMES
+
+
+def _kvca_names(names):
+    return {n for n in names if n.startswith("KVCA_") or n == "AZURE_CLIENT_ID"}
+
+
 def test_app_setting_names_equal_the_settings_the_code_reads():
-    names = {n for n in _settings() if n.startswith("KVCA_") or n == "AZURE_CLIENT_ID"}
+    names = _kvca_names(_settings()) - NOT_YET_READ
     assert names == set(SETTING_NAMES), (
         f"in Bicep only: {sorted(names - SETTING_NAMES)}; in kvca_core.settings only: {sorted(SETTING_NAMES - names)}")
+    assert NOT_YET_READ <= _kvca_names(_settings())
 
 
 def test_app_setting_names_equal_local_settings_sample():
     # The issue's own wording: Azure and local runs set the same kvca settings.
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-    ours = {n for n in sample if n.startswith("KVCA_") or n == "AZURE_CLIENT_ID"}
-    names = {n for n in _settings() if n.startswith("KVCA_") or n == "AZURE_CLIENT_ID"}
-    assert names == ours
+    assert _kvca_names(_settings()) - NOT_YET_READ == _kvca_names(sample) - NOT_YET_READ
 
 
 def test_azure_client_id_is_the_app_identity():

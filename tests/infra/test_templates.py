@@ -20,6 +20,7 @@ EXPECTED_FILES = {
     "main.bicep",
     "app/ocsp-access.bicep",
     "app/crl-storage.bicep",
+    "app/ledger-storage.bicep",
     "app/identity.bicep",
     "app/monitoring.bicep",
     "app/storage.bicep",
