@@ -118,6 +118,9 @@ param alertWebhookUrl string = ''
 ])
 param pythonVersion string = '3.11'
 
+@description('Private networking: a VNet the app integrates with, private endpoints (and DNS zones) for the Key Vault, the host storage (blob, table) and the ledger (table), and public network access off on those. The CRL account stays public (relying parties fetch CRLs anonymously) and so does the app\'s inbound endpoint (OCSP, CRL, Event Grid). The kvca CLI then reaches the vault only from inside the VNet.')
+param vnetEnabled bool = false
+
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -158,6 +161,12 @@ var ocspBaseUrl = '${appBaseUrl}/api/ocsp'
 var ledgerStorageName = 'stkvcaldg${take(resourceToken, 14)}'
 var ledgerTableName = 'kvcaledger'
 var ledgerTableUrl = 'https://${ledgerStorageName}.table.${environment().suffixes.storage}/${ledgerTableName}'
+
+// Private networking (vnetEnabled): the modules are private by default (publicNetworkAccess
+// Disabled, network rules Deny); they are opened only when there is no VNet to reach them through.
+var publicNetworkAccess = vnetEnabled ? 'Disabled' : 'Enabled'
+var networkDefaultAction = vnetEnabled ? 'Deny' : 'Allow'
+var vaultId = resourceId(subscription().subscriptionId, vaultResourceGroupName, 'Microsoft.KeyVault/vaults', vaultName)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -221,6 +230,8 @@ module storage 'app/storage.bicep' = {
     functionPrincipalId: functionIdentity.outputs.principalId
     eventGridPrincipalId: eventGridIdentity.outputs.principalId
     deploymentPrincipalId: deploymentIdentity.outputs.principalId
+    publicNetworkAccess: publicNetworkAccess
+    networkDefaultAction: networkDefaultAction
   }
 }
 
@@ -249,6 +260,8 @@ module ledgerStorage 'app/ledger-storage.bicep' = {
     deployerPrincipalType: principalType
     grantDeployerLedgerReader: grantDeployerLedgerReader
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    publicNetworkAccess: publicNetworkAccess
+    networkDefaultAction: networkDefaultAction
   }
 }
 
@@ -260,6 +273,81 @@ module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
     location: location
     tags: tags
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    publicNetworkAccess: publicNetworkAccess
+    networkDefaultAction: networkDefaultAction
+  }
+}
+
+module network 'app/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-kvca-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// One private endpoint per sub-resource the app reaches: the vault, the host storage's blob
+// (host leases and keys, the deployment package) and table (the host's diagnostic events)
+// services, and the ledger's table service. No queue endpoint: kvca has no queue trigger and no
+// Durable Functions (storage.bicep).
+module vaultEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-vault'
+  scope: rg
+  params: {
+    name: 'pe-kvca-vault-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: vaultId
+    groupId: 'vault'
+    dnsZoneId: network.outputs.vaultZoneId
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
+module hostBlobEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-host-blob'
+  scope: rg
+  params: {
+    name: 'pe-kvca-blob-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'blob'
+    dnsZoneId: network.outputs.blobZoneId
+  }
+}
+
+module hostTableEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-host-table'
+  scope: rg
+  params: {
+    name: 'pe-kvca-table-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'table'
+    dnsZoneId: network.outputs.tableZoneId
+  }
+}
+
+module ledgerEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-ledger-table'
+  scope: rg
+  params: {
+    name: 'pe-kvca-ledger-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: ledgerStorage.outputs.id
+    groupId: 'table'
+    dnsZoneId: network.outputs.tableZoneId
   }
 }
 
@@ -370,6 +458,7 @@ module functionApp 'app/function.bicep' = {
     caRenewBeforeDays: caRenewBeforeDays
     notifyWebhookUrl: notifyWebhookUrl
     ledgerTableUrl: ledgerTableUrl
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
   }
 }
 

@@ -38,7 +38,7 @@ param deadLetterContainerName string
 var eventGridDataSender = 'd5a91429-5739-47e2-a06b-3470a27159e7'
 
 resource topic 'Microsoft.EventGrid/topics@2022-06-15' = {
-  // checkov:skip=CKV_AZURE_193:the Flex app (no VNet) publishes over the public endpoint; local auth is off, only EventGrid Data Sender holders can publish
+  // checkov:skip=CKV_AZURE_193:the app publishes over the topic's public endpoint, with or without vnetEnabled (the private endpoints cover the vault and the storage it holds data in); local auth is off, only EventGrid Data Sender holders can publish
   name: name
   location: location
   tags: tags

@@ -131,6 +131,9 @@ param caRenewBeforeDays int = 398
 @secure()
 param notifyWebhookUrl string = ''
 
+@description('Resource ID of the subnet the app integrates with (network.bicep, delegated to Microsoft.App/environments); empty: no VNet integration.')
+param virtualNetworkSubnetId string = ''
+
 @description('KVCA_LEDGER_TABLE_URL: https URL of the ledger table (ledger-storage.bicep) the app appends every signature and revocation to.')
 param ledgerTableUrl string
 
@@ -158,7 +161,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222:Event Grid delivers to the function over the app's public endpoint (no VNet in this template)
+  // checkov:skip=CKV_AZURE_222:the app answers anonymous OCSP and CRL requests of relying parties anywhere, and Event Grid delivers to its public endpoint; with vnetEnabled only its outbound traffic goes through the VNet
   // checkov:skip=CKV_AZURE_17:Event Grid delivery presents no client certificate; HTTP triggers use function keys
   // checkov:skip=CKV_AZURE_212:Flex Consumption manages instances (scale to zero); Event Grid retries and the timer sweep cover a missed run
   // checkov:skip=CKV_AZURE_213:Flex Consumption does not support App Service health check
@@ -178,7 +181,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     clientCertEnabled: false
+    // Inbound stays public (OCSP, CRL, Event Grid delivery); with vnetEnabled, outbound goes
+    // through the VNet to the private endpoints (Azure-Samples functions-quickstart-python-http-azd,
+    // infra/app/api.bicep sets virtualNetworkSubnetId the same way).
     publicNetworkAccess: 'Enabled'
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'

@@ -51,6 +51,14 @@ param grantDeployerLedgerReader bool = true
 @description('Log Analytics workspace receiving the ledger table\'s write and delete log (who changed the ledger, should anyone ever be granted to).')
 param logAnalyticsId string
 
+// No @allowed on these two: checkov reads a parameter's default only without one (with one,
+// CKV_AZURE_189 crashes on the parameter object); main.bicep passes exactly these values.
+@description('publicNetworkAccess of the ledger account: Disabled (the default, private endpoints only) when main.bicep\'s vnetEnabled is true, Enabled otherwise.')
+param publicNetworkAccess string = 'Disabled'
+
+@description('Default action of the ledger account\'s network rules: Deny (the default) with private networking, Allow otherwise.')
+param networkDefaultAction string = 'Deny'
+
 // Built-in role (learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage):
 // Storage Table Data Reader, tables/read and tables/entities/read only.
 var storageTableDataReader = '76199698-9eea-4c19-bc75-cec21354c6b6'
@@ -60,8 +68,6 @@ var ledgerDataActions = [
 ]
 
 resource ledgerStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35:no VNet in this template, so the Flex app reaches the ledger publicly; shared keys are off and only the ledger roles reach the table
-  // checkov:skip=CKV_AZURE_59:as CKV_AZURE_35: public endpoint, identity-only access (allowSharedKeyAccess false, no public blobs)
   name: name
   location: location
   tags: tags
@@ -80,9 +86,9 @@ resource ledgerStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     dnsEndpointType: 'Standard'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
       bypass: 'AzureServices'
     }
   }
