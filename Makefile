@@ -53,14 +53,15 @@ pytest: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Bicep: checkov's bicep framework, offline, zero failed checks. A check that crashes is
-# logged with a traceback and left out of the counts while checkov still exits 0, so a
-# traceback in its output fails this target too: a crashed check proved nothing.
+# logged with a traceback and left out of the counts, and a file its parser cannot read is
+# counted as a parsing error and not checked at all, while checkov still exits 0: a traceback
+# or a parsing error in its output fails this target too, since nothing was proved.
 infra-check: $(CHECKOV_VENV)/.installed
 	@echo "$(CHECKOV) --directory infra --framework bicep --skip-download --quiet --compact"
 	@out=$$($(CHECKOV) --directory infra --framework bicep --skip-download --quiet --compact 2>&1); status=$$?; \
 	printf '%s\n' "$$out"; \
-	if printf '%s\n' "$$out" | grep -qE 'Traceback|Failed to run check'; then \
-	    echo "infra-check: checkov crashed on a check (traceback above); fix the template or the check's input" >&2; exit 1; \
+	if printf '%s\n' "$$out" | grep -qE 'Traceback|Failed to run check|Parsing errors'; then \
+	    echo "infra-check: checkov crashed on a check or could not parse a file (see above); fix the template" >&2; exit 1; \
 	fi; \
 	exit $$status
 

@@ -160,6 +160,15 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// Telemetry: host.json's telemetryMode OpenTelemetry makes the host export OpenTelemetry to
+// Application Insights. PYTHON_ENABLE_OPENTELEMETRY=true lets the Python worker stream the app's
+// own OpenTelemetry logs, with their kvca.* attributes that the host's log forwarding would not
+// carry, and attach each invocation's trace context, without duplicate host-level entries
+// (learn.microsoft.com/azure/azure-functions/opentelemetry-howto; azure-functions-runtime's
+// handle_event.worker_init_request reads it). The app configures the exporter itself, with
+// azure-monitor-opentelemetry's configure_azure_monitor and the app's identity; not
+// PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY, whose worker-side setup passes no credential
+// and so cannot write to an Application Insights whose local auth is off.
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:the app answers anonymous OCSP and CRL requests of relying parties anywhere, and Event Grid delivers to its public endpoint; with vnetEnabled only its outbound traffic goes through the VNet
   // checkov:skip=CKV_AZURE_17:Event Grid delivery presents no client certificate; HTTP triggers use function keys
@@ -215,6 +224,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        // OpenTelemetry from the worker: see the note above resource functionApp.
+        {
+          name: 'PYTHON_ENABLE_OPENTELEMETRY'
+          value: 'true'
         }
         {
           name: 'AZURE_CLIENT_ID'
