@@ -164,8 +164,10 @@ var ledgerTableUrl = 'https://${ledgerStorageName}.table.${environment().suffixe
 
 // Private networking (vnetEnabled): the modules are private by default (publicNetworkAccess
 // Disabled, network rules Deny); they are opened only when there is no VNet to reach them through.
-var publicNetworkAccess = vnetEnabled ? 'Disabled' : 'Enabled'
-var networkDefaultAction = vnetEnabled ? 'Deny' : 'Allow'
+// Named apart from the modules' parameters: checkov resolves a name across all files at once, and
+// a variable here named like a module's parameter would shadow that parameter's default.
+var dataPublicNetworkAccess = vnetEnabled ? 'Disabled' : 'Enabled'
+var dataNetworkDefaultAction = vnetEnabled ? 'Deny' : 'Allow'
 var vaultId = resourceId(subscription().subscriptionId, vaultResourceGroupName, 'Microsoft.KeyVault/vaults', vaultName)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -230,8 +232,8 @@ module storage 'app/storage.bicep' = {
     functionPrincipalId: functionIdentity.outputs.principalId
     eventGridPrincipalId: eventGridIdentity.outputs.principalId
     deploymentPrincipalId: deploymentIdentity.outputs.principalId
-    publicNetworkAccess: publicNetworkAccess
-    networkDefaultAction: networkDefaultAction
+    publicNetworkAccess: dataPublicNetworkAccess
+    networkDefaultAction: dataNetworkDefaultAction
   }
 }
 
@@ -260,8 +262,8 @@ module ledgerStorage 'app/ledger-storage.bicep' = {
     deployerPrincipalType: principalType
     grantDeployerLedgerReader: grantDeployerLedgerReader
     logAnalyticsId: monitoring.outputs.logAnalyticsId
-    publicNetworkAccess: publicNetworkAccess
-    networkDefaultAction: networkDefaultAction
+    publicNetworkAccess: dataPublicNetworkAccess
+    networkDefaultAction: dataNetworkDefaultAction
   }
 }
 
@@ -273,8 +275,8 @@ module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
     location: location
     tags: tags
     logAnalyticsId: monitoring.outputs.logAnalyticsId
-    publicNetworkAccess: publicNetworkAccess
-    networkDefaultAction: networkDefaultAction
+    publicNetworkAccess: dataPublicNetworkAccess
+    networkDefaultAction: dataNetworkDefaultAction
   }
 }
 

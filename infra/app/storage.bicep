@@ -48,8 +48,7 @@ param publicNetworkAccess string = 'Disabled'
 @description('Default action of the storage account\'s network rules: Deny (the default) with private networking, Allow otherwise.')
 param networkDefaultAction string = 'Deny'
 
-// Built-in role IDs (keyvault-facts.md; Storage Blob Data Contributor from
-// https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+// Built-in role IDs (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage).
 // The Functions host needs blob (leases for the timer trigger and host id in
 // azure-webjobs-hosts, function keys in azure-webjobs-secrets) and table
 // (diagnostic events: AZFD0003,

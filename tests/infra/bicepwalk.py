@@ -21,8 +21,7 @@ from pycep import BicepParser
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 
-# Built-in role definition IDs (../shared/keyvault-facts.md; Storage Blob Data
-# Contributor from learn.microsoft.com's built-in roles list).
+# Built-in role definition IDs (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 ROLE_IDS = {
     "Key Vault Certificates Officer": "a4417e6f-fecd-4de8-b567-7b0420556985",
     "Key Vault Certificate User": "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
