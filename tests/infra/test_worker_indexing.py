@@ -11,12 +11,10 @@ worker indexes the app in `worker_init_request` (azure_functions_runtime/handle_
 its bindings) and answers `functions_metadata_request` with one RpcFunctionMetadata per function.
 
 This test drives those two entry points of the real package against this repository's
-function_app.py. Only the host's side is stood in: the gRPC-generated protocol classes
-(`protos`), as plain records with the enum values of the Functions protocol
-(Azure/azure-functions-language-worker-protobuf, FunctionRpc.proto: StatusResult.Status Failure=0,
-Success=1; BindingInfo.Direction in=0, out=1, inout=2; BindingInfo.DataType undefined=0). A
-function the worker cannot index, a signature that does not fit its bindings, or an import error
-fails the init response, and this test with it.
+function_app.py, in a process of its own (worker_driver.py). Only the host's side is stood in:
+the gRPC-generated protocol classes, as plain records with the protocol's enum values. A function
+the worker cannot index, a signature that does not fit its bindings, or an import error fails the
+init response, and this test with it.
 
 azure-functions-runtime requires Python 3.13, so on 3.11 this file is not collected
 (tests/infra/conftest.py).
@@ -25,17 +23,17 @@ azure-functions-runtime requires Python 3.13, so on 3.11 this file is not collec
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
-import types
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-import azure_functions_runtime as library_worker
-
 from bicepwalk import ROOT
 
-SUCCESS, FAILURE = 1, 0
+DRIVER = Path(__file__).with_name("worker_driver.py")
+SUCCESS = 1  # StatusResult.Success
 
 # Every function the app registers, as the host would route and authorize it:
 # name -> (trigger type, route, methods, auth level, schedule app setting).
@@ -61,70 +59,26 @@ EXPECTED = {
 }
 
 
-class _Message:
-    """A protocol message: the fields it was built with, as attributes."""
-
-    def __init__(self, **fields: Any):
-        self.__dict__.update(fields)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.__dict__!r})"
-
-
-def _message(name: str, **constants: int) -> type:
-    return type(name, (_Message,), dict(constants))
-
-
-def _protos() -> types.SimpleNamespace:
-    """The host's generated protocol classes, with the protocol's enum values."""
-    binding_info = _message("BindingInfo", out=1, inout=2, undefined=0, string=1, binary=2, stream=3)
-    setattr(binding_info, "in", 0)  # a keyword in Python: generated code has it as an attribute
-    return types.SimpleNamespace(
-        StatusResult=_message("StatusResult", Failure=FAILURE, Success=SUCCESS, Cancelled=2),
-        BindingInfo=binding_info,
-        **{name: _message(name) for name in (
-            "WorkerInitResponse", "WorkerMetadata", "FunctionMetadataResponse", "RpcFunctionMetadata",
-            "RpcRetryOptions", "RpcException", "FunctionLoadResponse", "FunctionEnvironmentReloadResponse")},
-    )
-
-
-def _worker_request(name: str, request: Any, properties: dict[str, Any] | None = None) -> types.SimpleNamespace:
-    # proxy_worker/dispatcher.py's WorkerRequest dataclass: name, request, properties.
-    return types.SimpleNamespace(name=name, request=request, properties=properties)
-
-
-def _failure(result: Any) -> str:
-    exception = getattr(result, "exception", None)
-    return exception.stack_trace if exception is not None else repr(result)
-
-
 @pytest.fixture(scope="module")
 def indexed() -> dict[str, Any]:
-    """function_app.py through the worker's init and metadata requests: {name: RpcFunctionMetadata}."""
-    import asyncio
+    """function_app.py through the worker's init and metadata requests: {name: function metadata}.
 
-    protos = _protos()
-    # The host starts the worker in the app's directory with that directory on sys.path.
-    sys.path.insert(0, str(ROOT))
-    try:
-        init = _worker_request("WorkerInitRequest", types.SimpleNamespace(
-            worker_init_request=types.SimpleNamespace(capabilities={}, function_app_directory=str(ROOT))),
-            {"protos": protos, "host": "127.0.0.1"})
-        init_response = asyncio.run(library_worker.worker_init_request(init))
-        assert init_response.result.status == SUCCESS, _failure(init_response.result)
-        metadata = asyncio.run(library_worker.functions_metadata_request(
-            _worker_request("WorkerMetadataRequest", types.SimpleNamespace(functions_metadata_request={}))))
-    finally:
-        sys.path.remove(str(ROOT))
-    assert metadata.result.status == SUCCESS, _failure(metadata.result)
+    In a process of its own, as the host starts the worker: FunctionApp.get_functions() indexes an
+    app once per process, and other tests of this suite have already indexed it in theirs."""
+    result = subprocess.run([sys.executable, str(DRIVER), str(ROOT)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer["init_status"] == SUCCESS, answer["init_error"]
+    assert answer["metadata_status"] == SUCCESS, answer["metadata_error"]
     # The worker indexed the app itself: the host must not look for function.json files.
-    assert metadata.use_default_metadata_indexing is False
-    assert init_response.worker_metadata.runtime_version == "3.13"
-    return {fn.name: fn for fn in metadata.function_metadata_results}
+    assert answer["use_default_metadata_indexing"] is False
+    assert answer["runtime_version"] == "3.13"
+    return {fn["name"]: fn for fn in answer["functions"]}
 
 
-def _trigger(fn: Any) -> dict[str, Any]:
-    bindings = [json.loads(raw) for raw in fn.raw_bindings]
+def _trigger(fn: dict[str, Any]) -> dict[str, Any]:
+    bindings = [json.loads(raw) for raw in fn["raw_bindings"]]
     [trigger] = [b for b in bindings if b["direction"] == "IN" and b["type"].endswith("Trigger")]
     return trigger
 
@@ -144,10 +98,10 @@ def test_each_function_has_its_trigger_route_methods_and_auth_level(indexed, nam
     assert (trigger.get("authLevel") or "").upper() == (auth_level or "")
     assert trigger.get("schedule") == schedule
     # What the host loads: this app's function_app.py, in Python, indexed by the worker.
-    assert (fn.language, fn.directory, fn.script_file) == ("python", str(ROOT), "function_app.py")
-    assert fn.properties == {"worker_indexed": "True"}
+    assert (fn["language"], fn["directory"], fn["script_file"]) == ("python", str(ROOT), "function_app.py")
+    assert fn["properties"] == {"worker_indexed": "True"}
     # The typed bindings the host reads agree with the raw ones.
-    assert fn.bindings[trigger["name"]].type == kind
+    assert fn["bindings"][trigger["name"]]["type"] == kind
     if kind == HTTP:
-        # An HTTP function answers through its return value.
-        assert fn.bindings["$return"].type == "http" and fn.bindings["$return"].direction == 1
+        # An HTTP function answers through its return value (BindingInfo.Direction out = 1).
+        assert fn["bindings"]["$return"] == {"type": "http", "direction": 1}
