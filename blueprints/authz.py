@@ -12,8 +12,8 @@ import azure.functions as func
 from kvca_core import access, cawatch, operations, telemetry
 from kvca_core.access import AccessRules, Caller, Decision
 from kvca_core.settings import Settings
+from kvca_core.authority import read_certificate
 from kvca_core.ledger import serial_text
-from kvca_core.operations.common import tagged_names
 from kvca_core.vocabulary import ROOT, ca_of_root, check_name
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def authorize_issue(req: func.HttpRequest, settings: Settings, request: Any) -> 
 
 
 async def authorize_certificate(req: func.HttpRequest, ctx, action: str, name: str) -> Caller:
-    """sign, renew, force_renew, cancel on one certificate: the rules must cover its CA and the
-    names of its policy (what the next version will carry). A caller no rule grants the action
+    """sign, renew, force_renew, cancel, revoke on one certificate: the rules must cover its CA and
+    every name it carries or its next version will (access.scope_names). A caller no rule grants the action
     is refused before anything is read from the vault."""
     settings = ctx.settings
     caller = caller_of(req, settings)
@@ -65,9 +65,7 @@ async def authorize_certificate(req: func.HttpRequest, ctx, action: str, name: s
     if not rules.configured or not first.allowed:
         require(action, target, caller, first)
         return caller
-    ca, policy, tags = await operations.certificate_scope(ctx, name)
-    uris, ips = tagged_names(tags)
-    names = access.policy_names(policy.dns_names, policy.emails, policy.upns, policy.subject, uris, ips)
+    ca, names = await operations.certificate_scope(ctx, name)
     require(action, target, caller, access.decide_certificate(caller, rules, action, ca=ca, names=names))
     return caller
 
@@ -83,8 +81,7 @@ async def authorize_serial(req: func.HttpRequest, ctx, action: str, ca: str, ser
         require(action, target, caller, first)
         return caller
     record = await ctx.ledger.certificate(check_name(ca, "CA"), serial_text(serial))
-    names = [] if record is None else \
-        access.certificate_names(subject=record.subject, **access.san_names(record.sans))
+    names = [] if record is None else access.scope_names(read_certificate(record.der, target))
     require(action, target, caller, access.decide_certificate(caller, rules, action, ca=ca, names=names))
     return caller
 
@@ -117,7 +114,7 @@ def visible_ca_warnings(caller: Caller, rules: AccessRules, warnings) -> list:
     def ca_of(warning) -> str:
         return (ca_of_root(warning.ca) if warning.role == ROOT else None) or warning.ca
 
-    return [w for w in warnings if access.visible(caller, rules, ca=ca_of(w), sans=(), subject="")]
+    return [w for w in warnings if access.visible(caller, rules, ca=ca_of(w), names=())]
 
 
 async def health_ca_warnings(req: func.HttpRequest, ctx) -> dict[str, Any]:

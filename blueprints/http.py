@@ -143,7 +143,7 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
     report = await operations.inventory_report(ctx, expiring_within_days=days)
     # The caller's part of the inventory, in the shape `kvca list --json` prints.
     shown = replace(report, certificates=tuple(
-        i for i in report.certificates if access.visible(caller, rules, ca=i.ca, sans=i.sans, subject=i.subject)),
+        i for i in report.certificates if access.visible(caller, rules, ca=i.ca, names=i.scope)),
         ca_warnings=tuple(authz.visible_ca_warnings(caller, rules, report.ca_warnings)))
     return json_response(jsonshape.of(shown))
 

@@ -44,7 +44,7 @@ from cryptography.x509.oid import NameOID
 
 from kvca_core import jsontext
 from kvca_core.errors import Forbidden, KvcaError
-from kvca_core.vocabulary import NAME_RE
+from kvca_core.vocabulary import NAME_RE, tagged_names
 
 ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY = "issue", "renew", "force_renew", "sign", "cancel", "inventory"
 REVOKE = "revoke"
@@ -350,12 +350,36 @@ def certificate_names(*, subject: str | None, dns_names: Iterable[str] = (), ip_
     return list(dns_names) + list(ip_addresses) + addresses + hosts + _subject_cns(subject)
 
 
-def policy_names(dns_names: Iterable[str], emails: Iterable[str], upns: Iterable[str], subject: str | None,
-                 uris: Iterable[str] = (), ip_addresses: Iterable[str] = ()) -> list[str]:
-    """The names a certificate's next version will carry: its Key Vault policy's, and the URIs and IP
-    addresses its tags add (vocabulary.URIS_TAG, IPS_TAG)."""
-    return certificate_names(subject=subject, dns_names=dns_names, ip_addresses=ip_addresses,
-                             emails=list(emails) + list(upns), uris=uris)
+def scope_names(certificate: x509.Certificate | None = None, *, tags: Mapping[str, str] | None = None,
+                policy: Any = None) -> list[str]:
+    """Every name the rules check for an existing certificate: what its `certificate` carries (subject
+    CNs and every SAN), the URIs and IP addresses its `tags` add (vocabulary.tagged_names) and what its
+    Key Vault `policy` names (the next version's subject, DNS names, emails and UPNs), each when given.
+    A rule covers the certificate only when it covers all of them; a SAN of a kind no rule can read
+    (otherName, directoryName, ...) is kept as a name only "*" covers."""
+    from kvca_core.ledger.records import san_strings  # pure
+
+    names: list[str] = []
+    if certificate is not None:
+        names += certificate_names(subject=certificate.subject.rfc4514_string(),
+                                   **san_names(san_strings(certificate)))
+        names += [f"({type(n).__name__})" for n in _sans_of(certificate) if not isinstance(n, _READABLE_SANS)]
+    uris, ips = tagged_names(tags or {})
+    names += certificate_names(subject=None, uris=uris, ip_addresses=ips)
+    if policy is not None:
+        names += certificate_names(subject=policy.subject, dns_names=policy.dns_names,
+                                   emails=list(policy.emails) + list(policy.upns))
+    return list(dict.fromkeys(names))
+
+
+_READABLE_SANS = (x509.DNSName, x509.IPAddress, x509.RFC822Name, x509.UniformResourceIdentifier)
+
+
+def _sans_of(certificate: x509.Certificate) -> list[Any]:
+    try:
+        return list(certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
 
 
 def san_names(sans: Iterable[str]) -> dict[str, list[str]]:
@@ -379,18 +403,9 @@ def may_attempt(caller: Caller, rules: AccessRules, action: str) -> Decision:
     return _decide(caller, rules, action, None, None)
 
 
-def visible(caller: Caller, rules: AccessRules, *, ca: str, sans: Sequence[str], subject: str) -> bool:
+def visible(caller: Caller, rules: AccessRules, *, ca: str, names: Sequence[str]) -> bool:
     """Whether an inventory item is shown to the caller: an inventory rule covers its CA and every name
-    it carries (`sans` as the inventory shows them: DNS names, addresses, emails, URIs)."""
-    cns = []
-    if subject:
-        try:
-            cns = [str(a.value) for a in x509.Name.from_rfc4514_string(subject)
-                   .get_attributes_for_oid(NameOID.COMMON_NAME)]
-        except ValueError:
-            cns = [subject]
-    names = [(urlsplit(s).hostname or s) if "://" in s else (s.rpartition("@")[2] if "@" in s else s)
-             for s in sans] + cns
+    in `names` (scope_names of the item)."""
     return _decide(caller, rules, INVENTORY, ca, names).allowed
 
 
@@ -400,5 +415,5 @@ def refuse(caller: Caller, action: str, decision: Decision, subject: str) -> For
 
 
 __all__ = ["ACTIONS", "AccessRules", "Caller", "Decision", "Rule", "caller_from_headers", "decide_certificate",
-           "decide_issue", "may_attempt", "parse_principal", "policy_names", "refuse", "visible", "certificate_names",
+           "decide_issue", "may_attempt", "parse_principal", "scope_names", "refuse", "visible", "certificate_names",
            "san_names"]

@@ -116,12 +116,6 @@ def root_in_chain(tags: Mapping[str, str], profile: Profile) -> bool:
     return ROOT_IN_CHAIN_BY_DEFAULT[profile]
 
 
-def tagged_names(tags: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(URI SANs, IP address SANs) a certificate asks for through URIS_TAG and IPS_TAG (vocabulary.py
-    says why tags). Untrusted: the signer checks each like a name from the CSR."""
-    return tuple((tags.get(URIS_TAG) or "").split()), tuple((tags.get(IPS_TAG) or "").split())
-
-
 def request_tags(ca_name: str, uris: tuple[str, ...], ips: tuple[str, ...], include_root: bool) -> dict[str, str]:
     tags = {CA_TAG: ca_name, CHAIN_TAG: CHAIN_WITH_ROOT if include_root else CHAIN_WITHOUT_ROOT}
     if uris:

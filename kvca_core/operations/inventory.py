@@ -9,7 +9,7 @@ import hashlib
 
 from cryptography import x509
 
-from kvca_core import cawatch, clock, lifecycle
+from kvca_core import access, cawatch, clock, lifecycle
 from kvca_core.authority import parse_secret, read_certificate
 from kvca_core.errors import InvalidRequest, KvcaError, NotFound
 from kvca_core.model import CertificatePolicy, CertificateVersion
@@ -48,7 +48,7 @@ def _info(version: CertificateVersion, verdict: lifecycle.Verdict, now: dt.datet
         sans=certificate_names(cert) if cert is not None else (), ca=version.tags.get(CA_TAG, ""),
         not_before=version.not_before if completed else None, not_after=not_after,
         days_left=(not_after - now).days if not_after else None, state=verdict.state, version=version.version,
-        serial=serial_hex(cert) if cert is not None else None)
+        serial=serial_hex(cert) if cert is not None else None, scope=tuple(access.scope_names(cert, tags=version.tags)))
 
 
 async def inventory_report(ctx, *, expiring_within_days: int | None = None) -> InventoryReport:
@@ -114,10 +114,11 @@ async def describe(ctx, name: str) -> Description:
         pending=pending.status if pending is not None else None, renew_at=verdict.at, policy=policy)
 
 
-async def certificate_scope(ctx, name: str) -> tuple[str, CertificatePolicy, dict[str, str]]:
-    """(the CA its kvca-ca tag names, its policy, its tags): what the certificate's next version would
-    be signed by and name (the tags add URIs and IP addresses). The HTTP API's access rules decide
-    sign, renew, cancel and revoke from it."""
+async def certificate_scope(ctx, name: str) -> tuple[str, list[str]]:
+    """(the CA its kvca-ca tag names, every name the access rules check: its current certificate's,
+    its tags', its policy's). The HTTP API's access rules decide sign, renew, cancel and revoke from it."""
     check_name(name)
     version = await current(ctx, name)
-    return version.tags.get(CA_TAG, ""), await ctx.vault.get_policy(name), dict(version.tags)
+    cert = read_certificate(version.cer, where(name)) if version.cer else None
+    return version.tags.get(CA_TAG, ""), access.scope_names(cert, tags=version.tags,
+                                                             policy=await ctx.vault.get_policy(name))

@@ -29,7 +29,6 @@ from kvca_core.operations.common import (
     current,
     logged,
     request_tags,
-    tagged_names,
     where,
 )
 from kvca_core.operations.ratelimit import CREATE_LIMIT, CREATE_WINDOW, CreateRate
@@ -37,7 +36,7 @@ from kvca_core.operations.results import ALREADY_ISSUED, FAILED, ISSUED, REQUEST
 from kvca_core.operations.signing import sign
 from kvca_core.request import IssueRequest, parse_requests
 from kvca_core.signing import InsecureRequest, Profile, names_subject, parse_subject, precheck
-from kvca_core.vocabulary import CA_TAG, UNKNOWN_ISSUER, check_free, check_name
+from kvca_core.vocabulary import CA_TAG, UNKNOWN_ISSUER, check_free, check_name, tagged_names
 
 logger = logging.getLogger("kvca_core.operations")
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from kvca_core.model import CertificatePolicy
@@ -85,9 +85,12 @@ class CertificateInfo:
     state: str  # lifecycle.STATES: valid | due | expired | pending | disabled | revoked
     version: str | None = None
     serial: str | None = None
+    # Every name the access rules check (access.scope_names): what decides whether a caller sees it.
+    scope: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
+        del body["scope"]
         body["sans"] = list(self.sans)
         for key in ("not_before", "not_after"):
             body[key] = body[key].isoformat() if body[key] else None

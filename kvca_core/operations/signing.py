@@ -20,7 +20,6 @@ from kvca_core.operations.common import (
     policy_of,
     root_in_chain,
     serial_hex,
-    tagged_names,
     told_if_failed,
     where,
 )
@@ -29,7 +28,7 @@ from kvca_core.operations.recording import record_issued
 from kvca_core.operations.results import CANCELLED, SIGNED, SKIPPED, Outcome
 from kvca_core.signing import IssuanceUrls, issue_leaf
 from kvca_core.signing.certs import same_public_key
-from kvca_core.vocabulary import check_name
+from kvca_core.vocabulary import check_name, tagged_names
 
 
 def issuance_urls(settings, ca_name: str, ca_version: str | None) -> IssuanceUrls:

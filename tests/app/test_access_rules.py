@@ -80,3 +80,43 @@ def test_a_name_field_the_rules_do_not_know_makes_a_name_restricted_rule_refuse(
     assert access.decide_issue(Caller(access.ENTRA, OID, "n", ("all",)), rules, request).allowed
     assert access.decide_issue(Caller(access.ENTRA, OID, "n", ("a",)), rules,
                                Wider(name="m", ca="corp-ca", dns_names=("a.corp.internal",))).allowed
+
+
+def test_every_name_a_certificate_carries_counts_and_a_kind_no_rule_reads_needs_a_rule_for_every_name():
+    """scope_names: subject CNs, each SAN kind, the kvca-uris/kvca-ips tags and the policy's names; an
+    otherName (or directoryName) SAN is kept as a name only "*" covers."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ObjectIdentifier
+
+    from kvca_core.model import CertificatePolicy
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name.from_rfc4514_string("CN=svc.example.com,O=Example")
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def cert(*sans):
+        return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(list(sans)), False).sign(key, hashes.SHA256()))
+
+    plain = cert(x509.DNSName("a.example.com"), x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                 x509.RFC822Name("ops@example.com"), x509.UniformResourceIdentifier("spiffe://mesh.example.com/x"))
+    assert access.scope_names(plain) == ["a.example.com", "10.0.0.1", "example.com", "mesh.example.com",
+                                         "svc.example.com"]
+    policy = CertificatePolicy(issuer_name="Unknown", subject="CN=next.example.com", dns_names=("next.example.com",), upns=("u@corp.test",))
+    tagged = access.scope_names(plain, tags={"kvca-uris": "https://id.other.test/a", "kvca-ips": "10.0.0.2"},
+                                policy=policy)
+    assert {"id.other.test", "10.0.0.2", "next.example.com", "corp.test"} <= set(tagged)
+    rules = AccessRules.parse({"roles": {"suffix": {"actions": ["revoke"], "cas": ["*"], "dns_suffixes": ["example.com"]},
+                                         "all": {"actions": ["revoke"], "cas": ["*"], "dns_suffixes": ["*"]}}})
+    limited, everything = Caller(access.ENTRA, OID, "n", ("suffix",)), Caller(access.ENTRA, OID, "n", ("all",))
+    odd = cert(x509.DNSName("a.example.com"), x509.OtherName(ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), b"\x0c\x01u"))
+    for names in (access.scope_names(odd), tagged):
+        assert not access.decide_certificate(limited, rules, "revoke", ca="c", names=names).allowed, names
+        assert access.decide_certificate(everything, rules, "revoke", ca="c", names=names).allowed
+    assert access.decide_certificate(limited, rules, "revoke", ca="c", names=access.scope_names(plain)[2:]).allowed

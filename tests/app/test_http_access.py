@@ -228,3 +228,74 @@ async def test_revoking_needs_the_revoke_action(ruled):
     assert status == 200, body
     current = await ruled.vault.get_certificate("shop")
     assert current.tags.get("kvca-revoked") == "keyCompromise" and not current.enabled
+
+
+def _leaf(inter, inter_key, subject: str, sans: list) -> bytes:
+    """A leaf of the intermediate named only by `subject` and `sans`, as a password-less PFX."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
+
+    from apphelpers import emulator_now
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = emulator_now()
+    builder = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(subject))
+               .issuer_name(inter.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=200))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), True))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), False)
+    return pkcs12.serialize_key_and_certificates(b"leaf", key, builder.sign(inter_key, hashes.SHA256()),
+                                                 [inter], NoEncryption())
+
+
+async def test_a_suffix_rule_covers_only_certificates_whose_every_name_is_inside_it(app, monkeypatch):
+    """A caller limited to example.com may force-renew, revoke and list a certificate only when every name
+    it carries is inside: not one named by O=/OU= alone, nor one whose URI SAN (or kvca-uris tag, the
+    names its next version carries) points elsewhere. The certificate inside is the control."""
+    from cryptography import x509
+
+    from apphelpers import recipe_ca_material
+    from kvca_core.vocabulary import CA_TAG, URIS_TAG
+
+    rules = {"roles": {"kvca.suffix": {"actions": ["force_renew", "renew", "revoke", "inventory"],
+                                       "cas": ["corp-ca"], "dns_suffixes": ["example.com"]}}}
+    monkeypatch.setenv("KVCA_ACCESS_RULES", json.dumps(rules))
+    monkeypatch.setenv("KVCA_TRUST_EASY_AUTH", "true")
+    monkeypatch.setenv("KVCA_FORCE_RENEW_MIN_AGE_MINUTES", "0")
+    await context.reset_shared()
+    ctx = await context.shared()
+    material = await recipe_ca_material("corp-ca")
+    await import_recipe_ca(ctx.vault, "corp-ca", material=material)
+    _, _, inter, inter_key = material
+    leaves = {
+        "org-only": ("O=Example Corp,OU=example.com", [], {}),
+        "mesh": ("O=Example Corp,OU=Mesh", [x509.UniformResourceIdentifier("spiffe://mesh.other.test/svc")], {}),
+        "tagged-uri": ("CN=svc.example.com", [x509.DNSName("svc.example.com")],
+                       {URIS_TAG: "spiffe://elsewhere.test/svc"}),
+        "inside": ("CN=api.example.com", [x509.DNSName("api.example.com"),
+                                          x509.UniformResourceIdentifier("https://api.example.com/id")], {}),
+    }
+    for name, (subject, sans, tags) in leaves.items():
+        await ctx.vault.import_certificate(name, _leaf(inter, inter_key, subject, sans), tags={CA_TAG: "corp-ca", **tags})
+    caller = easy_auth_headers(OUTSIDER, "Example team", ("kvca.suffix",))
+
+    status, body, _ = await call_http("kvca_inventory", "GET", "certificates", headers=caller)
+    assert status == 200 and [c["name"] for c in body["certificates"]] == ["inside"], body
+    for name in ("org-only", "mesh", "tagged-uri"):
+        before = await ctx.vault.get_certificate(name)
+        status, body, _ = await call_http("kvca_renew", "POST", "x", body={"force": True}, route_params={"name": name},
+                                          headers=caller)
+        assert status == 403 and body["error"] == "Forbidden", (name, body)
+        status, body, _ = await call_http("kvca_revoke", "POST", "x", body={"reason": "keyCompromise"},
+                                          route_params={"name": name}, headers=caller)
+        assert status == 403 and body["error"] == "Forbidden", (name, body)
+        after = await ctx.vault.get_certificate(name)
+        assert (after.version, after.enabled) == (before.version, True), name
+    assert "names no host" in (await call_http("kvca_revoke", "POST", "x", body={"reason": "keyCompromise"},
+                                               route_params={"name": "org-only"}, headers=caller))[1]["message"]
+    status, body, _ = await call_http("kvca_revoke", "POST", "x", body={"reason": "keyCompromise"},
+                                      route_params={"name": "inside"}, headers=caller)
+    assert status == 200 and body["action"] == "revoked", body
