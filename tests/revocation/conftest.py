@@ -105,3 +105,56 @@ async def ledger_ca(revocation_ca, table_ledger):
     await revocation_ca.ledger.close()
     revocation_ca.ledger = table_ledger()
     return revocation_ca
+
+
+@pytest.fixture
+async def responder_url(revocation_ca):
+    """http://127.0.0.1:PORT/api/ocsp/ — each request handed to the registered trigger on the
+    test's event loop (where the app's context lives)."""
+    import asyncio
+    import http.server
+    import threading
+    import urllib.parse
+
+    import azure.functions as func
+
+    from apphelpers import user_function
+
+    loop = asyncio.get_running_loop()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _call(self, method: str, body: bytes) -> None:
+            path = urllib.parse.urlsplit(self.path).path
+            parts = path.split("/", 4)  # '', 'api', 'ocsp', ca, request?
+            route = {"ca": parts[3]} if len(parts) > 3 else {}
+            function = "kvca_ocsp_post"
+            if method == "GET":
+                route["request"] = parts[4] if len(parts) > 4 else ""
+                function = "kvca_ocsp_get"
+            req = func.HttpRequest(method=method, url=f"http://127.0.0.1{self.path}", headers=dict(self.headers),
+                                   params={}, route_params=route, body=body)
+            resp = asyncio.run_coroutine_threadsafe(user_function(function)(req), loop).result(timeout=60)
+            data = resp.get_body()
+            self.send_response(resp.status_code)
+            self.send_header("Content-Type", resp.mimetype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):  # noqa: N802
+            self._call("POST", self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+        def do_GET(self):  # noqa: N802
+            self._call("GET", b"")
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/ocsp/"
+    finally:
+        server.shutdown()
+        server.server_close()

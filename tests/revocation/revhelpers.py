@@ -159,3 +159,15 @@ async def sign_external(ctx, name: str, ca: str = CA) -> x509.Certificate:
     await record_issued(ctx, issued.leaf, ca=ca, ca_version=loaded.version, profile="client", location=EXTERNAL,
                         name=name)
     return issued.leaf
+
+
+def openssl_ocsp(tmp, leaf, url: str) -> str:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "root.pem").write_bytes(pem(leaf.root))
+    (tmp / "inter.pem").write_bytes(pem(leaf.intermediate))
+    (tmp / "leaf.pem").write_bytes(pem(leaf.cert))
+    result = subprocess.run(["openssl", "ocsp", "-issuer", str(tmp / "inter.pem"), "-cert", str(tmp / "leaf.pem"),
+                             "-url", url, "-CAfile", str(tmp / "root.pem"), "-verify_other", str(tmp / "inter.pem"),
+                             "-attime", str(int(emulator_now().timestamp())), "-timeout", "30"],
+                            capture_output=True, text=True, timeout=60)
+    return result.stdout + result.stderr

@@ -6,79 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
-import subprocess
-import threading
 import urllib.parse
 import urllib.request
 
-import azure.functions as func
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from apphelpers import emulator_now, user_function
 from kvca_core import operations, revocation
 
-from revhelpers import CA, OCSP_URL, pem, pkilint_ocsp_findings
-
-
-@pytest.fixture
-async def responder_url(revocation_ca):
-    """http://127.0.0.1:PORT/api/ocsp/ — each request handed to the registered trigger on the
-    test's event loop (where the app's context lives)."""
-    loop = asyncio.get_running_loop()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _call(self, method: str, body: bytes) -> None:
-            path = urllib.parse.urlsplit(self.path).path
-            parts = path.split("/", 4)  # '', 'api', 'ocsp', ca, request?
-            route = {"ca": parts[3]} if len(parts) > 3 else {}
-            function = "kvca_ocsp_post"
-            if method == "GET":
-                route["request"] = parts[4] if len(parts) > 4 else ""
-                function = "kvca_ocsp_get"
-            req = func.HttpRequest(method=method, url=f"http://127.0.0.1{self.path}", headers=dict(self.headers),
-                                   params={}, route_params=route, body=body)
-            resp = asyncio.run_coroutine_threadsafe(user_function(function)(req), loop).result(timeout=60)
-            data = resp.get_body()
-            self.send_response(resp.status_code)
-            self.send_header("Content-Type", resp.mimetype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self):  # noqa: N802
-            self._call("POST", self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-
-        def do_GET(self):  # noqa: N802
-            self._call("GET", b"")
-
-        def log_message(self, *args):  # quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/ocsp/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _openssl_ocsp(tmp, leaf, url: str) -> str:
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "root.pem").write_bytes(pem(leaf.root))
-    (tmp / "inter.pem").write_bytes(pem(leaf.intermediate))
-    (tmp / "leaf.pem").write_bytes(pem(leaf.cert))
-    result = subprocess.run(["openssl", "ocsp", "-issuer", str(tmp / "inter.pem"), "-cert", str(tmp / "leaf.pem"),
-                             "-url", url, "-CAfile", str(tmp / "root.pem"), "-verify_other", str(tmp / "inter.pem"),
-                             "-attime", str(int(emulator_now().timestamp())), "-timeout", "30"],
-                            capture_output=True, text=True, timeout=60)
-    return result.stdout + result.stderr
+from revhelpers import CA, OCSP_URL, openssl_ocsp, pkilint_ocsp_findings
 
 
 async def test_openssl_ocsp_gets_revoked_and_good_signed_by_the_ca(revocation_ca, leaves, responder_url, tmp_path):
@@ -90,10 +29,10 @@ async def test_openssl_ocsp_gets_revoked_and_good_signed_by_the_ca(revocation_ca
 
     await revocation.revoke(ctx, "bad", reason="keyCompromise")
     url = responder_url + CA
-    output = await asyncio.to_thread(_openssl_ocsp, tmp_path / "bad", leaves["bad"], url)
+    output = await asyncio.to_thread(openssl_ocsp, tmp_path / "bad", leaves["bad"], url)
     assert "Response verify OK" in output and "leaf.pem: revoked" in output, output
     assert "Reason: keyCompromise" in output, output
-    output = await asyncio.to_thread(_openssl_ocsp, tmp_path / "good", leaves["good"], url)
+    output = await asyncio.to_thread(openssl_ocsp, tmp_path / "good", leaves["good"], url)
     assert "Response verify OK" in output and "leaf.pem: good" in output, output
     # No responder certificate exists or is needed: the answer names the CA itself.
     with pytest.raises(Exception):
