@@ -17,7 +17,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: all venv test pytest infra-check demo bench bench-bulk bench-emulator clean
+.PHONY: all venv test pytest infra-check demo bench bench-bulk bench-emulator bench-revocation clean
 
 all: test
 
@@ -72,6 +72,12 @@ bench: venv
 	$(PY) bench/signing.py
 	$(PY) bench/vault_calls.py
 	$(PY) bench/crl.py
+	$(PY) bench/revocation.py
+
+# Revocation at 300 and 3,000 managed certificates: vault calls per revoke and per CRL, OCSP
+# answers per second and keys-API signs per answer (about half a minute; also part of `bench`).
+bench-revocation: venv
+	$(PY) bench/revocation.py
 
 # Bulk issuance of 500 client certificates against the emulator's Key Vault throttling
 # (20 creates per 10 s): a few minutes, so it is a target of its own.
