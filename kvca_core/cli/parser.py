@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_certificate_commands(sub, add)
     _add_trust_commands(sub, add)
     _add_revocation_commands(sub, add)
+    _add_device_commands(sub, add)
     return parser
 
 
@@ -220,3 +221,21 @@ def _add_revocation_commands(sub, add) -> None:
     p.add_argument("--revoke-intermediate", metavar="REASON", help="with --root: list the intermediate as revoked")
     p = add(sub, "ocsp-responder", "issue the CA's delegated OCSP responder certificate CA-ocsp (needs KVCA_OCSP_URL)")
     p.add_argument("name", metavar="CA")
+
+
+def _add_device_commands(sub, add) -> None:
+    p = add(sub, "sign-csr", "sign CSRs from outside the vault (a device's or service's own key) with a CA whose "
+                             "policy allows it (external_csrs)")
+    p.add_argument("ca", metavar="CA")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--csr", metavar="FILE", help="one CSR (PEM, DER or base64 DER)")
+    which.add_argument("--from", dest="from_source", metavar="DIR_OR_LIST",
+                       help="many: a folder of .csr/.pem/.der files, or a file listing CSR paths, one a line")
+    p.add_argument("--name", help="one CSR: the device's or service's name in the ledger (default: the CSR's CN)")
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="default: the first of the CA policy's external_profiles")
+    p.add_argument("--days", type=POSITIVE, default=None, metavar="N",
+                   help="validity in days, at most the policy's max_validity_days (default: the policy's)")
+    p.add_argument("--out", metavar="FILE|DIR",
+                   help="one CSR: write the certificate and its intermediates here (PEM; default: standard "
+                        "output); --from: the folder for <CSR name>.pem (default: next to each CSR)")

@@ -46,13 +46,13 @@ def test_registered_triggers_have_the_names_and_bindings_the_infra_expects():
     revocation = {"kvca_revoke", "kvca_crl", "kvca_ocsp_post", "kvca_ocsp_get", "kvca_publish_crls"}  # tests/revocation
     assert set(fns) - revocation == {"kvca_eventgrid", "kvca_sweep", "kvca_sign", "kvca_renew", "kvca_issue",
                                      "kvca_inventory", "kvca_health", "kvca_cancel", "kvca_issue_batch",
-                                     "kvca_ca_policy"}
+                                     "kvca_ca_policy", "kvca_sign_csr"}
     assert fns["kvca_eventgrid"].get_trigger().get_binding_name() == "eventGridTrigger"
     timer = json.loads(fns["kvca_sweep"].get_function_json())["bindings"][0]
     assert timer["type"] == "timerTrigger" and timer["schedule"] == "%KVCA_SWEEP_SCHEDULE%"
     routes = {}
     for name in ("kvca_sign", "kvca_renew", "kvca_issue", "kvca_inventory", "kvca_health", "kvca_cancel",
-                 "kvca_issue_batch", "kvca_ca_policy"):
+                 "kvca_issue_batch", "kvca_ca_policy", "kvca_sign_csr"):
         binding = json.loads(fns[name].get_function_json())["bindings"][0]
         assert binding["authLevel"].lower() == "function", name
         routes[name] = (binding["route"], tuple(m.upper() for m in binding["methods"]))
@@ -65,6 +65,7 @@ def test_registered_triggers_have_the_names_and_bindings_the_infra_expects():
         "kvca_cancel": ("certificates/{name}/cancel", ("POST",)),
         "kvca_issue_batch": ("certificates/batch", ("POST",)),
         "kvca_ca_policy": ("cas/{ca}/policy", ("GET",)),
+        "kvca_sign_csr": ("cas/{ca}/sign-csr", ("POST",)),
     }
 
 

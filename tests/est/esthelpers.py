@@ -59,6 +59,10 @@ class Device:
         openssl(*args, cwd=self.folder)
         return (self.folder / name).read_bytes()
 
+    def csr_file(self, **kwargs) -> Path:
+        self.csr(name="device.csr", **kwargs)
+        return self.folder / "device.csr"
+
     def csr_der_base64(self, **kwargs) -> bytes:
         """The CSR as RFC 7030 4.2.1 sends it: base64 of the DER, in lines (`openssl base64` wraps at 64)."""
         self.csr(name="device.csr", **kwargs)
