@@ -238,4 +238,24 @@ def _add_device_commands(sub, add) -> None:
                    help="validity in days, at most the policy's max_validity_days (default: the policy's)")
     p.add_argument("--out", metavar="FILE|DIR",
                    help="one CSR: write the certificate and its intermediates here (PEM; default: standard "
-                        "output); --from: the folder for <CSR name>.pem (default: next to each CSR)")
+                        "output); --from: an existing folder for <CSR file name>.crt (default: next to each CSR)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """\
+--from signs a fleet's CSRs: every file in the folder ending .csr, .req, .pem or .der, or the
+files a list names (one path a line, relative to the list). Every CSR is read and its signature
+checked first: an unreadable one refuses the run (exit 2) and nothing is signed. Each certificate
+is named by its CSR's CN, checked against the CA's policy, signed and recorded in the ledger, and
+its chain (PEM: the certificate, then the intermediates) written to <CSR file name>.crt. Standard
+output gets one signed_csr JSON document a line, as each CSR is done: signed, skipped, or failed
+with its reason. Resuming: run the same command again; a CSR signed before (the same public key
+and names, found in the ledger) is reported skipped, not signed again, and its file written
+again. Exit 0 when none failed, 1 when any did."""
+    p = add(sub, "enroll-codes", "one-time enrollment codes for devices' first EST enrollment (HTTP Basic: the device "
+                                 "ID and its code); kvca keeps only their hashes")
+    p.add_argument("ca", metavar="CA")
+    p.add_argument("--from", dest="from_file", metavar="FILE", required=True,
+                   help="CSV with a header row: device_id, and optionally sans (names the device may hold besides "
+                        "its ID, space-separated: DNS:..., URI:..., IP:..., email:...)")
+    p.add_argument("--days", type=POSITIVE, default=7, metavar="N", help="how long the codes are valid (default 7)")
+    p.add_argument("--out", metavar="FILE", required=True,
+                   help="the codes file to create (CSV device_id,code,expires; mode 0600)")

@@ -110,6 +110,9 @@ def test_every_command_prints_a_document_of_the_contract(kvca, step_ca, tmp_path
         .sign(device_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
     signed = run("sign-csr", "corp", "--csr", str(tmp_path / "device.csr"), "--out", str(tmp_path / "dev.pem"))
     assert signed["action"] == "signed" and signed["name"] == "dev.corp.internal"
+    (tmp_path / "devices.csv").write_text("device_id\ndev-1\n")
+    codes = run("enroll-codes", "corp", "--from", str(tmp_path / "devices.csv"), "--out", str(tmp_path / "codes.csv"))
+    assert codes["devices"] == 1 and codes["mode"] == "0600"
     failed = run("show", "nope", code=1)
     assert failed["error"] == "NotFound" and failed["exit_code"] == 1 and "'nope'" in failed["message"]
 
