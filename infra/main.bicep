@@ -32,6 +32,9 @@ param principalType string = 'User'
 @description('Give the deployer Key Vault Certificates Officer on the vault, so `kvca ca create` and the other certificate commands work from their machine.')
 param grantDeployerCertificatesOfficer bool = true
 
+@description('Give the deployer Storage Table Data Reader on the ledger table, to audit every certificate signed and every revocation; nobody gets update or delete on it.')
+param grantDeployerLedgerReader bool = true
+
 @description('Name of an existing Key Vault (RBAC authorisation) to use instead of creating one; empty: create a new vault.')
 param existingKeyVaultName string = ''
 
@@ -108,6 +111,16 @@ param alertEmail string = ''
 @secure()
 param alertWebhookUrl string = ''
 
+@description('Python version of the Functions app: one kvca is tested on (3.11 or 3.13).')
+@allowed([
+  '3.11'
+  '3.13'
+])
+param pythonVersion string = '3.11'
+
+@description('Private networking: a VNet the app integrates with, private endpoints (and DNS zones) for the Key Vault, the host storage (blob, table) and the ledger (table), and public network access off on those. The CRL account stays public (relying parties fetch CRLs anonymously) and so does the app\'s inbound endpoint (OCSP, CRL, Event Grid). The kvca CLI then reaches the vault only from inside the VNet.')
+param vnetEnabled bool = false
+
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -143,6 +156,19 @@ var crlBlobHost = '${crlStorageName}.blob.${environment().suffixes.storage}'
 var crlContainerUrl = 'https://${crlBlobHost}/${crlContainerName}'
 var derivedCrlUrl = !empty(crlUrl) ? crlUrl : (empty(caName) ? '' : 'http://${crlBlobHost}/${crlContainerName}/${caName}.crl')
 var ocspBaseUrl = '${appBaseUrl}/api/ocsp'
+// The CA's ledger (app/ledger-storage.bicep): a table of its own account, where the app may only
+// insert and read. Its URL follows from the names, as the CRL's does.
+var ledgerStorageName = 'stkvcaldg${take(resourceToken, 14)}'
+var ledgerTableName = 'kvcaledger'
+var ledgerTableUrl = 'https://${ledgerStorageName}.table.${environment().suffixes.storage}/${ledgerTableName}'
+
+// Private networking (vnetEnabled): the modules are private by default (publicNetworkAccess
+// Disabled, network rules Deny); they are opened only when there is no VNet to reach them through.
+// Named apart from the modules' parameters: checkov resolves a name across all files at once, and
+// a variable here named like a module's parameter would shadow that parameter's default.
+var dataPublicNetworkAccess = vnetEnabled ? 'Disabled' : 'Enabled'
+var dataNetworkDefaultAction = vnetEnabled ? 'Deny' : 'Allow'
+var vaultId = resourceId(subscription().subscriptionId, vaultResourceGroupName, 'Microsoft.KeyVault/vaults', vaultName)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -206,6 +232,8 @@ module storage 'app/storage.bicep' = {
     functionPrincipalId: functionIdentity.outputs.principalId
     eventGridPrincipalId: eventGridIdentity.outputs.principalId
     deploymentPrincipalId: deploymentIdentity.outputs.principalId
+    publicNetworkAccess: dataPublicNetworkAccess
+    networkDefaultAction: dataNetworkDefaultAction
   }
 }
 
@@ -221,6 +249,24 @@ module crlStorage 'app/crl-storage.bicep' = {
   }
 }
 
+module ledgerStorage 'app/ledger-storage.bicep' = {
+  name: 'ledger-storage'
+  scope: rg
+  params: {
+    name: ledgerStorageName
+    location: location
+    tags: tags
+    tableName: ledgerTableName
+    functionPrincipalId: functionIdentity.outputs.principalId
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+    grantDeployerLedgerReader: grantDeployerLedgerReader
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
+    publicNetworkAccess: dataPublicNetworkAccess
+    networkDefaultAction: dataNetworkDefaultAction
+  }
+}
+
 module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
   name: 'keyvault'
   scope: rg
@@ -229,6 +275,81 @@ module keyVault 'app/keyvault.bicep' = if (!useExistingVault) {
     location: location
     tags: tags
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    publicNetworkAccess: dataPublicNetworkAccess
+    networkDefaultAction: dataNetworkDefaultAction
+  }
+}
+
+module network 'app/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-kvca-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// One private endpoint per sub-resource the app reaches: the vault, the host storage's blob
+// (host leases and keys, the deployment package) and table (the host's diagnostic events)
+// services, and the ledger's table service. No queue endpoint: kvca has no queue trigger and no
+// Durable Functions (storage.bicep).
+module vaultEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-vault'
+  scope: rg
+  params: {
+    name: 'pe-kvca-vault-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: vaultId
+    groupId: 'vault'
+    dnsZoneId: network.outputs.vaultZoneId
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
+module hostBlobEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-host-blob'
+  scope: rg
+  params: {
+    name: 'pe-kvca-blob-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'blob'
+    dnsZoneId: network.outputs.blobZoneId
+  }
+}
+
+module hostTableEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-host-table'
+  scope: rg
+  params: {
+    name: 'pe-kvca-table-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: storage.outputs.id
+    groupId: 'table'
+    dnsZoneId: network.outputs.tableZoneId
+  }
+}
+
+module ledgerEndpoint 'app/private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'pe-ledger-table'
+  scope: rg
+  params: {
+    name: 'pe-kvca-ledger-${resourceToken}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetId: ledgerStorage.outputs.id
+    groupId: 'table'
+    dnsZoneId: network.outputs.tableZoneId
   }
 }
 
@@ -318,7 +439,7 @@ module functionApp 'app/function.bicep' = {
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    pythonVersion: '3.11'
+    pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
     vaultUrl: vaultUrl
     vaultName: vaultName
@@ -338,6 +459,8 @@ module functionApp 'app/function.bicep' = {
     ocspUrl: ocspEnabled ? ocspBaseUrl : ''
     caRenewBeforeDays: caRenewBeforeDays
     notifyWebhookUrl: notifyWebhookUrl
+    ledgerTableUrl: ledgerTableUrl
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
   }
 }
 
@@ -377,3 +500,6 @@ output AZURE_CRL_URL string = derivedCrlUrl
 output AZURE_CRL_CONTAINER_URL string = crlContainerUrl
 output AZURE_CRL_STORAGE_ACCOUNT_NAME string = crlStorage.outputs.name
 output KVCA_OCSP_URL string = ocspBaseUrl
+// The ledger's table: the app appends to it; the deployer may read it (`kvca` audit commands).
+output KVCA_LEDGER_TABLE_URL string = ledgerTableUrl
+output AZURE_LEDGER_STORAGE_ACCOUNT_NAME string = ledgerStorage.outputs.name

@@ -1,5 +1,6 @@
-// Alert rules: failed renewals (kvca's own log lines in Application Insights) and dead-lettered
-// Event Grid events (both topics' DeadLetteredCount metric), sent to one action group whose
+// Alert rules: failed renewals, CAs expiring or expired and CRLs not published (kvca's own
+// structured log records in Application Insights), and Event Grid events dead-lettered or dropped
+// (both topics' DeadLetteredCount and DroppedEventCount metrics), sent to one action group whose
 // receivers are parameters. A module of its own, not part of monitoring.bicep: the Key Vault
 // system topic is made by vault-access.bicep, which waits for the Functions app, which waits for
 // monitoring.bicep, so rules on the topic can only be deployed after all of them.
@@ -10,9 +11,7 @@
 //
 // API versions and property names from Azure/bicep-types-az generated/monitor/microsoft.insights:
 // scheduledQueryRules@2023-12-01 (2023-12-01/types.md), actionGroups@2023-01-01 (2023-01-01/types.md),
-// metricAlerts@2018-03-01 (2018-03-01/types.md). DeadLetteredCount (Count, aggregation Total) is
-// a metric of Microsoft.EventGrid/systemTopics and Microsoft.EventGrid/topics
-// (learn.microsoft.com/azure/azure-monitor/reference/supported-metrics, Microsoft.EventGrid).
+// metricAlerts@2018-03-01 (2018-03-01/types.md).
 
 @description('Azure region of the log alert rule (the Application Insights component\'s).')
 param location string
@@ -69,31 +68,83 @@ var actionGroupIds = hasReceivers ? [
   actionGroup.id
 ] : []
 
-// kvca_core/operations.py logs every failed renewal of a sweep as
-// `kvca op=sweep certificate=<name> outcome=failed reason=...`, and a renewal or signing refused on an
-// event or an HTTP call as `kvca op=renew|sign_pending certificate=<name> outcome=refused|error kind=<kind>`.
-// The kinds counted are those of a renewal that failed (the CA or its policy refused, the CA is gone,
-// the vault failed), not the everyday answers (NotManaged, InvalidRequest, Conflict). Python's
-// logging reaches Application Insights' `traces` table.
-resource failedRenewals 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
-  name: 'kvca-failed-renewals-${resourceToken}'
+// kvca logs one structured record per operation through OpenTelemetry (azure-monitor-opentelemetry)
+// to Application Insights; its attributes land in the `traces` table as customDimensions:
+// kvca.operation, kvca.outcome, kvca.certificate, kvca.version, kvca.serial, kvca.ca, kvca.reason,
+// kvca.kind (the error kind), kvca.source (event, timer, http, cli). The rules query those
+// dimensions, not the message text, so rewording a log line cannot silence an alert.
+// Log records as traces with customDimensions:
+// learn.microsoft.com/azure/azure-monitor/app/opentelemetry-add-modify (Python, custom attributes).
+var kvcaRecords = 'traces | where isnotempty(customDimensions["kvca.operation"]) | extend operation = tostring(customDimensions["kvca.operation"]), outcome = tostring(customDimensions["kvca.outcome"]), kind = tostring(customDimensions["kvca.kind"]), certificate = tostring(customDimensions["kvca.certificate"]), ca = tostring(customDimensions["kvca.ca"]), reason = tostring(customDimensions["kvca.reason"]), source = tostring(customDimensions["kvca.source"])'
+var kvcaColumns = 'project timestamp, operation, outcome, kind, certificate, ca, reason, source'
+
+// One log rule each:
+// - failed-renewals: a sweep that failed to renew a certificate, or a renewal or signing refused
+//   on an event or an HTTP call for a reason that needs a person (the CA or its policy refused,
+//   the CA is gone, configuration, the vault failed), not the everyday answers (NotManaged,
+//   InvalidRequest, Conflict);
+// - ca-expiring / ca-expired: the sweep's CA warning (KVCA_CA_RENEW_BEFORE_DAYS), expired the
+//   more severe; the window spans a day, so a warning logged by a 6-hourly sweep keeps it open;
+// - crl-publishing: a CRL that could not be re-signed or published (relying parties keep the
+//   old one until its nextUpdate, 7 days).
+var logRules = [
+  {
+    key: 'failed-renewals'
+    displayName: 'kvca: certificate renewals failed'
+    description: 'A kvca sweep, event or HTTP call failed to renew or sign a certificate; the record names it (kvca.certificate) and why (kvca.kind, kvca.reason).'
+    severity: 2
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    filter: 'where (operation == "sweep" and outcome == "failed") or (operation in ("renew", "sign_pending") and outcome in ("refused", "error") and kind in ("PolicyViolation", "NotFound", "ConfigurationError", "UpstreamError", "Throttled"))'
+  }
+  {
+    key: 'ca-expiring'
+    displayName: 'kvca: a CA certificate expires soon'
+    description: 'A CA certificate expires within KVCA_CA_RENEW_BEFORE_DAYS (kvca.ca): rotate it (kvca ca rotate) before leaves outlive it.'
+    severity: 2
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    filter: 'where operation == "ca_warning" and outcome == "ca-expiring"'
+  }
+  {
+    key: 'ca-expired'
+    displayName: 'kvca: a CA certificate has expired'
+    description: 'A CA certificate has expired (kvca.ca): nothing it signs is trusted any more.'
+    severity: 1
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    filter: 'where operation == "ca_warning" and outcome == "ca-expired"'
+  }
+  {
+    key: 'crl-publishing'
+    displayName: 'kvca: a CRL was not published'
+    description: 'kvca could not re-sign or publish a CA\'s CRL (kvca.ca, kvca.kind, kvca.reason); relying parties keep the previous CRL until its nextUpdate.'
+    severity: 2
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT1H'
+    filter: 'where operation == "publish_crl" and outcome in ("failed", "error")'
+  }
+]
+
+resource logAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for rule in logRules: {
+  name: 'kvca-${rule.key}-${resourceToken}'
   location: location
   tags: tags
   kind: 'LogAlert'
   properties: {
-    displayName: 'kvca: certificate renewals failed'
-    description: 'A kvca sweep, event or HTTP call failed to renew or sign a certificate; the log line names it and why (traces: kvca op=... outcome=failed).'
-    severity: 2
+    displayName: rule.displayName
+    description: rule.description
+    severity: rule.severity
     enabled: true
     scopes: [
       applicationInsightsId
     ]
-    evaluationFrequency: 'PT15M'
-    windowSize: 'PT15M'
+    evaluationFrequency: rule.evaluationFrequency
+    windowSize: rule.windowSize
     criteria: {
       allOf: [
         {
-          query: 'traces | where message startswith "kvca op=sweep certificate=" and message has "outcome=failed" or message matches regex @"^kvca op=(renew|sign_pending) certificate=\\S+ outcome=(refused|error) kind=(PolicyViolation|NotFound|ConfigurationError|UpstreamError|Throttled) "'
+          query: '${kvcaRecords} | ${rule.filter} | ${kvcaColumns}'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
@@ -109,10 +160,15 @@ resource failedRenewals 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
       actionGroups: actionGroupIds
     }
   }
-}
+}]
 
-// An event dead-lettered after Event Grid's retries (24 h, vault-access.bicep / eventgrid-topic.bicep):
-// the sweep still renews the certificate, but the event path is broken and someone should look.
+// An event Event Grid gave up on after its retries (24 h, vault-access.bicep / eventgrid-topic.bicep):
+// dead-lettered into the eventgrid-deadletter container, or dropped where it cannot be
+// dead-lettered (with vnetEnabled the storage account refuses Event Grid's public-endpoint writes,
+// docs/deploy.md). The sweep still renews the certificate, but the event path is broken and
+// someone should look. DeadLetteredCount and DroppedEventCount (Count, aggregation Total) are
+// metrics of Microsoft.EventGrid/systemTopics and Microsoft.EventGrid/topics
+// (learn.microsoft.com/azure/event-grid/monitor-push-reference).
 var deadLetterTopics = [
   {
     key: 'vault-events'
@@ -127,17 +183,36 @@ var deadLetterTopics = [
     what: 'Kvca.CertificatePendingRequest events'
   }
 ]
+var undeliveredMetrics = [
+  {
+    key: 'dead-lettered'
+    metric: 'DeadLetteredCount'
+    what: 'dead-lettered'
+    where: 'see the eventgrid-deadletter blob container'
+  }
+  {
+    key: 'dropped'
+    metric: 'DroppedEventCount'
+    what: 'dropped'
+    where: 'they could not be dead-lettered'
+  }
+]
+// Every topic with every metric: one rule each (a rule's criteria all have to hold at once).
+var undelivered = [for i in range(0, 4): {
+  topic: deadLetterTopics[i % 2]
+  metric: undeliveredMetrics[i / 2]
+}]
 
-resource deadLettered 'Microsoft.Insights/metricAlerts@2018-03-01' = [for topic in deadLetterTopics: {
-  name: 'kvca-dead-lettered-${topic.key}-${resourceToken}'
+resource undeliveredEvents 'Microsoft.Insights/metricAlerts@2018-03-01' = [for alert in undelivered: {
+  name: 'kvca-${alert.metric.key}-${alert.topic.key}-${resourceToken}'
   location: 'global'
   tags: tags
   properties: {
-    description: 'Event Grid dead-lettered ${topic.what} meant for kvca (see the eventgrid-deadletter blob container).'
+    description: 'Event Grid ${alert.metric.what} ${alert.topic.what} meant for kvca (${alert.metric.where}).'
     severity: 2
     enabled: true
     scopes: [
-      topic.id
+      alert.topic.id
     ]
     evaluationFrequency: 'PT15M'
     windowSize: 'PT1H'
@@ -146,9 +221,9 @@ resource deadLettered 'Microsoft.Insights/metricAlerts@2018-03-01' = [for topic 
       allOf: [
         {
           criterionType: 'StaticThresholdCriterion'
-          name: 'dead-lettered'
-          metricNamespace: topic.namespace
-          metricName: 'DeadLetteredCount'
+          name: alert.metric.key
+          metricNamespace: alert.topic.namespace
+          metricName: alert.metric.metric
           timeAggregation: 'Total'
           operator: 'GreaterThan'
           threshold: 0

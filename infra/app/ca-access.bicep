@@ -1,6 +1,7 @@
 // The Functions app's access to ONE CA's private key, never to the whole vault.
-// A CA named NAME is the certificate NAME (kvca CONTRACTS.md); its key and its
-// secret share that name (keyvault-facts.md). Scoping a role to one key or one
+// A CA named NAME is the certificate NAME; its key and its secret share that name
+// (learn.microsoft.com/azure/key-vault/certificates/about-certificates, "Composition of a
+// certificate": the addressable key and secret have the certificate's name). Scoping a role to one key or one
 // secret is supported by Key Vault RBAC:
 // https://learn.microsoft.com/azure/key-vault/general/rbac-guide ("individual
 // keys, secrets, and certificates" scope).
@@ -14,7 +15,7 @@
 // secret, which holds the key and the chain.
 //
 // In both modes, Secrets User on the secret `<CA>-policy` alone: the CA's
-// issuance policy, stored with the CA (issue 12, kvca_core/capolicy.py), which
+// issuance policy, stored with the CA (kvca_core/capolicy.py), which
 // every signer reads and the app never writes. The secret exists once
 // `kvca ca create` / `kvca ca import` has run, the same two-step flow as the
 // CA's key: create the CA, then set caName and provision.
@@ -39,7 +40,8 @@ param functionPrincipalId string
 @description('Resource ID of kvca\'s CA key signer role (vault-access.bicep: keys/read and keys/sign/action).')
 param caSignerRoleId string
 
-// Built-in role ID (keyvault-facts.md): secrets/getSecret/action and readMetadata only.
+// Built-in role ID (learn.microsoft.com/azure/role-based-access-control/built-in-roles/security):
+// secrets/getSecret/action and readMetadata only.
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {

@@ -1,6 +1,7 @@
 // kvca's own Event Grid topic: the renewal engine publishes
-// Kvca.CertificatePendingRequest here (there is no such system event,
-// keyvault-facts.md) and the same Event Grid function picks it up.
+// Kvca.CertificatePendingRequest here (Key Vault's system topic has no event for a pending
+// request: learn.microsoft.com/azure/event-grid/event-schema-key-vault) and the same Event Grid
+// function picks it up.
 // Local (SAS key) auth is off: publishers use Entra ID and need
 // EventGrid Data Sender on this topic, which only the Functions app gets.
 
@@ -34,11 +35,11 @@ param deadLetterStorageId string
 @description('Blob container receiving dead letters.')
 param deadLetterContainerName string
 
-// EventGrid Data Sender (keyvault-facts.md, built-in role IDs).
+// EventGrid Data Sender (learn.microsoft.com/azure/role-based-access-control/built-in-roles/integration).
 var eventGridDataSender = 'd5a91429-5739-47e2-a06b-3470a27159e7'
 
 resource topic 'Microsoft.EventGrid/topics@2022-06-15' = {
-  // checkov:skip=CKV_AZURE_193:the Flex app (no VNet) publishes over the public endpoint; local auth is off, only EventGrid Data Sender holders can publish
+  // checkov:skip=CKV_AZURE_193:the app publishes over the topic's public endpoint, with or without vnetEnabled (the private endpoints cover the vault and the storage it holds data in); local auth is off, only EventGrid Data Sender holders can publish
   name: name
   location: location
   tags: tags

@@ -42,11 +42,13 @@ param deploymentContainerName string
 @description('Name of the Application Insights component.')
 param applicationInsightsName string
 
-@description('Python version of the Functions runtime; kvca is tested on 3.11.')
+// The versions kvca's CI runs the whole suite on (.ci/run); 3.10 reached its end of life in
+// October 2026 and is not offered. On 3.13 the host runs the app on the azure-functions-runtime
+// library worker (tests/infra/test_worker_indexing.py indexes function_app.py with it).
+@description('Python version of the Functions runtime: one kvca is tested on (3.11 or 3.13).')
 @allowed([
-  '3.10'
   '3.11'
-  '3.12'
+  '3.13'
 ])
 param pythonVersion string = '3.11'
 
@@ -129,6 +131,12 @@ param caRenewBeforeDays int = 398
 @secure()
 param notifyWebhookUrl string = ''
 
+@description('Resource ID of the subnet the app integrates with (network.bicep, delegated to Microsoft.App/environments); empty: no VNet integration.')
+param virtualNetworkSubnetId string = ''
+
+@description('KVCA_LEDGER_TABLE_URL: https URL of the ledger table (ledger-storage.bicep) the app appends every signature and revocation to.')
+param ledgerTableUrl string
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -152,8 +160,17 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// Telemetry: host.json's telemetryMode OpenTelemetry makes the host export OpenTelemetry to
+// Application Insights. PYTHON_ENABLE_OPENTELEMETRY=true lets the Python worker stream the app's
+// own OpenTelemetry logs, with their kvca.* attributes that the host's log forwarding would not
+// carry, and attach each invocation's trace context, without duplicate host-level entries
+// (learn.microsoft.com/azure/azure-functions/opentelemetry-howto; azure-functions-runtime's
+// handle_event.worker_init_request reads it). The app configures the exporter itself, with
+// azure-monitor-opentelemetry's configure_azure_monitor and the app's identity; not
+// PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY, whose worker-side setup passes no credential
+// and so cannot write to an Application Insights whose local auth is off.
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222:Event Grid delivers to the function over the app's public endpoint (no VNet in this template)
+  // checkov:skip=CKV_AZURE_222:the app answers anonymous OCSP and CRL requests of relying parties anywhere, and Event Grid delivers to its public endpoint; with vnetEnabled only its outbound traffic goes through the VNet
   // checkov:skip=CKV_AZURE_17:Event Grid delivery presents no client certificate; HTTP triggers use function keys
   // checkov:skip=CKV_AZURE_212:Flex Consumption manages instances (scale to zero); Event Grid retries and the timer sweep cover a missed run
   // checkov:skip=CKV_AZURE_213:Flex Consumption does not support App Service health check
@@ -173,7 +190,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     clientCertEnabled: false
+    // Inbound stays public (OCSP, CRL, Event Grid delivery); with vnetEnabled, outbound goes
+    // through the VNet to the private endpoints (Azure-Samples functions-quickstart-python-http-azd,
+    // infra/app/api.bicep sets virtualNetworkSubnetId the same way).
     publicNetworkAccess: 'Enabled'
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
@@ -203,6 +224,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        // OpenTelemetry from the worker: see the note above resource functionApp.
+        {
+          name: 'PYTHON_ENABLE_OPENTELEMETRY'
+          value: 'true'
         }
         {
           name: 'AZURE_CLIENT_ID'
@@ -304,6 +330,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'KVCA_NOTIFY_WEBHOOK_URL'
           value: notifyWebhookUrl
         }
+        // The ledger: Insert Entity and Query Entities only (ledger-storage.bicep's custom role).
+        {
+          name: 'KVCA_LEDGER_TABLE_URL'
+          value: ledgerTableUrl
+        }
         // One instance's share of the vault's key-operation limit for signing external CSRs
         // (sign-csr, EST); the rest stays for renewals, CRLs and OCSP.
         {
@@ -341,58 +372,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// App Service authentication (Easy Auth) for Entra ID callers, next to function
-// keys. A caller with a token for api://<authClientId> arrives with its claims
-// (app roles included) in X-MS-CLIENT-PRINCIPAL, which App Service strips from
-// client requests while this is on
-// (learn.microsoft.com/azure/app-service/configure-authentication-user-identities).
-// A caller without a token is let through as anonymous: the Functions host still
-// demands a function key, and KVCA_ACCESS_RULES give such a caller only what
-// their "function_key" rule says (nothing, by default, once rules exist).
-// Settings shape: learn.microsoft.com/azure/templates/microsoft.web/sites/config-authsettingsv2.
-resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (easyAuthEnabled) {
-  // checkov:skip=CKV_AZURE_13:this resource is App Service authentication (authsettingsV2, platform.enabled true); the check reads only the v1 authsettings shape
-  // checkov:skip=CKV_AZURE_63:an authsettingsV2 resource, not the site's web config that the HTTP-logging check is written for; kvca logs to Application Insights
-  // checkov:skip=CKV_AZURE_65:an authsettingsV2 resource, not the site's web config that the detailed-errors check is written for
-  // checkov:skip=CKV_AZURE_66:an authsettingsV2 resource, not the site's web config that the failed-request-tracing check is written for
-  // checkov:skip=CKV_AZURE_80:an authsettingsV2 resource of a Python app; there is no .NET Framework version to set
-  // checkov:skip=CKV_AZURE_88:an authsettingsV2 resource; Flex Consumption keeps the package in blob storage, no Azure Files share
-  // checkov:skip=CKV_AZURE_70:httpSettings.requireHttps is true below; the check cannot read a conditional resource's properties (KeyError)
-  // checkov:skip=CKV_AZURE_222:as on the site: Event Grid delivers to the function over the app's public endpoint (no VNet in this template)
-  parent: functionApp
-  name: 'authsettingsV2'
-  properties: {
-    platform: {
-      enabled: true
-    }
-    globalValidation: {
-      requireAuthentication: false
-      unauthenticatedClientAction: 'AllowAnonymous'
-    }
-    identityProviders: {
-      azureActiveDirectory: {
-        enabled: true
-        registration: {
-          clientId: authClientId
-          openIdIssuer: '${environment().authentication.loginEndpoint}${authTenantId}/v2.0'
-        }
-        validation: {
-          // v1 tokens carry the app ID URI as audience, v2 tokens the client ID.
-          allowedAudiences: [
-            'api://${authClientId}'
-            authClientId
-          ]
-        }
-      }
-    }
-    login: {
-      tokenStore: {
-        enabled: false
-      }
-    }
-    httpSettings: {
-      requireHttps: true
-    }
+// App Service authentication (Easy Auth) for Entra ID callers, next to function keys: a
+// module of its own (function-auth.bicep), deployed exactly when an app registration is named.
+// A module rather than a conditional resource: checkov's bicep reader does not see the
+// properties of a conditional resource (CKV_AZURE_70 crashed on it), and in a module of its
+// own the resource is unconditional, so every check reads it.
+module authSettings 'function-auth.bicep' = if (easyAuthEnabled) {
+  name: '${name}-auth'
+  params: {
+    functionAppName: functionApp.name
+    authClientId: authClientId
+    authTenantId: authTenantId
   }
 }
 

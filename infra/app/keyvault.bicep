@@ -21,9 +21,15 @@ param softDeleteRetentionInDays int = 90
 @description('Log Analytics workspace receiving the vault\'s audit log (who read or signed with which key).')
 param logAnalyticsId string
 
+// No @allowed on these two: checkov reads a parameter's default only without one (with one,
+// CKV_AZURE_189 crashes on the parameter object); main.bicep passes exactly these values.
+@description('publicNetworkAccess of the vault: Disabled (the default, private endpoints only) when main.bicep\'s vnetEnabled is true, Enabled otherwise.')
+param publicNetworkAccess string = 'Disabled'
+
+@description('Default action of the vault\'s network rules: Deny (the default) with private networking, Allow otherwise.')
+param networkDefaultAction string = 'Deny'
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_109:the Flex app (no VNet) and the kvca CLI reach the vault publicly; access is Azure RBAC only, CA key roles scoped to one key or secret
-  // checkov:skip=CKV_AZURE_189:as CKV_AZURE_109: public endpoint, RBAC-only access, audit log to Log Analytics
   name: name
   location: location
   tags: tags
@@ -40,9 +46,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
       bypass: 'AzureServices'
     }
   }

@@ -25,7 +25,7 @@ param functionPrincipalId string
 @maxValue(730)
 param retentionInDays int = 30
 
-// Monitoring Metrics Publisher (keyvault-facts.md, built-in role IDs).
+// Monitoring Metrics Publisher (learn.microsoft.com/azure/role-based-access-control/built-in-roles/monitor).
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {

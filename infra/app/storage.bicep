@@ -40,8 +40,15 @@ param eventGridPrincipalId string
 @description('Principal ID of the identity the platform reads and writes the deployment package with (functionAppConfig.deployment.storage); never the identity the app\'s code runs as.')
 param deploymentPrincipalId string
 
-// Built-in role IDs (keyvault-facts.md; Storage Blob Data Contributor from
-// https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+// No @allowed on these two: checkov reads a parameter's default only without one (with one,
+// CKV_AZURE_189 crashes on the parameter object); main.bicep passes exactly these values.
+@description('publicNetworkAccess of the storage account: Disabled (the default, private endpoints only) when main.bicep\'s vnetEnabled is true, Enabled otherwise.')
+param publicNetworkAccess string = 'Disabled'
+
+@description('Default action of the storage account\'s network rules: Deny (the default) with private networking, Allow otherwise.')
+param networkDefaultAction string = 'Deny'
+
+// Built-in role IDs (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage).
 // The Functions host needs blob (leases for the timer trigger and host id in
 // azure-webjobs-hosts, function keys in azure-webjobs-secrets) and table
 // (diagnostic events: AZFD0003,
@@ -61,8 +68,6 @@ var hostsContainerName = 'azure-webjobs-hosts'
 var secretsContainerName = 'azure-webjobs-secrets'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35:no VNet in this template, so the Flex app and Event Grid reach storage publicly; shared keys are off, every access needs an Entra role
-  // checkov:skip=CKV_AZURE_59:as CKV_AZURE_35: public endpoint, identity-only access (allowSharedKeyAccess false, no public blobs)
   // checkov:skip=CKV_AZURE_206:holds host leases, the deployment package and dead letters (the timer sweep makes up for lost events); skuName raises redundancy where the region offers it
   name: name
   location: location
@@ -80,9 +85,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     dnsEndpointType: 'Standard'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
       bypass: 'AzureServices'
     }
   }

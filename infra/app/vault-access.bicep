@@ -51,7 +51,7 @@ param deadLetterStorageId string
 @description('Blob container receiving dead letters.')
 param deadLetterContainerName string
 
-// Built-in role ID (keyvault-facts.md), for the deployer only: a person also
+// Built-in role ID (learn.microsoft.com/azure/role-based-access-control/built-in-roles/security), for the deployer only: a person also
 // imports CAs (`kvca ca import`), which the app never does.
 var keyVaultCertificatesOfficer = 'a4417e6f-fecd-4de8-b567-7b0420556985'
 
@@ -169,7 +169,7 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
 
 // AzureFunction endpoint: Event Grid calls the function through the platform
 // (no webhook URL or system key in the template), resourceId of
-// Microsoft.Web/sites/functions (keyvault-facts.md, Azure Functions).
+// Microsoft.Web/sites/functions (learn.microsoft.com/azure/event-grid/handler-functions).
 // Retry: Event Grid's maximum (30 attempts within 24 h); what still fails is
 // dead-lettered with the topic's identity, and the timer sweep catches up.
 // https://learn.microsoft.com/azure/event-grid/manage-event-delivery

@@ -33,6 +33,8 @@ from kvca_core.signing.crl import REASONS
 Row = dict[str, "str | bytes"]
 
 VAULT, EXTERNAL = "vault", "external"
+# The CA version of a certificate kvca signed before it recorded versions (an import of old tags).
+UNKNOWN_VERSION = "unknown"
 LOCATIONS = (VAULT, EXTERNAL)
 SAN_PREFIXES = ("DNS:", "IP:", "URI:", "email:")
 # Azure Table Storage: a binary property holds at most 64 KiB, a string 64 KiB of UTF-16
@@ -94,6 +96,18 @@ class RevocationRecord:
     revoked_at: dt.datetime
     revoked_by: str
     recorded_at: dt.datetime
+    # From the certificate's record, so that a CRL is built from the revocations alone: the CA version
+    # whose key signed it (each key version has its own CRL) and when it expires (a CRL stops listing
+    # it some time after, RFC 5280 3.3).
+    ca_version: str = UNKNOWN_VERSION
+    not_after: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, certificate: "CertificateRecord", *, reason: str, revoked_at: dt.datetime, revoked_by: str,
+           recorded_at: dt.datetime) -> "RevocationRecord":
+        return cls(ca=certificate.ca, serial=certificate.serial, reason=reason, revoked_at=revoked_at,
+                   revoked_by=revoked_by, recorded_at=recorded_at, ca_version=certificate.ca_version,
+                   not_after=certificate.not_after)
 
 
 # --- keys -----------------------------------------------------------------------------------------
@@ -213,10 +227,13 @@ def _revocation_fields(get: Callable[[str], Any], when: Callable[[str], dt.datet
     reason = get("reason")
     if reason not in REASONS:
         raise _Bad("reason", f"must be one of {', '.join(REASONS)} (RFC 5280 5.3.1)", reason)
+    not_after = get("not_after")
     return RevocationRecord(ca=_text("ca", get("ca"), pattern=NAME_RE),
                             serial=_text("serial", get("serial"), pattern=_SERIAL), reason=reason,
                             revoked_at=when("revoked_at"), revoked_by=_text("revoked_by", get("revoked_by")),
-                            recorded_at=when("recorded_at"))
+                            recorded_at=when("recorded_at"),
+                            ca_version=_text("ca_version", get("ca_version") or UNKNOWN_VERSION, pattern=VERSION_RE),
+                            not_after=when("not_after") if not_after is not None else None)
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -257,9 +274,12 @@ def certificate_row(record: CertificateRecord) -> Row:
 def revocation_row(record: RevocationRecord) -> Row:
     checked = _checked(f"revocation record of serial {str(record.serial)[:80]!r}",
                        lambda: _revocation_fields(lambda f: getattr(record, f), _given_time(record)))
-    return {"kind": "revocation", "ca": checked.ca, "serial": checked.serial, "reason": checked.reason,
-            "revoked_at": time_text(checked.revoked_at), "revoked_by": checked.revoked_by,
-            "recorded_at": time_text(checked.recorded_at)}
+    row: Row = {"kind": "revocation", "ca": checked.ca, "serial": checked.serial, "reason": checked.reason,
+                "revoked_at": time_text(checked.revoked_at), "revoked_by": checked.revoked_by,
+                "recorded_at": time_text(checked.recorded_at), "ca_version": checked.ca_version}
+    if checked.not_after is not None:
+        row["not_after"] = time_text(checked.not_after)
+    return row
 
 
 # --- reading (untrusted) ----------------------------------------------------------------------------

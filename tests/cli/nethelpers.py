@@ -52,6 +52,7 @@ class LoopbackCA:
                                              content_commitment=False, key_encipherment=False,
                                              data_encipherment=False, key_agreement=False,
                                              encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
                 .sign(key, hashes.SHA256()))
         directory.mkdir(parents=True, exist_ok=True)
         pem_path = directory / f"{cn.replace(' ', '-')}.pem"
@@ -76,6 +77,10 @@ class LoopbackCA:
                 .not_valid_before(not_before).not_valid_after(not_after)
                 .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                # RFC 5280 4.2.1.1: Python 3.13's default context (VERIFY_X509_STRICT) refuses a
+                # chain without it, before the expiry or name check these servers are here to show.
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                               critical=False)
                 .sign(self.key, hashes.SHA256()))
         path = directory / f"server-{x509.random_serial_number()}.pem"  # test keys only, under tmp_path
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(

@@ -21,8 +21,7 @@ from pycep import BicepParser
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 
-# Built-in role definition IDs (../shared/keyvault-facts.md; Storage Blob Data
-# Contributor from learn.microsoft.com's built-in roles list).
+# Built-in role definition IDs (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 ROLE_IDS = {
     "Key Vault Certificates Officer": "a4417e6f-fecd-4de8-b567-7b0420556985",
     "Key Vault Certificate User": "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
@@ -33,6 +32,7 @@ ROLE_IDS = {
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Storage Table Data Reader": "76199698-9eea-4c19-bc75-cec21354c6b6",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     # Never to be granted by kvca; listed so a failure names them.
     "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
@@ -48,6 +48,7 @@ ROLE_NAMES = {v: k for k, v in ROLE_IDS.items()}
 CUSTOM_ROLES = {
     "kvca-certificate-operator": "kvca certificate operator",
     "kvca-ca-key-signer": "kvca CA key signer",
+    "kvca-ledger-appender": "kvca ledger appender",
 }
 ROLE_PARAMS = {"caSignerRoleId": "kvca-ca-key-signer"}
 

@@ -12,6 +12,7 @@ import pytest
 from bicepwalk import CUSTOM_ROLES, ROLE_IDS, accessor_path, all_templates, call, load
 
 CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 # (file, role, scope resource type, principal parameter) for every assignment.
 GRANTS = {
     ("vault-access.bicep", "kvca certificate operator", "Microsoft.KeyVault/vaults", "functionPrincipalId"),
@@ -27,6 +28,9 @@ GRANTS = {
     ("ocsp-access.bicep", "kvca CA key signer", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
     # Publishing the CRL blobs: one container of the CRL-only account.
     ("crl-storage.bicep", "Storage Blob Data Contributor", CONTAINER, "functionPrincipalId"),
+    # The ledger: insert and read on its one table (tests/infra/test_ledger.py), and audit reads.
+    ("ledger-storage.bicep", "kvca ledger appender", TABLE, "functionPrincipalId"),
+    ("ledger-storage.bicep", "Storage Table Data Reader", TABLE, "deployerPrincipalId"),
 }
 
 NEVER = {"Owner", "Contributor", "User Access Administrator", "Key Vault Administrator",
