@@ -93,7 +93,8 @@ def code_key(ca: str, device: str, code: str) -> str:
     """The markers' key: the CA, and the hash of (label, CA, device, code); the code itself is never kept."""
     bare = normalise_code(code)
     if bare is None:
-        raise NotAuthenticated("the password is not an enrollment code (26 letters and digits)", subject=_device(device))
+        raise NotAuthenticated("the password is not an enrollment code (26 letters and digits)",
+                               subject=_device(device))
     digest = hashlib.sha256(b"\0".join([_LABEL, ca_key(ca).encode(), device.encode("utf-8"), bare.encode()]))
     return f"{ca_key(ca)}~{digest.hexdigest()}"
 
@@ -208,7 +209,8 @@ async def make_codes(ctx, ca: str, devices: Sequence[DeviceEntry], *, days: int)
                     return IssuedCode(device.device_id, code, expires)
 
     issued = list(await asyncio.gather(*(one(device) for device in devices)))
-    telemetry.record("enroll_codes", "made", ca=ca, reason=f"{len(issued)} device(s), valid until {expires.isoformat()}")
+    telemetry.record("enroll_codes", "made", ca=ca,
+                     reason=f"{len(issued)} device(s), valid until {expires.isoformat()}")
     return issued
 
 

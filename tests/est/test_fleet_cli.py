@@ -53,7 +53,8 @@ def test_a_fleet_is_signed_one_json_line_each_and_a_second_run_signs_nothing_aga
     assert "outside the allowed domains" in lines["device-999"]["reason"] and lines["device-999"]["serial"] is None
     for device in devices:
         line = lines[device.device_id]
-        assert line["csr"] == str(csrs / f"{device.device_id}.csr") and line["file"] == str(csrs / f"{device.device_id}.crt")
+        assert line["csr"] == str(csrs / f"{device.device_id}.csr")
+        assert line["file"] == str(csrs / f"{device.device_id}.crt")
         chain = x509.load_pem_x509_certificates(Path(line["file"]).read_bytes())
         assert format(chain[0].serial_number, "x") == line["serial"] and len(chain) == 2
     assert "failed 1, signed 4" in first.err and "run the same command again" in first.err
