@@ -58,18 +58,24 @@ for _name, _function in FUNCTIONS.items():
                        _binding["authLevel"].lower(), _name))
 
 
-def _server_credential(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA of the front end's own and a certificate for 127.0.0.1 it signed: (ca, cert, key) files."""
+def server_credential(folder: Path, name: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A CA of a test server's own and a server certificate it signed for `name` (an IP address or a
+    host name): (ca, cert, key) files in `folder`, the key mode 0600."""
+    folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "front end test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+    try:
+        san = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        san = x509.DNSName(name)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.SubjectAlternativeName([san]), False)
             .sign(ca_key, hashes.SHA256()))
     files = folder / "ca.pem", folder / "server.pem", folder / "server.key"
     files[0].write_bytes(ca.public_bytes(Encoding.PEM))
@@ -85,18 +91,23 @@ class FrontEnd:
     Python's ssl needs to know them), handed on whatever kvca then thinks of them."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, folder: Path, client_cas: Sequence[x509.Certificate]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.cafile, cert, key = _server_credential(folder)
+        self.cafile, cert, key = server_credential(folder)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(str(cert), str(key))
         key.unlink()  # loaded; nothing needs the file any more
         self.context.verify_mode = ssl.CERT_OPTIONAL
-        self.context.load_verify_locations(cadata="".join(c.public_bytes(Encoding.PEM).decode() for c in client_cas))
+        self.trust(client_cas)
         self.loop = loop
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="frontend", daemon=True)
+
+    def trust(self, client_cas: Sequence[x509.Certificate]) -> None:
+        """Accept client certificates of these CAs from the next connection on."""
+        if client_cas:
+            self.context.load_verify_locations(cadata="".join(c.public_bytes(Encoding.PEM).decode()
+                                                              for c in client_cas))
 
     @property
     def url(self) -> str:

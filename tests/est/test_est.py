@@ -14,12 +14,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from esthelpers import FLEET, Device, ledger_rows, openssl, openssl_verify
+from esthelpers import FLEET, Device, ledger_rows, openssl, openssl_verify, revoke_in_ledger
 from estclient import curl, enroll, unpack
 from frontend import FUNCTION_KEY
-from kvca_core import clock
 from kvca_core.enrollment import DeviceEntry, make_codes
-from kvca_core.ledger import RevocationRecord
 from signing_helpers import pkilint_findings
 
 CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
@@ -185,10 +183,7 @@ async def test_reenrollment_is_refused_for_a_revoked_a_foreign_or_no_certificate
     device, leaf = await _enrolled(est_site, tmp_path, "device-010")
     before = await ledger_rows(ctx)
     # Revoked in the ledger (what `kvca revoke` records): its holder can no longer re-enroll.
-    record = await ctx.ledger.certificate(FLEET, leaf.serial_number)
-    now = clock.now()
-    await ctx.ledger.record_revocation(RevocationRecord(ca=FLEET, serial=record.serial, reason="keyCompromise",
-                                                        revoked_at=now, revoked_by="test", recorded_at=now))
+    await revoke_in_ledger(ctx, await ctx.ledger.certificate(FLEET, leaf.serial_number), "keyCompromise")
     revoked = await enroll(device, est_site.frontend, FLEET, reenroll=True)
     assert revoked.status == 403 and "was revoked (keyCompromise" in revoked.text
     # A certificate of a CA kvca did not issue (the front end's TLS accepts it, kvca does not).
@@ -259,3 +254,33 @@ async def test_the_device_key_is_never_in_the_ledger_an_answer_or_the_front_end_
     assert not [form for form in forms if form in stored or form in answers]
     assert sorted(p.name for p in device.folder.iterdir()) == [
         "answer.bin", "device.b64", "device.csr", "device.key", "device.pem", "headers.txt"]
+
+
+async def test_an_entra_caller_the_rules_allow_enrolls_without_a_code_and_a_function_key_rule_does_not(
+        est_site, tmp_path, monkeypatch):
+    from apphelpers import easy_auth_headers
+    from kvca_core import context
+
+    provisioner = "00000000-0000-0000-0000-0000000e5701"
+    monkeypatch.setenv("KVCA_ACCESS_RULES", json.dumps({
+        "callers": {provisioner: {"actions": ["enroll"], "cas": [FLEET], "dns_suffixes": ["*"]}},
+        # A function key means nothing on an anonymous route: this rule lets no EST client in.
+        "function_key": {"actions": ["enroll"], "cas": ["*"], "dns_suffixes": ["*"]}}))
+    monkeypatch.setenv("KVCA_TRUST_EASY_AUTH", "true")
+    await context.reset_shared()
+    device = Device.make(tmp_path, "device-020")
+    (device.folder / "device.b64").write_bytes(device.csr_der_base64())
+    post = ["--data-binary", "@device.b64", "-H", "Content-Type: application/pkcs10"]
+    as_provisioner = [arg for name, value in easy_auth_headers(provisioner, "provisioning").items()
+                      for arg in ("-H", f"{name}: {value}")]
+    allowed = await curl(device, est_site.frontend, f"/.well-known/est/{FLEET}/simpleenroll", *post, *as_provisioner)
+    assert allowed.status == 200, allowed.text
+    (leaf,) = unpack(device, allowed)
+    record = await (await context.shared()).ledger.certificate(FLEET, leaf.serial_number)
+    assert record.requested_by == f"entra:{provisioner}" and record.name == "device-020"
+    stranger = [arg for name, value in easy_auth_headers("00000000-0000-0000-0000-0000000e5702", "x").items()
+                for arg in ("-H", f"{name}: {value}")]
+    refused = await curl(device, est_site.frontend, f"/.well-known/est/{FLEET}/simpleenroll", *post, *stranger)
+    assert refused.status == 403 and "enroll is not allowed for this caller" in refused.text
+    keyed = await curl(device, est_site.frontend, f"/.well-known/est/{FLEET}/simpleenroll?code=anything", *post)
+    assert keyed.status == 401  # no code, no principal: the challenge, whatever the function-key rule says
