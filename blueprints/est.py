@@ -45,7 +45,7 @@ from kvca_core.errors import (
     Throttled,
     UpstreamError,
 )
-from kvca_core.operations.external import CsrRequest, read_csr
+from kvca_core.operations.external import CsrRequest, current_ca, read_csr
 from kvca_core.signing.names import uri_host
 from kvca_core.vocabulary import check_name
 
@@ -182,7 +182,7 @@ def _pkcs10(req: func.HttpRequest) -> CsrRequest:
 async def _loaded(req: func.HttpRequest):
     ca = check_name(req.route_params.get("ca", ""), "CA")
     ctx = await context.shared()
-    return ctx, ca, await ctx.authority.load(ca)
+    return ctx, ca, await current_ca(ctx, ca)
 
 
 @bp.function_name("kvca_est_cacerts")

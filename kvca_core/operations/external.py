@@ -22,12 +22,14 @@ would be issued as, before the CA key is used: the names must be the device's, a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Callable, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -182,6 +184,28 @@ def signed_key(ca: str, spki_sha256: str, subject: x509.Name, sans: tuple[x509.G
     return f"{ca_key(ca)}~{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
 
 
+# --- the CA, read once a second ------------------------------------------------------------------
+# How long one process signs external CSRs with a CA it loaded (authority.load: one GET of the CA's
+# current version, its state checked) before it reads the CA again. Reading it for every CSR would
+# spend Key Vault's budget for all other transactions (4,000 per vault per 10 s,
+# learn.microsoft.com/azure/key-vault/general/service-limits) as fast as the signing spends the key
+# budget: a fleet enrolling at 200 per second would take half of it from everyone else. A CA disabled,
+# re-tagged or given a new policy is seen within this time; its dates are checked on every signing
+# (issue.decide_validity refuses a CA that expired).
+CA_STATE_SECONDS = 1.0
+
+
+async def current_ca(ctx, ca: str, *, monotonic: Callable[[], float] = time.monotonic) -> LoadedCA:
+    """CA `ca` as `ctx.authority.load` gave it at most CA_STATE_SECONDS ago in this process; the
+    callers that find it older wait on one load together."""
+    cache: dict[str, tuple[float, asyncio.Future]] = ctx.__dict__.setdefault("_kvca_external_cas", {})
+    key, now = ca.lower(), monotonic()
+    entry = cache.get(key)
+    if entry is None or now - entry[0] >= CA_STATE_SECONDS or (entry[1].done() and entry[1].exception()):
+        entry = cache[key] = (now, asyncio.ensure_future(ctx.authority.load(ca)))
+    return await asyncio.shield(entry[1])
+
+
 # --- the per-process limit on keys-API signing ---------------------------------------------------
 def sign_rate(ctx) -> SignRate:
     """The process's SignRate, made on first use from KVCA_EXTERNAL_SIGN_SHARE (one per context: the
@@ -221,7 +245,7 @@ async def _sign_csr(ctx, ca: str, csr: Any, *, name: str | None, profile: str | 
     name = external_name(name, request)
     with about(f"CSR '{name}'"):
         if loaded is None:
-            loaded = await ctx.authority.load(ca)
+            loaded = await current_ca(ctx, ca)
         policy = await ctx.authority.policy(loaded)
         chosen = policy.external_profile(profile)
         policy = with_validity(policy, validity_days)

@@ -182,3 +182,28 @@ async def test_the_signed_marker_names_the_serial_of_the_request(fleet, tmp_path
         if any(isinstance(e.value, x509.SubjectAlternativeName) for e in leaf.extensions) else ()
     marker = await ctx.ledger.get(SIGNED_MARKER, signed_key(FLEET, request.spki_sha256, leaf.subject, sans))
     assert marker == {"serial": signed.record.serial, "name": "sensor-6"}
+
+
+async def test_the_signing_path_reads_its_ca_once_a_second_and_sees_a_disabled_ca_then(fleet, tmp_path):
+    from kvca_core.operations.external import current_ca
+
+    ctx = fleet
+    moment = [100.0]
+    gets = []
+    original = ctx.vault.get_certificate
+
+    async def get_certificate(name, version=None):
+        gets.append(name)
+        return await original(name, version)
+
+    ctx.vault.get_certificate = get_certificate
+    first = await current_ca(ctx, FLEET, monotonic=lambda: moment[0])
+    moment[0] += 0.5
+    assert await current_ca(ctx, FLEET, monotonic=lambda: moment[0]) is first and gets.count(FLEET) == 1
+    # An administrator disables the CA: seen once its state is a second old.
+    current = await original(FLEET)
+    await ctx.vault.update_properties(FLEET, current.version, enabled=False)
+    moment[0] += 0.6
+    with pytest.raises(PolicyViolation) as refused:
+        await current_ca(ctx, FLEET, monotonic=lambda: moment[0])
+    assert "the CA is disabled" in str(refused.value) and gets.count(FLEET) == 2
