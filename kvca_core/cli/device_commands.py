@@ -143,7 +143,6 @@ def _sign_many(args, ca: str) -> Run:
     items = _items(args)  # every CSR read and checked before the vault is opened
 
     async def run(ctx, out: Output) -> int:
-        loaded = await ctx.authority.load(ca)  # once for the fleet
         limit = asyncio.Semaphore(CONCURRENCY)
         counts: dict[str, int] = {}
         made = _progress_bar(out, "sign-csr", len(items))
@@ -151,7 +150,7 @@ def _sign_many(args, ca: str) -> Run:
 
         async def one(item: CsrItem) -> None:
             async with limit:
-                line = await _sign_one(ctx, ca, item, args, loaded)
+                line = await _sign_one(ctx, ca, item, args)
             out.json(line, indent=None)  # JSON lines, as each CSR is done
             counts[line["action"]] = counts.get(line["action"], 0) + 1
             if bar is not None:
@@ -169,12 +168,12 @@ def _sign_many(args, ca: str) -> Run:
     return run
 
 
-async def _sign_one(ctx, ca: str, item: CsrItem, args, loaded) -> dict[str, Any]:
+async def _sign_one(ctx, ca: str, item: CsrItem, args) -> dict[str, Any]:
     """One CSR: signed (or found signed by an earlier run: skipped) and its chain written; a refusal
     is a `failed` line naming why, and the run goes on."""
     try:
         signed = await operations.sign_csr(ctx, ca, item.request, name=item.name, profile=args.profile,
-                                           validity_days=args.days, resume=True, loaded=loaded)
+                                           validity_days=args.days, resume=True)
     except KvcaError as exc:
         return _failed(ca, item, str(exc))
     try:

@@ -5,7 +5,9 @@ and pkilint; every refusal leaves the ledger as it was."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -207,3 +209,33 @@ async def test_the_signing_path_reads_its_ca_once_a_second_and_sees_a_disabled_c
     with pytest.raises(PolicyViolation) as refused:
         await current_ca(ctx, FLEET, monotonic=lambda: moment[0])
     assert "the CA is disabled" in str(refused.value) and gets.count(FLEET) == 2
+
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+_CASES = json.loads((CORPUS / "index.json").read_text())["cases"]
+
+
+async def test_every_hostile_csr_of_the_corpus_is_refused_and_nothing_is_recorded(fleet):
+    """tests/corpus through sign_csr: the input-level refusals (parse, verify-signature, check-key) are
+    the signing engine's own, kind and step; no CSR fails with anything but a KvcaError. One is signed
+    under the fleet's policy: its CN `xn--a.kvca.test` is no valid DNS name (an IDNA label that does not
+    decode) but has a device ID's form, which this policy allows as a client certificate's CN; every
+    other case is refused and nothing of it reaches the ledger."""
+    from kvca_core.errors import KvcaError
+
+    ctx = fleet
+    signed_files = []
+    for case in _CASES:
+        data = (CORPUS / case["file"]).read_bytes()
+        try:
+            signed = await operations.sign_csr(ctx, FLEET, data, name="corpus")
+        except KvcaError as exc:
+            if case["step"] in ("parse", "verify-signature", "check-key") and "policy" not in case:
+                assert (exc.kind, exc.step) == (case["kind"], case["step"]), (case["file"], str(exc))
+            assert "Traceback" not in str(exc)
+            continue
+        signed_files.append(case["file"])
+        assert (signed.record.subject, signed.record.sans, signed.record.profile) == \
+            ("CN=xn--a.kvca.test", (), "client")
+    assert signed_files == ["csr/idna-label-in-cn-only.der"]
+    assert len(await ledger_rows(ctx)) == 1
