@@ -12,7 +12,9 @@ import azure.functions as func
 from kvca_core import access, cawatch, operations, telemetry
 from kvca_core.access import AccessRules, Caller, Decision
 from kvca_core.settings import Settings
-from kvca_core.vocabulary import ROOT, ca_of_root
+from kvca_core.ledger import serial_text
+from kvca_core.operations.common import tagged_names
+from kvca_core.vocabulary import ROOT, ca_of_root, check_name
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +65,26 @@ async def authorize_certificate(req: func.HttpRequest, ctx, action: str, name: s
     if not rules.configured or not first.allowed:
         require(action, target, caller, first)
         return caller
-    ca, policy = await operations.certificate_scope(ctx, name)
-    names = access.policy_names(policy.dns_names, policy.emails, policy.upns, policy.subject)
+    ca, policy, tags = await operations.certificate_scope(ctx, name)
+    uris, ips = tagged_names(tags)
+    names = access.policy_names(policy.dns_names, policy.emails, policy.upns, policy.subject, uris, ips)
+    require(action, target, caller, access.decide_certificate(caller, rules, action, ca=ca, names=names))
+    return caller
+
+
+async def authorize_serial(req: func.HttpRequest, ctx, action: str, ca: str, serial: str) -> Caller:
+    """An action on a certificate found in CA `ca`'s ledger by serial: the rules must cover the CA and
+    every name the recorded certificate carries."""
+    settings = ctx.settings
+    caller, rules = caller_of(req, settings), rules_of(settings)
+    target = f"CA '{ca}' serial {serial[:48]}"
+    first = access.may_attempt(caller, rules, action)
+    if not rules.configured or not first.allowed:
+        require(action, target, caller, first)
+        return caller
+    record = await ctx.ledger.certificate(check_name(ca, "CA"), serial_text(serial))
+    names = [] if record is None else \
+        access.certificate_names(subject=record.subject, **access.san_names(record.sans))
     require(action, target, caller, access.decide_certificate(caller, rules, action, ca=ca, names=names))
     return caller
 

@@ -1,7 +1,9 @@
 """Revocation triggers.
 
     POST /api/certificates/{name}/revoke   {"reason": "keyCompromise", "version"?: V, "serial"?: S}  (FUNCTION)
-    GET  /api/crl/{ca}.crl                 the CA's CRL, DER, application/pkix-crl                   (ANONYMOUS)
+    POST /api/cas/{ca}/revoke              {"reason": ..., "serial": S}: any certificate in the CA's ledger (FUNCTION)
+    GET  /api/crl/{ca}.crl                 the CA's current key's CRL, DER, application/pkix-crl     (ANONYMOUS)
+    GET  /api/crl/{ca}/{version}.crl       one key version's CRL (what a leaf's CDP names)            (ANONYMOUS)
     POST /api/ocsp/{ca}                    OCSP, body application/ocsp-request (RFC 6960 A.1)       (ANONYMOUS)
     GET  /api/ocsp/{ca}/{base64 request}   OCSP, the request base64 then URL-encoded (A.1)           (ANONYMOUS)
     timer kvca_publish_crls                every CA's CRL re-signed and uploaded, on KVCA_CRL_SCHEDULE
@@ -27,7 +29,7 @@ from blueprints import authz
 from blueprints.respond import answers, json_body, json_response, known_fields
 from blueprints.timer import timer_function
 from kvca_core import access, context, jsonshape, revocation
-from kvca_core.errors import InvalidRequest
+from kvca_core.errors import InvalidRequest, NotFound, NotManaged, PolicyViolation
 
 bp = func.Blueprint()
 
@@ -53,16 +55,49 @@ async def kvca_revoke(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(jsonshape.of(result))
 
 
-@bp.function_name("kvca_crl")
-@bp.route(route="api/crl/{ca}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@answers("crl")
-async def kvca_crl(req: func.HttpRequest) -> func.HttpResponse:
+@bp.function_name("kvca_revoke_serial")
+@bp.route(route="api/cas/{ca}/revoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@answers("revoke")
+async def kvca_revoke_serial(req: func.HttpRequest) -> func.HttpResponse:
+    """A certificate the CA signed, found in its ledger by serial: one the vault no longer holds, or a
+    device's, whose key never was in the vault."""
+    data = known_fields(json_body(req, optional=False), ("reason", "serial"))
+    for key in ("reason", "serial"):
+        if not isinstance(data.get(key), str):
+            raise InvalidRequest(f"field {key!r} is required (a string)", subject="request")
     ctx = await context.shared()
-    crl = await revocation.publish_crl(ctx, req.route_params.get("ca", ""))
+    ca = req.route_params.get("ca", "")
+    await authz.authorize_serial(req, ctx, access.REVOKE, ca, data["serial"])
+    result = await revocation.revoke(ctx, reason=data["reason"], ca=ca, serial=data["serial"])
+    return json_response(jsonshape.of(result))
+
+
+async def _crl_answer(ca: str, version: str | None) -> func.HttpResponse:
+    ctx = await context.shared()
+    try:
+        crl = await revocation.publish_crl(ctx, ca, version)
+    except (NotFound, NotManaged, PolicyViolation, InvalidRequest):
+        # The same answer for a name the vault does not hold and for one that is no CA kvca
+        # answers for: the anonymous route does not tell which names exist.
+        raise NotFound("no CRL of this name", subject="CRL") from None
     # Clients and proxies may cache it until this instance would sign a fresh one.
     max_age = int(revocation.CRL_CACHE.total_seconds())
     return func.HttpResponse(revocation.crl_der(crl), status_code=200, mimetype="application/pkix-crl",
                              headers={"Cache-Control": f"public, max-age={max_age}"})
+
+
+@bp.function_name("kvca_crl")
+@bp.route(route="api/crl/{ca}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@answers("crl")
+async def kvca_crl(req: func.HttpRequest) -> func.HttpResponse:
+    return await _crl_answer(req.route_params.get("ca", ""), None)
+
+
+@bp.function_name("kvca_crl_version")
+@bp.route(route="api/crl/{ca}/{version}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@answers("crl")
+async def kvca_crl_version(req: func.HttpRequest) -> func.HttpResponse:
+    return await _crl_answer(req.route_params.get("ca", ""), req.route_params.get("version", ""))
 
 
 def _ocsp_answer(der: bytes) -> func.HttpResponse:

@@ -93,7 +93,7 @@ param rotationWindowHours int = 72
 
 @description('Application (client) ID of an Entra app registration with kvca\'s app roles (infra/app-roles.json), for App Service authentication; empty: none, every HTTP caller is a function-key caller.')
 param authClientId string = ''
-@description('Turn on kvca\'s OCSP responder once `kvca ocsp-responder <caName>` has issued its certificate: sets KVCA_OCSP_URL (leaves then carry it) and grants the app kvca\'s CA key signer role on the responder\'s key only.')
+@description('Turn on kvca\'s OCSP responder: sets KVCA_OCSP_URL, so leaves carry it. The answers are signed by the CA\'s own key, which the app already signs leaves with: no role of its own.')
 param ocspEnabled bool = false
 
 @description('KVCA_CA_RENEW_BEFORE_DAYS: warn (inventory, sweep, health, webhook) when a CA certificate expires within this many days.')
@@ -154,7 +154,9 @@ var crlStorageName = 'stkvcacrl${take(resourceToken, 14)}'
 var crlContainerName = 'crl'
 var crlBlobHost = '${crlStorageName}.blob.${environment().suffixes.storage}'
 var crlContainerUrl = 'https://${crlBlobHost}/${crlContainerName}'
-var derivedCrlUrl = !empty(crlUrl) ? crlUrl : (empty(caName) ? '' : 'http://${crlBlobHost}/${crlContainerName}/${caName}.crl')
+// {ca} and {version} are left for kvca to fill in at signing (KVCA_CRL_URL): each key version of
+// each CA has a CRL of its own, so a leaf of an older key still checks after a rotation.
+var derivedCrlUrl = !empty(crlUrl) ? crlUrl : 'http://${crlBlobHost}/${crlContainerName}/{ca}/{version}.crl'
 var ocspBaseUrl = '${appBaseUrl}/api/ocsp'
 // The CA's ledger (app/ledger-storage.bicep): a table of its own account, where the app may only
 // insert and read. Its URL follows from the names, as the CRL's does.
@@ -393,20 +395,6 @@ module caAccess 'app/ca-access.bicep' = if (!empty(caName)) {
   ]
 }
 
-module ocspAccess 'app/ocsp-access.bicep' = if (!empty(caName) && ocspEnabled) {
-  name: 'ocsp-access'
-  scope: resourceGroup(vaultResourceGroupName)
-  params: {
-    vaultName: vaultName
-    caName: caName
-    functionPrincipalId: functionIdentity.outputs.principalId
-    caSignerRoleId: vaultAccess.outputs.caSignerRoleId
-  }
-  dependsOn: [
-    keyVault
-  ]
-}
-
 module topic 'app/eventgrid-topic.bicep' = {
   name: 'eventgrid-topic'
   scope: rg
@@ -494,8 +482,8 @@ output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = functionIdentity.outputs.clien
 output AZURE_EVENTGRID_TOPIC_ENDPOINT string = topic.outputs.endpoint
 output AZURE_EVENTGRID_DEADLETTER_CONTAINER string = deadLetterContainerName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
-// Revocation: where the CA's CRL is served, and the OCSP base URL `kvca ocsp-responder` names
-// its responder after (its host), before ocspEnabled is turned on.
+// Revocation: where the CAs' CRLs are served ({ca} and {version} filled in per leaf), and the OCSP
+// base URL, set on the app once ocspEnabled is turned on.
 output AZURE_CRL_URL string = derivedCrlUrl
 output AZURE_CRL_CONTAINER_URL string = crlContainerUrl
 output AZURE_CRL_STORAGE_ACCOUNT_NAME string = crlStorage.outputs.name

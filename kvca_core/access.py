@@ -37,6 +37,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -287,7 +288,9 @@ def parse_principal(raw: str) -> Caller:
 
 # --- decisions -----------------------------------------------------------------------------------
 def _decide(caller: Caller, rules: AccessRules, action: str, ca: str | None,
-            names: Sequence[str], unchecked: Sequence[str] = ()) -> Decision:
+            names: Sequence[str] | None, unchecked: Sequence[str] = ()) -> Decision:
+    """`names` None: not asked yet (`may_attempt`); empty: the certificate names nothing a
+    name-restricted rule can cover, so only a rule for every name ("*") allows it."""
     if not rules.configured:
         return Decision(True, "no-rules", "no KVCA_ACCESS_RULES: every function-key holder may do everything")
     candidates = [r for r in rules.rules_for(caller) if action in r.actions]
@@ -301,7 +304,11 @@ def _decide(caller: Caller, rules: AccessRules, action: str, ca: str | None,
         if unchecked and not rule.any_name:
             reasons.append(f"{rule.source}: field(s) {', '.join(unchecked)} carry names this rule cannot check")
             continue
-        outside = [n for n in names if not rule.covers_name(n)]
+        if names is not None and not names and not rule.any_name:
+            reasons.append(f"{rule.source}: the certificate names no host this rule covers "
+                           f"({', '.join(rule.dns_suffixes)})")
+            continue
+        outside = [n for n in names or () if not rule.covers_name(n)]
         if outside:
             reasons.append(f"{rule.source}: {outside[0][:80]!r} is outside {', '.join(rule.dns_suffixes)}")
             continue
@@ -333,11 +340,34 @@ def decide_issue(caller: Caller, rules: AccessRules, request: Any) -> Decision:
     return _decide(caller, rules, ISSUE, request.ca, names, unchecked)
 
 
-def policy_names(dns_names: Iterable[str], emails: Iterable[str], upns: Iterable[str], subject: str | None) -> list[str]:
-    """The names a certificate's next version will carry (its policy), as rules check them:
-    email and UPN addresses by their domain."""
-    addresses = [a.rpartition("@")[2] or a for a in list(emails) + list(upns)]
-    return list(dns_names) + addresses + _subject_cns(subject)
+def certificate_names(*, subject: str | None, dns_names: Iterable[str] = (), ip_addresses: Iterable[str] = (),
+                      emails: Iterable[str] = (), uris: Iterable[str] = ()) -> list[str]:
+    """Every name a certificate carries, as rules check them: its subject's CNs, DNS names, IP
+    addresses (only "*" covers one), email and UPN addresses by their domain, URIs by their host. The
+    subject's other attributes (O, OU, ...) name no host: a certificate named only by them names
+    nothing a suffix rule covers."""
+    addresses = [a.rpartition("@")[2] or a for a in emails]
+    hosts = [(urlsplit(u).hostname or u) if "://" in u else u for u in uris]
+    return list(dns_names) + list(ip_addresses) + addresses + hosts + _subject_cns(subject)
+
+
+def policy_names(dns_names: Iterable[str], emails: Iterable[str], upns: Iterable[str], subject: str | None,
+                 uris: Iterable[str] = (), ip_addresses: Iterable[str] = ()) -> list[str]:
+    """The names a certificate's next version will carry: its Key Vault policy's, and the URIs and IP
+    addresses its tags add (vocabulary.URIS_TAG, IPS_TAG)."""
+    return certificate_names(subject=subject, dns_names=dns_names, ip_addresses=ip_addresses,
+                             emails=list(emails) + list(upns), uris=uris)
+
+
+def san_names(sans: Iterable[str]) -> dict[str, list[str]]:
+    """The ledger's "DNS:..", "IP:..", "URI:..", "email:.." SANs sorted into certificate_names' keywords."""
+    kinds = {"DNS:": "dns_names", "IP:": "ip_addresses", "URI:": "uris", "email:": "emails"}
+    out: dict[str, list[str]] = {v: [] for v in kinds.values()}
+    for san in sans:
+        for prefix, key in kinds.items():
+            if san.startswith(prefix):
+                out[key].append(san[len(prefix):])
+    return out
 
 
 def decide_certificate(caller: Caller, rules: AccessRules, action: str, *, ca: str, names: Sequence[str]) -> Decision:
@@ -347,11 +377,12 @@ def decide_certificate(caller: Caller, rules: AccessRules, action: str, *, ca: s
 
 def may_attempt(caller: Caller, rules: AccessRules, action: str) -> Decision:
     """Before reading anything from the vault: does any rule grant the action at all?"""
-    return _decide(caller, rules, action, None, ())
+    return _decide(caller, rules, action, None, None)
 
 
 def visible(caller: Caller, rules: AccessRules, *, ca: str, sans: Sequence[str], subject: str) -> bool:
-    """Whether an inventory item is shown to the caller: an inventory rule covers its CA and names."""
+    """Whether an inventory item is shown to the caller: an inventory rule covers its CA and every name
+    it carries (`sans` as the inventory shows them: DNS names, addresses, emails, URIs)."""
     cns = []
     if subject:
         try:
@@ -359,7 +390,8 @@ def visible(caller: Caller, rules: AccessRules, *, ca: str, sans: Sequence[str],
                    .get_attributes_for_oid(NameOID.COMMON_NAME)]
         except ValueError:
             cns = [subject]
-    names = [s.rpartition("@")[2] if "@" in s else s for s in sans] + cns
+    names = [(urlsplit(s).hostname or s) if "://" in s else (s.rpartition("@")[2] if "@" in s else s)
+             for s in sans] + cns
     return _decide(caller, rules, INVENTORY, ca, names).allowed
 
 
@@ -369,4 +401,5 @@ def refuse(caller: Caller, action: str, decision: Decision, subject: str) -> For
 
 
 __all__ = ["ACTIONS", "AccessRules", "Caller", "Decision", "Rule", "caller_from_headers", "decide_certificate",
-           "decide_issue", "may_attempt", "parse_principal", "policy_names", "refuse", "visible"]
+           "decide_issue", "may_attempt", "parse_principal", "policy_names", "refuse", "visible", "certificate_names",
+           "san_names"]

@@ -32,6 +32,7 @@ tag, KVCA_ISSUANCE_POLICY's default for the CA.
 from __future__ import annotations
 
 import asyncio
+import time
 import base64
 import binascii
 import logging
@@ -120,6 +121,10 @@ def build_chain(ca_cert: x509.Certificate, candidates: list[x509.Certificate]) -
     return chain
 
 
+# How long a CA's key versions are reused for CRLs and OCSP before the vault is read again: a CA
+# disabled by an administrator stops answering within this; a rotation is followed at once.
+KEYS_TTL = 60.0
+
 # The setting that names CAs allowed to sign without the role tag, for messages.
 ISSUING_CAS = "KVCA_ISSUING_CAS"
 
@@ -136,6 +141,10 @@ class Authority:
         self.policies = capolicy.PolicyCache()
         self._cache: dict[str, LoadedCA] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Older key versions, for CRLs and OCSP answers about the leaves they signed: by (CA, version).
+        self._versions: dict[tuple[str, str], LoadedCA] = {}
+        # Each CA's still-valid key versions, as last read: (monotonic time, versions, current first).
+        self._keys: dict[str, tuple[float, tuple[LoadedCA, ...]]] = {}
 
     async def load(self, name: str) -> LoadedCA:
         """The CA `name`, ready to sign, or the error that says why it may not sign now."""
@@ -162,6 +171,31 @@ class Authority:
         if cached.tags != current.tags:  # re-tagged (a new policy): same key material, new tags
             cached = self._cache[key] = replace(cached, tags=dict(current.tags))
         return cached
+
+    async def keys(self, name: str, *, refresh: bool = False) -> tuple[LoadedCA, ...]:
+        """Every version of CA `name` whose key still answers for the leaves it signed (CRLs, OCSP):
+        the current one (as `load` checks it) and each older version that is completed, enabled and
+        not expired, current first. Kept for KEYS_TTL seconds, so that OCSP costs no vault call per
+        request; `refresh` reads again at once (a request names a key not among them: the CA was
+        just rotated, and the answer follows the rotation at once)."""
+        key = name.lower()
+        kept = self._keys.get(key)
+        if kept is not None and not refresh and time.monotonic() - kept[0] < KEYS_TTL:
+            return kept[1]
+        current = await self.load(name)
+        keys = [current]
+        now = clock.now()
+        async for listed in self._vault.list_versions(name):
+            if listed.version in (None, current.version) or not listed.completed or not listed.enabled \
+                    or (listed.expires_on is not None and listed.expires_on <= now):
+                continue
+            older = self._versions.get((key, listed.version))
+            if older is None:
+                version = await self._vault.get_certificate(name, listed.version)
+                older = self._versions[(key, listed.version)] = await self._build(name, version)
+            keys.append(older)
+        self._keys[key] = (time.monotonic(), tuple(keys))
+        return self._keys[key][1]
 
     async def policy(self, loaded: LoadedCA) -> IssuancePolicy:
         """The issuance policy `loaded` signs under (capolicy.resolve): the stored one when its

@@ -99,10 +99,11 @@ class EventPublisher(Protocol):
 
 
 class CrlPublisher(Protocol):
-    def url_of(self, ca_name: str) -> str: ...
+    def url_of(self, ca_name: str, version: str | None = None) -> str: ...
 
-    async def publish(self, ca_name: str, der: bytes, *, max_age: int, number: int) -> str:
-        """Upload the CRL unless the store holds one of that number or higher; its URL."""
+    async def publish(self, ca_name: str, der: bytes, *, max_age: int, number: int, version: str | None = None) -> str:
+        """Upload the CRL (of CA `ca_name`'s key `version`; None: its current key) unless the store
+        holds one of that number or higher; its URL."""
 
     async def close(self) -> None: ...
 

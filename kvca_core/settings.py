@@ -61,7 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated names of CA certificates that may sign leaves without the tag "
             "kvca-role=intermediate (a CA imported by hand, the recipe's way); a self-signed root never signs."),
     Setting("KVCA_CRL_URL", "",
-            "Optional CRL distribution point URL written into issued certificates."),
+            "Optional CRL distribution point URL written into issued certificates; {ca} and {version} are "
+            "replaced by the CA's name and the version of its key that signs, so that after a rotation each "
+            "leaf names its own key's CRL (the Bicep sets http://<account>.blob.core.windows.net/crl/{ca}/{version}.crl)."),
     Setting("KVCA_CRL_CONTAINER_URL", "",
             "Blob container each CA's CRL is published to as <CA>.crl, on every revocation and on "
             "KVCA_CRL_SCHEDULE (https://<account>.blob.core.windows.net/crl); written with the app's identity; "
@@ -83,7 +85,7 @@ SETTINGS: tuple[Setting, ...] = (
             "0: no limit."),
     Setting("KVCA_OCSP_URL", "",
             "Optional base URL of kvca's OCSP responder (https://<app>/api/ocsp); leaves get <URL>/<CA> as "
-            "their AIA OCSP URL and each CA a delegated responder certificate for its host."),
+            "their AIA OCSP URL; the answers are signed by the CA key that issued each certificate."),
     Setting("KVCA_CA_RENEW_BEFORE_DAYS", "398",
             "Warn (inventory, sweep summary, /api/health, webhook) when a CA certificate expires within this many "
             "days; the default is the longest leaf validity (398 days), since from then on leaves are cut short "

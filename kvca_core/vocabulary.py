@@ -36,8 +36,6 @@ REVOKED_SERIAL_TAG = "kvca-revoked-serial"
 # The record belongs to the revoked version alone: a new version (a renewal, the replacement of a
 # revoked certificate) never takes these over from the version before it.
 REVOCATION_TAGS = (REVOKED_TAG, REVOKED_AT_TAG, REVOKED_SERIAL_TAG)
-# On a CA's delegated OCSP responder certificate `<CA>-ocsp`; its value names the CA.
-RESPONDER_TAG = "kvca-ocsp-responder"
 # Tag on a leaf: whether its merged chain ends with the root ("with-root") or stops at the last
 # intermediate ("without-root"). A tag because Key Vault's policy has no field for it, and tags
 # travel with every version kvca makes (renewals pass them on), so the choice made at issue time
@@ -92,7 +90,6 @@ def is_ca_object(tags: Mapping[str, str] | None) -> bool:
 # --- derived names -------------------------------------------------------------------------------
 ROOT_SUFFIX = "-root"
 POLICY_SUFFIX = "-policy"
-RESPONDER_SUFFIX = "-ocsp"
 UNKNOWN_ISSUER = "Unknown"  # Key Vault's non-integrated CA: what every kvca-managed policy names
 
 
@@ -102,10 +99,6 @@ def root_name(ca: str) -> str:
 
 def policy_name(ca: str) -> str:
     return f"{ca}{POLICY_SUFFIX}"
-
-
-def responder_name(ca: str) -> str:
-    return f"{ca}{RESPONDER_SUFFIX}"
 
 
 def ca_of_root(name: str) -> str | None:
@@ -145,7 +138,7 @@ def check_free(name: str, what: str = "certificate") -> str:
                              f"secrets holding CAs' issuance policies", subject=f"{what} '{name}'",
                              hint="choose another name")
     if what == "CA":
-        longest = max((root_name(name), policy_name(name), responder_name(name)), key=len)
+        longest = max((root_name(name), policy_name(name)), key=len)
         if len(longest) > MAX_NAME:
             raise InvalidRequest(f"CA name {name!r} is too long: '{longest}' must fit in {MAX_NAME} characters",
                                  subject=f"CA '{name}'")

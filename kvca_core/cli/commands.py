@@ -1,5 +1,5 @@
 """The commands on certificates: request, sign, renew, cancel, sweep, list, show, export-chain,
-download, revoke, crl, ocsp-responder. Each is two steps (`command`): `prepare(args)` checks
+download, revoke, crl, ledger. Each is two steps (`command`): `prepare(args)` checks
 everything that needs no vault and returns `run(ctx, out)`, which makes one call into kvca_core
 and prints its result. A refusal in `prepare` is a usage error (exit 2): nothing reached the vault.
 """
@@ -212,6 +212,12 @@ def inventory(args) -> Run:
 
 @command("show")
 def show(args) -> Run:
+    if args.serial is not None:
+        from kvca_core.cli.ledger_commands import show_serial
+
+        return show_serial(args)
+    if not args.name:
+        raise UsageError("show: give NAME, or --serial S for a certificate of the ledger")
     name = check_name(args.name)
 
     async def run(ctx, out: Output) -> int:
@@ -307,13 +313,21 @@ def download(args) -> Run:
 # --- revocation ----------------------------------------------------------------------------------
 @command("revoke")
 def revoke(args) -> Run:
-    name = check_name(args.name)
     reason = parse_reason(args.reason)
+    if args.name is None:
+        if not (args.ca and args.serial):
+            raise UsageError("revoke: give NAME, or --ca CA and --serial S")
+        check_name(args.ca, "CA")
+    else:
+        check_name(args.name)
+        if args.ca:
+            raise UsageError("revoke: --ca goes with --serial and no NAME (a NAME names its CA itself)")
     if args.serial is not None:
-        revocation.parse_serial(args.serial, name)
+        revocation.parse_serial(args.serial, args.name or args.ca)
 
     async def run(ctx, out: Output) -> int:
-        result = await revocation.revoke(ctx, name, reason=reason, version=args.version, serial=args.serial)
+        result = await revocation.revoke(ctx, args.name, reason=reason, version=args.version, serial=args.serial,
+                                         ca=args.ca)
         if out.as_json:
             out.json(jsonshape.of(result))
             return EXIT_OK
@@ -333,30 +347,23 @@ def crl(args) -> Run:
     name = check_name(args.name, "CA")
     if args.revoke_intermediate and not args.root:
         raise UsageError("crl: --revoke-intermediate needs --root")
+    if args.root and args.version:
+        raise UsageError("crl: --version names a key of the intermediate; the root's CRL has one")
     reason = parse_reason(args.revoke_intermediate) if args.revoke_intermediate else None
 
     async def run(ctx, out: Output) -> int:
         if args.root:
             signed = await revocation.sign_root_crl(ctx, name, revoke_intermediate=reason)
         else:
-            signed = await revocation.publish_crl(ctx, name)
+            signed = await revocation.publish_crl(ctx, name, args.version)
         # PEM: what nginx's ssl_crl and mosquitto's crlfile read.
         write_public_file(args.out, revocation.crl_pem(signed).encode("ascii"))
         entries = len(signed)
         if out.as_json:
-            out.json(jsonshape.document("crl", {"ca": name, "root": args.root, "file": args.out, "entries": entries,
+            out.json(jsonshape.document("crl", {"ca": name, "root": args.root, "file": args.out, "entries": entries, "version": args.version,
                                                 "next_update": signed.next_update_utc.isoformat()}))
         else:
             out.line(f"wrote the {'root ' if args.root else ''}CRL of CA '{name}' ({entries} entries, next "
                      f"update {signed.next_update_utc:%Y-%m-%d %H:%M}) to {args.out}")
         return EXIT_OK
-    return run
-
-
-@command("ocsp-responder")
-def ocsp_responder(args) -> Run:
-    name = check_name(args.name, "CA")
-
-    async def run(ctx, out: Output) -> int:
-        return show_outcome(out, await revocation.ensure_responder(ctx, name))
     return run

@@ -19,6 +19,7 @@ from typing import Sequence
 from kvca_core import jsonshape, telemetry
 from kvca_core.cli import ca_commands as _ca_commands  # noqa: F401 - registers the `ca` commands
 from kvca_core.cli import device_commands as _device_commands  # noqa: F401 - registers sign-csr, enroll-codes
+from kvca_core.cli import ledger_commands as _ledger_commands  # noqa: F401 - registers the `ledger` commands
 from kvca_core.cli.commands import COMMANDS
 from kvca_core.cli.errors import EXIT_CLOSED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from kvca_core.cli.output import Output, _silence
@@ -47,13 +48,13 @@ def _object_of(args) -> str | None:
     name = getattr(args, "name", None)
     if not name:
         return None
-    return f"CA '{name}'" if args.command in ("ca", "export-chain", "crl", "ocsp-responder") else f"certificate '{name}'"
+    return f"CA '{name}'" if args.command in ("ca", "export-chain", "crl") else f"certificate '{name}'"
 
 
 async def _run(args, out: Output, credential=None) -> int:
     settings = settings_for(getattr(args, "vault", None))
     args.settings = settings
-    key = (args.command, getattr(args, "ca_command", None))
+    key = (args.command, getattr(args, "ca_command", None) or getattr(args, "ledger_command", None))
     log.debug("kvca cli command=%s vault=%s", " ".join(k for k in key if k), settings.vault_name)
     try:
         run = COMMANDS[key](args)

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust_commands(sub, add)
     _add_revocation_commands(sub, add)
     _add_device_commands(sub, add)
+    _add_ledger_commands(sub, add)
     return parser
 
 
@@ -183,7 +184,9 @@ def _add_certificate_commands(sub, add) -> None:
     p = add(sub, "list", "the certificates kvca manages, most urgent first")
     p.add_argument("--expiring-within", type=NON_NEGATIVE, metavar="DAYS")
     p = add(sub, "show", "one certificate: chain, SANs, validity, serial, fingerprint, tags")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("--serial", metavar="S", help="instead of NAME: a certificate of the ledger, in the vault or not")
+    p.add_argument("--ca", metavar="CA", help="with --serial: the CA (when several used the serial)")
 
 
 def _add_trust_commands(sub, add) -> None:
@@ -206,15 +209,20 @@ def _add_trust_commands(sub, add) -> None:
 
 
 def _add_revocation_commands(sub, add) -> None:
-    p = add(sub, "revoke", "revoke a certificate version: recorded in the vault, listed on its CA's CRL")
-    p.add_argument("name", metavar="NAME")
+    p = add(sub, "revoke", "revoke a certificate: recorded in the CA's ledger, listed on its CRL, answered by OCSP")
+    p.add_argument("name", metavar="NAME", nargs="?", help="the vault certificate (leave out with --ca and --serial)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--version", metavar="V", help="the version to revoke (default: the current one)")
-    which.add_argument("--serial", metavar="S", help="the version whose certificate has this serial (hex)")
+    which.add_argument("--serial", metavar="S", help="the certificate with this serial (hex): a version of NAME, "
+                                                     "or with --ca any certificate in the CA's ledger")
+    p.add_argument("--ca", metavar="CA", help="with --serial and no NAME: a certificate the vault no longer holds, "
+                                              "or a device's")
     p.add_argument("--reason", required=True, metavar="REASON", help=f"RFC 5280 reason: {', '.join(REASONS)}")
     p = add(sub, "crl", "sign a CA's CRL now and write it (PEM)")
     p.add_argument("name", metavar="CA")
     p.add_argument("--out", metavar="FILE", required=True)
+    p.add_argument("--version", metavar="V", help="the CRL of this key version of the CA (after a rotation each "
+                                                  "still-valid key has one); default: the current key's")
     p.add_argument("--root", action="store_true",
                    help="the root's CRL over the intermediate, signed with the root's key (your identity "
                         "needs Crypto User on CA-root; the app has none), valid for a year")
@@ -259,3 +267,25 @@ again. Exit 0 when none failed, 1 when any did."""
     p.add_argument("--days", type=POSITIVE, default=7, metavar="N", help="how long the codes are valid (default 7)")
     p.add_argument("--out", metavar="FILE", required=True,
                    help="the codes file to create (CSV device_id,code,expires; mode 0600)")
+
+
+def _add_ledger_commands(sub, add) -> None:
+    ledger = add(sub, "ledger", "the CA's ledger: every certificate kvca signed and every revocation")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND", parser_class=Parser)
+    ledger_sub.required = True
+    for name, text in (("list", "certificates in the ledger, soonest expiry first"),
+                       ("export", "the same as CSV (default) or JSON lines, every field, for audit or a spreadsheet")):
+        p = add(ledger_sub, name, text)
+        p.add_argument("--ca", metavar="CA", help="one CA's certificates")
+        p.add_argument("--serial", metavar="S", help="the certificate(s) of this serial")
+        p.add_argument("--state", choices=("valid", "revoked", "expired"), help="only certificates in this state")
+        p.add_argument("--expiring-within", type=NON_NEGATIVE, metavar="DAYS")
+        p.add_argument("--location", choices=("vault", "external"), help="Key Vault certificates or devices' own")
+        if name == "export":
+            p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+            p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    p = add(ledger_sub, "show", "one certificate of the ledger, by CA and serial: its record, and its revocation")
+    p.add_argument("--ca", metavar="CA", help="the CA (default: any CA holding the serial)")
+    p.add_argument("--serial", metavar="S", required=True)
+    add(ledger_sub, "import", "record in the ledger what the vault remembers from before it: every managed "
+                              "certificate version and each revocation its tags record (idempotent)")

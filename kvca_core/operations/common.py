@@ -33,16 +33,14 @@ logger = logging.getLogger("kvca_core.operations")
 # Exportable keys by default, for every profile: Application Gateway, API Management, App Service and
 # Container Apps read the certificate's secret and need the private key in the PFX, and an MQTT
 # device or mTLS client needs its own key (docs/keyvault-behaviour.md, "What consumers need").
-# `exportable: false` asks for a key that never leaves the vault. The OCSP responder's key never
-# leaves the vault (revocation.py): it answers for the CA.
-EXPORTABLE_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: True, Profile.SERVER_CLIENT: True, Profile.OCSP: False}
+# `exportable: false` asks for a key that never leaves the vault.
+EXPORTABLE_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: True, Profile.SERVER_CLIENT: True}
 # The root in the merged chain (leaf, intermediates, root): API Management and App Service require
 # the full chain including the root in the PFX, so certificates that serve TLS carry it. A client
 # presents its chain to a server that holds the trust anchor already (Event Grid's MQTT broker is
 # given the immediate issuer; RFC 8446 4.4.2 lets the root be left out), so device certificates stay
 # without it. `include_root` chooses per request; CHAIN_TAG keeps it.
-ROOT_IN_CHAIN_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: False, Profile.SERVER_CLIENT: True,
-                            Profile.OCSP: False}
+ROOT_IN_CHAIN_BY_DEFAULT = {Profile.SERVER: True, Profile.CLIENT: False, Profile.SERVER_CLIENT: True}
 
 
 def where(name: str) -> str:

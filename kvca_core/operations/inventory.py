@@ -114,9 +114,10 @@ async def describe(ctx, name: str) -> Description:
         pending=pending.status if pending is not None else None, renew_at=verdict.at, policy=policy)
 
 
-async def certificate_scope(ctx, name: str) -> tuple[str, CertificatePolicy]:
-    """(the CA its kvca-ca tag names, its policy): what the certificate's next version would be
-    signed by and name. The HTTP API's access rules decide sign, renew and cancel from it."""
+async def certificate_scope(ctx, name: str) -> tuple[str, CertificatePolicy, dict[str, str]]:
+    """(the CA its kvca-ca tag names, its policy, its tags): what the certificate's next version would
+    be signed by and name (the tags add URIs and IP addresses). The HTTP API's access rules decide
+    sign, renew, cancel and revoke from it."""
     check_name(name)
     version = await current(ctx, name)
-    return version.tags.get(CA_TAG, ""), await ctx.vault.get_policy(name)
+    return version.tags.get(CA_TAG, ""), await ctx.vault.get_policy(name), dict(version.tags)

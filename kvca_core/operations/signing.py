@@ -4,7 +4,6 @@ withdrawn."""
 from __future__ import annotations
 
 from typing import Mapping
-from urllib.parse import urlparse
 
 from kvca_core import clock, lifecycle
 from kvca_core.authority import LoadedCA
@@ -28,13 +27,18 @@ from kvca_core.ledger import VAULT
 from kvca_core.operations.recording import record_issued
 from kvca_core.operations.results import CANCELLED, SIGNED, SKIPPED, Outcome
 from kvca_core.signing import IssuanceUrls, issue_leaf
-from kvca_core.signing.policy import responder_policy
-from kvca_core.vocabulary import RESPONDER_TAG, check_name, responder_name
+from kvca_core.vocabulary import check_name
 
 
-def issuance_urls(settings, ca_name: str) -> IssuanceUrls:
-    """The CDP, AIA and OCSP URLs written into a leaf of `ca_name` (settings: KVCA_CRL_URL, ...)."""
-    return IssuanceUrls(crl=settings.crl_url or None, aia=settings.aia_url or None,
+def issuance_urls(settings, ca_name: str, ca_version: str | None) -> IssuanceUrls:
+    """The CDP, AIA and OCSP URLs written into a leaf that CA `ca_name`'s key `ca_version` signs.
+    KVCA_CRL_URL and KVCA_AIA_URL may name `{ca}` and `{version}`: after a rotation every key
+    version keeps a CRL of its own (revocation/crls.py), and each leaf names its issuer's."""
+    def filled(template: str) -> str | None:
+        if not template:
+            return None
+        return template.replace("{ca}", ca_name).replace("{version}", ca_version or "")
+    return IssuanceUrls(crl=filled(settings.crl_url), aia=filled(settings.aia_url),
                         ocsp=f"{settings.ocsp_url}/{ca_name}" if settings.ocsp_url else None)
 
 
@@ -48,13 +52,11 @@ async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
         loaded = await ctx.authority.load(ca_name)
     uris, ips = tagged_names(tags)
     ipolicy = await ctx.authority.policy(loaded)  # the CA's stored policy, else the setting's default
-    if tags.get(RESPONDER_TAG) == ca_name and name == responder_name(ca_name) and ctx.settings.ocsp_url:
-        ipolicy = responder_policy(ipolicy, urlparse(ctx.settings.ocsp_url).hostname or "")  # revocation.py
     with about(where(name)):
         issued = await issue_leaf(
             pending.csr, ca=loaded.issuing, policy=ipolicy,
             requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
-            urls=issuance_urls(ctx.settings, ca_name), uris=uris, ips=ips)
+            urls=issuance_urls(ctx.settings, ca_name, loaded.version), uris=uris, ips=ips)
     # In the ledger before the vault holds it: a certificate kvca did not record is never released.
     await record_issued(ctx, issued.leaf, ca=ca_name, ca_version=loaded.version, profile=issued.profile.value,
                         location=VAULT, name=name)

@@ -59,10 +59,10 @@ class CrlStore:
         self._client = ContainerClient.from_container_url(self.container_url, credential=credential,
                                                            retry_policy=ExponentialRetry(**_RETRY))
 
-    def url_of(self, ca_name: str) -> str:
-        return f"{self.container_url}/{ca_name}.crl"
+    def url_of(self, ca_name: str, version: str | None = None) -> str:
+        return f"{self.container_url}/{blob_name(ca_name, version)}"
 
-    async def publish(self, ca_name: str, der: bytes, *, max_age: int, number: int) -> str:
+    async def publish(self, ca_name: str, der: bytes, *, max_age: int, number: int, version: str | None = None) -> str:
         """Upload `der` (CRL number `number`) as `<ca_name>.crl`, unless the blob already holds
         a CRL with that number or a higher one. Two instances signing at once would otherwise
         race: the older CRL landing last would hide a revocation until the next timer run. So
@@ -70,9 +70,9 @@ class CrlStore:
         If-None-Match: * when there is none yet) and is read again if someone wrote meanwhile.
         One Put Blob, so a reader sees the old CRL or the new one, never half of either.
         `max_age` (seconds) goes into Cache-Control, which Blob storage serves with every read."""
-        blob = self._client.get_blob_client(f"{ca_name}.crl")
+        blob = self._client.get_blob_client(blob_name(ca_name, version))
         settings = ContentSettings(content_type=CRL_CONTENT_TYPE, cache_control=f"public, max-age={max_age}")
-        url = self.url_of(ca_name)
+        url = self.url_of(ca_name, version)
         try:
             for _ in range(_WRITE_TRIES):
                 try:
@@ -103,6 +103,12 @@ class CrlStore:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def blob_name(ca_name: str, version: str | None) -> str:
+    """`<CA>.crl`: the CRL of the CA's current key; `<CA>/<version>.crl`: the CRL of one key version
+    (after a rotation, each still-valid version's leaves name their own in their CDP)."""
+    return f"{ca_name}/{version}.crl" if version else f"{ca_name}.crl"
 
 
 def _number_of(metadata: Any) -> int:

@@ -106,16 +106,12 @@ def build(*, role: Role, subject: x509.Name, issuer: x509.Name, public_key, issu
                 full_name=[x509.UniformResourceIdentifier(urls.crl)], relative_name=None, reasons=None,
                 crl_issuer=None)]), critical=False)  # 4.2.1.13: SHOULD be non-critical
         access = [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url))
-                  for url in (urls.ocsp,) if url and profile is not Profile.OCSP]
+                  for url in (urls.ocsp,) if url]
         access += [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
                                           x509.UniformResourceIdentifier(url)) for url in (urls.aia,) if url]
         if access:
             builder = builder.add_extension(x509.AuthorityInformationAccess(access),
                                             critical=False)  # 4.2.2.1: MUST be non-critical
-        if profile is Profile.OCSP:
-            # id-pkix-ocsp-nocheck (RFC 6960 4.2.2.2.1): clients trust the responder's certificate
-            # for its lifetime without asking about it; so it is short-lived (revocation.py).
-            builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
     if role is Role.INTERMEDIATE and permitted_dns:
         # nameConstraints: MUST be critical (RFC 5280 4.2.1.10).
         builder = builder.add_extension(x509.NameConstraints(

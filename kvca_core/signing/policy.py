@@ -32,9 +32,6 @@ class Profile(str, enum.Enum):
     SERVER = "server"  # serverAuth: TLS servers
     CLIENT = "client"  # clientAuth: mTLS clients, MQTT clients of Event Grid namespaces
     SERVER_CLIENT = "server-client"  # both (Key Vault's default policy asks for both)
-    # OCSPSigning: only kvca's own delegated OCSP responder (revocation.py) gets it. A
-    # policy can never allow it: its holder speaks for the CA about every certificate.
-    OCSP = "ocsp"
 
     def __str__(self) -> str:  # "server", not "Profile.SERVER", in messages
         return self.value
@@ -45,7 +42,6 @@ class Profile(str, enum.Enum):
             Profile.SERVER: (ExtendedKeyUsageOID.SERVER_AUTH,),
             Profile.CLIENT: (ExtendedKeyUsageOID.CLIENT_AUTH,),
             Profile.SERVER_CLIENT: (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
-            Profile.OCSP: (ExtendedKeyUsageOID.OCSP_SIGNING,),
         }[self]
 
     @classmethod
@@ -59,8 +55,10 @@ class Profile(str, enum.Enum):
                                   step="check-names") from None
 
 
-# The profiles an issuance policy may allow (every one but the OCSP responder's).
-LEAF_PROFILES = tuple(p for p in Profile if p is not Profile.OCSP)
+# The profiles an issuance policy may allow: every one. No profile holds OCSPSigning: kvca's OCSP
+# answers are signed by the CA itself (kvca_core/revocation/responder.py), and a leaf holding it
+# would speak for the CA about every certificate.
+LEAF_PROFILES = tuple(Profile)
 
 _EKU_NAMES = {
     "serverauth": ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
@@ -107,10 +105,6 @@ def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
     so nobody receives a certificate that silently lacks what they asked for.
     """
     wanted: set[str] = set()
-    ekus = list(ekus)
-    ocsp = ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string
-    if [e.dotted_string if isinstance(e, x509.ObjectIdentifier) else str(e).strip() for e in ekus] == [ocsp]:
-        return Profile.OCSP  # OCSPSigning alone; the issuance policy decides whether it is allowed
     for eku in ekus:
         dotted = _dotted(eku)
         if dotted not in (ExtendedKeyUsageOID.SERVER_AUTH.dotted_string,
@@ -353,15 +347,3 @@ def policy_for_ca(setting: Mapping[str, Any] | None, ca_name: str, *,
     except ConfigurationError as exc:
         key = ca_name if ca_name in setting else "*"
         raise ConfigurationError(exc.message, subject=f"{SETTING}[{key!r}]", hint=exc.hint) from None
-
-
-def responder_policy(policy: IssuancePolicy, host: str) -> IssuancePolicy:
-    """The policy for a CA's own OCSP responder certificate (revocation.py): the OCSP profile
-    only, and only the responder's host name (from KVCA_OCSP_URL) as its name."""
-    from dataclasses import replace
-
-    narrowed = replace(policy, allowed_names=(host,), allowed_domains=(), allow_wildcards=False,
-                       allow_ip=False, allow_email=False, allow_uri=False, max_sans=1)
-    # Set past __post_init__, which refuses "ocsp" in any policy read from KVCA_ISSUANCE_POLICY.
-    object.__setattr__(narrowed, "profiles", (Profile.OCSP.value,))
-    return narrowed

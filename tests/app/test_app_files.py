@@ -43,7 +43,8 @@ def _functions():
 
 def test_registered_triggers_have_the_names_and_bindings_the_infra_expects():
     fns = _functions()
-    revocation = {"kvca_revoke", "kvca_crl", "kvca_ocsp_post", "kvca_ocsp_get", "kvca_publish_crls"}  # tests/revocation
+    revocation = {"kvca_revoke", "kvca_revoke_serial", "kvca_crl", "kvca_crl_version", "kvca_ocsp_post",
+                  "kvca_ocsp_get", "kvca_publish_crls"}  # tests/revocation
     est = set(EST_ROUTES)  # below
     assert set(fns) - revocation - est == {"kvca_eventgrid", "kvca_sweep", "kvca_sign", "kvca_renew", "kvca_issue",
                                      "kvca_inventory", "kvca_health", "kvca_cancel", "kvca_issue_batch",

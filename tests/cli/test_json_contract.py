@@ -95,10 +95,16 @@ def test_every_command_prints_a_document_of_the_contract(kvca, step_ca, tmp_path
     assert run("export-chain", "corp", "--which", "root", "--format", "der", "--out",
                str(tmp_path / "root.cer"))["file"] == str(tmp_path / "root.cer")
     assert run("download", "api", "--out", str(tmp_path / "api.pem"))["mode"] == "0600"
-    assert run("ocsp-responder", "corp")["name"] == "corp-ocsp"
     revoked = run("revoke", "web", "--reason", "superseded")
     assert revoked["action"] == "revoked" and revoked["ca"] == "corp"
     assert run("crl", "corp", "--out", str(tmp_path / "corp.crl"))["entries"] == 1
+    imported = run("ledger", "import")  # everything kvca signed is in the ledger already: nothing new
+    assert imported["certificates_seen"] >= 3 and imported["certificates_recorded"] == 0
+    ledger = run("ledger", "list", "--ca", "corp")
+    assert {e["name"]: e["state"] for e in ledger["certificates"] if e["name"] == "web"} == {"web": "revoked"}
+    assert run("ledger", "show", "--serial", revoked["serial"])["state"] == "revoked"
+    exported = run("ledger", "export", "--out", str(tmp_path / "ledger.csv"))
+    assert exported["certificates"] == len(ledger["certificates"])
     rotated = run("ca", "rotate", "corp")
     assert rotated["action"] == "rotated" and rotated["previous_version"] != rotated["ca"]["version"]
     assert run("ca", "rotate", "corp")["action"] == "already-rotated"

@@ -25,7 +25,6 @@ GRANTS = {
     ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "deploymentPrincipalId"),
     ("storage.bicep", "Storage Blob Data Contributor", CONTAINER, "eventGridPrincipalId"),
     ("monitoring.bicep", "Monitoring Metrics Publisher", "Microsoft.Insights/components", "functionPrincipalId"),
-    ("ocsp-access.bicep", "kvca CA key signer", "Microsoft.KeyVault/vaults/keys", "functionPrincipalId"),
     # Publishing the CRL blobs: one container of the CRL-only account.
     ("crl-storage.bicep", "Storage Blob Data Contributor", CONTAINER, "functionPrincipalId"),
     # The ledger: insert and read on its one table (tests/infra/test_ledger.py), and audit reads.

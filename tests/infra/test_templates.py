@@ -18,7 +18,6 @@ from bicepwalk import INFRA, ROOT, accessor_path, all_templates, bicep_files, ca
 
 EXPECTED_FILES = {
     "main.bicep",
-    "app/ocsp-access.bicep",
     "app/crl-storage.bicep",
     "app/ledger-storage.bicep",
     "app/identity.bicep",

@@ -52,8 +52,10 @@ EXPECTED = {
     "kvca_ca_policy": (HTTP, "cas/{ca}/policy", ["GET"], "FUNCTION", None),
     "kvca_health": (HTTP, "health", ["GET"], "FUNCTION", None),
     "kvca_revoke": (HTTP, "certificates/{name}/revoke", ["POST"], "FUNCTION", None),
+    "kvca_revoke_serial": (HTTP, "cas/{ca}/revoke", ["POST"], "FUNCTION", None),
     # Relying parties fetch CRLs and ask OCSP without any key (RFC 5280 4.2.1.13, RFC 6960 A.1).
     "kvca_crl": (HTTP, "crl/{ca}.crl", ["GET"], "ANONYMOUS", None),
+    "kvca_crl_version": (HTTP, "crl/{ca}/{version}.crl", ["GET"], "ANONYMOUS", None),
     "kvca_ocsp_post": (HTTP, "ocsp/{ca}", ["POST"], "ANONYMOUS", None),
     "kvca_ocsp_get": (HTTP, "ocsp/{ca}/{*request}", ["GET"], "ANONYMOUS", None),
 }

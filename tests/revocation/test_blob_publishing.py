@@ -32,7 +32,10 @@ async def test_revocation_publishes_the_crl_blob_that_fails_the_revoked_leaf_ove
     status, body, _ = await call_http("kvca_revoke", "POST", "certificates/bad/revoke",
                                       body={"reason": "keyCompromise"}, route_params={"name": "bad"})
     assert status == 200 and body["action"] == "revoked", body
-    assert body["published"] == url and body["publish_error"] == ""
+    # The CRL of the key that signed the leaf, the one its CDP names; the current key's is <CA>.crl too.
+    key_version = (await blob_ctx.vault.get_certificate(CA)).version
+    assert body["published"] == blob_ctx.crl_store.url_of(CA, key_version) and body["publish_error"] == ""
+    assert fetch_over_http(body["published"])[0] == fetch_over_http(url)[0]
 
     der, headers = fetch_over_http(url)
     assert headers["content-type"] == "application/pkix-crl"

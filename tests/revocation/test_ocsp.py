@@ -1,6 +1,6 @@
-"""The OCSP responder: `openssl ocsp` gets "revoked" and "good", signed by the delegated responder
-certificate kvca issued (OCSPSigning, ocsp-nocheck, key in the vault), through the registered
-functions served by a small local HTTP server with real func.HttpRequest objects."""
+"""The OCSP responder: `openssl ocsp` gets "revoked" and "good", signed by the CA's own key (RFC 6960
+2.2: the CA may answer for its certificates), from the ledger, through the registered functions
+served by a small local HTTP server with real func.HttpRequest objects."""
 
 from __future__ import annotations
 
@@ -81,17 +81,8 @@ def _openssl_ocsp(tmp, leaf, url: str) -> str:
     return result.stdout + result.stderr
 
 
-async def test_openssl_ocsp_gets_revoked_and_good_from_the_delegated_responder(revocation_ca, leaves,
-                                                                              responder_url, tmp_path):
+async def test_openssl_ocsp_gets_revoked_and_good_signed_by_the_ca(revocation_ca, leaves, responder_url, tmp_path):
     ctx = revocation_ca
-    outcome = await revocation.ensure_responder(ctx, CA)
-    assert outcome.action == "signed", outcome
-    again = await revocation.ensure_responder(ctx, CA)
-    assert again.action == "skipped"  # one responder certificate, renewed by the sweep from now on
-    responder = x509.load_der_x509_certificate((await ctx.vault.get_certificate(f"{CA}-ocsp")).cer)
-    eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
-    assert responder.extensions.get_extension_for_class(x509.OCSPNoCheck).critical is False
     # The leaves carry the responder's URL (AIA OCSP), derived from KVCA_OCSP_URL.
     aia = leaves["good"].cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     assert [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.OCSP] == \
@@ -104,6 +95,9 @@ async def test_openssl_ocsp_gets_revoked_and_good_from_the_delegated_responder(r
     assert "Reason: keyCompromise" in output, output
     output = await asyncio.to_thread(_openssl_ocsp, tmp_path / "good", leaves["good"], url)
     assert "Response verify OK" in output and "leaf.pem: good" in output, output
+    # No responder certificate exists or is needed: the answer names the CA itself.
+    with pytest.raises(Exception):
+        await ctx.vault.get_certificate(f"{CA}-ocsp")
 
 
 def _get(url: str, data: bytes | None = None) -> ocsp.OCSPResponse:
@@ -118,8 +112,6 @@ def _get(url: str, data: bytes | None = None) -> ocsp.OCSPResponse:
 
 
 async def test_get_form_answers_and_bad_requests_get_unsigned_errors(revocation_ca, leaves, responder_url):
-    ctx = revocation_ca
-    await revocation.ensure_responder(ctx, CA)
     request = ocsp.OCSPRequestBuilder().add_certificate(
         leaves["good"].cert, leaves["good"].intermediate, hashes.SHA1()).build()
     encoded = urllib.parse.quote(base64.b64encode(request.public_bytes(
@@ -139,8 +131,8 @@ async def test_get_form_answers_and_bad_requests_get_unsigned_errors(revocation_
     assert answer.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
-async def test_a_request_asking_for_the_ocsp_profile_is_refused(revocation_ca):
-    """Only the CA's own responder gets OCSPSigning: anyone else holding it could answer for the CA."""
+async def test_a_request_asking_for_the_ocsp_signing_eku_is_refused(revocation_ca):
+    """Nobody gets OCSPSigning: whoever held it could answer for the CA (the CA answers itself)."""
     from kvca_core.model import CertificatePolicy, KeySpec
     from kvca_core.vocabulary import CA_TAG
 
@@ -149,5 +141,5 @@ async def test_a_request_asking_for_the_ocsp_profile_is_refused(revocation_ca):
         issuer_name="Unknown", subject="CN=ocsp.rev.internal", dns_names=("ocsp.rev.internal",),
         ekus=(ExtendedKeyUsageOID.OCSP_SIGNING.dotted_string,), validity_months=1,
         key=KeySpec("EC", curve="P-256")), tags={CA_TAG: CA})
-    with pytest.raises(Exception, match="profile 'ocsp' is not allowed"):
+    with pytest.raises(Exception, match="extended key usage 'OCSPSigning' is not issued by kvca"):
         await operations.sign_pending(ctx, "sneaky")

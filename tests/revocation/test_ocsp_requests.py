@@ -75,9 +75,6 @@ async def test_the_routes_answer_every_malformed_request_malformed_and_answer_th
             if status != ocsp.OCSPResponseStatus.MALFORMED_REQUEST:
                 wrong.append((name, method, status))
     assert wrong == []
-    from kvca_core import revocation
-
-    await revocation.ensure_responder(revocation_ca, CA)
     for name, der in ocsp_corpus.wellformed(ca_cert):
         for method, call in (("POST", _post), ("GET", _get)):
             answer = await call(CA, der)

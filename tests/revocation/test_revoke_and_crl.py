@@ -127,20 +127,21 @@ async def test_replacing_a_revoked_certificate_gives_a_valid_version_and_the_rec
     assert [entry.serial_number for entry in crl] == [leaves["bad"].cert.serial_number]
 
 
-async def test_a_damaged_revocation_record_neither_drops_the_entry_nor_stops_the_crl(revocation_ca, leaves):
-    """Revocation tags are vault data: a serial, time or reason someone garbled must not crash
-    CRL signing (every relying party would then fail) nor silently un-revoke the certificate."""
+async def test_a_damaged_or_reenabled_mirror_changes_nothing_and_a_second_revoke_writes_it_again(revocation_ca,
+                                                                                                leaves):
+    """The vault's tags are a mirror, not the record: garbled tags and a re-enabled version neither
+    drop the entry from the CRL nor change the first revocation; revoking again writes the mirror
+    anew and answers "already-revoked" with the ledger's record."""
     ctx = revocation_ca
     revoked = await revocation.revoke(ctx, "bad", reason="keyCompromise")
     current = await ctx.vault.get_certificate("bad")
     damaged = {**current.tags, REVOKED_SERIAL_TAG: "-5", REVOKED_AT_TAG: "yesterday", REVOKED_TAG: "oops"}
-    await ctx.vault.update_properties("bad", revoked.version, tags=damaged)
-    revocation._drop_cached(ctx, CA)
+    await ctx.vault.update_properties("bad", revoked.version, enabled=True, tags=damaged)
+    ctx.__dict__.pop("_kvca_crl_cache", None)  # a fresh CRL, from the ledger
     crl = await revocation.publish_crl(ctx, CA)
-    entry = crl.get_revoked_certificate_by_serial_number(leaves["bad"].cert.serial_number)
-    assert entry is not None and [e.serial_number for e in crl] == [leaves["bad"].cert.serial_number]
-    # Revoking again repairs the record instead of answering "already revoked" with garbage.
+    assert [e.serial_number for e in crl] == [leaves["bad"].cert.serial_number]
     again = await revocation.revoke(ctx, "bad", reason="superseded")
-    assert again.action == "revoked"
-    tags = (await ctx.vault.get_certificate("bad")).tags
-    assert tags[REVOKED_SERIAL_TAG] == format(leaves["bad"].cert.serial_number, "x") and tags[REVOKED_TAG] == "superseded"
+    assert (again.action, again.reason, again.revoked_at) == ("already-revoked", "keyCompromise", revoked.revoked_at)
+    mirrored = await ctx.vault.get_certificate("bad")
+    assert not mirrored.enabled and mirrored.tags[REVOKED_SERIAL_TAG] == format(leaves["bad"].cert.serial_number, "x")
+    assert mirrored.tags[REVOKED_TAG] == "keyCompromise"

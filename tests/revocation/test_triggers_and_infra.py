@@ -1,6 +1,6 @@
 """The revocation triggers' bindings, and the Bicep that publishes: CDP and OCSP URLs derived from
 the deployment, the CRL-only storage account (public blobs over http, identity-only writes), and
-the grants (the CA key signer role on the responder's key, blob writes on the CRL container)."""
+the grants (blob writes on the CRL container; OCSP needs none of its own)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))  # bicepwalk
 
 from apphelpers import FUNCTIONS  # noqa: E402
-from bicepwalk import app_settings, load  # noqa: E402
+from bicepwalk import INFRA, app_settings, load  # noqa: E402
 
 
 def test_revoke_needs_a_function_key_and_crl_and_ocsp_are_anonymous():
     routes = {}
-    for name in ("kvca_revoke", "kvca_crl", "kvca_ocsp_post", "kvca_ocsp_get"):
+    for name in ("kvca_revoke", "kvca_revoke_serial", "kvca_crl", "kvca_crl_version", "kvca_ocsp_post", "kvca_ocsp_get"):
         binding = json.loads(FUNCTIONS[name].get_function_json())["bindings"][0]
         routes[name] = (binding["route"], tuple(m.upper() for m in binding["methods"]), binding["authLevel"].lower())
     assert routes == {
         "kvca_revoke": ("api/certificates/{name}/revoke", ("POST",), "function"),
+        "kvca_revoke_serial": ("api/cas/{ca}/revoke", ("POST",), "function"),
         "kvca_crl": ("api/crl/{ca}.crl", ("GET",), "anonymous"),
+        "kvca_crl_version": ("api/crl/{ca}/{version}.crl", ("GET",), "anonymous"),
         "kvca_ocsp_post": ("api/ocsp/{ca}", ("POST",), "anonymous"),
         "kvca_ocsp_get": ("api/ocsp/{ca}/{*request}", ("GET",), "anonymous"),
     }
@@ -37,7 +39,7 @@ def test_the_cdp_is_the_crl_blob_over_http_and_ocsp_is_derived_from_the_app_name
     text = (Path(main.path)).read_text()
     assert "var appBaseUrl = 'https://${functionAppName}.azurewebsites.net'" in text
     assert "var crlBlobHost = '${crlStorageName}.blob.${environment().suffixes.storage}'" in text
-    assert "'http://${crlBlobHost}/${crlContainerName}/${caName}.crl'" in text
+    assert "'http://${crlBlobHost}/${crlContainerName}/{ca}/{version}.crl'" in text  # kvca fills these in
     assert "var crlContainerUrl = 'https://${crlBlobHost}/${crlContainerName}'" in text
     assert "'${appBaseUrl}/api/ocsp'" in text
     params = main.modules["functionApp"].body["params"]
@@ -67,11 +69,13 @@ def test_the_crl_account_serves_public_blobs_over_http_and_takes_writes_by_ident
     assert host.get("properties.supportsHttpsTrafficOnly") is True
 
 
-def test_the_responder_key_role_is_one_key_and_only_when_ocsp_is_enabled():
-    template = load("app/ocsp-access.bicep")
-    (ra,) = template.role_assignments()
-    assert ra.role == "kvca CA key signer" and ra.scope.type == "Microsoft.KeyVault/vaults/keys"
-    assert ra.scope.existing and ra.scope.parent.type == "Microsoft.KeyVault/vaults"
+def test_ocsp_needs_no_role_of_its_own_and_the_cdp_names_each_key_versions_crl():
+    """OCSP answers are signed by the CA's own key, which the app signs leaves with (ca-access.bicep):
+    turning OCSP on only sets the URL. The CDP kvca writes names {ca} and {version}, which kvca fills
+    in per leaf, so every key version's CRL is the one its leaves name."""
+    assert not (INFRA / "app" / "ocsp-access.bicep").exists()
     main = load("main.bicep")
     assert main.params["ocspEnabled"].default is False
-    assert "ocspEnabled" in json.dumps(main.modules["ocspAccess"].condition)
+    assert "ocspAccess" not in main.modules
+    derived = json.dumps(main.variables["derivedCrlUrl"])
+    assert "{ca}/{version}.crl" in derived
