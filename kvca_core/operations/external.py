@@ -267,7 +267,7 @@ async def _sign_csr(ctx, ca: str, csr: Any, *, name: str | None, profile: str | 
             # Through the keys API: within this process's share of the vault's key-operation limit.
             await sign_rate(ctx).wait(key_operation_cost(loaded.issuing.certificate.public_key()))
         issued = await issue_leaf(request.csr, ca=loaded.issuing, policy=policy, profile=chosen, now=clock.now(),
-                                  urls=issuance_urls(ctx.settings, ca))
+                                  urls=issuance_urls(ctx.settings, ca, loaded.version))
         # In the ledger before anyone sees it: a certificate kvca did not record is never released.
         record = await record_issued(ctx, issued.leaf, ca=ca, ca_version=loaded.version,
                                      profile=issued.profile.value, location=EXTERNAL, name=name)

@@ -99,24 +99,15 @@ def openssl_verify(leaf: x509.Certificate, chain: Sequence[x509.Certificate], ro
 
 
 async def revoke_in_ledger(ctx, record, reason: str) -> None:
-    """Revoke an external certificate the way the ledger keeps a revocation: `kvca_core.revocation`'s
-    `revoke` works on the vault's certificates by name, so for a device's certificate the record is
-    written to the ledger directly."""
-    from kvca_core import clock
-    from kvca_core.ledger import RevocationRecord
+    """Revoke an external certificate by its CA and serial from the ledger (`kvca revoke --ca --serial`)."""
+    from kvca_core import revocation
 
-    now = clock.now().replace(microsecond=0)
-    await ctx.ledger.record_revocation(RevocationRecord(ca=record.ca, serial=record.serial, reason=reason,
-                                                        revoked_at=now, revoked_by="test", recorded_at=now))
+    result = await revocation.revoke(ctx, reason=reason, ca=record.ca, serial=record.serial)
+    assert (result.action, result.serial) == ("revoked", record.serial), result
 
 
 async def crl_from_ledger(ctx, ca: str) -> bytes:
-    """The CA's CRL (PEM) over the revocations the ledger holds, signed by the CA's key through the keys
-    API, as kvca_core.revocation signs a CRL."""
-    from kvca_core import clock
-    from kvca_core.signing.crl import RevokedEntry, sign_crl
+    """The CA's CRL (PEM) as kvca publishes it, built from the ledger's revocations."""
+    from kvca_core import revocation
 
-    loaded = await ctx.authority.load(ca)
-    entries = [RevokedEntry(int(r.serial, 16), r.revoked_at, r.reason) for r in await ctx.ledger.revocations(ca)]
-    crl = await sign_crl(loaded.issuing.certificate, loaded.issuing.signer, entries, now=clock.now())
-    return crl.public_bytes(Encoding.PEM)
+    return revocation.crl_pem(await revocation.publish_crl(ctx, ca)).encode("ascii")

@@ -17,7 +17,7 @@ from cryptography import x509
 
 from consumers import require
 from demo.consumers import Mosquitto
-from esthelpers import FLEET, revoke_in_ledger
+from esthelpers import FLEET
 from frontend import FrontEnd, server_credential
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "devices.md"
@@ -39,8 +39,9 @@ async def test_the_device_story_runs_as_written(app, tmp_path, monkeypatch):
     for program in ("mosquitto", "mosquitto_pub", "curl", "openssl"):
         require(program)
     blocks = runnable_blocks()
-    assert [role for role, _ in blocks] == ["operator", "operator", "device", "device", "device", "device",
-                                            "operator"], "docs/devices.md's runnable blocks changed: update this test"
+    assert [role for role, _ in blocks] == ["operator", "operator", "device", "device", "device", "operator",
+                                            "device", "operator"], \
+        "docs/devices.md's runnable blocks changed: update this test"
     monkeypatch.setenv("KVCA_TRUST_CLIENT_CERT_HEADER", "true")
     await context.reset_shared()
     ctx = await context.shared()
@@ -90,7 +91,20 @@ async def test_the_device_story_runs_as_written(app, tmp_path, monkeypatch):
         second = x509.load_pem_x509_certificate((device / "device.pem").read_bytes())
         assert second.subject == first.subject and second.serial_number != first.serial_number
 
-        await revoke_in_ledger(ctx, await ctx.ledger.certificate(FLEET, second.serial_number), "keyCompromise")
+        env["SERIAL"] = format(second.serial_number, "x")
+        listed = await run("operator")  # kvca ledger list; kvca revoke --ca --serial; kvca crl
+        assert env["SERIAL"] in listed.stdout
+        crl = x509.load_pem_x509_crl((operator / "fleet.crl").read_bytes())
+        assert [entry.serial_number for entry in crl] == [second.serial_number]
+        # The broker again, now with the CRL: the device is refused at the handshake.
+        broker.stop()
+        (tmp_path / "broker-crl").mkdir()
+        broker = Mosquitto(tmp_path / "broker-crl", ca_file, broker_cert, broker_key)
+        broker.conf.write_text(broker.conf.read_text() + f"crlfile {operator / 'fleet.crl'}\n")
+        broker = await asyncio.to_thread(broker.start)
+        env["MQTT_PORT"] = str(broker.port)
+        publish = await _bash(blocks[3][1], device, env)  # section 4's mosquitto_pub, as the device ran it
+        assert publish.returncode != 0 and "certificate verify failed" in broker.log_text(), broker.log_text()
         refused = await run("device")
         assert refused.stdout.startswith("403\n") and "was revoked (keyCompromise" in refused.stdout
 
