@@ -41,9 +41,10 @@ class Vault(Protocol):
         Raises Conflict when a pending request is already in progress (409)."""
 
     async def create_new_version(self, name: str, tags: Mapping[str, str] | None = None,
-                                 policy: CertificatePolicy | None = None) -> PendingRequest:
+                                 policy: CertificatePolicy | None = None, *, fresh_key: bool = False) -> PendingRequest:
         """A new version with the certificate's current policy exactly as the vault holds it
-        (the portal's "New Version"; `policy` from `get_certificate` saves reading it again).
+        (the portal's "New Version"; `policy` from `get_certificate` saves reading it again);
+        `fresh_key`: never reuse the current key, whatever the policy's reuse_key says.
         Raises Conflict when a request is already pending (409)."""
 
     async def merge(self, name: str, chain_der: Sequence[bytes],

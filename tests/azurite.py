@@ -1,7 +1,7 @@
 """Azurite, Microsoft's Azure Storage emulator (npm), for the tests that need Blob or Table storage.
 
-    server = Azurite(tmp_path / "azurite", "table")   # or "blob"
-    server.start(); ...; server.stop()
+    with Azurite(tmp_path / "azurite", "table") as server:   # or "blob"
+        ...   # server.account_url, server.credential()
 
 One service per process (`azurite-blob`, `azurite-table`), on 127.0.0.1 and a free port, its
 data in a folder of the test's.
@@ -64,6 +64,13 @@ class Azurite:
         from azure.core.credentials import AzureNamedKeyCredential
 
         return AzureNamedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY)
+
+    def __enter__(self) -> "Azurite":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def start(self) -> None:
         name = f"azurite-{self.service}"

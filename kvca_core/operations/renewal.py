@@ -23,7 +23,8 @@ from kvca_core.operations.common import (
     where,
 )
 from kvca_core.operations.results import RENEWED, SIGNED, SKIPPED, Outcome
-from kvca_core.operations.signing import just_completed, sign, sign_pending_now
+from kvca_core.authority import read_certificate
+from kvca_core.operations.signing import Replacing, just_completed, sign, sign_pending_now
 from kvca_core.vocabulary import check_name
 
 FORCE_HINT = 'renew with force to make another version anyway (kvca renew --force; over HTTP {"force": true})'
@@ -105,6 +106,11 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
     policy = await policy_of(ctx, judged)
     ca_name = lifecycle.managed_ca(judged, policy)
     now = clock.now()
+    judged_cert = read_certificate(judged.cer, where(name))
+    revoked = await ctx.ledger.revocation(ca_name, judged_cert.serial_number)  # the record, not the mirror
+    compromised = revoked is not None and revoked.reason == "keyCompromise"
+    replacing = Replacing(judged_cert.serial_number, asked,
+                          judged_cert.public_key() if compromised else None)
     if asked:
         # A person asked for a new version now: one a renewal completed moments ago is said, not
         # silently repeated (unless force), and an HTTP caller is rate-limited (min_age).
@@ -116,11 +122,11 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
         not_now = ""
     else:
         rules = lifecycle.Rules.of(ctx.settings)
-        verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy)
+        verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy, revoked=revoked is not None)
         if verdict.action != lifecycle.RENEW and verdict.state in (lifecycle.VALID, lifecycle.DUE):
             # Not due by its dates: due all the same if its CA was rotated and its move time came
             # (one read of the CA, cached per sweep; a due certificate costs none).
-            verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy,
+            verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy, revoked=revoked is not None,
                                         rotation=await rotation_for(ctx, ca_name, rotations))
         not_now = "" if verdict.action == lifecycle.RENEW else verdict.reason
     if not_now:
@@ -128,13 +134,20 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
         # in flight) is signed, unless its version has only just completed.
         pending = await vault.get_pending(name)
         if pending is not None and pending.in_progress:
-            return just_completed(judged, now) or await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED)
+            # Made by hand, or a renewal in flight. A revocation withdraws the request pending at that
+            # moment (revocation/revoke.py), so one pending on a revoked version was asked for after
+            # it: a replacement, signed as asked (with a new key after a key compromise).
+            by_hand = Replacing(replacing.serial, True, replacing.retired_key)
+            return just_completed(judged, now) or await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED,
+                                                             replacing=by_hand)
         return Outcome(name, SKIPPED, version=judged.version, reason=not_now)
     # The CA must be usable before anything changes in the vault.
     loaded = await load_ca(ctx, ca_name, cas)
     concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
     try:
-        pending = await vault.create_new_version(name, tags=next_version_tags(judged.tags), policy=policy)
+        # After a key compromise the next version gets a new key, whatever the policy's reuse_key says.
+        pending = await vault.create_new_version(name, tags=next_version_tags(judged.tags), policy=policy,
+                                                 fresh_key=compromised)
     except Conflict:
         # A request is pending: another trigger's renewal, or a "New Version" made by hand. Finish it
         # rather than start a second, as long as it renews the version we judged.
@@ -142,7 +155,7 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
         if pending is None or not pending.in_progress or (await current(ctx, name)).version != judged.version:
             return concurrent
         wait = None if force else just_completed(judged, clock.now())
-        return wait or await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED, loaded)
+        return wait or await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED, loaded, replacing)
     latest = await current(ctx, name)
     if latest.version != judged.version:
         again = await vault.get_pending(name)
@@ -152,7 +165,7 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
             except (Busy, NotFound):
                 pass  # someone else is already merging or withdrawing it
         return Outcome(name, SKIPPED, version=latest.version, reason=concurrent.reason)
-    return await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED, loaded)
+    return await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED, loaded, replacing)
 
 
 def check_renew_options(*, if_due: bool, force: bool) -> None:

@@ -3,11 +3,12 @@ withdrawn."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 from kvca_core import clock, lifecycle
 from kvca_core.authority import LoadedCA
-from kvca_core.errors import Busy, Conflict, InvalidRequest, NotFound, about
+from kvca_core.errors import Busy, Conflict, InvalidRequest, NotFound, PolicyViolation, about
 from kvca_core.model import CertificatePolicy, PendingRequest
 from kvca_core.operations.common import (
     CACache,
@@ -27,6 +28,7 @@ from kvca_core.ledger import VAULT
 from kvca_core.operations.recording import record_issued
 from kvca_core.operations.results import CANCELLED, SIGNED, SKIPPED, Outcome
 from kvca_core.signing import IssuanceUrls, issue_leaf
+from kvca_core.signing.certs import same_public_key
 from kvca_core.vocabulary import check_name
 
 
@@ -42,10 +44,33 @@ def issuance_urls(settings, ca_name: str, ca_version: str | None) -> IssuanceUrl
                         ocsp=f"{settings.ocsp_url}/{ca_name}" if settings.ocsp_url else None)
 
 
+@dataclass(frozen=True)
+class Replacing:
+    """What a renewal replaces: the serial of the version it judged, whether a person asked for the new
+    version (a replacement of a revoked certificate is asked for; an automatic renewal is not), and
+    the public key a key compromise retired, which the new certificate must not carry."""
+
+    serial: int
+    asked: bool
+    retired_key: object | None = None
+
+
+async def _revoked_meanwhile(ctx, ca_name: str, replacing: Replacing | None):
+    """The ledger's revocation of what an automatic renewal replaces, recorded while it ran."""
+    if replacing is None or replacing.asked:
+        return None
+    return await ctx.ledger.revocation(ca_name, replacing.serial)
+
+
 async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str], policy: CertificatePolicy,
-               ca_name: str, action: str, loaded: LoadedCA | None = None) -> Outcome:
+               ca_name: str, action: str, loaded: LoadedCA | None = None, replacing: Replacing | None = None) -> Outcome:
     """CSR -> policy-checked leaf -> merge. Losing a merge race to another trigger is a no-op.
-    `loaded`: the CA, when the caller has just loaded it (saves a vault round trip)."""
+    `loaded`: the CA, when the caller has just loaded it (saves a vault round trip).
+
+    `replacing`: a renewal. A revocation that lands while an automatic renewal runs never ends as a
+    valid current certificate: checked before the merge (the request is withdrawn unmerged) and after
+    it (the new version is revoked for the same reason). A key compromise's key is never certified
+    again: a CSR over it is refused and withdrawn."""
     if pending.csr is None:
         raise InvalidRequest("the pending request carries no CSR", subject=where(name))
     if loaded is None:
@@ -57,9 +82,18 @@ async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
             pending.csr, ca=loaded.issuing, policy=ipolicy,
             requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
             urls=issuance_urls(ctx.settings, ca_name, loaded.version), uris=uris, ips=ips)
+    if replacing is not None and replacing.retired_key is not None \
+            and same_public_key(issued.leaf.public_key(), replacing.retired_key):
+        await _withdraw(ctx, name, pending)
+        raise PolicyViolation("the new version's key is the one revoked for keyCompromise; the request was "
+                              "withdrawn", subject=where(name), hint="renew again: the next version gets a new key")
+    if await _revoked_meanwhile(ctx, ca_name, replacing) is not None:
+        await _withdraw(ctx, name, pending)
+        return Outcome(name, SKIPPED, reason="the version being renewed was revoked meanwhile; the renewal was "
+                                             "withdrawn (renew it by hand to replace it)")
     # In the ledger before the vault holds it: a certificate kvca did not record is never released.
-    await record_issued(ctx, issued.leaf, ca=ca_name, ca_version=loaded.version, profile=issued.profile.value,
-                        location=VAULT, name=name)
+    record = await record_issued(ctx, issued.leaf, ca=ca_name, ca_version=loaded.version,
+                                 profile=issued.profile.value, location=VAULT, name=name)
     try:
         merged = await ctx.vault.merge(name, issued.chain_der(include_root=root_in_chain(tags, issued.profile)),
                                        tags=merged_tags(tags, loaded))
@@ -77,9 +111,28 @@ async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
             return Outcome(name, SKIPPED, reason=f"not merged: meanwhile {pending_status(after)}")
         raise
     leaf = issued.leaf
+    late = await _revoked_meanwhile(ctx, ca_name, replacing)
+    if late is not None:
+        # The revocation landed between the check above and the merge: the new version follows it.
+        from kvca_core.revocation import revoke  # revocation builds on the operations
+
+        await revoke(ctx, name, reason=late.reason, version=merged.version)
+        return Outcome(name, SKIPPED, version=merged.version, serial=record.serial,
+                       reason=f"the version being renewed was revoked meanwhile ({late.reason}); the new version "
+                              f"was revoked with it")
     return Outcome(name, action, version=merged.version, serial=serial_hex(leaf),
                    reason=f"signed by CA '{ca_name}'", not_after=leaf.not_valid_after_utc,
                    warnings=tuple(issued.warnings))
+
+
+async def _withdraw(ctx, name: str, pending: PendingRequest) -> None:
+    """Delete the request kvca was about to merge, if it is still that one."""
+    try:
+        again = await ctx.vault.get_pending(name)
+        if again is not None and again.in_progress and again.request_id == pending.request_id:
+            await ctx.vault.delete_pending(name)
+    except (Busy, NotFound):
+        pass  # someone else is already merging or withdrawing it
 
 
 def just_completed(version, now) -> Outcome | None:

@@ -148,20 +148,24 @@ async def _upload(ctx, ca: str, key: LoadedCA, crl: x509.CertificateRevocationLi
     return url
 
 
-async def publish_after_revocation(ctx, ca: str, serial: str) -> tuple[str, str]:
+async def publish_after_revocation(ctx, ca: str, serial: str) -> tuple[str, str, int | None]:
     """A fresh CRL of the key that signed `serial` (its ledger record says which; every key's, when it
-    does not), uploaded: (the URL of a published CRL listing it, or ""; why it was not published)."""
+    does not), uploaded: (the URL of a published CRL listing it, or ""; why it was not published;
+    the number of the CRL that lists it, signed after the revocation was recorded)."""
     try:
         revoked = await ctx.ledger.revocation(ca, serial)
         keys = await ctx.authority.keys(ca, refresh=True)
         version = (revoked.ca_version if revoked is not None else UNKNOWN_VERSION).lower()
         chosen = [k for k in keys if (k.version or "").lower() == version] or list(keys)
-        urls = [await _upload(ctx, ca, key, await _sign_fresh(ctx, ca, key), current=key is keys[0])
-                for key in chosen]
-        return urls[0], ""
+        url, number = "", None
+        for key in chosen:
+            crl = await _sign_fresh(ctx, ca, key)
+            number = crl_number_of(crl) if number is None else number
+            url = url or await _upload(ctx, ca, key, crl, current=key is keys[0])
+        return url, "", number
     except KvcaError as exc:
         telemetry.record("publish_crl", "failed", level=logging.ERROR, ca=ca, serial=serial, reason=str(exc))
-        return "", str(exc)
+        return "", str(exc), None
 
 
 async def managed_cas(ctx) -> list[str]:

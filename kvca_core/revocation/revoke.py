@@ -58,6 +58,8 @@ class Revocation:
     # Why re-signing or publishing failed: the revocation stands regardless, and the next timer run
     # (or the CRL route, which signs on demand) catches up.
     publish_error: str = ""
+    # The number of the CRL signed for this revocation, which lists it; every higher number does too.
+    crl_number: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -206,10 +208,29 @@ async def revoke(ctx, name: str | None = None, *, reason: str, version: str | No
     if result.action == "revoked":
         # The record is written: a CRL that fails here is reported, never raised, so that the caller
         # does not retry a revocation that happened.
-        url, error = await publish_after_revocation(ctx, result.ca, result.serial)
-        result = replace(result, published=url, publish_error=error)
+        url, error, number = await publish_after_revocation(ctx, result.ca, result.serial)
+        result = replace(result, published=url, publish_error=error, crl_number=number)
         await notify.revoked(ctx, result)  # told once, when it took effect; never raises
+    if name is not None and version is None and serial is None:
+        await _follow_current(ctx, name, result)
     return result
+
+
+async def _follow_current(ctx, name: str, result: Revocation) -> None:
+    """Revoking a certificate by its name revokes its current version, and a version that became
+    current while the revocation was recorded (a renewal merged between our read and our write) is
+    revoked with it, for the same reason. A renewal merged after the write sees the revocation in the
+    ledger and revokes its own version (operations/signing.py): between the two, no renewal racing a
+    revocation ends as a valid current version."""
+    try:
+        now_current = await ctx.vault.get_certificate(name)
+    except KvcaError:
+        return  # deleted meanwhile, or unreachable: there is no newer version to follow
+    if now_current.cer is None or now_current.version == result.version or not now_current.enabled:
+        return
+    logger.warning("kvca op=revoke certificate=%s version=%s outcome=following reason=became current while "
+                   "version %s was revoked", name, now_current.version, result.version)
+    await revoke(ctx, name, reason=result.reason, version=now_current.version)
 
 
 async def revoked_serial(ctx, ca: str, serial: int | str) -> RevocationRecord | None:

@@ -16,7 +16,9 @@ Storage Blob Data Contributor on this one container); no key or connection strin
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,8 +49,13 @@ CRL_CONTENT_TYPE = "application/pkix-crl"
 # The blob's metadata carries the CRL number it holds, so a publisher can tell a newer CRL
 # from an older one without downloading and parsing it (storage data: read as untrusted).
 NUMBER_METADATA = "crlnumber"
-# Tries of the read-compare-write loop when another instance writes in between.
-_WRITE_TRIES = 3
+# Tries of the read-compare-write loop when another instance writes in between. Every lost try
+# means another publisher's CRL landed, and only a higher number than the blob's can land, so the
+# loop ends after at most as many losses as there are publishers holding a lower number than
+# ours: 16 covers a burst of revocations across several instances; a short random pause between
+# tries keeps them from re-colliding in step.
+_WRITE_TRIES = 16
+_PAUSE_SECONDS = 0.05
 
 
 class CrlStore:
@@ -90,7 +97,8 @@ class CrlStore:
                                            metadata={NUMBER_METADATA: str(number)}, **condition)
                     return url
                 except (ResourceModifiedError, ResourceExistsError):
-                    continue  # another instance wrote it between our read and our write: read again
+                    # another instance wrote it between our read and our write: read again
+                    await asyncio.sleep(random.uniform(0, _PAUSE_SECONDS))
             raise UpstreamError(f"the blob kept changing while CRL number {number} was written "
                                 f"({_WRITE_TRIES} tries)", subject=f"CRL blob {url}")
         except UpstreamError:

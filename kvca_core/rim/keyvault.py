@@ -10,6 +10,7 @@ header sets kvca's clock (`VaultClock`, `kvca_core/clock.py`).
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import email.utils
 import logging
@@ -357,7 +358,7 @@ class KeyVault:
         return await self._create(name, _sdk_policy(policy), tags, enabled)
 
     async def create_new_version(self, name: str, tags: Mapping[str, str] | None = None,
-                                 policy: CertificatePolicy | None = None) -> PendingRequest:
+                                 policy: CertificatePolicy | None = None, *, fresh_key: bool = False) -> PendingRequest:
         """A new version with the certificate's current policy exactly as the vault holds it
         (lifetime actions, IP SANs and all): the portal's "New Version". `policy`: the one a
         versionless `get_certificate` just returned (it holds the vault's own copy), which
@@ -366,6 +367,12 @@ class KeyVault:
         if sdk_policy is None:
             async with calling(f"certificate '{name}'"):
                 sdk_policy = await self._certs.get_certificate_policy(name)
+        if fresh_key and sdk_policy.reuse_key:
+            # After a key compromise the next version must get a new key whatever the policy says: the
+            # same policy with reuse_key off (the SDK's CertificatePolicy has no setter; a copy is
+            # changed, and a create with a policy makes it the certificate's from then on).
+            sdk_policy = copy.copy(sdk_policy)
+            sdk_policy._reuse_key = False  # noqa: SLF001
         result = await self._create(name, sdk_policy, tags, True)
         if not isinstance(result, PendingRequest):
             raise Conflict("a new version completed without a pending request (issuer is not Unknown)",

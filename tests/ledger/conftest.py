@@ -18,12 +18,8 @@ from ledgerstores import SqliteBacking, TableBacking
 @pytest.fixture(scope="module")
 def azurite_table(tmp_path_factory):
     """Azurite's Table service on loopback for the module; each test gets a table of its own."""
-    server = Azurite(tmp_path_factory.mktemp("azurite-table"), "table")
-    server.start()
-    try:
+    with Azurite(tmp_path_factory.mktemp("azurite-table"), "table") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["table", "sqlite"])

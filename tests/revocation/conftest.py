@@ -44,12 +44,8 @@ def azurite(tmp_path):
     """Azurite's blob service on loopback, stopped (and its data dropped with tmp_path) after the test."""
     from revhelpers import Azurite
 
-    server = Azurite(tmp_path / "azurite")
-    server.start()
-    try:
+    with Azurite(tmp_path / "azurite") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -65,4 +61,47 @@ async def blob_ctx(revocation_ca, azurite):
     async with ContainerClient.from_container_url(url, credential=azurite.credential()) as container:
         await container.create_container(public_access="blob")
     revocation_ca.crl_store = CrlStore(url, azurite.credential())
+    return revocation_ca
+
+
+@pytest.fixture
+def azurite_tables(tmp_path):
+    """Azurite's Table service on loopback, the ledger's store in Azure (kvca_core/rim/tables.py)."""
+    from azurite import Azurite  # tests/azurite.py
+
+    with Azurite(tmp_path / "azurite-table", service="table") as server:
+        yield server
+
+
+@pytest.fixture
+async def table_ledger(azurite_tables):
+    """A factory of TableLedgers on one fresh table, as two app instances would each open theirs. The
+    table is made as the Bicep makes it (the app never creates it); Azurite takes its account key,
+    where kvca's own code signs in with the process's identity."""
+    import uuid
+
+    from azure.data.tables.aio import TableClient
+
+    from kvca_core.rim.tables import TableLedger
+
+    table = f"ledger{uuid.uuid4().hex[:12]}"
+    async with TableClient(azurite_tables.account_url, table, credential=azurite_tables.credential()) as admin:
+        await admin.create_table()
+    opened = []
+
+    def open_one():
+        ledger = TableLedger(f"{azurite_tables.account_url}/{table}", azurite_tables.credential())
+        opened.append(ledger)
+        return ledger
+
+    yield open_one
+    for ledger in opened:
+        await ledger.close()
+
+
+@pytest.fixture
+async def ledger_ca(revocation_ca, table_ledger):
+    """rev-ca's context keeping its ledger in Azurite's Table service."""
+    await revocation_ca.ledger.close()
+    revocation_ca.ledger = table_ledger()
     return revocation_ca

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import azure.functions as func
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from apphelpers import emulator_now, user_function
@@ -135,3 +135,27 @@ def fetch_over_http(url: str) -> tuple[bytes, dict[str, str]]:
     assert url.startswith("http://"), url
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.read(), {k.lower(): v for k, v in resp.headers.items()}
+
+
+async def sign_external(ctx, name: str, ca: str = CA) -> x509.Certificate:
+    """A client certificate for a key made outside the vault (a device's), signed by the CA's key through
+    the signing pipeline and recorded in the ledger as kvca records every certificate it signs."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from kvca_core import clock
+    from kvca_core.ledger import EXTERNAL
+    from kvca_core.operations.recording import record_issued
+    from kvca_core.signing import issue_leaf
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name}.rev.internal")]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"{name}.rev.internal")]), critical=False)
+           .sign(key, hashes.SHA256()))
+    loaded = await ctx.authority.load(ca)
+    issued = await issue_leaf(csr.public_bytes(Encoding.DER), ca=loaded.issuing, policy=await ctx.authority.policy(loaded),
+                              profile="client", now=clock.now())
+    await record_issued(ctx, issued.leaf, ca=ca, ca_version=loaded.version, profile="client", location=EXTERNAL,
+                        name=name)
+    return issued.leaf
