@@ -40,7 +40,7 @@ AUTH = func.AuthLevel.FUNCTION
 
 
 @bp.function_name("kvca_sign")
-@bp.route(route="certificates/{name}/sign", methods=["POST"], auth_level=AUTH)
+@bp.route(route="api/certificates/{name}/sign", methods=["POST"], auth_level=AUTH)
 @answers("sign")
 async def kvca_sign(req: func.HttpRequest) -> func.HttpResponse:
     return await _on_named(req, operations.sign_pending, access.SIGN)
@@ -59,7 +59,7 @@ async def _on_named(req: func.HttpRequest, operation, action: str) -> func.HttpR
 
 
 @bp.function_name("kvca_renew")
-@bp.route(route="certificates/{name}/renew", methods=["POST"], auth_level=AUTH)
+@bp.route(route="api/certificates/{name}/renew", methods=["POST"], auth_level=AUTH)
 @answers("renew")
 async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
     data = known_fields(json_body(req, optional=True), ("if_due", "force", "version"))
@@ -81,7 +81,7 @@ async def kvca_renew(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_issue")
-@bp.route(route="certificates", methods=["POST"], auth_level=AUTH)
+@bp.route(route="api/certificates", methods=["POST"], auth_level=AUTH)
 @answers("issue")
 async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
     data = json_body(req, optional=False)
@@ -94,14 +94,14 @@ async def kvca_issue(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_cancel")
-@bp.route(route="certificates/{name}/cancel", methods=["POST"], auth_level=AUTH)
+@bp.route(route="api/certificates/{name}/cancel", methods=["POST"], auth_level=AUTH)
 @answers("cancel")
 async def kvca_cancel(req: func.HttpRequest) -> func.HttpResponse:
     return await _on_named(req, operations.cancel, access.CANCEL)
 
 
 @bp.function_name("kvca_issue_batch")
-@bp.route(route="certificates/batch", methods=["POST"], auth_level=AUTH)
+@bp.route(route="api/certificates/batch", methods=["POST"], auth_level=AUTH)
 @answers("issue_batch")
 async def kvca_issue_batch(req: func.HttpRequest) -> func.HttpResponse:
     """Every item is checked before anything is created, by the same reader as a single request and a
@@ -128,7 +128,7 @@ async def kvca_issue_batch(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_inventory")
-@bp.route(route="certificates", methods=["GET"], auth_level=AUTH)
+@bp.route(route="api/certificates", methods=["GET"], auth_level=AUTH)
 @answers("inventory")
 async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
     raw = req.params.get("expiring_within_days")
@@ -149,7 +149,7 @@ async def kvca_inventory(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_ca_policy")
-@bp.route(route="cas/{ca}/policy", methods=["GET"], auth_level=AUTH)
+@bp.route(route="api/cas/{ca}/policy", methods=["GET"], auth_level=AUTH)
 @answers("ca_policy")
 async def kvca_ca_policy(req: func.HttpRequest) -> func.HttpResponse:
     # Read-only, and readable by whoever may read the inventory: a policy names rules, no secrets.
@@ -160,7 +160,7 @@ async def kvca_ca_policy(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_health")
-@bp.route(route="health", methods=["GET"], auth_level=AUTH)
+@bp.route(route="api/health", methods=["GET"], auth_level=AUTH)
 @answers("health")
 async def kvca_health(req: func.HttpRequest) -> func.HttpResponse:
     # Every missing or malformed setting at once; host=True: the timer's schedule must be an

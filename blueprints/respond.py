@@ -46,10 +46,13 @@ def error_response(exc: BaseException, *, operation: str) -> func.HttpResponse:
         "error": "InternalError", "message": f"{operation}: unexpected error; see the function's log"}), 500)
 
 
-def answers(operation: str):
+def answers(operation: str, refusal: Callable[..., func.HttpResponse] | None = None):
     """Wrap an HTTP handler so every exception becomes the mapped answer above, never a trace.
+    `refusal(exc, operation=...)`: another protocol's mapping (EST answers in text/plain).
 
     functools.wraps keeps the handler's signature, which azure-functions reads for its bindings."""
+    refuse = refusal or error_response
+
     def wrap(handler: Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]):
         @functools.wraps(handler)
         async def handle(req: func.HttpRequest) -> func.HttpResponse:
@@ -57,7 +60,7 @@ def answers(operation: str):
                 with telemetry.source("http"):
                     return await handler(req)
             except Exception as exc:  # every error becomes a mapped answer
-                return error_response(exc, operation=operation)
+                return refuse(exc, operation=operation)
         return handle
     return wrap
 

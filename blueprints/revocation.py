@@ -37,7 +37,7 @@ _REVOKE_FIELDS = ("reason", "version", "serial")
 
 
 @bp.function_name("kvca_revoke")
-@bp.route(route="certificates/{name}/revoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="api/certificates/{name}/revoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @answers("revoke")
 async def kvca_revoke(req: func.HttpRequest) -> func.HttpResponse:
     data = known_fields(json_body(req, optional=False), _REVOKE_FIELDS)
@@ -56,7 +56,7 @@ async def kvca_revoke(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_revoke_serial")
-@bp.route(route="cas/{ca}/revoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="api/cas/{ca}/revoke", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @answers("revoke")
 async def kvca_revoke_serial(req: func.HttpRequest) -> func.HttpResponse:
     """A certificate the CA signed, found in its ledger by serial: one the vault no longer holds, or a
@@ -87,14 +87,14 @@ async def _crl_answer(ca: str, version: str | None) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_crl")
-@bp.route(route="crl/{ca}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/crl/{ca}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @answers("crl")
 async def kvca_crl(req: func.HttpRequest) -> func.HttpResponse:
     return await _crl_answer(req.route_params.get("ca", ""), None)
 
 
 @bp.function_name("kvca_crl_version")
-@bp.route(route="crl/{ca}/{version}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/crl/{ca}/{version}.crl", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @answers("crl")
 async def kvca_crl_version(req: func.HttpRequest) -> func.HttpResponse:
     return await _crl_answer(req.route_params.get("ca", ""), req.route_params.get("version", ""))
@@ -106,7 +106,7 @@ def _ocsp_answer(der: bytes) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_ocsp_post")
-@bp.route(route="ocsp/{ca}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/ocsp/{ca}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @answers("ocsp")
 async def kvca_ocsp_post(req: func.HttpRequest) -> func.HttpResponse:
     ctx = await context.shared()
@@ -114,7 +114,7 @@ async def kvca_ocsp_post(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("kvca_ocsp_get")
-@bp.route(route="ocsp/{ca}/{*request}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="api/ocsp/{ca}/{*request}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @answers("ocsp")
 async def kvca_ocsp_get(req: func.HttpRequest) -> func.HttpResponse:
     encoded = unquote(req.route_params.get("request", ""))

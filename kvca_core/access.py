@@ -17,7 +17,7 @@ Rules (KVCA_ACCESS_RULES, JSON):
     {"roles":        {"<app role value>": RULE, ...},
      "callers":      {"<Entra object id>": RULE, ...},
      "function_key": RULE}
-    RULE = {"actions": ["issue", "renew", "force_renew", "sign", "cancel", "inventory", "revoke"],
+    RULE = {"actions": ["issue", "renew", "force_renew", "sign", "cancel", "inventory", "revoke", "enroll"],
             "cas": ["corp-ca", ...] or ["*"],
             "dns_suffixes": ["web.corp.internal", ...] or ["*"]}
 
@@ -48,7 +48,8 @@ from kvca_core.vocabulary import NAME_RE, tagged_names
 
 ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY = "issue", "renew", "force_renew", "sign", "cancel", "inventory"
 REVOKE = "revoke"
-ACTIONS = (ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY, REVOKE)
+ENROLL = "enroll"  # sign a CSR from outside the vault (POST /api/cas/{ca}/sign-csr, EST enrollment)
+ACTIONS = (ISSUE, RENEW, FORCE_RENEW, SIGN, CANCEL, INVENTORY, REVOKE, ENROLL)
 ANY = "*"
 FUNCTION_KEY = "function-key"
 ENTRA = "entra"

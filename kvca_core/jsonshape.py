@@ -26,8 +26,8 @@ SCHEMA_VERSION = 1
 # The documents: what each holds is described once, in schemas/kvca-v1.schema.json (and explained
 # in the README), not again here.
 OBJECTS = ("outcome", "batch", "sweep", "inventory", "certificate", "ca", "ca_list", "ca_rotation", "ca_policy",
-           "revocation", "crl", "trust_export", "download", "health", "error", "ledger", "ledger_entry",
-           "ledger_export", "ledger_import")
+           "revocation", "crl", "trust_export", "download", "signed_csr", "enroll_codes", "health", "error", "ledger",
+           "ledger_entry", "ledger_export", "ledger_import")
 
 
 def document(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:

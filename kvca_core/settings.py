@@ -97,6 +97,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KVCA_ROTATION_WINDOW_HOURS", "72",
             "After `kvca ca rotate`, the sweep moves every leaf of the older intermediate onto the new one "
             "within this many hours, each at its own point of the window (spread by name)."),
+    Setting("KVCA_EXTERNAL_SIGN_SHARE", "0.5",
+            "The share (above 0, at most 1) of the vault's key-operation limit (4,000 per 10 s for EC and "
+            "RSA-2048 keys) that one instance may spend signing CSRs from outside the vault (sign-csr, EST); "
+            "the rest is left for the vault's other work. Per instance: with N instances, at most N times it."),
+    Setting("KVCA_TRUST_CLIENT_CERT_HEADER", "false",
+            "Believe the X-ARR-ClientCert header (EST re-enrollment by the device's current certificate): true "
+            "only while the app's client-certificate mode is on (clientCertEnabled), since only then does App "
+            "Service put the TLS client certificate there instead of passing on what a client sent."),
     Setting("AZURE_CLIENT_ID", "",
             "Client ID of the user-assigned managed identity (read by DefaultAzureCredential)."),
 )
@@ -141,6 +149,16 @@ def _positive_seconds(name: str, raw: str) -> float:
         raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
     if not 0 < value < float("inf"):
         raise ValueError(f"{name}={raw!r} must be a number of seconds above 0")
+    return value
+
+
+def _share(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"{name}={raw!r} must be above 0 and at most 1 (a share of the vault's limit)")
     return value
 
 
@@ -346,6 +364,8 @@ class Settings:
     ca_renew_before_days: int = 398
     notify_webhook_url: str = field(default="", repr=False)  # may hold a token: kept out of repr and logs
     rotation_window_hours: int = 72
+    external_sign_share: float = 0.5
+    trust_client_cert_header: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, host: bool = False) -> "Settings":
@@ -400,6 +420,8 @@ class Settings:
             ca_renew_before_days=read("KVCA_CA_RENEW_BEFORE_DAYS", _positive_int),
             notify_webhook_url=read("KVCA_NOTIFY_WEBHOOK_URL", _webhook_url),
             rotation_window_hours=read("KVCA_ROTATION_WINDOW_HOURS", _positive_int),
+            external_sign_share=read("KVCA_EXTERNAL_SIGN_SHARE", _share),
+            trust_client_cert_header=read("KVCA_TRUST_CLIENT_CERT_HEADER", _flag),
         )
         problems.extend(_policy_problems(values["issuance_policy"]))
         problems.extend(_access_problems(values["access_rules"], values["trust_easy_auth"], env))

@@ -335,6 +335,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'KVCA_LEDGER_TABLE_URL'
           value: ledgerTableUrl
         }
+        // One instance's share of the vault's key-operation limit for signing external CSRs
+        // (sign-csr, EST); the rest stays for renewals, CRLs and OCSP.
+        {
+          name: 'KVCA_EXTERNAL_SIGN_SHARE'
+          value: '0.5'
+        }
+        // true only together with clientCertEnabled on this site: App Service then writes the
+        // TLS client certificate into X-ARR-ClientCert (EST re-enrollment).
+        {
+          name: 'KVCA_TRUST_CLIENT_CERT_HEADER'
+          value: 'false'
+        }
       ]
     }
     functionAppConfig: {

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from kvca_core import jsonshape, telemetry
 from kvca_core.cli import ca_commands as _ca_commands  # noqa: F401 - registers the `ca` commands
+from kvca_core.cli import device_commands as _device_commands  # noqa: F401 - registers sign-csr, enroll-codes
 from kvca_core.cli import ledger_commands as _ledger_commands  # noqa: F401 - registers the `ledger` commands
 from kvca_core.cli.commands import COMMANDS
 from kvca_core.cli.errors import EXIT_CLOSED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError

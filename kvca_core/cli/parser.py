@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_certificate_commands(sub, add)
     _add_trust_commands(sub, add)
     _add_revocation_commands(sub, add)
+    _add_device_commands(sub, add)
     _add_ledger_commands(sub, add)
     return parser
 
@@ -226,6 +227,46 @@ def _add_revocation_commands(sub, add) -> None:
                    help="the root's CRL over the intermediate, signed with the root's key (your identity "
                         "needs Crypto User on CA-root; the app has none), valid for a year")
     p.add_argument("--revoke-intermediate", metavar="REASON", help="with --root: list the intermediate as revoked")
+    p = add(sub, "ocsp-responder", "issue the CA's delegated OCSP responder certificate CA-ocsp (needs KVCA_OCSP_URL)")
+    p.add_argument("name", metavar="CA")
+
+
+def _add_device_commands(sub, add) -> None:
+    p = add(sub, "sign-csr", "sign CSRs from outside the vault (a device's or service's own key) with a CA whose "
+                             "policy allows it (external_csrs)")
+    p.add_argument("ca", metavar="CA")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--csr", metavar="FILE", help="one CSR (PEM, DER or base64 DER)")
+    which.add_argument("--from", dest="from_source", metavar="DIR_OR_LIST",
+                       help="many: a folder of .csr/.pem/.der files, or a file listing CSR paths, one a line")
+    p.add_argument("--name", help="one CSR: the device's or service's name in the ledger (default: the CSR's CN)")
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="default: the first of the CA policy's external_profiles")
+    p.add_argument("--days", type=POSITIVE, default=None, metavar="N",
+                   help="validity in days, at most the policy's max_validity_days (default: the policy's)")
+    p.add_argument("--out", metavar="FILE|DIR",
+                   help="one CSR: write the certificate and its intermediates here (PEM; default: standard "
+                        "output); --from: an existing folder for <CSR file name>.crt (default: next to each CSR)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """\
+--from signs a fleet's CSRs: every file in the folder ending .csr, .req, .pem or .der, or the
+files a list names (one path a line, relative to the list). Every CSR is read and its signature
+checked first: an unreadable one refuses the run (exit 2) and nothing is signed. Each certificate
+is named by its CSR's CN, checked against the CA's policy, signed and recorded in the ledger, and
+its chain (PEM: the certificate, then the intermediates) written to <CSR file name>.crt. Standard
+output gets one signed_csr JSON document a line, as each CSR is done: signed, skipped, or failed
+with its reason. Resuming: run the same command again; a CSR signed before (the same public key
+and names, found in the ledger) is reported skipped, not signed again, and its file written
+again. Exit 0 when none failed, 1 when any did."""
+    p = add(sub, "enroll-codes", "one-time enrollment codes for devices' first EST enrollment (HTTP Basic: the device "
+                                 "ID and its code); kvca keeps only their hashes")
+    p.add_argument("ca", metavar="CA")
+    p.add_argument("--from", dest="from_file", metavar="FILE", required=True,
+                   help="CSV with a header row: device_id, and optionally sans (names the device may hold besides "
+                        "its ID, space-separated: DNS:..., URI:..., IP:..., email:...)")
+    p.add_argument("--days", type=POSITIVE, default=7, metavar="N", help="how long the codes are valid (default 7)")
+    p.add_argument("--out", metavar="FILE", required=True,
+                   help="the codes file to create (CSV device_id,code,expires; mode 0600)")
 
 
 def _add_ledger_commands(sub, add) -> None:

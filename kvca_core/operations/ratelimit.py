@@ -1,11 +1,15 @@
-"""Key Vault's create limit, kept by the process: at most `limit` certificate creates start in any
-`window` seconds."""
+"""Key Vault's limits, kept by the process: at most `limit` certificate creates start in any
+`window` seconds (CreateRate); at most a share of the vault's key-operation budget goes to keys-API
+signing of external CSRs (SignRate)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any, Callable
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 # Key Vault's create limit: 20 software-key creates per vault per 10 s (docs/keyvault-behaviour.md,
 # "Throttling"; a certificate create makes a key). issue_many and the rotation moves keep below it.
@@ -31,3 +35,54 @@ class CreateRate:
                     self.starts.append(now)
                     return
                 await self.sleep(self.window - (now - self.starts[0]))
+
+
+# Key Vault's limit on key operations other than create (a keys-API sign among them): per vault
+# and region, 4,000 per 10 s for software EC and RSA-2048 keys, 1,000 for RSA-3072, 500 for
+# RSA-4096, half of each for HSM keys, and "a weighted sum across key types"
+# (learn.microsoft.com/azure/key-vault/general/service-limits, "Key transactions"). One budget of
+# KEY_OPERATION_LIMIT units, each operation costing its key type's weight (key_operation_cost).
+KEY_OPERATION_LIMIT, KEY_OPERATION_WINDOW = 4000, 10.0
+
+
+def key_operation_cost(public_key: Any, *, hsm: bool = False) -> int:
+    """The weight of one keys-API operation with `public_key`'s key in KEY_OPERATION_LIMIT's units."""
+    size = public_key.key_size if isinstance(public_key, rsa.RSAPublicKey) else 0  # EC keys cost 1
+    cost = 1 if size <= 2048 else 4 if size <= 3072 else 8
+    return cost * 2 if hsm else cost
+
+
+class SignRate:
+    """At most `limit` units of keys-API work start in any `window` seconds, each start weighted by
+    its cost: a sliding window, like CreateRate, over the vault's key-operation budget. One per
+    process; `share_of_vault` gives it a share of Key Vault's limit, leaving the rest for the
+    vault's other work."""
+
+    def __init__(self, limit: int, window: float = KEY_OPERATION_WINDOW, *,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        if limit < 1:
+            raise ValueError(f"a sign rate of {limit} per {window} s lets nothing through")
+        self.limit, self.window = limit, window
+        self.monotonic, self.sleep = monotonic, sleep
+        self.starts: deque[tuple[float, int]] = deque()
+        self.used = 0
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    def share_of_vault(cls, share: float, **kwargs: Any) -> "SignRate":
+        """`share` (0 < share <= 1) of KEY_OPERATION_LIMIT per KEY_OPERATION_WINDOW."""
+        return cls(max(1, int(KEY_OPERATION_LIMIT * share)), KEY_OPERATION_WINDOW, **kwargs)
+
+    async def wait(self, cost: int = 1) -> None:
+        cost = max(1, min(cost, self.limit))  # one operation dearer than the whole budget still runs, alone
+        async with self.lock:  # one waiter at a time keeps the order fair
+            while True:
+                now = self.monotonic()
+                while self.starts and now - self.starts[0][0] >= self.window:
+                    self.used -= self.starts.popleft()[1]
+                if self.used + cost <= self.limit:
+                    self.starts.append((now, cost))
+                    self.used += cost
+                    return
+                await self.sleep(self.window - (now - self.starts[0][0]))

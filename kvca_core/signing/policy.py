@@ -122,6 +122,9 @@ def profile_from_ekus(ekus: Iterable[str | x509.ObjectIdentifier]) -> Profile:
     return Profile.SERVER
 
 
+# The policy fields that are lists of strings (normalised to lower-case tuples).
+_LIST_FIELDS = ("allowed_domains", "allowed_names", "key_types", "profiles", "cn_forms", "external_profiles")
+
 # Key kinds a policy can allow. RSA size is checked separately (min_rsa_bits).
 # P-256K (secp256k1), which Key Vault also offers, is left out on purpose: TLS 1.3
 # defines no signature scheme for it (RFC 8446 4.2.3) and RFC 8422 dropped it
@@ -164,13 +167,22 @@ class IssuancePolicy:
     min_rsa_bits: int = 2048
     profiles: tuple[str, ...] = tuple(p.value for p in LEAF_PROFILES)
     cn_forms: tuple[str, ...] = ("dns-name", "ip-address")
+    # CSRs from outside the vault (`kvca sign-csr`, POST /api/cas/{ca}/sign-csr, EST enrollment):
+    # a device's or service's own key, which never enters Key Vault. Off by default: such a
+    # certificate exists only in the ledger and with its holder, so a CA signs them only when
+    # someone decided it should. Every rule above applies to them as to a vault request.
+    external_csrs: bool = False
+    # The profiles an external CSR may be signed as, each also one of `profiles`; the first is
+    # the one a request that names none gets. `client` alone by default: a device authenticates
+    # to a broker or an API, and a server certificate for a key kvca never saw is a larger grant.
+    external_profiles: tuple[str, ...] = (Profile.CLIENT.value,)
 
     def __post_init__(self) -> None:
         if self.default_validity_days is None:
             maximum = self.max_validity_days if isinstance(self.max_validity_days, int) else DEFAULT_VALIDITY_DAYS
             object.__setattr__(self, "default_validity_days", min(DEFAULT_VALIDITY_DAYS, maximum))
         # Normalised here, whichever way the policy was made: lower case, tuples, bare domains.
-        for name in ("allowed_domains", "allowed_names", "key_types", "profiles", "cn_forms"):
+        for name in _LIST_FIELDS:
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ConfigurationError(f"{name} must be a list of strings, not {value!r}", subject=SETTING)
@@ -210,9 +222,10 @@ class IssuancePolicy:
         for form in self.cn_forms:
             if form not in CN_FORMS:
                 problems.append(f"CN form {form!r} is not one of {', '.join(CN_FORMS)}")
-        for name in ("allow_wildcards", "allow_ip", "allow_email", "allow_uri"):
+        for name in ("allow_wildcards", "allow_ip", "allow_email", "allow_uri", "external_csrs"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name}={getattr(self, name)!r} must be true or false")
+        problems.extend(self._external_problems())
         if problems:
             raise ConfigurationError("; ".join(problems), subject=SETTING)
 
@@ -229,8 +242,7 @@ class IssuancePolicy:
                                      subject=SETTING, hint=f"known fields: {', '.join(sorted(known))}")
         values: dict[str, Any] = {}
         for key, value in data.items():
-            if key in ("allowed_domains", "allowed_names", "key_types", "profiles", "cn_forms") \
-                    and not isinstance(value, (list, tuple)):
+            if key in _LIST_FIELDS and not isinstance(value, (list, tuple)):
                 raise ConfigurationError(f"{key} must be a list of strings, not {value!r}", subject=SETTING)
             values[key] = value
         return cls(**values)
@@ -258,6 +270,36 @@ class IssuancePolicy:
 
     def allows_profile(self, profile: Profile) -> bool:
         return profile.value in self.profiles
+
+    def _external_problems(self) -> list[str]:
+        problems = []
+        if not self.external_profiles:
+            problems.append("external_profiles is empty, so the CA would sign no external CSR")
+        for profile in self.external_profiles:
+            if profile not in {p.value for p in LEAF_PROFILES}:
+                problems.append(f"external_profiles entry {profile!r} is not one of "
+                                f"{', '.join(p.value for p in LEAF_PROFILES)}")
+            elif self.external_csrs and profile not in self.profiles:
+                # Checked only while external CSRs are on: the default ("client") must not make a
+                # server-only policy invalid.
+                problems.append(f"external_profiles entry {profile!r} is not one of profiles "
+                                f"({', '.join(self.profiles)})")
+        return problems
+
+    def external_profile(self, requested: "str | Profile | None") -> Profile:
+        """The profile an external CSR is signed as: `requested`, else the first of
+        external_profiles. The one place that decides whether a CA signs external CSRs at all;
+        a refusal names the field."""
+        if not self.external_csrs:
+            raise PolicyViolation("this CA's policy does not sign CSRs from outside the vault "
+                                  "(external_csrs is false)",
+                                  hint="kvca ca policy set CA --set external_csrs=true")
+        profile = Profile.parse(requested) if requested is not None else Profile(self.external_profiles[0])
+        if profile.value not in self.external_profiles:
+            raise PolicyViolation(f"profile {profile.value!r} is not allowed for external CSRs by this CA's "
+                                  f"policy (external_profiles: {', '.join(self.external_profiles)})",
+                                  step="check-names")
+        return profile
 
 
 def bare_domain(value: str) -> str:

@@ -45,28 +45,54 @@ def test_registered_triggers_have_the_names_and_bindings_the_infra_expects():
     fns = _functions()
     revocation = {"kvca_revoke", "kvca_revoke_serial", "kvca_crl", "kvca_crl_version", "kvca_ocsp_post",
                   "kvca_ocsp_get", "kvca_publish_crls"}  # tests/revocation
-    assert set(fns) - revocation == {"kvca_eventgrid", "kvca_sweep", "kvca_sign", "kvca_renew", "kvca_issue",
+    est = set(EST_ROUTES)  # below
+    assert set(fns) - revocation - est == {"kvca_eventgrid", "kvca_sweep", "kvca_sign", "kvca_renew", "kvca_issue",
                                      "kvca_inventory", "kvca_health", "kvca_cancel", "kvca_issue_batch",
-                                     "kvca_ca_policy"}
+                                     "kvca_ca_policy", "kvca_sign_csr"}
     assert fns["kvca_eventgrid"].get_trigger().get_binding_name() == "eventGridTrigger"
     timer = json.loads(fns["kvca_sweep"].get_function_json())["bindings"][0]
     assert timer["type"] == "timerTrigger" and timer["schedule"] == "%KVCA_SWEEP_SCHEDULE%"
     routes = {}
     for name in ("kvca_sign", "kvca_renew", "kvca_issue", "kvca_inventory", "kvca_health", "kvca_cancel",
-                 "kvca_issue_batch", "kvca_ca_policy"):
+                 "kvca_issue_batch", "kvca_ca_policy", "kvca_sign_csr"):
         binding = json.loads(fns[name].get_function_json())["bindings"][0]
         assert binding["authLevel"].lower() == "function", name
         routes[name] = (binding["route"], tuple(m.upper() for m in binding["methods"]))
     assert routes == {
-        "kvca_sign": ("certificates/{name}/sign", ("POST",)),
-        "kvca_renew": ("certificates/{name}/renew", ("POST",)),
-        "kvca_issue": ("certificates", ("POST",)),
-        "kvca_inventory": ("certificates", ("GET",)),
-        "kvca_health": ("health", ("GET",)),
-        "kvca_cancel": ("certificates/{name}/cancel", ("POST",)),
-        "kvca_issue_batch": ("certificates/batch", ("POST",)),
-        "kvca_ca_policy": ("cas/{ca}/policy", ("GET",)),
+        "kvca_sign": ("api/certificates/{name}/sign", ("POST",)),
+        "kvca_renew": ("api/certificates/{name}/renew", ("POST",)),
+        "kvca_issue": ("api/certificates", ("POST",)),
+        "kvca_inventory": ("api/certificates", ("GET",)),
+        "kvca_health": ("api/health", ("GET",)),
+        "kvca_cancel": ("api/certificates/{name}/cancel", ("POST",)),
+        "kvca_issue_batch": ("api/certificates/batch", ("POST",)),
+        "kvca_ca_policy": ("api/cas/{ca}/policy", ("GET",)),
+        "kvca_sign_csr": ("api/cas/{ca}/sign-csr", ("POST",)),
     }
+
+
+EST_ROUTES = {
+    "kvca_est_cacerts": (".well-known/est/{ca}/cacerts", ("GET",), "anonymous"),
+    "kvca_est_csrattrs": (".well-known/est/{ca}/csrattrs", ("GET",), "anonymous"),
+    "kvca_est_simpleenroll": (".well-known/est/{ca}/simpleenroll", ("POST",), "anonymous"),
+    "kvca_est_simplereenroll": (".well-known/est/{ca}/simplereenroll", ("POST",), "anonymous"),
+}
+
+
+def test_est_has_rfc_7030s_fixed_paths_and_every_other_route_spells_its_api_prefix():
+    # RFC 7030 3.2.2: /.well-known/est/<label>/<operation>, the CA's name as the label. The host's
+    # default prefix `api` is off (host.json routePrefix ""), so the path is the route itself.
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["extensions"]["http"]["routePrefix"] == ""
+    routes = {}
+    for name, function in _functions().items():
+        binding = json.loads(function.get_function_json())["bindings"][0]
+        if binding["type"] == "httpTrigger":
+            routes[name] = (binding["route"], tuple(m.upper() for m in binding["methods"]),
+                            binding["authLevel"].lower())
+    assert {n: r for n, r in routes.items() if n.startswith("kvca_est_")} == EST_ROUTES
+    others = {n: r[0] for n, r in routes.items() if n not in EST_ROUTES}
+    assert others and all(route.startswith("api/") for route in others.values()), others
 
 
 def test_only_the_rim_talks_to_outside_services():

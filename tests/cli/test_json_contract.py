@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from clihelpers import vault_snapshot
 from contract import SCHEMA_PATH, check, document_objects, parse, parse_lines, schema
@@ -105,6 +108,17 @@ def test_every_command_prints_a_document_of_the_contract(kvca, step_ca, tmp_path
     rotated = run("ca", "rotate", "corp")
     assert rotated["action"] == "rotated" and rotated["previous_version"] != rotated["ca"]["version"]
     assert run("ca", "rotate", "corp")["action"] == "already-rotated"
+    # A device's own key: its CSR signed once the CA's policy takes external CSRs.
+    run("ca", "policy", "set", "corp", "--set", "external_csrs=true")
+    device_key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "device.csr").write_bytes(
+        x509.CertificateSigningRequestBuilder().subject_name(x509.Name.from_rfc4514_string("CN=dev.corp.internal"))
+        .sign(device_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    signed = run("sign-csr", "corp", "--csr", str(tmp_path / "device.csr"), "--out", str(tmp_path / "dev.pem"))
+    assert signed["action"] == "signed" and signed["name"] == "dev.corp.internal"
+    (tmp_path / "devices.csv").write_text("device_id\ndev-1\n")
+    codes = run("enroll-codes", "corp", "--from", str(tmp_path / "devices.csv"), "--out", str(tmp_path / "codes.csv"))
+    assert codes["devices"] == 1 and codes["mode"] == "0600"
     failed = run("show", "nope", code=1)
     assert failed["error"] == "NotFound" and failed["exit_code"] == 1 and "'nope'" in failed["message"]
 

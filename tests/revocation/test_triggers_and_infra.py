@@ -20,12 +20,12 @@ def test_revoke_needs_a_function_key_and_crl_and_ocsp_are_anonymous():
         binding = json.loads(FUNCTIONS[name].get_function_json())["bindings"][0]
         routes[name] = (binding["route"], tuple(m.upper() for m in binding["methods"]), binding["authLevel"].lower())
     assert routes == {
-        "kvca_revoke": ("certificates/{name}/revoke", ("POST",), "function"),
-        "kvca_revoke_serial": ("cas/{ca}/revoke", ("POST",), "function"),
-        "kvca_crl": ("crl/{ca}.crl", ("GET",), "anonymous"),
-        "kvca_crl_version": ("crl/{ca}/{version}.crl", ("GET",), "anonymous"),
-        "kvca_ocsp_post": ("ocsp/{ca}", ("POST",), "anonymous"),
-        "kvca_ocsp_get": ("ocsp/{ca}/{*request}", ("GET",), "anonymous"),
+        "kvca_revoke": ("api/certificates/{name}/revoke", ("POST",), "function"),
+        "kvca_revoke_serial": ("api/cas/{ca}/revoke", ("POST",), "function"),
+        "kvca_crl": ("api/crl/{ca}.crl", ("GET",), "anonymous"),
+        "kvca_crl_version": ("api/crl/{ca}/{version}.crl", ("GET",), "anonymous"),
+        "kvca_ocsp_post": ("api/ocsp/{ca}", ("POST",), "anonymous"),
+        "kvca_ocsp_get": ("api/ocsp/{ca}/{*request}", ("GET",), "anonymous"),
     }
 
 
