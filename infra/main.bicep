@@ -121,6 +121,9 @@ param pythonVersion string = '3.11'
 @description('Private networking: a VNet the app integrates with, private endpoints (and DNS zones) for the Key Vault, the host storage (blob, table) and the ledger (table), and public network access off on those. The CRL account stays public (relying parties fetch CRLs anonymously) and so does the app\'s inbound endpoint (OCSP, CRL, Event Grid). The kvca CLI then reaches the vault only from inside the VNet.')
 param vnetEnabled bool = false
 
+@description('EST re-enrollment by the device\'s current TLS client certificate (App Service\'s X-ARR-ClientCert); off by default: whether Flex Consumption passes client certificates is not documented, so try it on your app first (docs/devices.md).')
+param estClientCertificates bool = false
+
 @description('Most instances the Functions app scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -429,6 +432,7 @@ module functionApp 'app/function.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     pythonVersion: pythonVersion
     maximumInstanceCount: maximumInstanceCount
+    estClientCertificates: estClientCertificates
     vaultUrl: vaultUrl
     vaultName: vaultName
     renewBeforeDays: renewBeforeDays

@@ -57,6 +57,9 @@ param pythonVersion string = '3.11'
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('EST re-enrollment by the device\'s current certificate: the site asks TLS clients for a certificate (clientCertMode Optional, so every other route and a first enrollment work without one) and App Service passes it in X-ARR-ClientCert, which kvca then believes (KVCA_TRUST_CLIENT_CERT_HEADER). Off: simplereenroll answers 501 and devices re-enroll with a new code.')
+param estClientCertificates bool = false
+
 @description('Memory of each instance, in MB.')
 @allowed([
   512
@@ -171,7 +174,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // and so cannot write to an Application Insights whose local auth is off.
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:the app answers anonymous OCSP and CRL requests of relying parties anywhere, and Event Grid delivers to its public endpoint; with vnetEnabled only its outbound traffic goes through the VNet
-  // checkov:skip=CKV_AZURE_17:Event Grid delivery presents no client certificate; HTTP triggers use function keys
+  // checkov:skip=CKV_AZURE_17:Event Grid delivery, OCSP and CRL clients present no client certificate; with estClientCertificates the site asks for one (Optional) for EST re-enrollment
   // checkov:skip=CKV_AZURE_212:Flex Consumption manages instances (scale to zero); Event Grid retries and the timer sweep cover a missed run
   // checkov:skip=CKV_AZURE_213:Flex Consumption does not support App Service health check
   name: name
@@ -189,7 +192,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    clientCertEnabled: false
+    // With estClientCertificates, App Service requests a client certificate and writes it into
+    // X-ARR-ClientCert; never trusted otherwise, since a client could send the header itself
+    // (learn.microsoft.com/azure/app-service/app-service-web-configure-tls-mutual-auth).
+    clientCertEnabled: estClientCertificates
+    clientCertMode: 'Optional'
     // Inbound stays public (OCSP, CRL, Event Grid delivery); with vnetEnabled, outbound goes
     // through the VNet to the private endpoints (Azure-Samples functions-quickstart-python-http-azd,
     // infra/app/api.bicep sets virtualNetworkSubnetId the same way).
@@ -336,16 +343,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: ledgerTableUrl
         }
         // One instance's share of the vault's key-operation limit for signing external CSRs
-        // (sign-csr, EST); the rest stays for renewals, CRLs and OCSP.
+        // (sign-csr, EST): half the limit split over the most instances the app scales to, so that
+        // all of them together leave at least half for renewals, CRLs and OCSP. Bicep has no
+        // fractions: 0.5 / maximumInstanceCount written out to six decimals (40 -> 0.012500).
         {
           name: 'KVCA_EXTERNAL_SIGN_SHARE'
-          value: '0.5'
+          value: '0.${padLeft(string(500000 / maximumInstanceCount), 6, '0')}'
         }
         // true only together with clientCertEnabled on this site: App Service then writes the
         // TLS client certificate into X-ARR-ClientCert (EST re-enrollment).
         {
           name: 'KVCA_TRUST_CLIENT_CERT_HEADER'
-          value: 'false'
+          value: estClientCertificates ? 'true' : 'false'
         }
       ]
     }

@@ -8,7 +8,7 @@ import json
 import re
 
 from bicepwalk import INFRA, ROOT, accessor_path, app_settings, call, load
-from kvca_core.settings import SETTING_NAMES, SETTINGS
+from kvca_core.settings import SETTING_NAMES, SETTINGS, Settings
 
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 
@@ -244,3 +244,29 @@ def test_app_service_authentication_is_entra_id_next_to_function_keys_and_on_exa
     main = load("main.bicep")
     assert main.params["authClientId"].default == ""
     assert main.modules["functionApp"].body["params"]["authClientId"] == "authClientId"
+
+
+def test_the_client_certificate_header_is_trusted_exactly_when_the_site_asks_for_client_certificates():
+    """X-ARR-ClientCert is App Service's only while clientCertEnabled is on; otherwise a client could
+    send the header itself. One parameter sets both; Optional keeps every other route open."""
+    site, settings = _site(), _settings()
+    assert site.get("properties.clientCertEnabled") == "estClientCertificates"
+    assert site.get("properties.clientCertMode") == "Optional"
+    trust = settings["KVCA_TRUST_CLIENT_CERT_HEADER"]
+    assert isinstance(trust, dict) and "estClientCertificates" in json.dumps(trust), trust
+    assert _function().params["estClientCertificates"].default is False
+    main = load("main.bicep")
+    assert main.params["estClientCertificates"].default is False
+    assert main.modules["functionApp"].body["params"]["estClientCertificates"] == "estClientCertificates"
+
+
+def test_every_instance_together_signs_external_csrs_within_half_the_vault_key_limit():
+    """KVCA_EXTERNAL_SIGN_SHARE is per instance: the Bicep writes 0.5 / maximumInstanceCount, six decimals.
+    The expression is evaluated here as Bicep would (integer division, padLeft) at the bounds."""
+    value = _settings()["KVCA_EXTERNAL_SIGN_SHARE"]
+    assert "500000 / maximumInstanceCount" in json.dumps(value) and "padLeft" in json.dumps(value), value
+    bounds = _function().params["maximumInstanceCount"].decorators
+    for count in (bounds["min_value"], 7, 40, bounds["max_value"]):
+        share = float("0." + str(500000 // count).rjust(6, "0"))
+        assert 0 < share <= 1 and share * count <= 0.5, (count, share)
+        Settings.from_env({"KVCA_VAULT_URL": "https://corp.vault.azure.net/", "KVCA_EXTERNAL_SIGN_SHARE": f"{share:.6f}"})  # the app accepts it
