@@ -95,6 +95,19 @@ def due_state(version: CertificateVersion, now: dt.datetime, renew_before_days: 
     return False, f"not due: renews from {at:%Y-%m-%d %H:%M} (expires {version.expires_on:%Y-%m-%d %H:%M})"
 
 
+def external_state(not_before: dt.datetime, not_after: dt.datetime, *, revoked: bool, now: dt.datetime,
+                   renew_before_days: int) -> str:
+    """The state of a device's newest certificate (one kvca signed for a key outside the vault): the
+    device re-enrolls itself, so "due" means it should have by now, by the same due rule as a
+    vault certificate's renewal (renewal_time)."""
+    if revoked:
+        return REVOKED
+    if now >= not_after:
+        return EXPIRED
+    at = renewal_time(not_before, not_after, renew_before_days)
+    return DUE if at is not None and now >= at else VALID
+
+
 # --- leaves of a rotated CA ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rotation:

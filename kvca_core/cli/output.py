@@ -166,13 +166,13 @@ def urgency_style(info: Any) -> str:
     return "green"
 
 
-_LIST_HEADER = ("NAME", "SUBJECT", "SANS", "CA", "NOT AFTER", "DAYS LEFT", "STATE")
+_LIST_HEADER = ("NAME", "SUBJECT", "SANS", "CA", "NOT AFTER", "DAYS LEFT", "STATE", "WHERE")
 
 
 def print_inventory(out: Output, items: Sequence[Any]) -> None:
     rows = [(i.name, i.subject, ", ".join(i.sans), i.ca,
              i.not_after.strftime("%Y-%m-%d") if i.not_after else "-",
-             "" if i.days_left is None else str(i.days_left), i.state) for i in items]
+             "" if i.days_left is None else str(i.days_left), i.state, i.location) for i in items]
     if out.is_terminal:
         from rich.console import Console
         from rich.table import Table

@@ -24,9 +24,11 @@ class Ledger(Protocol):
         """Every CA's record of `serial` (serials are unique per CA, not across CAs)."""
 
     def certificates(self, ca: str | None = None, *, expiring_before: dt.datetime | None = None,
+                     expiring_after: dt.datetime | None = None,
                      location: str | None = None) -> AsyncIterator[CertificateRecord]:
         """The records of one CA (or of all), optionally only those whose not_after is before
-        `expiring_before`, or only those at `location`; ordered by CA, then serial."""
+        `expiring_before`, at or after `expiring_after`, or only those at `location`; ordered by CA,
+        then serial."""
 
     async def record_revocation(self, record: RevocationRecord) -> tuple[RevocationRecord, bool]:
         """Insert; True when this call recorded it. A serial already revoked keeps its first

@@ -161,10 +161,13 @@ class RowLedger:
         return found
 
     async def certificates(self, ca: str | None = None, *, expiring_before: dt.datetime | None = None,
+                           expiring_after: dt.datetime | None = None,
                            location: str | None = None) -> AsyncIterator[CertificateRecord]:
         where: list[Condition] = []
         if expiring_before is not None:
             where.append(("not_after", "lt", time_text(expiring_before)))
+        if expiring_after is not None:
+            where.append(("not_after", "ge", time_text(expiring_after)))
         if location is not None:
             if location not in LOCATIONS:
                 raise InvalidRequest(f"location {str(location)[:40]!r} is not one of {', '.join(LOCATIONS)}",
@@ -174,6 +177,8 @@ class RowLedger:
         async for pk, rk, row in self._query(low, high, where=where):
             record = self._record_at(pk, rk, row)
             if expiring_before is not None and not record.not_after < expiring_before:
+                continue
+            if expiring_after is not None and not record.not_after >= expiring_after:
                 continue
             if location is not None and record.location != location:
                 continue

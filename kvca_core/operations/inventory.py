@@ -12,6 +12,7 @@ from cryptography import x509
 from kvca_core import access, cawatch, clock, lifecycle
 from kvca_core.authority import parse_secret, read_certificate
 from kvca_core.errors import InvalidRequest, KvcaError, NotFound
+from kvca_core.ledger import EXTERNAL, CertificateRecord
 from kvca_core.model import CertificatePolicy, CertificateVersion
 from kvca_core.operations.common import current, serial_hex, where
 from kvca_core.operations.results import CertificateInfo, Description, InventoryReport
@@ -51,10 +52,41 @@ def _info(version: CertificateVersion, verdict: lifecycle.Verdict, now: dt.datet
         serial=serial_hex(cert) if cert is not None else None, scope=tuple(access.scope_names(cert, tags=version.tags)))
 
 
+# A device whose newest certificate expired stays in the inventory this long, as expired.
+EXPIRED_DEVICES_SHOWN = dt.timedelta(days=30)
+
+
+async def external_inventory(ctx, now: dt.datetime) -> list[CertificateInfo]:
+    """The devices' certificates (signed for keys outside the vault, location "external"), newest per
+    device and CA: a device that re-enrolled shows its new certificate only. Read from the ledger in
+    one query of the certificates still valid or expired less than EXPIRED_DEVICES_SHOWN ago, plus one
+    read of each CA's revocations: its cost grows with the fleet, never with the vault."""
+    newest: dict[tuple[str, str], CertificateRecord] = {}
+    async for record in ctx.ledger.certificates(location=EXTERNAL, expiring_after=now - EXPIRED_DEVICES_SHOWN):
+        key = (record.ca.lower(), record.name.lower())
+        if key not in newest or record.not_after > newest[key].not_after:
+            newest[key] = record
+    revoked: dict[str, set[str]] = {}
+    for ca in {ca for ca, _ in newest}:
+        revoked[ca] = {r.serial for r in await ctx.ledger.revocations(ca)}
+    infos = []
+    for (ca, _), record in newest.items():
+        cert = read_certificate(record.der, f"ledger record of CA '{record.ca}' serial {record.serial}")
+        state = lifecycle.external_state(record.not_before, record.not_after, revoked=record.serial in revoked[ca],
+                                         now=now, renew_before_days=ctx.settings.renew_before_days)
+        infos.append(CertificateInfo(
+            name=record.name, subject=record.subject, sans=tuple(s.split(":", 1)[1] for s in record.sans),
+            ca=record.ca, not_before=record.not_before, not_after=record.not_after,
+            days_left=(record.not_after - now).days, state=state, version=None, serial=record.serial,
+            location=EXTERNAL, scope=tuple(access.scope_names(cert))))
+    return infos
+
+
 async def inventory_report(ctx, *, expiring_within_days: int | None = None) -> InventoryReport:
-    """The managed certificates (tag kvca-ca), soonest expiry first, with the warnings of the vault's
-    CAs nearing expiry (cawatch.py), which the same listing shows: `kvca list` prints them,
-    `GET /api/certificates` returns them."""
+    """The managed certificates (tag kvca-ca) and the devices' certificates from the ledger
+    (external_inventory), soonest expiry first, with the warnings of the vault's CAs nearing expiry
+    (cawatch.py), which the same listing shows: `kvca list` prints them, `GET /api/certificates`
+    returns them."""
     if expiring_within_days is not None and (isinstance(expiring_within_days, bool)
                                              or not isinstance(expiring_within_days, int)
                                              or expiring_within_days < 0):
@@ -77,7 +109,7 @@ async def inventory_report(ctx, *, expiring_within_days: int | None = None) -> I
                 full = v
             return _info(full, await _verdict(ctx, full, now, rotations), now)
 
-    infos = await asyncio.gather(*(one(v) for v in listed))
+    infos = [*await asyncio.gather(*(one(v) for v in listed)), *await external_inventory(ctx, now)]
     if expiring_within_days is not None:
         horizon = now + dt.timedelta(days=expiring_within_days)
         infos = [i for i in infos if i.not_after is not None and i.not_after <= horizon]

@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from kvca_core.ledger.records import VAULT
 from kvca_core.model import CertificatePolicy
 
 SIGNED, RENEWED, ISSUED, REQUESTED, SKIPPED, FAILED = "signed", "renewed", "issued", "requested", "skipped", "failed"
@@ -85,6 +86,7 @@ class CertificateInfo:
     state: str  # lifecycle.STATES: valid | due | expired | pending | disabled | revoked
     version: str | None = None
     serial: str | None = None
+    location: str = VAULT  # VAULT: a Key Vault certificate; EXTERNAL: a device's, from the ledger
     # Every name the access rules check (access.scope_names): what decides whether a caller sees it.
     scope: tuple[str, ...] = field(default=(), compare=False, repr=False)
 

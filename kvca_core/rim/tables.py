@@ -59,7 +59,7 @@ ROLE_HINT = ("grant the app's identity the ledger's custom role (tableServices/t
 _TABLE_HINT = ("KVCA_LEDGER_TABLE_URL names a table that does not exist; the Bicep under infra/ makes it "
                "(the app's role cannot)")
 _PROPERTY = re.compile(r"[a-z_]{1,40}")
-_OPERATORS = ("eq", "lt")
+_OPERATORS = ("eq", "lt", "ge")
 
 
 def split_table_url(table_url: str) -> tuple[str, str]:

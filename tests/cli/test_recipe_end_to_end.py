@@ -82,8 +82,8 @@ def test_recipe_request_sign_renew_list_export_verify_against_the_root_alone(way
     listing = kvca("list")
     assert listing.code == 0
     rows = listing.out.splitlines()
-    assert rows[0].split() == ["NAME", "SUBJECT", "SANS", "CA", "NOT", "AFTER", "DAYS", "LEFT", "STATE"]
-    assert len(rows) == 2 and rows[1].split()[0] == "api" and rows[1].split()[-1] == "valid"
+    assert rows[0].split() == ["NAME", "SUBJECT", "SANS", "CA", "NOT", "AFTER", "DAYS", "LEFT", "STATE", "WHERE"]
+    assert len(rows) == 2 and rows[1].split()[0] == "api" and rows[1].split()[-2:] == ["valid", "vault"]
     assert "api.corp.internal, www.corp.internal" in rows[1] and " corp " in rows[1]
     body = json.loads(kvca("--json", "list").out)["certificates"]
     assert [item["serial"] for item in body] == [format(new_leaf.serial_number, "x")]

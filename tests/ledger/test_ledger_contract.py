@@ -91,6 +91,11 @@ async def test_certificates_by_ca_by_expiry_and_by_location(ledger):
     assert [r async for r in ledger.certificates("rev-ca", location="external")] == [external]
     assert [r async for r in ledger.certificates(location="vault", expiring_before=NOW + dt.timedelta(days=30))] \
         == [elsewhere] + by_serial(soon)  # every CA: ordered by CA (other-ca < rev-ca), then serial
+    lasting = [r async for r in ledger.certificates("rev-ca", expiring_after=NOW + dt.timedelta(days=30))]
+    assert lasting == [later]
+    window = [r async for r in ledger.certificates(expiring_after=NOW + dt.timedelta(days=9),
+                                                   expiring_before=NOW + dt.timedelta(days=30), location="external")]
+    assert window == [external]
     with pytest.raises(InvalidRequest, match="location"):
         [r async for r in ledger.certificates(location="attic")]
 
