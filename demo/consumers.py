@@ -209,11 +209,14 @@ class Handshake:
         return self.code == 0 and "Verify return code: 0 (ok)" in self.output
 
 
-def s_client(port: int, server_name: str, cafile: Path) -> Handshake:
-    """`openssl s_client -verify_return_error` against the exported trust, checking the name too."""
+def s_client(port: int, server_name: str, cafile: Path, *, cert: Path | None = None,
+             key: Path | None = None) -> Handshake:
+    """`openssl s_client -verify_return_error` against the exported trust, checking the name too;
+    with `cert` and `key`, as a client presenting its own certificate (mutual TLS)."""
+    own = ["-cert", str(cert), "-key", str(key)] if cert is not None and key is not None else []
     proc = subprocess.run(
         [binary("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", "-servername", server_name,
-         "-verify_return_error", "-verify_hostname", server_name, "-CAfile", str(cafile), "-showcerts"],
+         "-verify_return_error", "-verify_hostname", server_name, "-CAfile", str(cafile), "-showcerts", *own],
         input="Q\n", capture_output=True, text=True, timeout=WAIT)
     served = None
     text = proc.stdout
@@ -296,11 +299,17 @@ allow_anonymous false
 
 class PythonTLSServer:
     """A TLS server from Python's `ssl` module on 127.0.0.1 (the demo's TLS endpoint when nginx is
-    not installed): it completes handshakes, answers one line and closes."""
+    not installed): it completes handshakes, answers one line and closes. With `client_ca`, it
+    requires a client certificate chaining to it (mutual TLS, as an MQTT broker does) and keeps the
+    subject of each client it accepted in `clients`."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, client_ca: Path | None = None) -> None:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(str(cert), str(key))
+        self.clients: list[str] = []
+        if client_ca is not None:
+            self.context.verify_mode = ssl.CERT_REQUIRED
+            self.context.load_verify_locations(cafile=str(client_ca))
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, name="demo-tls", daemon=True)
@@ -322,6 +331,9 @@ class PythonTLSServer:
             try:
                 conn.settimeout(WAIT)
                 with self.context.wrap_socket(conn, server_side=True) as tls:
+                    peer = tls.getpeercert()
+                    if peer:
+                        self.clients.append(", ".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn))
                     tls.sendall(b"kvca\n")
                     tls.recv(1)  # the client closes first: it reads no truncated stream (no close_notify)
             except (OSError, ssl.SSLError):

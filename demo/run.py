@@ -7,12 +7,13 @@
    `Kvca.CertificatePendingRequest` event, and a pending certificate created
    directly in the vault as the portal does;
 4. run the registered Functions handlers (HTTP, Event Grid, timer) to sign them;
-5. issue an exportable server certificate and a device certificate (CN = a device
-   ID) and use them, keys read from their Key Vault secrets: a TLS handshake with
-   nginx (or Python's ssl module when nginx is not installed) checked by
-   `openssl s_client -verify_return_error`, and an MQTT publish through mosquitto
-   with `require_certificate true` (left out, saying how to install it, when
-   mosquitto is missing: the demo never installs anything itself);
+5. issue an exportable server certificate and use it, its key read from its Key Vault
+   secret: a TLS handshake with nginx (or Python's ssl module when nginx is not
+   installed) checked by `openssl s_client -verify_return_error`; then a device makes
+   its own key with openssl, enrolls over EST (RFC 7030 simpleenroll, with a one-time
+   enrollment code) and connects with that key: an MQTT publish through mosquitto with
+   `require_certificate true`, or (mosquitto missing: the demo never installs anything
+   itself) a mutual-TLS handshake with Python's ssl module requiring its certificate;
 6. move the emulator's clock to 30 days before expiry, so it raises
    `CertificateNearExpiry`, and let the Event Grid handler renew each one;
 7. `openssl verify` every chain read back from the vault, print a table;
@@ -54,7 +55,8 @@ console = Console(width=None if sys.stdout.isatty() else 132)
 
 
 # The demo's KVCA_ISSUANCE_POLICY.
-DEMO_POLICY = {"demo-ca": {"allowed_domains": ["demo.internal"], "cn_forms": ["dns-name", "ip-address", "device-id"]},
+DEMO_POLICY = {"demo-ca": {"allowed_domains": ["demo.internal"], "cn_forms": ["dns-name", "ip-address", "device-id"],
+                           "external_csrs": True, "external_profiles": ["client"]},
                "*": {"allowed_domains": ["demo.internal"]}}
 
 
@@ -159,10 +161,12 @@ async def _rotation_step(fns, ctx, em, work: Path, root: x509.Certificate) -> bo
     console.print(f"rotated demo-ca: intermediate serial {result.previous_serial[:10]} -> {result.ca.serial[:10]}, "
                   f"a new {result.ca.key} key made in the vault, signed by demo-ca-root")
     status, body = await _http(fns, "kvca_inventory", "GET", "certificates")
-    leaves = [c["name"] for c in body["certificates"] if c["ca"] == "demo-ca"]
-    due = [c["name"] for c in body["certificates"] if c["ca"] == "demo-ca" and c["state"] == "due"]
+    # The vault's leaves move with the sweep; a device moves when it next enrolls (EST re-enrollment).
+    in_vault = [c for c in body["certificates"] if c["ca"] == "demo-ca" and c["location"] == "vault"]
+    leaves = [c["name"] for c in in_vault]
+    due = [c["name"] for c in in_vault if c["state"] == "due"]
     console.print(f"GET /api/certificates -> {status}: {', '.join(due) or 'none'} due (signed by the old "
-                  f"intermediate, waiting to move)")
+                  f"intermediate, waiting to move; devices move when they next enroll)")
     window = ctx.settings.rotation_window_hours
     em.clock.advance(hours=window, minutes=1)
     await fns["kvca_sweep"](TimerRequest(past_due=False))
@@ -197,17 +201,27 @@ async def _ca_warning_step(fns, ctx) -> None:
 
 
 async def demo(em, work: Path) -> int:
-    from kvca_core import context, operations
+    from kvca_core import context
+
+    fns = _functions()
+    # function_app turns kvca's per-operation log lines on (for the Functions host); the demo
+    # narrates instead. KVCA_DEMO_DEBUG=1 shows them.
+    # Its warnings too (the emulator's moved clock, the short-lived CA): the narration says what
+    # happens, and a failure ends the demo with its own line.
+    logging.getLogger("kvca_core").setLevel(logging.INFO if os.environ.get("KVCA_DEMO_DEBUG") else logging.ERROR)
+    try:
+        return await _demo(em, work, fns, await context.shared())  # the process context the handlers use
+    finally:
+        await context.reset_shared()  # its connections closed, whatever happened
+
+
+async def _demo(em, work: Path, fns, ctx) -> int:
+    from kvca_core import operations
     from kvca_core.authority import parse_secret
     from kvca_core.ca import create_ca, import_ca
     from kvca_core.model import CertificatePolicy, KeySpec
     from kvca_core.vocabulary import CA_TAG
 
-    fns = _functions()
-    # function_app turns kvca's per-operation log lines on (for the Functions host); the demo
-    # narrates instead. KVCA_DEMO_DEBUG=1 shows them.
-    logging.getLogger("kvca_core").setLevel(logging.INFO if os.environ.get("KVCA_DEMO_DEBUG") else logging.WARNING)
-    ctx = await context.shared()  # the same process context the handlers use
     rows: dict[str, dict] = {}
 
     console.rule("[bold]1. Two CAs")
@@ -266,7 +280,7 @@ async def demo(em, work: Path) -> int:
 
     # While the emulator's clock is still today's: nginx, mosquitto and openssl check validity
     # against the real clock.
-    console.rule("[bold]4. The certificates in use: a TLS server and an MQTT device")
+    console.rule("[bold]4. In use: a TLS server, and a device enrolling over EST with its own key")
     in_use = await _in_use(ctx, fns, work, demo_root)
 
     console.rule("[bold]5. Time passes: 30 days before expiry")
@@ -312,38 +326,32 @@ async def demo(em, work: Path) -> int:
     ok &= await _revocation_step(fns, ctx, em, work, roots, rows)
     ok &= await _rotation_step(fns, ctx, em, work, demo_root)
     console.print("[green]demo complete[/]" if ok else "[red]demo found a problem[/]")
-    await context.reset_shared()
     return 0 if ok else 1
 
 
 async def _in_use(ctx, fns, work: Path, root: x509.Certificate) -> bool:
-    """An exportable server certificate served over TLS, and a device certificate (CN = a device
-    ID) publishing over MQTT with mutual TLS, each key read from its Key Vault secret the way a
-    consumer reads it (by the versionless secret ID). True when both worked (or MQTT was left
-    out because mosquitto is not installed, which is said)."""
+    """An exportable server certificate served over TLS, its key read from its Key Vault secret the way a
+    consumer reads it (by the versionless secret ID); then a device that enrolls over EST with a key
+    of its own and connects with it. True when both worked."""
     from kvca_core.authority import parse_secret
     from demo import consumers
 
-    for name, body in (("shop-web", {"dns_names": ["shop.demo.internal"], "profile": "server"}),
-                       ("device-001", {"subject": "CN=device-001", "profile": "client"})):
-        status, result = await _http(fns, "kvca_issue", "POST", "certificates",
-                                     {"name": name, "ca": "demo-ca", "key": "ec-p256", **body})
-        console.print(f"POST /api/certificates {name} ({body['profile']} profile, exportable by default) -> "
-                      f"{status} {result.get('action', result)}")
-        if status not in (200, 201):
-            return False
+    status, result = await _http(fns, "kvca_issue", "POST", "certificates", {
+        "name": "shop-web", "ca": "demo-ca", "key": "ec-p256", "dns_names": ["shop.demo.internal"],
+        "profile": "server"})
+    console.print(f"POST /api/certificates shop-web (server profile, exportable by default) -> "
+                  f"{status} {result.get('action', result)}")
+    if status not in (200, 201):
+        return False
     files = consumers.KeyFiles()
     servers: list = []
     try:
-        async def from_secret(name: str):
-            # The versionless secret: what Application Gateway polls and a device is provisioned from.
-            key, certs = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name))
-            return files.write(work, name, key, certs)
-
+        # The versionless secret: what Application Gateway polls.
+        key, certs = parse_secret("certificate 'shop-web'", *await ctx.vault.get_secret_value("shop-web"))
+        cert, key = files.write(work, "shop-web", key, certs)
         root_file = consumers.pem_file(work / "demo-root.pem", [root])
         chain_file = consumers.pem_file(work / "demo-ca.pem", [
             x509.load_der_x509_certificate((await ctx.vault.get_certificate("demo-ca")).cer), root])
-        cert, key = await from_secret("shop-web")
         if consumers.find("nginx"):
             server = consumers.Nginx(_fresh(work / "nginx"), cert, key, "shop.demo.internal").start()
             what = "nginx"
@@ -356,30 +364,86 @@ async def _in_use(ctx, fns, work: Path, root: x509.Certificate) -> bool:
         console.print(f"TLS: {what} on 127.0.0.1:{server.port} serves shop-web (serial {served}); "
                       f"openssl s_client -verify_return_error with the root: "
                       + ("[green]verified[/]" if shake.verified else f"[red]FAILED[/] {shake.output[-200:]}"))
-        tls_ok = shake.verified
-
-        missing = [b for b in ("mosquitto", "mosquitto_pub", "mosquitto_sub") if not consumers.find(b)]
-        if missing:
-            console.print(f"[yellow]MQTT: left out, {', '.join(missing)} not installed[/] "
-                          f"({consumers.install_hint(*missing)}, then make demo again)")
-            return tls_ok
-        broker = consumers.Mosquitto(_fresh(work / "mosquitto"), chain_file, cert, key).start()
-        servers.append(broker)
-        device_cert, device_key = await from_secret("device-001")
-        topic = "devices/device-001/telemetry"
-        subscriber = broker.subscribe(chain_file, device_cert, device_key, topic)
-        broker.wait_for_log("u'device-001'")
-        published = broker.publish(chain_file, device_cert, device_key, topic, "21.5")
-        received, _ = subscriber.communicate(timeout=consumers.WAIT * 2)
-        mqtt_ok = published.returncode == 0 and received.strip() == f"{topic} 21.5"
-        console.print(f"MQTT: mosquitto on 127.0.0.1:{broker.port} (require_certificate true, CA demo-ca): "
-                      f"device-001 (CN=device-001, client profile) published to {topic}, the subscriber got "
-                      + (f"[green]{received.strip()!r}[/]" if mqtt_ok else f"[red]nothing[/] {published.stderr[-200:]}"))
-        return tls_ok and mqtt_ok
+        device = await _enroll_device(ctx, fns, work)
+        if device is None:
+            return False
+        return shake.verified and _device_connects(consumers, servers, work, cert, key, chain_file, *device)
     finally:
         for server in reversed(servers):
             server.stop()
         files.remove()
+
+
+DEVICE = "device-002"
+
+
+async def _enroll_device(ctx, fns, work: Path) -> tuple[Path, Path] | None:
+    """A device with a key of its own: openssl makes the key and the CSR in the device's folder
+    (mode 0700; the key never leaves it), and the device POSTs the CSR to EST's simpleenroll with its
+    one-time enrollment code as HTTP Basic, as `curl --user` would, through the registered function.
+    (certificate file, key file), or None when enrollment failed."""
+    import base64
+
+    from kvca_core import enrollment
+
+    [issued] = await enrollment.make_codes(ctx, "demo-ca", [enrollment.DeviceEntry(DEVICE)], days=7)
+    console.print(f"one-time enrollment code for {DEVICE}, valid 7 days, as `kvca enroll-codes demo-ca` makes "
+                  "them (the ledger keeps only its hash)")
+    folder = work / DEVICE
+    folder.mkdir(mode=0o700)
+    openssl = shutil.which("openssl") or "openssl"
+    subprocess.run([openssl, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+                    "device.key"], cwd=folder, check=True, capture_output=True)
+    subprocess.run([openssl, "req", "-new", "-key", "device.key", "-subj", f"/CN={DEVICE}", "-outform", "DER",
+                    "-out", "device.csr"], cwd=folder, check=True, capture_output=True)
+    basic = base64.b64encode(f"{DEVICE}:{issued.code}".encode()).decode()
+    req = func.HttpRequest(method="POST", url="https://kvca.demo/.well-known/est/demo-ca/simpleenroll",
+                           headers={"Content-Type": "application/pkcs10", "Authorization": f"Basic {basic}"},
+                           params={}, route_params={"ca": "demo-ca"},
+                           body=base64.encodebytes((folder / "device.csr").read_bytes()))
+    resp = await fns["kvca_est_simpleenroll"](req)
+    if resp.status_code != 200:
+        console.print(f"[red]EST simpleenroll {DEVICE} -> {resp.status_code}[/] {resp.get_body()[:200]!r}")
+        return None
+    (folder / "device.p7").write_bytes(base64.b64decode(resp.get_body()))
+    subprocess.run([openssl, "pkcs7", "-inform", "DER", "-in", "device.p7", "-print_certs", "-out", "device.pem"],
+                   cwd=folder, check=True, capture_output=True)
+    leaf = x509.load_pem_x509_certificate((folder / "device.pem").read_bytes())
+    record = await ctx.ledger.certificate("demo-ca", leaf.serial_number)
+    console.print(f"EST: {DEVICE} made its key and CSR with openssl, POST /.well-known/est/demo-ca/simpleenroll -> "
+                  f"200, {leaf.subject.rfc4514_string()} serial {format(leaf.serial_number, 'x')[:10]}, in the "
+                  f"ledger as {record.location if record else '[red]MISSING[/]'} (never in the vault)")
+    return folder / "device.pem", folder / "device.key"
+
+
+def _device_connects(consumers, servers: list, work: Path, server_cert: Path, server_key: Path, chain_file: Path,
+                     device_cert: Path, device_key: Path) -> bool:
+    """The enrolled device connects with its own key: an MQTT publish through mosquitto with
+    `require_certificate true`; without mosquitto, a TLS server requiring its client certificate."""
+    missing = [b for b in ("mosquitto", "mosquitto_pub", "mosquitto_sub") if not consumers.find(b)]
+    if missing:
+        server = consumers.PythonTLSServer(server_cert, server_key, client_ca=chain_file).start()
+        servers.append(server)
+        shake = consumers.s_client(server.port, "shop.demo.internal", chain_file, cert=device_cert, key=device_key)
+        ok = shake.verified and any(f"commonName={DEVICE}" in c for c in server.clients)
+        console.print(f"mutual TLS: Python's ssl module on 127.0.0.1:{server.port} requires a client certificate of "
+                      f"demo-ca; {DEVICE} connected with its own key: "
+                      + ("[green]accepted[/]" if ok else f"[red]FAILED[/] {shake.output[-200:]}"))
+        console.print(f"[yellow]MQTT: left out, {', '.join(missing)} not installed[/] "
+                      f"({consumers.install_hint(*missing)}, then make demo again)")
+        return ok
+    broker = consumers.Mosquitto(_fresh(work / "mosquitto"), chain_file, server_cert, server_key).start()
+    servers.append(broker)
+    topic = f"devices/{DEVICE}/telemetry"
+    subscriber = broker.subscribe(chain_file, device_cert, device_key, topic)
+    broker.wait_for_log(f"u'{DEVICE}'")
+    published = broker.publish(chain_file, device_cert, device_key, topic, "21.5")
+    received, _ = subscriber.communicate(timeout=consumers.WAIT * 2)
+    ok = published.returncode == 0 and received.strip() == f"{topic} 21.5"
+    console.print(f"MQTT: mosquitto on 127.0.0.1:{broker.port} (require_certificate true, CA demo-ca): {DEVICE} "
+                  f"published to {topic} with its own key, the subscriber got "
+                  + (f"[green]{received.strip()!r}[/]" if ok else f"[red]nothing[/] {published.stderr[-200:]}"))
+    return ok
 
 
 def _fresh(directory: Path) -> Path:
