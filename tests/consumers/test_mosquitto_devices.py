@@ -5,15 +5,11 @@ CA's client certificate are refused."""
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from consumers import Credential, foreign_root, issue, require, secret_credential
+from consumers import Credential, foreign_root, issue, leaf_of, require, secret_credential
 from demo.consumers import Mosquitto
 
 DEVICE, BROKER = "device-001", "mqtt.fleet.internal"
@@ -22,14 +18,7 @@ DEVICE, BROKER = "device-001", "mqtt.fleet.internal"
 def _foreign_device() -> Credential:
     """A client certificate with the same device ID, issued by a CA the broker does not trust."""
     root, root_key = foreign_root()
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DEVICE)]))
-            .issuer_name(root.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(root_key, hashes.SHA256()))
+    leaf, key = leaf_of(root, root_key, DEVICE, ExtendedKeyUsageOID.CLIENT_AUTH)
     return Credential(key, leaf, [root])
 
 
