@@ -55,13 +55,27 @@ class Output:
         self.write(text + "\n")
 
     def write(self, text: str) -> None:
-        self._to_stdout(lambda: self.stdout.write(text))
+        if _descriptor(self.stdout) is None:  # not a file (a test's capture)
+            self._to_stdout(lambda: self.stdout.write(text))
+        else:
+            self.binary(text.encode(getattr(self.stdout, "encoding", None) or "utf-8"))
 
     def binary(self, data: bytes) -> None:
-        """Bytes to standard output, as they are (export-chain's DER and PKCS#7)."""
+        """Bytes to standard output, as they are (export-chain's DER and PKCS#7). To a file, by the
+        descriptor until every byte is taken: a pipe whose reader leaves takes part of a large write
+        and says nothing (the count is short); only the next write gets EPIPE. Python's buffered
+        stream hides that short count, and `kvca --json list | head -c 100` then exited 0 with a
+        document cut short."""
+        fd = _descriptor(self.stdout)
+
         def write() -> None:
             self.stdout.flush()
-            getattr(self.stdout, "buffer", self.stdout).write(data)
+            if fd is None:
+                getattr(self.stdout, "buffer", self.stdout).write(data)
+                return
+            rest = memoryview(data)
+            while rest:
+                rest = rest[os.write(fd, rest):]
         self._to_stdout(write)
 
     def flush(self) -> None:
@@ -76,6 +90,13 @@ class Output:
 
     def warn(self, text: str) -> None:
         self.error(f"kvca: warning: {text}\n")
+
+
+def _descriptor(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def _written(stream, write: Callable[[], object]) -> bool:

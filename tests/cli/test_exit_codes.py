@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,21 @@ def test_a_failure_keeps_exit_1_when_the_pipe_is_closed_too(cli_env, corp, tmp_p
     code, err = _closed_stdout(["--json", "show", "nope"], cli_env, tmp_path)
     assert code == 1, err
     assert err.startswith("kvca: error: certificate 'nope'") and "Traceback" not in err
+
+
+def test_a_reader_that_leaves_after_100_bytes_of_a_large_document_is_noticed():
+    """`kvca --json list | head -c 100` on a large inventory: the pipe takes part of one write and
+    says nothing; kvca must still see that its document was cut short (and exit 141, not 0)."""
+    script = ("import sys\n"
+              "from kvca_core import jsonshape\n"
+              "from kvca_core.cli.output import Output\n"
+              "out = Output(True)\n"
+              "out.json(jsonshape.document('inventory', {'certificates': [{'name': 'n' * 200}] * 5000,"
+              " 'ca_warnings': []}))\n"
+              "out.flush()\n"
+              "sys.exit(141 if out.closed else 0)\n")
+    proc = subprocess.run(["bash", "-c", f'"{sys.executable}" -c "$0" | head -c 100 >/dev/null; '
+                                         'exit "${PIPESTATUS[0]}"', script],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
