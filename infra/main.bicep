@@ -32,8 +32,8 @@ param principalType string = 'User'
 @description('Give the deployer Key Vault Certificates Officer on the vault, so `kvca ca create` and the other certificate commands work from their machine.')
 param grantDeployerCertificatesOfficer bool = true
 
-@description('Give the deployer Storage Table Data Reader on the ledger table, to audit every certificate signed and every revocation; nobody gets update or delete on it.')
-param grantDeployerLedgerReader bool = true
+@description('Give the deployer the app\'s append-only role on the ledger table (insert and read): the kvca CLI records what it signs and revokes there, and audits it; nobody gets update or delete on it.')
+param grantDeployerLedgerAppender bool = true
 
 @description('Name of an existing Key Vault (RBAC authorisation) to use instead of creating one; empty: create a new vault.')
 param existingKeyVaultName string = ''
@@ -265,7 +265,7 @@ module ledgerStorage 'app/ledger-storage.bicep' = {
     functionPrincipalId: functionIdentity.outputs.principalId
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
-    grantDeployerLedgerReader: grantDeployerLedgerReader
+    grantDeployerLedgerAppender: grantDeployerLedgerAppender
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     publicNetworkAccess: dataPublicNetworkAccess
     networkDefaultAction: dataNetworkDefaultAction

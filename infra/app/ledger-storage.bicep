@@ -45,8 +45,8 @@ param deployerPrincipalId string = ''
 ])
 param deployerPrincipalType string = 'User'
 
-@description('Give the deployer Storage Table Data Reader on the ledger table, to audit what the CA signed and revoked.')
-param grantDeployerLedgerReader bool = true
+@description('Give the deployer the same append-only role as the app on the ledger table: the kvca CLI records what it signs there (request --sign, sign-csr, ca create) and what it revokes, and reads it for audit (kvca ledger). Never update or delete.')
+param grantDeployerLedgerAppender bool = true
 
 @description('Log Analytics workspace receiving the ledger table\'s write and delete log (who changed the ledger, should anyone ever be granted to).')
 param logAnalyticsId string
@@ -61,7 +61,6 @@ param networkDefaultAction string = 'Deny'
 
 // Built-in role (learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage):
 // Storage Table Data Reader, tables/read and tables/entities/read only.
-var storageTableDataReader = '76199698-9eea-4c19-bc75-cec21354c6b6'
 var ledgerDataActions = [
   'Microsoft.Storage/storageAccounts/tableServices/tables/entities/read'
   'Microsoft.Storage/storageAccounts/tableServices/tables/entities/add/action'
@@ -161,11 +160,13 @@ resource functionLedgerAppender 'Microsoft.Authorization/roleAssignments@2022-04
   }
 }
 
-resource deployerLedgerReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeployerLedgerReader && !empty(deployerPrincipalId)) {
-  name: guid(ledgerTable.id, deployerPrincipalId, storageTableDataReader)
+// The operator's CLI signs and revokes too (kvca request --sign, sign-csr, revoke): what it signs is
+// recorded before it is merged, so the deployer needs the same insert as the app, and no more.
+resource deployerLedgerAppender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeployerLedgerAppender && !empty(deployerPrincipalId)) {
+  name: guid(ledgerTable.id, deployerPrincipalId, ledgerAppenderRole.id)
   scope: ledgerTable
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataReader)
+    roleDefinitionId: ledgerAppenderRole.id
     principalId: deployerPrincipalId
     principalType: deployerPrincipalType
   }

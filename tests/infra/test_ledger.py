@@ -93,20 +93,22 @@ def test_the_app_holds_the_appender_role_on_the_ledger_table_and_nothing_else_on
         ["functionIdentity", "outputs", "principalId"]
 
 
-def test_the_deployer_may_read_the_ledger_and_nobody_may_change_it():
+def test_the_deployer_may_append_to_and_read_the_ledger_and_nobody_may_change_it():
+    """The operator's CLI records what it signs before it merges and records what it revokes: the same
+    insert-only role as the app, on the table alone."""
     template = _ledger()
-    [reader] = [ra for ra in template.role_assignments() if ra.principal == "deployerPrincipalId"]
-    assert reader.role == "Storage Table Data Reader" and reader.scope.type == TABLE
-    condition = repr(reader.resource.condition)
-    assert "grantDeployerLedgerReader" in condition and "deployerPrincipalId" in condition
-    assert template.params["grantDeployerLedgerReader"].default is True
+    [deployer] = [ra for ra in template.role_assignments() if ra.principal == "deployerPrincipalId"]
+    assert deployer.role == "kvca ledger appender" and deployer.scope.type == TABLE
+    condition = repr(deployer.resource.condition)
+    assert "grantDeployerLedgerAppender" in condition and "deployerPrincipalId" in condition
+    assert template.params["grantDeployerLedgerAppender"].default is True
     main = load("main.bicep")
     params = main.modules["ledgerStorage"].body["params"]
     assert params["deployerPrincipalId"] == "principalId"
-    assert params["grantDeployerLedgerReader"] == "grantDeployerLedgerReader"
+    assert params["grantDeployerLedgerAppender"] == "grantDeployerLedgerAppender"
     # No role that can update or delete entities is granted on the ledger account by default.
     roles = {ra.role for ra in template.role_assignments()}
-    assert roles == {"kvca ledger appender", "Storage Table Data Reader"}
+    assert roles == {"kvca ledger appender"}
 
 
 def test_the_app_and_azd_get_the_ledger_table_url():

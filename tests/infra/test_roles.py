@@ -29,7 +29,7 @@ GRANTS = {
     ("crl-storage.bicep", "Storage Blob Data Contributor", CONTAINER, "functionPrincipalId"),
     # The ledger: insert and read on its one table (tests/infra/test_ledger.py), and audit reads.
     ("ledger-storage.bicep", "kvca ledger appender", TABLE, "functionPrincipalId"),
-    ("ledger-storage.bicep", "Storage Table Data Reader", TABLE, "deployerPrincipalId"),
+    ("ledger-storage.bicep", "kvca ledger appender", TABLE, "deployerPrincipalId"),
 }
 
 NEVER = {"Owner", "Contributor", "User Access Administrator", "Key Vault Administrator",
