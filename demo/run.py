@@ -160,14 +160,15 @@ async def _rotation_step(fns, ctx, em, work: Path, root: x509.Certificate) -> bo
                   f"a new {result.ca.key} key made in the vault, signed by demo-ca-root")
     status, body = await _http(fns, "kvca_inventory", "GET", "certificates")
     leaves = [c["name"] for c in body["certificates"] if c["ca"] == "demo-ca"]
-    due = [c["name"] for c in body["certificates"] if c["ca"] == "demo-ca" and c["state"] == "due"]
+    # By name: the inventory's order (soonest expiry) follows which renewal got the earlier create slot.
+    due = sorted(c["name"] for c in body["certificates"] if c["ca"] == "demo-ca" and c["state"] == "due")
     console.print(f"GET /api/certificates -> {status}: {', '.join(due) or 'none'} due (signed by the old "
                   f"intermediate, waiting to move)")
     window = ctx.settings.rotation_window_hours
     em.clock.advance(hours=window, minutes=1)
     await fns["kvca_sweep"](TimerRequest(past_due=False))
     console.print(f"emulator clock moved {window} hours on (KVCA_ROTATION_WINDOW_HOURS); kvca_sweep (timer) ran")
-    ok = bool(leaves) and due == leaves
+    ok = bool(leaves) and due == sorted(leaves)
     for name in leaves:
         current = await ctx.vault.get_certificate(name)
         chain = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name, current.version))[1]
