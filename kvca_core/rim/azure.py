@@ -113,12 +113,15 @@ class _Guarded:
     """An async credential whose token calls run inside `guard`; everything else is the inner one's.
 
     `single_flight`: concurrent token calls with the same arguments share one call of the inner
-    credential. A cold instance that Event Grid hands 40 events at once otherwise asks the
-    managed identity endpoint 40 times: every SDK client's BearerTokenCredentialPolicy asks the
-    credential when it holds no token, and the credential looks in its cache, finds nothing and
-    requests a token, with no lock between the look and the request (azure-identity 1.27,
-    azure/identity/aio/_internal/get_token_mixin.py, `_get_token_base`). The shared call
-    runs in a task of its own, so a caller that gives up (cancelled) does not cancel it for the rest."""
+    credential. Each SDK client's auth policy asks for its own token, one request at a time
+    (azure-core's AsyncBearerTokenCredentialPolicy holds a lock in `authorize_request`), but the
+    clients do not share that lock: on a cold instance the certificates, secrets and keys clients,
+    each CryptographyClient and the Event Grid publisher all ask at once, and the credential looks
+    in its cache, finds nothing and requests a token for each, with no lock between the look and
+    the request (azure-identity 1.27, azure/identity/aio/_internal/get_token_mixin.py,
+    `_get_token_base`; 40 concurrent get_token calls on ManagedIdentityCredential made 40 requests
+    to the emulator's identity endpoint). The shared call runs in a task of its own, so a caller
+    that gives up (cancelled) does not cancel it for the rest."""
 
     def __init__(self, inner, guard, *, single_flight: bool = False) -> None:
         self._inner, self._guard = inner, guard
@@ -136,7 +139,7 @@ class _Guarded:
     async def _call(self, method: str, scopes: tuple[str, ...], kwargs: dict[str, Any]):
         if self._flights is None:
             return await self._run(method, scopes, kwargs)
-        key = repr((method, scopes, sorted(kwargs.items(), key=lambda kv: kv[0])))
+        key = _request_key(method, scopes, kwargs)
         flight = self._flights.get(key)
         if flight is None or flight.get_loop() is not asyncio.get_running_loop():
             flight = self._flights[key] = asyncio.ensure_future(self._run(method, scopes, kwargs))
@@ -164,6 +167,16 @@ class _Guarded:
 
     async def __aexit__(self, *args: Any) -> None:
         await self._inner.__aexit__(*args)
+
+
+def _request_key(method: str, scopes: tuple[str, ...], kwargs: Mapping[str, Any]) -> str:
+    """What a token call asks for, whichever way it is spelled: get_token_info's `options` and
+    get_token's keywords alike, absent and None the same, in any order. The SDK's two paths to a
+    token spell one request differently: Key Vault's challenge policy builds
+    {"enable_cae": True, "tenant_id": ...} in `_request_kv_token`, azure-core's policy
+    {"claims": None, "tenant_id": ..., "enable_cae": True} in `_request_token`."""
+    asked = {**{k: v for k, v in kwargs.items() if k != "options"}, **(kwargs.get("options") or {})}
+    return repr((method, scopes, sorted((k, repr(v)) for k, v in asked.items() if v is not None)))
 
 
 def _kept_cause(chain) -> _Guarded:
