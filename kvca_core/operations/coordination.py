@@ -22,11 +22,13 @@ however Key Vault aligns its windows (fixed windows of a counter that the first 
 as far as anyone can tell). MARGIN absorbs the instances' clock differences and the time a
 request takes to reach the vault. Rows are only inserted: one per create, a few hundred bytes.
 
-The renewal claim ("renew", "<name>.<version>.<hour>") makes a duplicate trigger (Event Grid
-delivers at least once, and again while a slow invocation still runs) a no-op before it creates
-anything: the first to insert renews, the rest say so. A claimer that dies leaves its claim for
-the rest of the hour; the next hour's sweep or redelivery renews the certificate (it is due 30
-days before it expires, so an hour is nothing).
+The renewal claim ("renew", "<name>.<version>.<hour>.<n>") is taken before anything else, so a
+duplicate trigger (Event Grid delivers at least once, and again while a slow invocation still
+runs; several instances sweeping at once) spends nothing: the first to insert renews, the rest say
+so and move on. A claimer that gives up before its create (no create slot in time, cancelled by
+`within`) inserts ("renew-released", same key) with its claim's token, and the next trigger claims
+generation n + 1. A claimer that dies leaves its claim for the rest of the hour; the next hour's
+sweep or redelivery renews the certificate (it is due 30 days before it expires: an hour is nothing).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ import datetime as dt
 import logging
 import math
 import os
+import secrets
 import socket
 import time
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 from kvca_core import clock, telemetry
@@ -52,7 +55,9 @@ from kvca_core.operations.ratelimit import CREATE_WINDOW
 logger = logging.getLogger("kvca_core.operations")
 T = TypeVar("T")
 
-SLOT_KIND, CLAIM_KIND = "create-slot", "renew"
+SLOT_KIND, CLAIM_KIND, RELEASE_KIND = "create-slot", "renew", "renew-released"
+# Claims of one version in one hour: each a trigger that gave its claim back before creating.
+MAX_GENERATIONS = 16
 # Seconds added to every 10-second window of the schedule (see the module's docstring): 20 creates
 # per 10.5 s, 95 % of Key Vault's ceiling.
 MARGIN = 0.5
@@ -198,34 +203,64 @@ def claim_key(name: str, version: str | None, now: dt.datetime) -> str:
     return f"{name}.{version or 'none'}.{now.astimezone(dt.timezone.utc):%Y%m%d%H}"
 
 
-def _held(key: str, data: Any) -> str:
-    since = f" at {data.get('at', '?')}" if isinstance(data, dict) else ""
-    return f"being renewed by another trigger (it claimed this version{since}; claim {key})"
+@dataclass
+class Claim:
+    """One trigger's claim on renewing one version: the row's key (empty until it tries one) and
+    the claim's token."""
+
+    key: str = ""
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+
+
+async def claim_renewal(ledger: Any, base: str, claim: Claim) -> str:
+    """Claim the renewal `base` (`claim_key`): "" for the one trigger that inserts the first
+    generation not given back (`claim.key` is then its row), else why not (`claim.key` empty).
+    Interrupted while inserting, `claim.key` names the row it may hold: `release` gives it back."""
+    data = {"token": claim.token, "at": clock.now().isoformat(timespec="seconds"), "by": instance_id(),
+            "source": telemetry.actor()[:100]}
+    for generation in range(MAX_GENERATIONS):
+        claim.key = f"{base}.{generation}"
+        if await ledger.insert_once(CLAIM_KIND, claim.key, data):
+            return ""
+        key, claim.key = claim.key, ""  # someone else's: never ours to give back
+        held = await ledger.get(CLAIM_KIND, key) or {}
+        released = await ledger.get(RELEASE_KIND, key) or {}
+        if not held.get("token") or released.get("token") != held.get("token"):
+            return f"being renewed by another trigger (it claimed this version at {held.get('at', '?')}; claim {key})"
+    return f"its renewal was claimed and given back {MAX_GENERATIONS} times this hour; the next hour's tries again"
+
+
+async def release(ledger: Any, claim: Claim) -> None:
+    """Give a claim back, before any create: the next trigger claims the next generation. Never
+    raises: a claim that could not be given back stays until the hour ends."""
+    try:
+        await ledger.insert_once(RELEASE_KIND, claim.key, {"token": claim.token})
+    except Exception:  # the ledger's trouble is said where it matters: the signing's record
+        logger.warning("kvca claim=%s could not be given back; it holds until the hour ends", claim.key, exc_info=True)
 
 
 async def before_create(ctx, name: str, judged: CertificateVersion, policy: CertificatePolicy, *,
                         claim: bool = True) -> str | None:
     """What a renewal does right before its create: None to go ahead, else why not.
 
-    With `claim`: a renewal of this version claimed by another trigger this hour is theirs (read
-    first, so a duplicate spends no create slot). Then a slot of the vault's create budget, waited
-    for until the bound in force (`waiting_until`, `within`; else DEFAULT_WAIT): NotStarted past
-    it. Then the point of no return (`Bound.commit`), and the claim itself: the one trigger that
-    inserts it creates."""
-    key = claim_key(name, judged.version, clock.now())
-    if claim:
-        held = await ctx.ledger.get(CLAIM_KIND, key)
-        if held is not None:
-            return _held(key, held)
+    With `claim`: this version's renewal claim first (`claim_renewal`): a duplicate trigger stops
+    here, having spent nothing. Then a slot of the vault's create budget, waited for until the bound
+    in force (`waiting_until`, `within`; else DEFAULT_WAIT): NotStarted past it, the claim given
+    back. Then the point of no return (`Bound.commit`): the caller creates."""
+    held = Claim()
     bound = _bound.get()
     deadline = bound.deadline if bound is not None else time.time() + DEFAULT_WAIT
-    cost = HSM_COST if policy.key.hsm else 1
-    await budget_for(ctx).acquire(cost=cost, deadline=deadline, purpose=f"certificate '{name}'")
+    try:
+        if claim:
+            why_not = await claim_renewal(ctx.ledger, claim_key(name, judged.version, clock.now()), held)
+            if why_not:
+                return why_not
+        cost = HSM_COST if policy.key.hsm else 1
+        await budget_for(ctx).acquire(cost=cost, deadline=deadline, purpose=f"certificate '{name}'")
+    except BaseException:  # NotStarted, a cancellation by `within`, the ledger's failure: nothing created
+        if held.key:
+            await release(ctx.ledger, held)
+        raise
     if bound is not None:
         bound.commit()
-    if claim:
-        data = {"at": clock.now().isoformat(timespec="seconds"), "by": instance_id(),
-                "source": telemetry.actor()[:100]}
-        if not await ctx.ledger.insert_once(CLAIM_KIND, key, data):
-            return _held(key, await ctx.ledger.get(CLAIM_KIND, key))
     return None

@@ -14,7 +14,8 @@ import pytest
 
 from kvca_core import clock, operations
 from kvca_core.errors import Throttled
-from kvca_core.operations.coordination import CLAIM_KIND, SLOT_KIND, budget_for, claim_key
+from kvca_core.ledger import open_ledger
+from kvca_core.operations.coordination import SLOT_KIND, Claim, budget_for, claim_key, claim_renewal, release
 
 from apphelpers import completed_versions, deliver, import_leaves, import_recipe_ca, recipe_ca_material, versions
 from scalehelpers import CREATE, timed_requests
@@ -73,11 +74,28 @@ async def test_a_duplicate_event_finds_the_renewal_claimed_and_creates_nothing(a
     event = await _near_expiry(app, ctx, "twice")
     judged = await ctx.vault.get_certificate("twice")
     # The first delivery's invocation is still at work (it claimed the version, Event Grid gave up waiting).
-    assert await ctx.ledger.insert_once(CLAIM_KIND, claim_key("twice", judged.version, clock.now()),
-                                        {"at": "earlier", "by": "the first delivery"})
+    first = Claim()
+    assert await claim_renewal(ctx.ledger, claim_key("twice", judged.version, clock.now()), first) == ""
     with timed_requests(app) as log:
         await deliver(event)  # acknowledged
         outcome = await operations.renew(ctx, "twice", version=judged.version)
     assert outcome.action == "skipped" and "being renewed by another trigger" in outcome.reason
     assert [r for _t, _m, r in log.stamps if r == CREATE] == []
     assert len(await versions(ctx.vault, "twice")) == 1
+
+
+async def test_a_claim_given_back_before_its_create_lets_the_next_trigger_claim(ledger_url):
+    ledger = open_ledger(ledger_url, None)
+    try:
+        first, second, third = Claim(), Claim(), Claim()
+        assert await claim_renewal(ledger, "api.v1.2026120801", first) == ""
+        assert "being renewed by another trigger" in await claim_renewal(ledger, "api.v1.2026120801", second)
+        assert second.key == ""  # nothing of someone else's to give back
+        await release(ledger, first)  # e.g. no create slot within the bound: nothing was created
+        assert await claim_renewal(ledger, "api.v1.2026120801", second) == ""
+        assert second.key == "api.v1.2026120801.1"
+        # A give-back carrying another claim's token frees nothing.
+        await release(ledger, Claim("api.v1.2026120801.1", "not-its-token"))
+        assert "being renewed by another trigger" in await claim_renewal(ledger, "api.v1.2026120801", third)
+    finally:
+        await ledger.close()
