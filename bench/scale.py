@@ -188,9 +188,12 @@ def part_one(args) -> None:
     rate = count / renewing if renewing else 0.0
     first = windows[0][0] if windows else 0
     top, rho = order_figures(renewed, expiries, first)
-    in_sweeps = [t for t, _m, route in stamps if route != CREATE
-                 and any(a <= t <= b for a, b in result["intervals"])]
-    peak = most_in_window(in_sweeps)
+    calls = [t for t, _m, route in stamps if route != CREATE]
+    per_sweep = [most_in_window([t for t in calls if a <= t <= b]) for a, b in result["intervals"]]
+    peak = max(per_sweep, default=0)
+    # Sweeps one after the other (here, not on a 6-hour timer) each have their own pace: 10 s that
+    # span the end of one and the start of the next may hold more than one cap.
+    overall = most_in_window([t for t in calls if any(a <= t <= b for a, b in result["intervals"])])
     cap = result["rows"][0][7] if result["rows"] else 0
     cuts = [row[5] for row in result["rows"][:-1]]
     print(f"renewals: {len(set(renewed))} of {len(expiries)} due in {len(result['rows'])} sweeps")
@@ -199,8 +202,8 @@ def part_one(args) -> None:
     print(f"  order: {top} of the {first} most urgent were among the first {first} renewed ({top / max(1, first):.0%}); "
           f"rank correlation with expiry {rho:.3f} (1: most urgent first)")
     print(f"  half-done requests after each cut: {cuts or [0]} (goal 0)")
-    print(f"  most vault calls other than creates in any 10 s: {peak} = {peak / VAULT_LIMIT:.0%} of Key Vault's "
-          f"{VAULT_LIMIT} (the sweeps' cap: {cap})")
+    print(f"  most vault calls other than creates in any 10 s of one sweep: {peak} = {peak / VAULT_LIMIT:.0%} of "
+          f"Key Vault's {VAULT_LIMIT} (a sweep's cap: {cap}); across back-to-back sweeps: {overall}")
 
 
 def part_two(args) -> None:

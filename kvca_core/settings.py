@@ -56,7 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
             "reports what is left for the next run. The default leaves 90 s of host.json's functionTimeout "
             "(10 minutes) for that."),
     Setting("KVCA_SWEEP_READ_SHARE", "0.25",
-            "Share (above 0, at most 1) of Key Vault's 4,000 transactions per 10 s that a sweep may use for "
+            "Share (above 0, at most 1) of Key Vault's 4,000 transactions per 10 s that one sweep may use for "
             "its reads and merges; the rest stays for events, HTTP callers, the CRL and OCSP."),
     Setting("KVCA_CREATE_LIMIT", "20",
             "Certificate creates per 10 s that kvca starts in the vault, counted across all its instances "

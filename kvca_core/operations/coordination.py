@@ -153,6 +153,11 @@ class CreateBudget:
     def slot_time(self, slot: int) -> float:
         return slot * self.spacing
 
+    def earliest(self, cost: int = 1) -> float:
+        """The earliest a create could start, as far as this process knows (other instances may
+        have taken that slot already)."""
+        return self.slot_time(max(math.ceil(self.clock() / self.spacing), self._next) + cost - 1)
+
     async def acquire(self, *, cost: int = 1, deadline: float | None = None, purpose: str = "") -> float:
         """Own `cost` consecutive slots, then wait for the last one's time; returns that time. A
         slot whose time would be past `deadline` is not claimed: NotStarted instead."""

@@ -28,7 +28,7 @@ from kvca_core import cawatch, clock, lifecycle, notify, telemetry
 from kvca_core.errors import KvcaError, NotManaged
 from kvca_core.model import CertificateVersion
 from kvca_core.operations.common import CACache, current, log_outcome, pending_status
-from kvca_core.operations.coordination import NotStarted, waiting_until
+from kvca_core.operations.coordination import NotStarted, budget_for, waiting_until
 from kvca_core.operations.ratelimit import ReadPace
 from kvca_core.operations.renewal import renew_now
 from kvca_core.operations.results import (
@@ -179,7 +179,7 @@ async def _do(run: _Run, work: Work) -> Outcome:
     return await _check(run, name, work.verdict)
 
 
-def _left(name: str, run: _Run, why: str) -> Outcome:
+def _left(name: str, why: str) -> Outcome:
     return Outcome(name, SKIPPED, reason=f"left for the next sweep: {why}")
 
 
@@ -192,7 +192,7 @@ async def _one(run: _Run, work: Work) -> Outcome:
     except NotStarted as exc:
         # No create slot before the budget ran out: nothing was created, the next run renews it.
         run.left += 1
-        return _left(name, run, exc.message)
+        return _left(name, exc.message)
     except KvcaError as exc:
         return Outcome(name, FAILED, reason=str(exc))
     except Exception as exc:  # one broken certificate never stops the sweep
@@ -200,17 +200,12 @@ async def _one(run: _Run, work: Work) -> Outcome:
         return Outcome(name, FAILED, reason=f"unexpected error ({type(exc).__name__})")
 
 
-async def _work(run: _Run, work: list[Work], concurrency: int, budget: float) -> None:
+async def _work(run: _Run, work: list[Work], concurrency: int, budget_seconds: float) -> None:
     """`concurrency` workers take the work in order until it is done or the deadline has passed;
     what was taken runs to its end. What nobody took is left, each with an outcome saying so."""
     position = 0
-
-    def take() -> Work | None:
-        nonlocal position
-        if position >= len(work) or time.time() >= run.deadline:
-            return None
-        position += 1
-        return work[position - 1]
+    budget = budget_for(run.ctx)
+    spent = f"no create slot before the sweep's budget of {budget_seconds:g} s (KVCA_SWEEP_BUDGET_SECONDS) ends"
 
     def record(outcome: Outcome) -> None:
         if not run.dry_run and outcome.action != SKIPPED:
@@ -222,6 +217,21 @@ async def _work(run: _Run, work: list[Work], concurrency: int, budget: float) ->
             except Exception:  # a progress bar must not break the sweep
                 logger.debug("sweep progress callback failed", exc_info=True)
 
+    def take() -> Work | None:
+        """The next work to do. A renewal is passed over (left, costing nothing) once the create
+        budget has no slot left before the deadline, as far as this process knows: the time goes
+        to the signings and checks that need none."""
+        nonlocal position
+        while position < len(work) and time.time() < run.deadline:
+            position += 1
+            item = work[position - 1]
+            if item.kind == RENEW and not run.dry_run and budget.earliest() > run.deadline:
+                run.left += 1
+                record(_left(item.listed.name, spent))
+                continue
+            return item
+        return None
+
     async def worker() -> None:
         while (item := take()) is not None:
             record(await _one(run, item))
@@ -229,13 +239,13 @@ async def _work(run: _Run, work: list[Work], concurrency: int, budget: float) ->
     with waiting_until(run.deadline):  # no renewal waits for a create slot past the budget
         workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
     await asyncio.gather(*workers)
-    why = f"the sweep's budget of {budget:g} s (KVCA_SWEEP_BUDGET_SECONDS) was spent"
+    why = f"the sweep's budget of {budget_seconds:g} s (KVCA_SWEEP_BUDGET_SECONDS) was spent"
     for item in work[position:]:
         if item.kind == CHECK:
             run.unchecked += 1
         else:
             run.left += 1
-        record(_left(item.listed.name, run, why))
+        record(_left(item.listed.name, why))
 
 
 async def sweep(ctx, *, dry_run: bool = False, progress: Callable[[Outcome], None] | None = None,
