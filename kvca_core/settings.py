@@ -306,8 +306,9 @@ _CRON_HORIZON_DAYS = 366 * 29
 
 def next_occurrence(expression: str, after: dt.datetime) -> dt.datetime | None:
     """The first time after `after` (UTC) that a valid 6-field NCRONTAB expression names, or None
-    when it names none (e.g. 30 February). The timer runs on UTC: Flex Consumption has no time zone
-    setting. Day and day of week must both match (NCrontab's wiki, "Crontab Examples": `* 12 16 * Mon`
+    when it names none (e.g. 30 February). UTC: the timer trigger's default time zone
+    (learn.microsoft.com/azure/azure-functions/functions-bindings-timer, "NCRONTAB time zones"), and
+    kvca's Bicep sets no other. Day and day of week must both match (NCrontab's wiki, "Crontab Examples": `* 12 16 * Mon`
     runs only on a Monday that is the 16th)."""
     seconds, minutes, hours, days, months, weekdays = _cron_fields(" ".join(expression.split()))
     start = after.astimezone(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=1)

@@ -120,7 +120,9 @@ async def within(seconds: float, work: Awaitable[T], *, what: str) -> T:
 
     For Event Grid, which counts a delivery failed after 30 s and delivers it again (while the first
     invocation may still run): the waiting is bounded, so the answer comes in time, and a failed
-    delivery is retried on Event Grid's own backoff instead of inside the invocation."""
+    delivery is retried on Event Grid's own backoff instead of inside the invocation. Work that
+    creates nothing (a renewal that finds a request pending and signs it) may be cut too: the
+    request stays pending, and the redelivery (or the sweep) signs it."""
     with waiting_until(time.time() + seconds) as bound:
         task = asyncio.ensure_future(work)
     done, _ = await asyncio.wait({task}, timeout=seconds)
