@@ -149,10 +149,10 @@ async def sweeps(em, expiries: dict[str, dt.datetime], budget: float, ledger: Pa
             windows.append((summary.renewed, last[0] - started))
             left_half_done = await half_done(ctx, [n for n in expiries if n not in set(renewed)])
             rows.append((number, summary.renewed, summary.left, summary.failed, ended - started, left_half_done,
-                         summary.peak_reads, summary.read_cap))
+                         summary.peak_reads, f"{summary.read_cap} per {summary.read_window:g} s"))
             print(f"  sweep {number}: renewed {summary.renewed:4}, left {summary.left:4}, failed {summary.failed}, "
-                  f"{ended - started:6.1f} s, half-done requests after it: {left_half_done}, "
-                  f"most calls in 10 s {summary.peak_reads} (cap {summary.read_cap})", flush=True)
+                  f"{ended - started:6.1f} s, half-done requests after it: {left_half_done}, calls {summary.reads} "
+                  f"(at most {summary.peak_reads} per {summary.read_window:g} s, cap {summary.read_cap})", flush=True)
             if len(set(renewed)) >= len(expiries) or summary.renewed == 0:
                 break
     return {"renewed": renewed, "rows": rows, "windows": windows, "intervals": intervals}

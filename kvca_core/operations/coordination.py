@@ -50,7 +50,7 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 from kvca_core import clock, telemetry
 from kvca_core.errors import Throttled
 from kvca_core.model import CertificatePolicy, CertificateVersion
-from kvca_core.operations.ratelimit import CREATE_WINDOW
+from kvca_core.operations.ratelimit import CREATE_WINDOW, WINDOW_MARGIN
 
 logger = logging.getLogger("kvca_core.operations")
 T = TypeVar("T")
@@ -60,7 +60,7 @@ SLOT_KIND, CLAIM_KIND, RELEASE_KIND = "create-slot", "renew", "renew-released"
 MAX_GENERATIONS = 16
 # Seconds added to every 10-second window of the schedule (see the module's docstring): 20 creates
 # per 10.5 s, 95 % of Key Vault's ceiling.
-MARGIN = 0.5
+MARGIN = WINDOW_MARGIN
 # An HSM key costs two of the budget's units: Key Vault creates 10 per 10 s of them, 20 of software
 # keys, and counts them against one weighted sum (learn.microsoft.com/azure/key-vault/general/service-limits).
 HSM_COST = 2

@@ -69,7 +69,7 @@ class SweepSummary:
     reads: int = 0
     peak_reads: int = 0
     read_cap: int = 0
-    read_window: float = 10.0
+    read_window: float = 10.5
 
     def to_dict(self) -> dict[str, Any]:
         return {

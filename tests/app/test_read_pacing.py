@@ -34,8 +34,9 @@ async def test_the_pace_lets_at_most_its_limit_through_in_any_window():
     assert (pace.count, pace.peak, pace.limit) == (25, 10, 10)
 
 
-def test_the_share_is_of_key_vaults_4000_per_10_seconds():
-    assert (ReadPace.share(0.25).limit, ReadPace.share(0.25).window) == (1000, 10.0)
+def test_the_share_is_of_key_vaults_4000_per_10_seconds_counted_over_a_longer_window():
+    # The vault counts a request when it arrives, after kvca let it go: kvca's window is half a second longer.
+    assert (ReadPace.share(0.25).limit, ReadPace.share(0.25).window) == (1000, 10.5)
     assert ReadPace.share(1).limit == 4000
 
 
