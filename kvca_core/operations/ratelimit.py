@@ -1,10 +1,12 @@
 """Key Vault's limits, kept by the process: at most `limit` certificate creates start in any
-`window` seconds (CreateRate); at most a share of the vault's key-operation budget goes to keys-API
-signing of external CSRs (SignRate)."""
+`window` seconds (CreateRate); a sweep's calls stay within its share of the vault's transactions
+(ReadPace); at most a share of the vault's key-operation budget goes to keys-API signing of external
+CSRs (SignRate). The create limit shared by every instance is coordination.py's."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections import deque
 from typing import Any, Callable
@@ -14,6 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 # Key Vault's create limit: 20 software-key creates per vault per 10 s (docs/keyvault-behaviour.md,
 # "Throttling"; a certificate create makes a key). issue_many and the rotation moves keep below it.
 CREATE_LIMIT, CREATE_WINDOW = 20, 10.0
+# Key Vault's limit on all other vault transactions: 4,000 per vault per 10 s
+# (learn.microsoft.com/azure/key-vault/general/service-limits). A sweep takes a share of it
+# (KVCA_SWEEP_READ_SHARE); events, HTTP callers, the CRL and OCSP share the rest.
+READ_LIMIT, READ_WINDOW = 4000, 10.0
+# Seconds added to each of Key Vault's 10-second windows by the paces kvca keeps on its side (the
+# reads here, the shared create schedule in coordination.py): the vault counts a request when it
+# arrives, some time after kvca let it go, and the instances' clocks differ a little.
+WINDOW_MARGIN = 0.5
 
 
 class CreateRate:
@@ -86,3 +96,37 @@ class SignRate:
                     self.used += cost
                     return
                 await self.sleep(self.window - (now - self.starts[0][0]))
+
+
+class ReadPace:
+    """At most `limit` calls start in any `window` seconds (a sliding window), and an account of
+    them: how many (`count`) and the most in one window (`peak`). The vault adapter calls `take()`
+    before each request it sends while the pace is in force (`Vault.paced`), retries included."""
+
+    def __init__(self, limit: int, window: float = READ_WINDOW, *, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.limit, self.window = max(1, int(limit)), window
+        self.monotonic, self.sleep = monotonic, sleep
+        self.starts: collections.deque[float] = collections.deque()
+        self.count = 0
+        self.peak = 0
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    def share(cls, share: float, **kwargs: Any) -> "ReadPace":
+        """The pace of `share` of Key Vault's transaction limit (KVCA_SWEEP_READ_SHARE), over a
+        window WINDOW_MARGIN longer than the vault's."""
+        return cls(int(READ_LIMIT * share), READ_WINDOW + WINDOW_MARGIN, **kwargs)
+
+    async def take(self) -> None:
+        async with self.lock:  # first come, first served
+            while True:
+                now = self.monotonic()
+                while self.starts and now - self.starts[0] >= self.window:
+                    self.starts.popleft()
+                if len(self.starts) < self.limit:
+                    self.starts.append(now)
+                    self.count += 1
+                    self.peak = max(self.peak, len(self.starts))
+                    return
+                await self.sleep(self.window - (now - self.starts[0]))
