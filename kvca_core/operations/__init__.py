@@ -26,7 +26,7 @@ from kvca_core.operations.external import SignedCsr, external_certificates, sign
 from kvca_core.operations.inventory import certificate_scope, describe, inventory_report
 from kvca_core.operations.coordination import NotStarted, within
 from kvca_core.operations.issuance import MAX_BATCH, batch_done, check_requests, issue, issue_many
-from kvca_core.operations.ratelimit import CREATE_LIMIT, CREATE_WINDOW, CreateRate, ReadPace, SignRate
+from kvca_core.operations.ratelimit import CREATE_LIMIT, CREATE_WINDOW, Pace, ReadPace, SignRate
 from kvca_core.operations.renewal import check_renew_options, renew
 from kvca_core.operations.results import (
     ALREADY_ISSUED,
@@ -51,9 +51,9 @@ from kvca_core.request import IssueRequest
 from kvca_core.vocabulary import UNKNOWN_ISSUER
 
 __all__ = [
-    "ALREADY_ISSUED", "CANCELLED", "CREATE_LIMIT", "CREATE_WINDOW", "CertificateInfo", "CreateRate", "Description",
+    "ALREADY_ISSUED", "CANCELLED", "CREATE_LIMIT", "CREATE_WINDOW", "CertificateInfo", "Description",
     "EXPORTABLE_BY_DEFAULT", "FAILED", "FRESH", "ISSUED", "InventoryReport", "IssueRequest", "MAX_BATCH", "NotStarted",
-    "Outcome", "ReadPace", "RENEWED", "REQUESTED", "ROOT_IN_CHAIN_BY_DEFAULT", "Rotation", "SIGNED", "SKIPPED", "SignRate",
+    "Outcome", "Pace", "ReadPace", "RENEWED", "REQUESTED", "ROOT_IN_CHAIN_BY_DEFAULT", "Rotation", "SIGNED", "SKIPPED", "SignRate",
     "SignedCsr", "SweepSummary",
     "UNKNOWN_ISSUER", "WOULD_RENEW", "WOULD_SIGN", "batch_done", "cancel", "check_renew_options", "certificate_scope", "check_requests",
     "describe", "due_state", "external_certificates", "inventory_report", "issue", "issue_many", "move_time", "renew", "renewal_time",

@@ -100,3 +100,27 @@ async def test_the_budget_follows_kvca_create_limit(app, monkeypatch):
     await context.reset_shared()
     ctx = await context.shared()
     assert budget_for(ctx).limit == 10 and budget_for(ctx).spacing == pytest.approx(1.05)
+
+
+async def test_issuance_and_renewals_of_two_instances_share_one_create_budget(app, ctx):
+    """A fleet issued by one instance (issue_many, what `kvca request --from` and the batch route run)
+    while another sweeps due renewals: every create of both waits for the same schedule, so Key
+    Vault's limit is kept and nothing is throttled or made twice."""
+    from kvca_core.operations import IssueRequest
+
+    material = await recipe_ca_material("corp-ca")
+    await import_recipe_ca(ctx.vault, "corp-ca", material=material)
+    due = [f"due-{i:02d}" for i in range(15)]
+    await import_leaves(ctx.vault, material[2], material[3], due, days=61)
+    app.clock.advance(days=45)
+    fleet = [IssueRequest(name=f"dev-{i:02d}", ca="corp-ca", dns_names=(f"dev-{i:02d}.corp.internal",),
+                          profile="client") for i in range(15)]
+    app.throttling(True)
+    with timed_requests(app) as log:
+        async with Context.open(Settings.from_env()) as other:  # a second instance, its own clients and budget
+            issued, swept = await asyncio.gather(operations.issue_many(ctx, fleet), operations.sweep(other))
+    assert [o.action for o in issued] == ["issued"] * len(fleet), [o.reason for o in issued]
+    assert swept.renewed == len(due) and swept.failed == 0, swept.failures
+    creates = log.times(creates=True)
+    assert len(creates) == len(fleet) + len(due)  # none throttled and tried again, none twice
+    assert most_in_window(creates, 10.0) <= 20
