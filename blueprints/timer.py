@@ -6,6 +6,9 @@ runs: the Bicep and local.settings.sample.json set it, and `Settings.from_env(ho
 
 The sweep backs the events up: it signs pending requests and renews due
 certificates even when an event was lost or never sent (docs/keyvault-behaviour.md).
+It starts work for KVCA_SWEEP_BUDGET_SECONDS, which stays below host.json's functionTimeout
+(10 minutes) by the time it needs to finish what it started; what it leaves, most urgent first,
+is taken by the next run, whose time its summary gives.
 """
 
 from __future__ import annotations

@@ -164,14 +164,15 @@ async def _rotation_step(fns, ctx, em, work: Path, root: x509.Certificate) -> bo
     # The vault's leaves move with the sweep; a device moves when it next enrolls (EST re-enrollment).
     in_vault = [c for c in body["certificates"] if c["ca"] == "demo-ca" and c["location"] == "vault"]
     leaves = [c["name"] for c in in_vault]
-    due = [c["name"] for c in in_vault if c["state"] == "due"]
+    # By name: the inventory's order (soonest expiry) follows which renewal got the earlier create slot.
+    due = sorted(c["name"] for c in in_vault if c["state"] == "due")
     console.print(f"GET /api/certificates -> {status}: {', '.join(due) or 'none'} due (signed by the old "
                   f"intermediate, waiting to move; devices move when they next enroll)")
     window = ctx.settings.rotation_window_hours
     em.clock.advance(hours=window, minutes=1)
     await fns["kvca_sweep"](TimerRequest(past_due=False))
     console.print(f"emulator clock moved {window} hours on (KVCA_ROTATION_WINDOW_HOURS); kvca_sweep (timer) ran")
-    ok = bool(leaves) and due == leaves
+    ok = bool(leaves) and due == sorted(leaves)
     for name in leaves:
         current = await ctx.vault.get_certificate(name)
         chain = parse_secret(f"certificate '{name}'", *await ctx.vault.get_secret_value(name, current.version))[1]

@@ -58,6 +58,17 @@ param eventSubscriptionsEnabled bool = false
 @minValue(1)
 param renewBeforeDays int = 30
 
+@description('KVCA_SWEEP_BUDGET_SECONDS: seconds a sweep starts new work for; it then finishes what it started and reports the rest. Keep it below host.json functionTimeout (600 s) minus a margin.')
+@minValue(1)
+param sweepBudgetSeconds int = 510
+
+@description('KVCA_SWEEP_READ_SHARE: share (above 0, at most 1) of Key Vault\'s 4,000 transactions per 10 s that a sweep may use.')
+param sweepReadShare string = '0.25'
+
+@description('KVCA_CREATE_LIMIT: certificate creates per 10 s kvca starts in the vault across all its instances (Key Vault: 20 for software keys, an HSM key counts 2).')
+@minValue(1)
+param createLimit int = 20
+
 @description('KVCA_CONCURRENCY: how many certificates a sweep works on at once.')
 @minValue(1)
 param concurrency int = 8
@@ -437,6 +448,9 @@ module functionApp 'app/function.bicep' = {
     vaultName: vaultName
     renewBeforeDays: renewBeforeDays
     concurrency: concurrency
+    sweepBudgetSeconds: sweepBudgetSeconds
+    sweepReadShare: sweepReadShare
+    createLimit: createLimit
     sweepSchedule: sweepSchedule
     eventGridTopicEndpoint: topic.outputs.endpoint
     issuancePolicy: issuancePolicy

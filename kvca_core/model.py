@@ -14,13 +14,17 @@ from typing import Mapping
 
 @dataclass(frozen=True)
 class KeySpec:
-    """Key Vault `key_props`: kty RSA/EC, size or curve, exportable, reuse_key."""
+    """Key Vault `key_props`: kty RSA/EC, size or curve, exportable, reuse_key, and whether the key
+    lives in an HSM (kty RSA-HSM / EC-HSM in Key Vault's spelling)."""
 
     kty: str  # "RSA" or "EC"
     size: int | None = None  # RSA bits
     curve: str | None = None  # "P-256", "P-384", "P-521"
     exportable: bool = False
     reuse_key: bool = False
+    # An HSM key (Premium vaults; never exportable): Key Vault creates half as many of them per 10 s,
+    # which the shared create budget counts (operations/coordination.py).
+    hsm: bool = False
 
     @classmethod
     def parse(cls, text: str, *, exportable: bool = False) -> "KeySpec":

@@ -12,7 +12,7 @@ no SDK exception crosses a port.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Mapping, Protocol, Sequence
+from typing import Any, AsyncIterator, ContextManager, Mapping, Protocol, Sequence
 
 from kvca_core.model import CertificatePolicy, CertificateVersion, PendingRequest, StoredSecret
 
@@ -23,6 +23,10 @@ class Vault(Protocol):
 
     vault_url: str
     vault_name: str
+
+    def paced(self, pace: Any) -> ContextManager[None]:
+        """Inside (this task and the tasks it starts), each request to the vault but a certificate
+        create, each retry included, first awaits `pace.take()` (operations/ratelimit.py ReadPace)."""
 
     async def get_certificate(self, name: str, version: str | None = None) -> CertificateVersion:
         """No `version`: the current version, which is the newest completed one (a pending or

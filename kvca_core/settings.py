@@ -8,6 +8,7 @@ kept by hand.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import dataclass, field
@@ -50,6 +51,17 @@ SETTINGS: tuple[Setting, ...] = (
             "How many certificates a sweep works on at once."),
     Setting("KVCA_SWEEP_SCHEDULE", "0 0 */6 * * *",
             "NCRONTAB schedule (6 fields) of the timer-triggered sweep."),
+    Setting("KVCA_SWEEP_BUDGET_SECONDS", "510",
+            "Seconds a sweep starts new work for (most urgent first); it then finishes what it started and "
+            "reports what is left for the next run. The default leaves 90 s of host.json's functionTimeout "
+            "(10 minutes) for that."),
+    Setting("KVCA_SWEEP_READ_SHARE", "0.25",
+            "Share (above 0, at most 1) of Key Vault's 4,000 transactions per 10 s that one sweep may use for "
+            "its reads and merges; the rest stays for events, HTTP callers, the CRL and OCSP."),
+    Setting("KVCA_CREATE_LIMIT", "20",
+            "Certificate creates per 10 s that kvca starts in the vault, counted across all its instances "
+            "(Key Vault allows 20 with software keys; an HSM key counts 2). Lower it when other clients "
+            "create in the same vault."),
     Setting("KVCA_EVENTGRID_TOPIC_ENDPOINT", "",
             "Endpoint of the custom Event Grid topic that receives Kvca.CertificatePendingRequest; "
             "empty: sign inline, publish nothing."),
@@ -256,17 +268,28 @@ def _cron_value(text: str, field: str, low: int, high: int) -> int:
     return int(text)
 
 
-def _cron_field(text: str, field: str, low: int, high: int) -> None:
+def _cron_field(text: str, field: str, low: int, high: int) -> frozenset[int]:
+    """The values one field matches, or ValueError saying what is malformed. `a/n` runs from a to
+    the field's end, as NCrontab reads it."""
+    values: set[int] = set()
     for part in text.split(","):
         base, slash, step = part.partition("/")
         if slash and not (step.isascii() and step.isdigit() and int(step) >= 1):
             raise ValueError(f"step {step!r} in {part!r} is not a whole number of at least 1")
         if base == "*":
-            continue
-        first, dash, last = base.partition("-")
-        start = _cron_value(first, field, low, high)
-        if dash and _cron_value(last, field, low, high) < start:
-            raise ValueError(f"range {base!r} runs backwards")
+            start, end = low, high
+        else:
+            first, dash, last = base.partition("-")
+            start = _cron_value(first, field, low, high)
+            end = _cron_value(last, field, low, high) if dash else (high if slash else start)
+            if end < start:
+                raise ValueError(f"range {base!r} runs backwards")
+        values.update(range(start, end + 1, int(step) if slash else 1))
+    return frozenset(values)
+
+
+def _cron_fields(value: str) -> list[frozenset[int]]:
+    return [_cron_field(text, field, low, high) for text, (field, low, high) in zip(value.split(" "), _CRON_FIELDS)]
 
 
 def _ncrontab(name: str, raw: str) -> str:
@@ -284,6 +307,36 @@ def _ncrontab(name: str, raw: str) -> str:
         except ValueError as exc:
             raise ValueError(f"{name}={raw!r}: the {field} field {text!r} is malformed ({exc})") from None
     return value
+
+
+# How far ahead `next_occurrence` looks: a 29 February that falls on a given weekday comes back
+# within 28 years.
+_CRON_HORIZON_DAYS = 366 * 29
+
+
+def next_occurrence(expression: str, after: dt.datetime) -> dt.datetime | None:
+    """The first time after `after` (UTC) that a valid 6-field NCRONTAB expression names, or None
+    when it names none (e.g. 30 February). UTC: the timer trigger's default time zone
+    (learn.microsoft.com/azure/azure-functions/functions-bindings-timer, "NCRONTAB time zones"), and
+    kvca's Bicep sets no other. Day and day of week must both match (NCrontab's wiki, "Crontab Examples": `* 12 16 * Mon`
+    runs only on a Monday that is the 16th)."""
+    seconds, minutes, hours, days, months, weekdays = _cron_fields(" ".join(expression.split()))
+    start = after.astimezone(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=1)
+    for offset in range(_CRON_HORIZON_DAYS):
+        day = (start + dt.timedelta(days=offset)).date()
+        # Python's Monday is 0, NCRONTAB's Sunday is.
+        if day.day not in days or day.month not in months or (day.weekday() + 1) % 7 not in weekdays:
+            continue
+        floor = start.time() if offset == 0 else dt.time(0, 0, 0)
+        for hour in sorted(h for h in hours if h >= floor.hour):
+            for minute in sorted(minutes):
+                if (hour, minute) < (floor.hour, floor.minute):
+                    continue
+                for second in sorted(seconds):
+                    candidate = dt.time(hour, minute, second)
+                    if candidate >= floor:
+                        return dt.datetime.combine(day, candidate, tzinfo=dt.timezone.utc)
+    return None
 
 
 def _policy_problems(setting: Mapping[str, Any] | None) -> list[str]:
@@ -349,6 +402,9 @@ class Settings:
     renew_before_days: int = 30
     concurrency: int = 8
     sweep_schedule: str = "0 0 */6 * * *"
+    sweep_budget_seconds: float = 510.0
+    sweep_read_share: float = 0.25
+    create_limit: int = 20
     eventgrid_topic_endpoint: str = ""
     issuance_policy: Mapping[str, Any] = field(default_factory=dict)
     issuing_cas: tuple[str, ...] = ()
@@ -404,6 +460,9 @@ class Settings:
             renew_before_days=read("KVCA_RENEW_BEFORE_DAYS", _positive_int),
             concurrency=read("KVCA_CONCURRENCY", _positive_int),
             sweep_schedule=read("KVCA_SWEEP_SCHEDULE", _ncrontab),
+            sweep_budget_seconds=read("KVCA_SWEEP_BUDGET_SECONDS", _positive_seconds),
+            sweep_read_share=read("KVCA_SWEEP_READ_SHARE", _share),
+            create_limit=read("KVCA_CREATE_LIMIT", _positive_int),
             eventgrid_topic_endpoint=read("KVCA_EVENTGRID_TOPIC_ENDPOINT",
                                           lambda n, r: _https_url(n, r.strip(), required=False)),
             issuance_policy=read("KVCA_ISSUANCE_POLICY", _json_object),

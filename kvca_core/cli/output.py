@@ -222,6 +222,12 @@ def print_summary(out: Output, summary: Any) -> None:
             out.line(f"  {outcome.name}: {outcome.action}" + (f" ({outcome.reason})" if outcome.reason else ""))
     for name, reason in summary.failures:
         out.line(f"  {name}: failed ({reason})")
+    if summary.left or summary.unchecked:
+        out.line(f"left for the next run ({date_text(summary.next_run)}): {summary.left} due or pending, "
+                 f"{summary.unchecked} not checked; the budget of {summary.budget_seconds:g} s was spent "
+                 f"(KVCA_SWEEP_BUDGET_SECONDS)")
+    out.line(f"vault calls: {summary.reads}, at most {summary.peak_reads} in {summary.read_window:g} s "
+             f"(cap {summary.read_cap}, KVCA_SWEEP_READ_SHARE)")
     warn_cas(out, summary.ca_warnings)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -31,7 +32,8 @@ from kvca_core.operations.common import (
     request_tags,
     where,
 )
-from kvca_core.operations.ratelimit import CREATE_LIMIT, CREATE_WINDOW, CreateRate
+from kvca_core.operations.coordination import budget_for
+from kvca_core.operations.ratelimit import CREATE_WINDOW
 from kvca_core.operations.results import ALREADY_ISSUED, FAILED, ISSUED, REQUESTED, SKIPPED, Outcome
 from kvca_core.operations.signing import sign
 from kvca_core.request import IssueRequest, parse_requests
@@ -44,6 +46,9 @@ logger = logging.getLogger("kvca_core.operations")
 # an HTTP call to a Function may last (Azure's load balancer idle timeout).
 MAX_BATCH = 100
 THROTTLE_RETRIES = 3
+# How long an issue waits for a slot of the shared create budget before it answers Throttled (HTTP
+# 503 with Retry-After; issue_many retries it): an HTTP caller is not held for minutes.
+CREATE_WAIT_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,9 @@ async def _create_or_resume(ctx, prepared: Prepared,
                            subject=where(name), hint="choose another name, or renew it")
         raise Conflict("already exists in the vault", subject=where(name), hint="renew it instead, or choose another name")
     policy = prepared.policy
+    # A create spends one of the vault's creates (two for an HSM key), counted by every instance.
+    await budget_for(ctx).acquire(cost=2 if policy.key.hsm else 1, deadline=time.time() + CREATE_WAIT_SECONDS,
+                                  purpose=where(name))
     try:
         pending = await ctx.vault.create_certificate(name, policy, tags=prepared.tags)
     except Conflict:
@@ -205,10 +213,10 @@ async def issue(ctx, request: IssueRequest, *, sign: bool = True) -> Outcome:
 
 
 async def issue_many(ctx, requests: Sequence[IssueRequest], *, sign: bool = True, labels: Sequence[str] | None = None,
-                     limit: int = CREATE_LIMIT, window: float = CREATE_WINDOW,
                      progress: Callable[[Outcome], None] | None = None) -> tuple[Outcome, ...]:
-    """`issue` for each request, concurrently but never faster than `limit` creates per `window`
-    seconds (Key Vault's create limit), one Outcome per request in the order given.
+    """`issue` for each request, concurrently but never faster than Key Vault's create limit allows
+    (each create waits for a slot of the budget every instance shares, coordination.py), one Outcome
+    per request in the order given.
 
     Every request is checked first (`check_requests`): one the CA would refuse refuses the whole
     batch before anything is created, naming it. After that a failure (the vault's, one name
@@ -218,7 +226,6 @@ async def issue_many(ctx, requests: Sequence[IssueRequest], *, sign: bool = True
     /api/certificates/batch`."""
     requests = list(requests)
     prepared = await check_requests(ctx, requests, labels)
-    rate = CreateRate(limit, window)
     outcomes: list[Outcome | None] = [None] * len(requests)
     queue: asyncio.Queue = asyncio.Queue()
     for index in range(len(requests)):
@@ -227,13 +234,12 @@ async def issue_many(ctx, requests: Sequence[IssueRequest], *, sign: bool = True
     async def one(item: Prepared) -> Outcome:
         name = item.request.name
         for attempt in range(THROTTLE_RETRIES + 1):
-            await rate.wait()
             try:
                 return await logged("issue", name, issue_prepared(ctx, item, sign_now=sign, existing_ok=True))
             except Throttled as exc:
                 if attempt == THROTTLE_RETRIES:
                     return Outcome(name, FAILED, reason=str(exc))
-                await asyncio.sleep(exc.retry_after if exc.retry_after and exc.retry_after > 0 else window)
+                await asyncio.sleep(exc.retry_after if exc.retry_after and exc.retry_after > 0 else CREATE_WINDOW)
             except KvcaError as exc:
                 return Outcome(name, FAILED, reason=str(exc))
             except Exception as exc:  # one broken request never stops the batch
@@ -252,7 +258,7 @@ async def issue_many(ctx, requests: Sequence[IssueRequest], *, sign: bool = True
                 except Exception:  # a progress bar must not break the batch
                     logger.debug("issue_many progress callback failed", exc_info=True)
 
-    workers = max(1, min(ctx.settings.concurrency, limit, len(requests)))
+    workers = max(1, min(ctx.settings.concurrency, ctx.settings.create_limit, len(requests)))
     await asyncio.gather(*(worker() for _ in range(workers)))
     return tuple(o for o in outcomes if o is not None)
 

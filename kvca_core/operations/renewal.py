@@ -22,6 +22,7 @@ from kvca_core.operations.common import (
     told_if_failed,
     where,
 )
+from kvca_core.operations.coordination import before_create
 from kvca_core.operations.results import RENEWED, SIGNED, SKIPPED, Outcome
 from kvca_core.authority import read_certificate
 from kvca_core.operations.signing import Replacing, just_completed, sign, sign_pending_now
@@ -144,6 +145,13 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
     # The CA must be usable before anything changes in the vault.
     loaded = await load_ca(ctx, ca_name, cas)
     concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
+    # This version's renewal claim (one trigger creates; a forced renewal asks for another version
+    # anyway) and a slot of the vault's create budget shared by every instance: coordination.py.
+    held = await before_create(ctx, name, judged, policy, claim=not force)
+    if held:
+        if asked:
+            raise Conflict(held, subject=where(name), hint=FORCE_HINT)
+        return Outcome(name, SKIPPED, version=judged.version, reason=held)
     try:
         # After a key compromise the next version gets a new key, whatever the policy's reuse_key says.
         pending = await vault.create_new_version(name, tags=next_version_tags(judged.tags), policy=policy,

@@ -43,7 +43,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class SweepSummary:
-    """What a sweep did (JSON: `sweep`): counts, and every managed certificate's outcome."""
+    """What a sweep did (JSON: `sweep`): counts, every managed certificate's outcome, what it left
+    for the next run, and how much of the vault's transaction limit it used."""
 
     OBJECT = "sweep"
 
@@ -51,7 +52,7 @@ class SweepSummary:
     managed: int = 0  # those carrying the kvca-ca tag
     signed: int = 0
     renewed: int = 0
-    skipped: int = 0
+    skipped: int = 0  # the ones left for the next run included
     failed: int = 0
     failures: tuple[tuple[str, str], ...] = ()  # (certificate, reason)
     outcomes: tuple[Outcome, ...] = ()
@@ -59,6 +60,17 @@ class SweepSummary:
     seconds: float = 0.0
     # The vault's CAs within KVCA_CA_RENEW_BEFORE_DAYS of their notAfter, or past it (cawatch.py).
     ca_warnings: tuple[Any, ...] = ()
+    # The budget (KVCA_SWEEP_BUDGET_SECONDS): due renewals and pending signings it did not start,
+    # pending checks it did not make, and when the timer (KVCA_SWEEP_SCHEDULE) runs next.
+    left: int = 0
+    unchecked: int = 0
+    next_run: dt.datetime | None = None
+    budget_seconds: float = 0.0
+    # Calls to the vault other than creates, the most in one window, and the cap (KVCA_SWEEP_READ_SHARE).
+    reads: int = 0
+    peak_reads: int = 0
+    read_cap: int = 0
+    read_window: float = 10.5
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +81,11 @@ class SweepSummary:
             # Each certificate's outcome, by name: with dry_run, which would be signed or renewed.
             "outcomes": [o.to_dict() for o in self.outcomes],
             "ca_warnings": [w.to_dict() for w in self.ca_warnings],
+            "left": self.left, "unchecked": self.unchecked,
+            "next_run": self.next_run.isoformat() if self.next_run else None,
+            "budget_seconds": self.budget_seconds,
+            "reads": {"count": self.reads, "peak": self.peak_reads, "cap": self.read_cap,
+                      "window_seconds": self.read_window},
         }
 
 

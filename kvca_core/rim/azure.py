@@ -7,17 +7,19 @@ imports azure.*.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import random
 import ssl
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import aiohttp
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError, \
     ServiceResponseError
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 
 from kvca_core.rim import netcause
@@ -108,23 +110,53 @@ def _noting_failure():
 
 
 class _Guarded:
-    """An async credential whose token calls run inside `guard`; everything else is the inner one's."""
+    """An async credential whose token calls run inside `guard`; everything else is the inner one's.
 
-    def __init__(self, inner, guard) -> None:
+    `single_flight`: concurrent token calls with the same arguments share one call of the inner
+    credential. Each SDK client's auth policy asks for its own token, one request at a time
+    (azure-core's AsyncBearerTokenCredentialPolicy holds a lock in `authorize_request`), but the
+    clients do not share that lock: on a cold instance the certificates, secrets and keys clients,
+    each CryptographyClient and the Event Grid publisher all ask at once, and the credential looks
+    in its cache, finds nothing and requests a token for each, with no lock between the look and
+    the request (azure-identity 1.27, azure/identity/aio/_internal/get_token_mixin.py,
+    `_get_token_base`; 40 concurrent get_token calls on ManagedIdentityCredential made 40 requests
+    to the emulator's identity endpoint). The shared call runs in a task of its own, so a caller
+    that gives up (cancelled) does not cancel it for the rest."""
+
+    def __init__(self, inner, guard, *, single_flight: bool = False) -> None:
         self._inner, self._guard = inner, guard
+        self._flights: dict[str, asyncio.Future] | None = {} if single_flight else None
         # The name the chain's message gives a credential (azure/identity/_credentials/chained.py).
         self._credential_name = getattr(inner, "_credential_name", type(inner).__name__)
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
 
-    async def get_token(self, *scopes: str, **kwargs: Any):
+    async def _run(self, method: str, scopes: tuple[str, ...], kwargs: dict[str, Any]):
         with self._guard():
-            return await self._inner.get_token(*scopes, **kwargs)
+            return await getattr(self._inner, method)(*scopes, **kwargs)
+
+    async def _call(self, method: str, scopes: tuple[str, ...], kwargs: dict[str, Any]):
+        if self._flights is None:
+            return await self._run(method, scopes, kwargs)
+        key = _request_key(method, scopes, kwargs)
+        flight = self._flights.get(key)
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
+            flight = self._flights[key] = asyncio.ensure_future(self._run(method, scopes, kwargs))
+            flight.add_done_callback(lambda done, key=key: self._landed(key, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: str, flight: asyncio.Future) -> None:
+        if self._flights is not None and self._flights.get(key) is flight:
+            del self._flights[key]  # the next caller asks the inner credential, which has the token cached
+        if not flight.cancelled():
+            flight.exception()  # retrieved here too: every waiter may have gone
+
+    async def get_token(self, *scopes: str, **kwargs: Any):
+        return await self._call("get_token", scopes, kwargs)
 
     async def get_token_info(self, *scopes: str, **kwargs: Any):
-        with self._guard():
-            return await self._inner.get_token_info(*scopes, **kwargs)
+        return await self._call("get_token_info", scopes, kwargs)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -137,8 +169,19 @@ class _Guarded:
         await self._inner.__aexit__(*args)
 
 
+def _request_key(method: str, scopes: tuple[str, ...], kwargs: Mapping[str, Any]) -> str:
+    """What a token call asks for, whichever way it is spelled: get_token_info's `options` and
+    get_token's keywords alike, absent and None the same, in any order. The SDK's two paths to a
+    token spell one request differently: Key Vault's challenge policy builds
+    {"enable_cae": True, "tenant_id": ...} in `_request_kv_token`, azure-core's policy
+    {"claims": None, "tenant_id": ..., "enable_cae": True} in `_request_token`."""
+    asked = {**{k: v for k, v in kwargs.items() if k != "options"}, **(kwargs.get("options") or {})}
+    return repr((method, scopes, sorted((k, repr(v)) for k, v in asked.items() if v is not None)))
+
+
 def _kept_cause(chain) -> _Guarded:
-    """DefaultAzureCredential whose "failed to retrieve a token" error has its cause chained.
+    """DefaultAzureCredential whose "failed to retrieve a token" error has its cause chained, and
+    whose concurrent token requests are one (`_Guarded`, single_flight).
 
     The chain (azure/identity/aio/_credentials/chained.py, get_token/get_token_info) catches each
     credential's exception, keeps only its text for its message and raises a new
@@ -147,13 +190,64 @@ def _kept_cause(chain) -> _Guarded:
     raised (`_noting_failure`), and the chain's error is raised again `from` that
     (`_cause_kept`), where `translate` (netcause) finds it and `--debug` shows it."""
     chain.credentials = tuple(_Guarded(c, _noting_failure) for c in chain.credentials)
-    return _Guarded(chain, _cause_kept)
+    return _Guarded(chain, _cause_kept, single_flight=True)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext:
     """The process's one TLS client context: the system trust store, or only KVCA_TLS_CA_BUNDLE
     when it is set (what azure-core's `connection_verify=<file>` means)."""
     return ssl.create_default_context(cafile=settings.tls_ca_bundle or None)
+
+
+# The pace of the vault calls the current task makes (and the tasks it starts): a sweep's share of
+# Key Vault's transaction limit (operations/ratelimit.py ReadPace). None: unpaced.
+_pace: contextvars.ContextVar[Any] = contextvars.ContextVar("kvca_vault_pace", default=None)
+
+
+@contextmanager
+def pacing(pace: Any) -> Iterator[None]:
+    """Inside, every request of a client built with `CallPacing` waits for `await pace.take()` first."""
+    token = _pace.set(pace)
+    try:
+        yield
+    finally:
+        _pace.reset(token)
+
+
+class CallPacing(SansIOHTTPPolicy):
+    """A per-retry policy: each attempt of a request waits for the pace in force in its task, so a
+    retry counts as the request it is (the service counts it too). Certificate creates are not
+    paced here: Key Vault counts them against the key-create limit, which the shared create budget
+    keeps (operations/coordination.py).
+
+    A SansIO policy with an async `on_request`, which azure-core's async runner awaits
+    (`_SansIOAsyncHTTPPolicyRunner`, azure/core/pipeline/_base_async.py): one instance may then
+    serve every client of the vault, where an HTTPPolicy's `next` belongs to one pipeline."""
+
+    async def on_request(self, request) -> None:
+        pace = _pace.get()
+        if pace is not None and not _is_create(request.http_request):
+            await pace.take()
+
+
+def _is_create(http_request: Any) -> bool:
+    path = (getattr(http_request, "url", "") or "").split("?", 1)[0].rstrip("/")
+    return getattr(http_request, "method", "").upper() == "POST" and path.endswith("/create")
+
+
+# At most this many seconds are added to a retry's wait (see `spread`).
+RETRY_SPREAD_CAP = 5.0
+
+
+def spread(seconds: float) -> float:
+    """A retry's wait, spread: `seconds` plus a random part up to `seconds` (at most
+    RETRY_SPREAD_CAP). azure-core's RetryPolicy waits exactly the Retry-After the service sent
+    (azure/core/pipeline/policies/_retry_async.py, `_sleep_for_retry`), and Key Vault's is the time
+    to the end of its 10-second window, so every client throttled in one window retried at the same
+    instant and most were throttled again. Never less than asked: Retry-After is a minimum."""
+    if seconds <= 0:
+        return seconds
+    return seconds + random.uniform(0, min(seconds, RETRY_SPREAD_CAP))
 
 
 class SharedTransport(AioHttpTransport):
@@ -202,6 +296,10 @@ class SharedTransport(AioHttpTransport):
                 request.url, connect_timeout=config.get("connection_timeout", self.connection_config.timeout),
                 read_timeout=config.get("read_timeout", self.connection_config.read_timeout))
             raise
+
+    async def sleep(self, duration: float) -> None:
+        """Where azure-core's retry policy (and a poller) waits between attempts: spread (`spread`)."""
+        await super().sleep(spread(duration))
 
     async def close(self) -> None:
         return None

@@ -42,11 +42,13 @@ from kvca_core.errors import Busy, Conflict, InvalidRequest, KvcaError, NotFound
 from kvca_core.model import CertificatePolicy, CertificateVersion, KeySpec, PendingRequest, StoredSecret
 from kvca_core.rim.azure import (
     Backoff,
+    CallPacing,
     SharedTransport,
     client_kwargs,
     connection_failure,
     quiet_azure_logging,
     retry_after,
+    pacing,
     throttled_post,
     tls_context,
     token_error,
@@ -208,7 +210,7 @@ def _policy_of(p: SdkPolicy) -> CertificatePolicy:
     # DownloadECDsaCertificateSignRemoteVerifyLocal, API 7.2: P-256, 256): kvca's size is RSA's.
     key = KeySpec(kty=key_type.replace("-HSM", ""), size=p.key_size if key_type.startswith("RSA") else None,
                   curve=str(curve.value if hasattr(curve, "value") else curve) if curve else None,
-                  exportable=bool(p.exportable), reuse_key=bool(p.reuse_key))
+                  exportable=bool(p.exportable), reuse_key=bool(p.reuse_key), hsm=key_type.upper().endswith("-HSM"))
     content = p.content_type
     return CertificatePolicy(
         issuer_name=p.issuer_name or "",
@@ -235,7 +237,7 @@ def _sdk_policy(p: CertificatePolicy) -> SdkPolicy:
         enhanced_key_usage=list(p.ekus) or None,
         key_usage=list(p.key_usage) or None,
         validity_in_months=p.validity_months,
-        key_type=p.key.kty,
+        key_type=p.key.kty + ("-HSM" if p.key.hsm else ""),
         key_size=p.key.size,
         key_curve_name=p.key.curve,
         exportable=p.key.exportable,
@@ -278,7 +280,8 @@ class KeyVault:
                                          read_timeout=settings.read_timeout_seconds)
         # Key Vault clients only (certificates, secrets, keys, CryptographyClients): see VaultClock.
         self._kwargs = {**client_kwargs(self.transport, retry),
-                        "per_retry_policies": [VaultClock(urlparse(self.vault_url).hostname or "the vault")]}
+                        "per_retry_policies": [VaultClock(urlparse(self.vault_url).hostname or "the vault"),
+                                               CallPacing()]}
         self._backoff = backoff or Backoff()
         auth = dict(verify_challenge_resource=settings.verify_challenge_resource)
         self._certs = CertificateClient(self.vault_url, credential, **auth, **self._kwargs)
@@ -286,6 +289,11 @@ class KeyVault:
         self._keys = KeyClient(self.vault_url, credential, **auth, **self._kwargs)
         self._auth = auth
         self._crypto: dict[str, CryptographyClient] = {}
+
+    def paced(self, pace):
+        """Inside (this task and the tasks it starts), every request but a create waits for
+        `pace.take()` first (rim/azure.py CallPacing): a sweep's share of the vault's limit."""
+        return pacing(pace)
 
     async def _posting(self, what: str, call, *, pending_change: bool = False):
         """`await call()` (a create, merge or sign: a POST), retried with `Backoff` while Key Vault

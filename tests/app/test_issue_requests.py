@@ -448,7 +448,7 @@ async def test_issue_many_keeps_going_past_a_failure_and_reports_progress(ctx):
     requests = [IssueRequest(name=f"dev-{i}", ca="corp-ca", dns_names=(f"dev-{i}.corp.internal",), profile="client")
                 for i in range(5)] + [IssueRequest(name="held", ca="corp-ca", dns_names=("x.corp.internal",))]
     seen = []
-    outcomes = await operations.issue_many(ctx, requests, limit=3, window=0.05, progress=seen.append)
+    outcomes = await operations.issue_many(ctx, requests, progress=seen.append)
     assert [o.name for o in outcomes] == [r.name for r in requests]
     assert [o.action for o in outcomes] == ["issued"] * 5 + ["failed"]
     assert sorted(o.name for o in seen) == sorted(r.name for r in requests)
@@ -475,14 +475,14 @@ async def test_issue_many_skips_only_what_an_earlier_run_issued_for_the_same_req
     assert clash.action == "failed" and "different request" in clash.reason and "dev.corp.internal" in clash.reason
 
 
-async def test_the_create_rate_never_starts_more_than_the_limit_in_any_window():
-    """On a fake clock: 45 creates at 20 per 10 s start in three bursts, 10 s apart."""
+async def test_a_pace_never_starts_more_than_its_limit_in_any_window():
+    """On a fake clock: 45 starts at 20 per 10 s come in three bursts, 10 s apart."""
     clock = [0.0]
 
     async def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    rate = operations.CreateRate(20, 10.0, monotonic=lambda: clock[0], sleep=sleep)
+    rate = operations.Pace(20, 10.0, monotonic=lambda: clock[0], sleep=sleep)
     starts = []
     for _ in range(45):
         await rate.wait()
