@@ -1,9 +1,10 @@
-"""Webhook notifications: a failed renewal, a CA nearing expiry (or expired), a revocation.
+"""Webhook notifications: a failed renewal, a CA nearing expiry (or expired), a revocation, devices
+that have not re-enrolled.
 
     KVCA_NOTIFY_WEBHOOK_URL=https://...    one POST of one JSON shape per notice; empty: off
 
-The operations call the three functions at the end (`renewals_failed`, `ca_warnings`,
-`revoked`); each is a no-op without a webhook and never raises: a notice that cannot be
+The operations call these functions at the end (`renewals_failed`, `ca_warnings`, `revoked`,
+`devices_due`); each is a no-op without a webhook and never raises: a notice that cannot be
 delivered is a log line (the webhook's host and the HTTP status, never the URL, which carries
 the webhook's token), and the operation's own result stands.
 
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 RENEWAL_FAILED, CA_EXPIRING, CA_EXPIRED, REVOKED = "renewal-failed", "ca-expiring", "ca-expired", "certificate-revoked"
+DEVICES_DUE = "devices-not-re-enrolled"
+# The ledger marker that a device certificate's state (due, expired) was told: once, by any instance.
+DEVICE_TOLD_KIND = "device-told"
 # A sweep with hundreds of failures (a disabled CA) tells them in one notice, naming the first
 # ones: Teams refuses messages over 28 KB (learn.microsoft.com, Teams webhook limits).
 MAX_LISTED = 20
@@ -184,3 +188,34 @@ async def revoked(ctx, revocation, *, background: bool = True) -> bool:
         fields={"certificate": r.name, "certificate_version": r.version, "serial": r.serial, "reason": r.reason,
                 "ca": r.ca, "revoked_at": r.revoked_at.isoformat(), "crl_published": not r.publish_error}),
         background)
+
+
+async def devices_due(ctx, devices: Sequence) -> int:
+    """One notice for the devices (inventory items of location external) whose newest certificate is
+    due or expired and that were not told of in that state before: each certificate and state is
+    told once, by whichever instance inserts its ledger marker first. Returns how many were new."""
+    notifier = getattr(ctx, "notifier", None)
+    if notifier is None or not devices:
+        return 0
+    new = []
+    for device in devices:
+        try:
+            if await ctx.ledger.insert_once(DEVICE_TOLD_KIND, f"{device.ca.lower()}~{device.serial}~{device.state}",
+                                            {"device": device.name, "ca": device.ca}):
+                new.append(device)
+        except KvcaError as exc:  # the ledger unreachable: told again next time rather than never
+            logger.warning("kvca notify device=%s outcome=unmarked kind=%s reason=%s", device.name, exc.kind, exc)
+            new.append(device)
+    if not new:
+        return 0
+    listed = [{"device": d.name, "ca": d.ca, "serial": d.serial, "state": d.state,
+               "not_after": d.not_after.isoformat(), "days_left": d.days_left} for d in new[:MAX_LISTED]]
+    expired = sum(1 for d in new if d.state == "expired")
+    title = f"kvca: {len(new)} device(s) have not re-enrolled ({expired} already expired)"
+    detail = "\n".join(f"- {d['device']} (CA {d['ca']}): {d['state']}, notAfter {d['not_after']}" for d in listed)
+    if len(new) > MAX_LISTED:
+        detail += f"\n… and {len(new) - MAX_LISTED} more (kvca list shows them, state due or expired)"
+    await _deliver(ctx, Notice(DEVICES_DUE, title, detail, facts=(("devices", str(len(new))), ("expired", str(expired))),
+                               fields={"devices": listed, "count": len(new), "expired": expired,
+                                       "truncated": len(new) > MAX_LISTED}), False)
+    return len(new)

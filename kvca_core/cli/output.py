@@ -229,6 +229,11 @@ def print_summary(out: Output, summary: Any) -> None:
     out.line(f"vault calls: {summary.reads}, at most {summary.peak_reads} in {summary.read_window:g} s "
              f"(cap {summary.read_cap}, KVCA_SWEEP_READ_SHARE)")
     warn_cas(out, summary.ca_warnings)
+    if summary.devices_due:
+        expired = sum(1 for d in summary.devices_due if d.state == "expired")
+        first = ", ".join(d.name for d in summary.devices_due[:5])
+        out.warn(f"{len(summary.devices_due)} device(s) have not re-enrolled ({expired} expired), soonest first: "
+                 f"{first}{', ...' if len(summary.devices_due) > 5 else ''} (hint: kvca list --expiring-within 30)")
 
 
 def warn_cas(out: Output, warnings) -> None:

@@ -94,7 +94,6 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
     Calls: the current version with its policy, the create (its answer carries the CSR), the
     re-read, the merge; and the CA's version check, once per sweep.
     """
-    vault = ctx.vault
     judged = await current(ctx, name)
     if not judged.completed:
         # Only a pending version exists (created in the portal, or a crashed issue): sign it.
@@ -110,41 +109,15 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
     judged_cert = read_certificate(judged.cer, where(name))
     revoked = await ctx.ledger.revocation(ca_name, judged_cert.serial_number)  # the record, not the mirror
     compromised = revoked is not None and revoked.reason == "keyCompromise"
-    replacing = Replacing(judged_cert.serial_number, asked,
-                          judged_cert.public_key() if compromised else None)
+    replacing = Replacing(judged_cert.serial_number, asked, judged_cert.public_key() if compromised else None)
     if asked:
-        # A person asked for a new version now: one a renewal completed moments ago is said, not
-        # silently repeated (unless force), and an HTTP caller is rate-limited (min_age).
-        if not force:
-            await _refuse_fresh(ctx, judged, now)
-        refusal = _min_age_refusal(judged, now, min_age) if min_age is not None else None
-        if refusal is not None:
-            raise refusal
-        not_now = ""
+        await _may_renew_on_demand(ctx, judged, now, force=force, min_age=min_age)
     else:
-        rules = lifecycle.Rules.of(ctx.settings)
-        verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy, revoked=revoked is not None)
-        if verdict.action != lifecycle.RENEW and verdict.state in (lifecycle.VALID, lifecycle.DUE):
-            # Not due by its dates: due all the same if its CA was rotated and its move time came
-            # (one read of the CA, cached per sweep; a due certificate costs none).
-            verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy, revoked=revoked is not None,
-                                        rotation=await rotation_for(ctx, ca_name, rotations))
-        not_now = "" if verdict.action == lifecycle.RENEW else verdict.reason
-    if not_now:
-        # Nothing to renew; a request pending all the same (a "New Version" made by hand, a renewal
-        # in flight) is signed, unless its version has only just completed.
-        pending = await vault.get_pending(name)
-        if pending is not None and pending.in_progress:
-            # Made by hand, or a renewal in flight. A revocation withdraws the request pending at that
-            # moment (revocation/revoke.py), so one pending on a revoked version was asked for after
-            # it: a replacement, signed as asked (with a new key after a key compromise).
-            by_hand = Replacing(replacing.serial, True, replacing.retired_key)
-            return just_completed(judged, now) or await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED,
-                                                             replacing=by_hand)
-        return Outcome(name, SKIPPED, version=judged.version, reason=not_now)
+        not_now = await _not_due(ctx, judged, policy, ca_name, now, revoked=revoked is not None, rotations=rotations)
+        if not_now:
+            return await _sign_pending_anyway(ctx, name, judged, policy, ca_name, now, replacing, not_now)
     # The CA must be usable before anything changes in the vault.
     loaded = await load_ca(ctx, ca_name, cas)
-    concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
     # This version's renewal claim (one trigger creates; a forced renewal asks for another version
     # anyway) and a slot of the vault's create budget shared by every instance: coordination.py.
     held = await before_create(ctx, name, judged, policy, claim=not force)
@@ -152,10 +125,55 @@ async def renew_now(ctx, name: str, *, force: bool, version: str | None, asked: 
         if asked:
             raise Conflict(held, subject=where(name), hint=FORCE_HINT)
         return Outcome(name, SKIPPED, version=judged.version, reason=held)
+    return await _create_and_sign(ctx, name, judged, policy, ca_name, loaded, replacing, force=force)
+
+
+async def _may_renew_on_demand(ctx, judged, now: dt.datetime, *, force: bool, min_age: dt.timedelta | None) -> None:
+    """A person asked for a new version now: one a renewal completed moments ago is said, not
+    silently repeated (unless force), and an HTTP caller is rate-limited (min_age)."""
+    if not force:
+        await _refuse_fresh(ctx, judged, now)
+    refusal = _min_age_refusal(judged, now, min_age) if min_age is not None else None
+    if refusal is not None:
+        raise refusal
+
+
+async def _not_due(ctx, judged, policy, ca_name: str, now: dt.datetime, *, revoked: bool, rotations) -> str:
+    """Why the lifecycle does not renew the judged version now ("" when it does)."""
+    rules = lifecycle.Rules.of(ctx.settings)
+    verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy, revoked=revoked)
+    if verdict.action != lifecycle.RENEW and verdict.state in (lifecycle.VALID, lifecycle.DUE):
+        # Not due by its dates: due all the same if its CA was rotated and its move time came
+        # (one read of the CA, cached per sweep; a due certificate costs none).
+        verdict = lifecycle.verdict(judged, now=now, rules=rules, policy=policy, revoked=revoked,
+                                    rotation=await rotation_for(ctx, ca_name, rotations))
+    return "" if verdict.action == lifecycle.RENEW else verdict.reason
+
+
+async def _sign_pending_anyway(ctx, name: str, judged, policy, ca_name: str, now: dt.datetime,
+                               replacing: Replacing, not_now: str) -> Outcome:
+    """Nothing to renew; a request pending all the same (a "New Version" made by hand, a renewal in
+    flight) is signed, unless its version has only just completed. A revocation withdraws the
+    request pending at that moment (revocation/revoke.py), so one pending on a revoked version was
+    asked for after it: a replacement, signed as asked (with a new key after a key compromise)."""
+    pending = await ctx.vault.get_pending(name)
+    if pending is None or not pending.in_progress:
+        return Outcome(name, SKIPPED, version=judged.version, reason=not_now)
+    by_hand = Replacing(replacing.serial, True, replacing.retired_key)
+    return just_completed(judged, now) or await sign(ctx, name, pending, judged.tags, policy, ca_name, RENEWED,
+                                                     replacing=by_hand)
+
+
+async def _create_and_sign(ctx, name: str, judged, policy, ca_name: str, loaded, replacing: Replacing, *,
+                           force: bool) -> Outcome:
+    """The new version's request, then its signing, unless another trigger's renewal got there first
+    (renew_now's docstring)."""
+    vault = ctx.vault
+    concurrent = Outcome(name, SKIPPED, reason="renewed concurrently by another trigger")
     try:
         # After a key compromise the next version gets a new key, whatever the policy's reuse_key says.
         pending = await vault.create_new_version(name, tags=next_version_tags(judged.tags), policy=policy,
-                                                 fresh_key=compromised)
+                                                 fresh_key=replacing.retired_key is not None)
     except Conflict:
         # A request is pending: another trigger's renewal, or a "New Version" made by hand. Finish it
         # rather than start a second, as long as it renews the version we judged.

@@ -10,6 +10,9 @@ from typing import Any, Mapping
 from kvca_core.ledger.records import VAULT
 from kvca_core.model import CertificatePolicy
 
+# A sweep's document lists this many devices that have not re-enrolled, and counts them all.
+MAX_DEVICES_LISTED = 100
+
 SIGNED, RENEWED, ISSUED, REQUESTED, SKIPPED, FAILED = "signed", "renewed", "issued", "requested", "skipped", "failed"
 CANCELLED = "cancelled"
 ALREADY_ISSUED = "already issued"  # the reason issue_many gives a certificate an earlier run issued
@@ -60,6 +63,8 @@ class SweepSummary:
     seconds: float = 0.0
     # The vault's CAs within KVCA_CA_RENEW_BEFORE_DAYS of their notAfter, or past it (cawatch.py).
     ca_warnings: tuple[Any, ...] = ()
+    # Devices whose newest certificate is due or expired: they have not re-enrolled (CertificateInfo).
+    devices_due: tuple[Any, ...] = ()
     # The budget (KVCA_SWEEP_BUDGET_SECONDS): due renewals and pending signings it did not start,
     # pending checks it did not make, and when the timer (KVCA_SWEEP_SCHEDULE) runs next.
     left: int = 0
@@ -81,6 +86,8 @@ class SweepSummary:
             # Each certificate's outcome, by name: with dry_run, which would be signed or renewed.
             "outcomes": [o.to_dict() for o in self.outcomes],
             "ca_warnings": [w.to_dict() for w in self.ca_warnings],
+            "devices_due": [d.to_dict() for d in self.devices_due[:MAX_DEVICES_LISTED]],
+            "devices_due_count": len(self.devices_due),
             "left": self.left, "unchecked": self.unchecked,
             "next_run": self.next_run.isoformat() if self.next_run else None,
             "budget_seconds": self.budget_seconds,

@@ -288,13 +288,15 @@ async def _summarize(ctx, run: _Run, scanned: int, managed: int, listing_error: 
     if listing_error:
         failures.append(("(vault listing)", listing_error))
     warnings = await watch.warnings(ctx)
+    devices = await _devices_due(ctx)
     # The timer fires on the host's clock (UTC), not the vault's.
     next_run = next_occurrence(ctx.settings.sweep_schedule, dt.datetime.now(dt.timezone.utc))
     summary = SweepSummary(
         scanned=scanned, managed=managed, signed=count(SIGNED, WOULD_SIGN), renewed=count(RENEWED, WOULD_RENEW),
         skipped=count(SKIPPED), failed=len(failures), failures=tuple(failures),
         outcomes=tuple(sorted(outcomes, key=lambda o: o.name)), dry_run=dry_run,
-        seconds=time.monotonic() - started, ca_warnings=warnings, left=run.left, unchecked=run.unchecked,
+        seconds=time.monotonic() - started, ca_warnings=warnings, devices_due=devices, left=run.left,
+        unchecked=run.unchecked,
         next_run=next_run, budget_seconds=budget, reads=reads.count, peak_reads=reads.peak,
         read_cap=reads.limit, read_window=reads.window)
     telemetry.record("sweep", "failed" if summary.failed else "done", scanned=summary.scanned,
@@ -311,9 +313,29 @@ async def _summarize(ctx, run: _Run, scanned: int, managed: int, listing_error: 
     for warning in warnings:
         telemetry.record("ca_warning", f"ca-{warning.state}", level=logging.WARNING, ca=warning.ca,
                          role=warning.role, version=warning.version, days_left=warning.days_left)
+    for device in devices:
+        telemetry.record("device_warning", f"device-{device.state}", level=logging.WARNING, certificate=device.name,
+                         ca=device.ca, serial=device.serial, days_left=device.days_left)
     if not dry_run:
         # One notice for all of this sweep's failures, then one per CA warning (once a day).
         # notify.py never raises: the summary stands whatever the webhook answers.
         await notify.renewals_failed(ctx, summary.failures, source="sweep")
         await notify.ca_warnings(ctx, warnings)
+        await notify.devices_due(ctx, devices)
     return summary
+
+
+async def _devices_due(ctx) -> tuple:
+    """The devices whose newest certificate is due (they should have re-enrolled by now: the same
+    due rule as a renewal) or expired, from the ledger (inventory.external_inventory: one query of
+    the still-valid external certificates). A ledger that cannot be read is a warning, never the
+    end of the sweep, whose renewals are done."""
+    from kvca_core.operations.inventory import external_inventory  # inventory imports the sweep
+
+    try:
+        items = await external_inventory(ctx, clock.now())
+    except KvcaError as exc:
+        telemetry.record("device_warning", "error", level=logging.WARNING, kind=exc.kind, reason=str(exc))
+        return ()
+    due = [i for i in items if i.state in (lifecycle.DUE, lifecycle.EXPIRED)]
+    return tuple(sorted(due, key=lambda i: (i.not_after, i.name)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from cryptography import x509
 
 from kvca_core.rim import webhook as webhook_rim
 from kvca_core import context, notify, operations, revocation
@@ -278,3 +279,44 @@ def test_the_webhook_must_be_https_except_on_loopback_and_a_refusal_never_quotes
         assert "KVCA_NOTIFY_WEBHOOK_URL" in str(caught.value) and named in str(caught.value)
         assert TOKEN not in str(caught.value)
     assert Settings.from_env(base).notify_webhook_url == ""
+
+
+def _device_csr(device: str) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())  # the device's; dropped with the test
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device)]))
+            .sign(key, hashes.SHA256()).public_bytes(Encoding.PEM))
+
+
+async def test_devices_that_have_not_re_enrolled_are_told_once_per_state_and_listed_by_the_sweep(app, webhook):
+    from kvca_core.ca import create_ca
+
+    ctx = await context.shared()
+    await create_ca(ctx, "fleet", subject="CN=Fleet CA", key="ec-p256", years=2,
+                    policy={"external_csrs": True, "external_profiles": ["client"],
+                            "cn_forms": ["dns-name", "device-id"], "allowed_domains": ["fleet.example"]})
+    for device, days in (("meter-1", 30), ("meter-2", 30), ("meter-3", 90)):
+        await operations.sign_csr(ctx, "fleet", _device_csr(device), validity_days=days)
+    app.clock.advance(days=22)  # meter-1 and meter-2: 8 days left, inside their last third
+    await operations.sign_csr(ctx, "fleet", _device_csr("meter-2"), validity_days=90)  # meter-2 re-enrolls
+
+    await run_timer()
+    [notice] = webhook.events(notify.DEVICES_DUE)
+    assert_shape(notice, notify.DEVICES_DUE)
+    fields = notice["kvca"]
+    assert fields["count"] == 1 and fields["expired"] == 0
+    assert [(d["device"], d["ca"], d["state"]) for d in fields["devices"]] == [("meter-1", "fleet", "due")]
+    summary = await operations.sweep(ctx)  # the next sweep lists it again, but the webhook was told
+    assert [(d.name, d.state) for d in summary.devices_due] == [("meter-1", "due")]
+    assert summary.to_dict()["devices_due_count"] == 1 and len(webhook.events(notify.DEVICES_DUE)) == 1
+
+    app.clock.advance(days=9)  # meter-1 expired without re-enrolling: told once more, as expired
+    await run_timer()
+    last = webhook.events(notify.DEVICES_DUE)[-1]["kvca"]
+    assert len(webhook.events(notify.DEVICES_DUE)) == 2
+    assert [(d["device"], d["state"]) for d in last["devices"]] == [("meter-1", "expired")] and last["expired"] == 1

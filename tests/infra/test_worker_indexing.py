@@ -43,21 +43,31 @@ EXPECTED = {
     "kvca_eventgrid": (EVENT_GRID, None, None, None, None),
     "kvca_sweep": (TIMER, None, None, None, "%KVCA_SWEEP_SCHEDULE%"),
     "kvca_publish_crls": (TIMER, None, None, None, "%KVCA_CRL_SCHEDULE%"),
-    "kvca_sign": (HTTP, "certificates/{name}/sign", ["POST"], "FUNCTION", None),
-    "kvca_renew": (HTTP, "certificates/{name}/renew", ["POST"], "FUNCTION", None),
-    "kvca_cancel": (HTTP, "certificates/{name}/cancel", ["POST"], "FUNCTION", None),
-    "kvca_issue": (HTTP, "certificates", ["POST"], "FUNCTION", None),
-    "kvca_issue_batch": (HTTP, "certificates/batch", ["POST"], "FUNCTION", None),
-    "kvca_inventory": (HTTP, "certificates", ["GET"], "FUNCTION", None),
-    "kvca_ca_policy": (HTTP, "cas/{ca}/policy", ["GET"], "FUNCTION", None),
-    "kvca_health": (HTTP, "health", ["GET"], "FUNCTION", None),
-    "kvca_revoke": (HTTP, "certificates/{name}/revoke", ["POST"], "FUNCTION", None),
-    "kvca_revoke_serial": (HTTP, "cas/{ca}/revoke", ["POST"], "FUNCTION", None),
+    # host.json sets routePrefix "" so that EST can live at /.well-known/est (RFC 7030 3.2.2);
+    # every other route carries the usual "api/" itself.
+    "kvca_sign": (HTTP, "api/certificates/{name}/sign", ["POST"], "FUNCTION", None),
+    "kvca_renew": (HTTP, "api/certificates/{name}/renew", ["POST"], "FUNCTION", None),
+    "kvca_cancel": (HTTP, "api/certificates/{name}/cancel", ["POST"], "FUNCTION", None),
+    "kvca_issue": (HTTP, "api/certificates", ["POST"], "FUNCTION", None),
+    "kvca_issue_batch": (HTTP, "api/certificates/batch", ["POST"], "FUNCTION", None),
+    "kvca_inventory": (HTTP, "api/certificates", ["GET"], "FUNCTION", None),
+    "kvca_ca_policy": (HTTP, "api/cas/{ca}/policy", ["GET"], "FUNCTION", None),
+    "kvca_health": (HTTP, "api/health", ["GET"], "FUNCTION", None),
+    "kvca_revoke": (HTTP, "api/certificates/{name}/revoke", ["POST"], "FUNCTION", None),
+    "kvca_revoke_serial": (HTTP, "api/cas/{ca}/revoke", ["POST"], "FUNCTION", None),
+    "kvca_sign_csr": (HTTP, "api/cas/{ca}/sign-csr", ["POST"], "FUNCTION", None),
     # Relying parties fetch CRLs and ask OCSP without any key (RFC 5280 4.2.1.13, RFC 6960 A.1).
-    "kvca_crl": (HTTP, "crl/{ca}.crl", ["GET"], "ANONYMOUS", None),
-    "kvca_crl_version": (HTTP, "crl/{ca}/{version}.crl", ["GET"], "ANONYMOUS", None),
-    "kvca_ocsp_post": (HTTP, "ocsp/{ca}", ["POST"], "ANONYMOUS", None),
-    "kvca_ocsp_get": (HTTP, "ocsp/{ca}/{*request}", ["GET"], "ANONYMOUS", None),
+    "kvca_crl": (HTTP, "api/crl/{ca}.crl", ["GET"], "ANONYMOUS", None),
+    "kvca_crl_version": (HTTP, "api/crl/{ca}/{version}.crl", ["GET"], "ANONYMOUS", None),
+    "kvca_ocsp_post": (HTTP, "api/ocsp/{ca}", ["POST"], "ANONYMOUS", None),
+    "kvca_ocsp_get": (HTTP, "api/ocsp/{ca}/{*request}", ["GET"], "ANONYMOUS", None),
+    # EST clients hold no function key: kvca itself authenticates an enrollment (HTTP Basic with
+    # an enrollment code, RFC 7030 3.2.3, or the device's current certificate), and /cacerts and
+    # /csrattrs need no authentication (RFC 7030 4.1.1, 4.5.1).
+    "kvca_est_cacerts": (HTTP, ".well-known/est/{ca}/cacerts", ["GET"], "ANONYMOUS", None),
+    "kvca_est_csrattrs": (HTTP, ".well-known/est/{ca}/csrattrs", ["GET"], "ANONYMOUS", None),
+    "kvca_est_simpleenroll": (HTTP, ".well-known/est/{ca}/simpleenroll", ["POST"], "ANONYMOUS", None),
+    "kvca_est_simplereenroll": (HTTP, ".well-known/est/{ca}/simplereenroll", ["POST"], "ANONYMOUS", None),
 }
 
 
