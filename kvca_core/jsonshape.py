@@ -13,8 +13,8 @@ The same result has the same shape wherever it appears: `kvca renew api --json` 
 `schema_version` changes only when a field is removed or renamed, or its meaning or type
 changes. New fields and new values of an enumerated field (a new `action`, say) are added within
 a version, so a reader must ignore fields it does not know. `schemas/kvca-v1.schema.json`
-describes every document (the tests check the output of every command and route against it); the
-README's "JSON output" section explains it.
+describes every document (the tests check the output of every command and route against it);
+docs/http-api.md, "JSON output and exit codes", explains it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Mapping
 SCHEMA_VERSION = 1
 
 # The documents: what each holds is described once, in schemas/kvca-v1.schema.json (and explained
-# in the README), not again here.
+# in docs/http-api.md), not again here.
 OBJECTS = ("outcome", "batch", "sweep", "inventory", "certificate", "ca", "ca_list", "ca_rotation", "ca_policy",
            "revocation", "crl", "trust_export", "download", "signed_csr", "enroll_codes", "health", "error", "ledger",
            "ledger_entry", "ledger_export", "ledger_import")

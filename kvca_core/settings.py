@@ -1,7 +1,7 @@
 """kvca's settings: one list, one frozen object, built from the environment once.
 
 `SETTINGS` is the single list of every setting kvca reads. The Bicep app
-settings, `local.settings.sample.json` and the README are checked against it
+settings, `local.settings.sample.json` and docs/settings.md are checked against it
 by tests, so a new setting is added here first and nowhere is a second list
 kept by hand.
 """

@@ -28,7 +28,7 @@ CA_TAG = "kvca-ca"
 ROLE_TAG = "kvca-role"
 # Tag on the objects `kvca ca create` is still building; its value is the role they will get.
 CREATING_TAG = "kvca-creating"
-# A revoked version's mirror of its ledger record (kvca_core/revocation.py): the RFC 5280 reason,
+# A revoked version's mirror of its ledger record (kvca_core/revocation/revoke.py): the RFC 5280 reason,
 # when (ISO 8601 UTC) and the serial (hex). The version is also disabled.
 REVOKED_TAG = "kvca-revoked"
 REVOKED_AT_TAG = "kvca-revoked-at"

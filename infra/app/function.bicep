@@ -1,6 +1,7 @@
 // The kvca Functions app on the Flex Consumption plan.
 // Shape from Azure-Samples functions-quickstart-python-http-azd
-// (infra/core/host/functions-flexconsumption.bicep, infra/app/processor.bicep)
+// (https://github.com/Azure-Samples/functions-quickstart-python-http-azd/blob/479a86e273983fec20ea9499433d10d749019672/infra/core/host/functions-flexconsumption.bicep,
+// https://github.com/Azure-Samples/functions-quickstart-python-http-azd/blob/479a86e273983fec20ea9499433d10d749019672/infra/app/processor.bicep)
 // and https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to:
 // sku FC1, functionAppConfig holds deployment storage, runtime and scale;
 // FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION must NOT be app
@@ -209,8 +210,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: estClientCertificates
     clientCertMode: 'Optional'
     // Inbound stays public (OCSP, CRL, Event Grid delivery); with vnetEnabled, outbound goes
-    // through the VNet to the private endpoints (Azure-Samples functions-quickstart-python-http-azd,
-    // infra/app/api.bicep sets virtualNetworkSubnetId the same way).
+    // through the VNet to the private endpoints (Azure-Samples functions-quickstart-python-http-azd's
+    // https://github.com/Azure-Samples/functions-quickstart-python-http-azd/blob/7ed4638bc03858a3b2657f0dbbdd1db0af103ebb/infra/app/api.bicep sets virtualNetworkSubnetId the same way).
     publicNetworkAccess: 'Enabled'
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {

@@ -2,8 +2,8 @@
 // Entra ID: local (instrumentation-key) auth is off, and the Functions app's
 // identity gets Monitoring Metrics Publisher on the component. The app then
 // authenticates with APPLICATIONINSIGHTS_AUTHENTICATION_STRING
-// (ClientId=<identity>;Authorization=AAD), as Azure-Samples
-// functions-quickstart-python-http-azd infra/app/processor.bicep does.
+// (ClientId=<identity>;Authorization=AAD), as Azure-Samples functions-quickstart-python-http-azd's
+// https://github.com/Azure-Samples/functions-quickstart-python-http-azd/blob/479a86e273983fec20ea9499433d10d749019672/infra/app/processor.bicep does.
 
 @description('Name of the Log Analytics workspace.')
 param logAnalyticsName string

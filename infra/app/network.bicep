@@ -3,8 +3,9 @@
 // private endpoints of the Key Vault and the storage accounts, with the private DNS zones that
 // make their usual host names resolve to those endpoints inside the VNet.
 //
-// Modelled on Azure-Samples/functions-quickstart-python-http-azd (infra/app/vnet.bicep,
-// infra/app/storage-PrivateEndpoint.bicep: a private-endpoint subnet and an app subnet delegated
+// Modelled on Azure-Samples/functions-quickstart-python-http-azd
+// (https://github.com/Azure-Samples/functions-quickstart-python-http-azd/blob/7ed4638bc03858a3b2657f0dbbdd1db0af103ebb/infra/app/vnet.bicep,
+// https://github.com/Azure-Samples/functions-quickstart-python-http-azd/blob/7ed4638bc03858a3b2657f0dbbdd1db0af103ebb/infra/app/storage-PrivateEndpoint.bicep: a private-endpoint subnet and an app subnet delegated
 // to Microsoft.App/environments, one privatelink zone per storage service, each linked to the
 // VNet), written as plain resources: the registry modules it uses cannot be read offline, and
 // the tests read what pycep parses.

@@ -149,7 +149,7 @@ resource deployerCertificatesOfficer 'Microsoft.Authorization/roleAssignments@20
 }
 
 // A vault has at most one system topic; an existing vault that already has
-// one must reuse it (README, "Deploy to Azure").
+// one must reuse it (docs/deploy.md, "Provision and deploy").
 // Topic type spelling: https://learn.microsoft.com/azure/event-grid/event-schema-key-vault
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: systemTopicName

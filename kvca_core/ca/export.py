@@ -23,7 +23,7 @@ log = logging.getLogger("kvca_core.ca")
 # export
 
 
-# What each consumer takes (README, "Using kvca certificates with Azure services"): the root
+# What each consumer takes (docs/azure-services.md, "Using kvca certificates"): the root
 # alone (a trust store, Application Gateway's backend root), the intermediate alone (an Event
 # Grid namespace's CA certificate: the immediate issuer), or both (Application Gateway's trusted
 # client CA, API Management's CA certificates).

@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 ROTATING = "rotation"  # the value of CREATING_TAG on the pending version a rotation makes
 # Tags that describe one version only and are never passed to the next.
 _TRANSIENT_TAGS = (CREATING_TAG, ROTATED_TAG, *REVOCATION_TAGS)
-# What consumers of the CA must do (README "CA lifecycle"; docs/keyvault-behaviour.md, "What consumers
-# need").
+# What consumers of the CA must do (docs/cli.md, "kvca ca rotate"; docs/keyvault-behaviour.md,
+# "What consumers need").
 CONSUMER_NOTES = (
     "an Event Grid namespace (MQTT) holds the immediate issuer: upload the new intermediate "
     "(`kvca export-chain NAME --which intermediate`) as a CA certificate now, next to the old one, "

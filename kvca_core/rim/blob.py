@@ -5,7 +5,7 @@ KVCA_CRL_CONTAINER_URL (`kvca_core.ports.CrlPublisher`).
     url = await store.publish("corp-ca", der, max_age=300, number=n)   # the blob's URL; never older over newer
     await store.close()
 
-The operations (kvca_core/revocation.py) see `publish` and kvca's error kinds only.
+The operations (kvca_core/revocation/) see `publish` and kvca's error kinds only.
 
 The container is read anonymously over plain HTTP (infra/app/crl-storage.bicep): RFC 5280
 4.2.1.13 CDPs are http URLs, and Windows CryptoAPI does not follow an https CDP whose own

@@ -118,7 +118,7 @@ def translate(exc: BaseException, what: str, *, service: str = "Key Vault") -> K
                              retry_after=retry_after(exc.response))
         if status in (401, 403):
             return UpstreamError(f"access denied by Key Vault (HTTP {status}: {detail})", subject=what,
-                                 hint="grant the identity the Key Vault roles listed in the README")
+                                 hint="grant the identity the Key Vault roles listed in docs/deploy.md")
         if status == 400:
             return InvalidRequest(f"Key Vault rejected the request: {detail}", subject=what)
         return UpstreamError(f"Key Vault answered HTTP {status} ({detail})", subject=what)

@@ -311,7 +311,7 @@ def bare_domain(value: str) -> str:
 
 
 def _policy_hint(ca_name: str) -> str:
-    """How to give a CA a policy, for the refusal below (README "Issuance policy")."""
+    """How to give a CA a policy, for the refusal below (docs/signing.md, "Issuance policy")."""
     return (f'set {SETTING} to {{"{ca_name}": {{"allowed_domains": ["example.internal"]}}}} '
             f'(or a "*" entry for every CA); an empty object {{}} takes the field defaults; '
             f'or store one with the CA: kvca ca policy set {ca_name} --policy FILE')

@@ -166,7 +166,7 @@ async def test_every_client_shares_one_connection_pool_and_one_tls_context(app, 
 
 async def test_a_renewal_costs_five_vault_calls_and_four_within_a_sweep(app, ctx):
     """Before: 9 per renewal. The create's answer carries the CSR, the policy comes with the current
-    version, and a sweep checks each CA once (README, "Key Vault calls")."""
+    version, and a sweep checks each CA once (docs/design.md, "Key Vault calls")."""
     await import_recipe_ca(ctx.vault, "counted-ca")
     for name in ("alone", "swept-1", "swept-2"):
         await operations.issue(ctx, IssueRequest(name=name, ca="counted-ca", dns_names=(f"{name}.corp.internal",)))

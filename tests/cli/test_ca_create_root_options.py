@@ -61,8 +61,8 @@ def test_the_root_defaults_to_twice_the_intermediate_at_most_50_years_and_cn_roo
     (["--root-subject", "CN=Corp CA"], 2, "CA 'corp': root subject 'CN=Corp CA' is the intermediate's subject"),
 ])
 def test_root_options_that_cannot_work_are_refused_before_any_write(kvca, kv_clients, argv, code, message):
-    """Exit 2: a usage error, refused before anything reached the vault (README "The `kvca` command
-    line": exit codes), whether the argument parser or kvca's own checks refuse it."""
+    """Exit 2: a usage error, refused before anything reached the vault (docs/cli.md, "Global options":
+    exit codes), whether the argument parser or kvca's own checks refuse it."""
     result = kvca("ca", "create", "corp", "--subject", "CN=Corp CA", *argv)
     assert result.code == code
     assert len(result.err_lines) == 1 and result.err_lines[0].startswith("kvca: error: ")

@@ -1,4 +1,4 @@
-"""The exit codes the README documents: 2 for a command line that is wrong (found
+"""The exit codes docs/cli.md documents: 2 for a command line that is wrong (found
 before anything reached Key Vault, nothing changed), 1 for an operation that failed, 141 when the
 reader of standard output went away, and no traceback in any of them."""
 

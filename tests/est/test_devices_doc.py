@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +16,19 @@ from cryptography import x509
 
 from consumers import require
 from demo.consumers import Mosquitto
+from docblocks import marked_blocks, run_bash_async
 from esthelpers import FLEET
 from frontend import FrontEnd, server_credential
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "devices.md"
-_BLOCK = re.compile(r"<!-- run: (operator|device) -->\n```sh\n(.*?)```", re.S)
 
 
 def runnable_blocks() -> list[tuple[str, str]]:
-    return _BLOCK.findall(DOC.read_text())
+    return [(block.label, block.script) for block in marked_blocks(DOC, "run: (operator|device)")]
 
 
 async def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return await asyncio.to_thread(subprocess.run, ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
-                                   capture_output=True, text=True, timeout=300)
+    return await run_bash_async(script, cwd, env)
 
 
 async def test_the_device_story_runs_as_written(app, tmp_path, monkeypatch):
