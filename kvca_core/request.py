@@ -81,6 +81,45 @@ def _ip(text: str) -> str:
         raise InvalidRequest(f"{text[:60]!r} is not an IPv4 or IPv6 address (one address, not a range)") from None
 
 
+class _Fields:
+    """One request's fields, each read and checked by its type; a refusal names the field."""
+
+    def __init__(self, data: Mapping, where: str):
+        self.data, self.where = data, where
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value.strip() or len(value) > 1024:
+            raise _refuse(self.where, key, "must be a non-empty string")
+        return value.strip()
+
+    def strings(self, key: str, check) -> tuple[str, ...]:
+        values = self.data.get(key)
+        if values is None:
+            return ()
+        if isinstance(values, str) or not isinstance(values, (list, tuple)) \
+                or not all(isinstance(v, str) for v in values) or len(values) > MAX_NAMES:
+            raise _refuse(self.where, key, f"must be a list of strings (at most {MAX_NAMES})")
+        return tuple(self.checked(key, value.strip(), check) for value in values)
+
+    def flag(self, key: str) -> bool | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise _refuse(self.where, key, f"must be true or false, got {str(value)[:40]!r}")
+        return value
+
+    def checked(self, key: str, value: str | None, check):
+        """`check(value)`'s answer; a KvcaError it raises becomes a refusal of the field."""
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except KvcaError as exc:
+            raise _refuse(self.where, key, exc.message, exc.hint) from None
+
+
 def parse_request(data: Any, where: str = "request", *, ca_optional: bool = False) -> IssueRequest:
     """Strict: unknown fields and wrong types are refused, naming the field."""
     if not isinstance(data, Mapping):
@@ -89,44 +128,8 @@ def parse_request(data: Any, where: str = "request", *, ca_optional: bool = Fals
     if unknown:
         raise InvalidRequest(f"unknown field(s) {', '.join(map(repr, unknown))}", subject=where,
                              hint=f"known fields: {', '.join(IssueRequest.FIELDS)}")
-
-    def text(key: str, default: str | None = None) -> str | None:
-        value = data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, str) or not value.strip() or len(value) > 1024:
-            raise _refuse(where, key, "must be a non-empty string")
-        return value.strip()
-
-    def strings(key: str, check) -> tuple[str, ...]:
-        values = data.get(key)
-        if values is None:
-            return ()
-        if isinstance(values, str) or not isinstance(values, (list, tuple)) \
-                or not all(isinstance(v, str) for v in values) or len(values) > MAX_NAMES:
-            raise _refuse(where, key, f"must be a list of strings (at most {MAX_NAMES})")
-        out = []
-        for value in values:
-            try:
-                out.append(check(value.strip()))
-            except KvcaError as exc:
-                raise _refuse(where, key, exc.message, exc.hint) from None
-        return tuple(out)
-
-    def flag(key: str) -> bool | None:
-        value = data.get(key)
-        if value is not None and not isinstance(value, bool):
-            raise _refuse(where, key, f"must be true or false, got {str(value)[:40]!r}")
-        return value
-
-    def checked(key: str, value: str | None, check) -> None:
-        if value is None:
-            return
-        try:
-            check(value)
-        except KvcaError as exc:
-            raise _refuse(where, key, exc.message, exc.hint) from None
-
+    fields = _Fields(data, where)
+    text, strings, flag, checked = fields.text, fields.strings, fields.flag, fields.checked
     name = text("name")
     if name is None:
         raise _refuse(where, "name", "is required")
