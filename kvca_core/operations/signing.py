@@ -61,6 +61,21 @@ async def _revoked_meanwhile(ctx, ca_name: str, replacing: Replacing | None):
     return await ctx.ledger.revocation(ca_name, replacing.serial)
 
 
+async def _withdrawn_renewal(ctx, name: str, pending: PendingRequest, leaf, ca_name: str,
+                             replacing: Replacing) -> Outcome | None:
+    """A renewal that must not be merged, withdrawn: its CSR is over the key revoked for
+    keyCompromise (refused), or the version it replaces was revoked meanwhile (skipped)."""
+    if replacing.retired_key is not None and same_public_key(leaf.public_key(), replacing.retired_key):
+        await _withdraw(ctx, name, pending)
+        raise PolicyViolation("the new version's key is the one revoked for keyCompromise; the request was "
+                              "withdrawn", subject=where(name), hint="renew again: the next version gets a new key")
+    if await _revoked_meanwhile(ctx, ca_name, replacing) is not None:
+        await _withdraw(ctx, name, pending)
+        return Outcome(name, SKIPPED, reason="the version being renewed was revoked meanwhile; the renewal was "
+                                             "withdrawn (renew it by hand to replace it)")
+    return None
+
+
 async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str], policy: CertificatePolicy,
                ca_name: str, action: str, loaded: LoadedCA | None = None, replacing: Replacing | None = None) -> Outcome:
     """CSR -> policy-checked leaf -> merge. Losing a merge race to another trigger is a no-op.
@@ -81,15 +96,10 @@ async def sign(ctx, name: str, pending: PendingRequest, tags: Mapping[str, str],
             pending.csr, ca=loaded.issuing, policy=ipolicy,
             requested_ekus=policy.ekus, validity_months=policy.validity_months, now=clock.now(),
             urls=issuance_urls(ctx.settings, ca_name, loaded.version), uris=uris, ips=ips)
-    if replacing is not None and replacing.retired_key is not None \
-            and same_public_key(issued.leaf.public_key(), replacing.retired_key):
-        await _withdraw(ctx, name, pending)
-        raise PolicyViolation("the new version's key is the one revoked for keyCompromise; the request was "
-                              "withdrawn", subject=where(name), hint="renew again: the next version gets a new key")
-    if await _revoked_meanwhile(ctx, ca_name, replacing) is not None:
-        await _withdraw(ctx, name, pending)
-        return Outcome(name, SKIPPED, reason="the version being renewed was revoked meanwhile; the renewal was "
-                                             "withdrawn (renew it by hand to replace it)")
+    if replacing is not None:
+        withdrawn = await _withdrawn_renewal(ctx, name, pending, issued.leaf, ca_name, replacing)
+        if withdrawn is not None:
+            return withdrawn
     # In the ledger before the vault holds it: a certificate kvca did not record is never released.
     record = await record_issued(ctx, issued.leaf, ca=ca_name, ca_version=loaded.version,
                                  profile=issued.profile.value, location=VAULT, name=name)
