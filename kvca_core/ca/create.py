@@ -264,20 +264,7 @@ async def _ensure_root(vault, state: ObjectState, subject: x509.Name, spec: KeyS
         if not isinstance(pending, PendingRequest):
             raise Conflict("the root's request with issuer Unknown did not stay pending", subject=cert_where(name))
     else:
-        # Resumed: the request the first attempt made holds that attempt's root subject and
-        # lifetime. The merge checks only the key, so a root signed with other options would
-        # be merged over a request that asked for something else.
-        made = await vault.get_policy(name)
-        if not names_subject(made.subject, subject):
-            raise Conflict(f"the pending root request was made for the subject {made.subject!r}, not "
-                           f"{subject.rfc4514_string()!r}", subject=cert_where(name),
-                           hint="run `kvca ca create` with the --subject and --root-subject of the first attempt")
-        asked_months = ca_policy(subject, spec, "Unknown", years).validity_months
-        made_months = made.validity_months
-        if made_months != asked_months:
-            raise Conflict(f"the pending root request was made for a {made_months}-month root, not "
-                           f"{asked_months} months (--root-years {years})", subject=cert_where(name),
-                           hint="run `kvca ca create` with the --years and --root-years of the first attempt")
+        await _check_resumed_request(vault, name, subject, spec, years)
     csr_key = csr_public_key(pending, name)
     if not key_matches_spec(csr_key, spec):
         raise Conflict(f"the pending root request has a {describe_key(csr_key)} key, not the requested one",
@@ -291,6 +278,22 @@ async def _ensure_root(vault, state: ObjectState, subject: x509.Name, spec: KeyS
     merged = await vault.merge(name, [cert.public_bytes(serialization.Encoding.DER)])
     await _finish_root(vault, name, merged, cert)
     return cert, merged.key_id
+
+
+async def _check_resumed_request(vault, name: str, subject: x509.Name, spec: KeySpec, years: int) -> None:
+    """A resumed root's pending request holds the first attempt's root subject and lifetime. The
+    merge checks only the key, so a root signed with other options would be merged over a request
+    that asked for something else: refuse, naming the first attempt's options."""
+    made = await vault.get_policy(name)
+    if not names_subject(made.subject, subject):
+        raise Conflict(f"the pending root request was made for the subject {made.subject!r}, not "
+                       f"{subject.rfc4514_string()!r}", subject=cert_where(name),
+                       hint="run `kvca ca create` with the --subject and --root-subject of the first attempt")
+    asked_months = ca_policy(subject, spec, "Unknown", years).validity_months
+    if made.validity_months != asked_months:
+        raise Conflict(f"the pending root request was made for a {made.validity_months}-month root, not "
+                       f"{asked_months} months (--root-years {years})", subject=cert_where(name),
+                       hint="run `kvca ca create` with the --years and --root-years of the first attempt")
 
 
 def _check_existing_root(name: str, cert: x509.Certificate, subject: x509.Name, years: int) -> None:
