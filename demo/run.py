@@ -302,6 +302,10 @@ async def _demo(em, work: Path, fns, ctx) -> int:
     summary = await operations.sweep(ctx)
     console.print(f"events delivered again and a sweep run: renewed {summary.renewed}, "
                   f"signed {summary.signed} (nothing twice)")
+    for device in summary.devices_due:
+        # A device renews itself by re-enrolling: the sweep can only say which have not.
+        console.print(f"sweep: device {device.name} has not re-enrolled ({device.state}, {device.days_left} days left): "
+                      f"the sweep warns (a webhook, where one is set, is told once)")
     await record("v2")
 
     status, body = await _http(fns, "kvca_inventory", "GET", "certificates")

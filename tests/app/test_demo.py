@@ -22,6 +22,8 @@ def test_python_m_demo_signs_renews_and_verifies_every_certificate():
     assert "in the ledger as external (never in the vault)" in flat
     assert "device-002 published to devices/device-002/telemetry with its own key, the subscriber got " \
         "'devices/device-002/telemetry 21.5'" in flat
+    # A month before the vault's certificates expire the device has not re-enrolled: the sweep says so.
+    assert "sweep: device device-002 has not re-enrolled (due," in flat
     # The narration alone: no log records (WARNING, ERROR) of kvca, asyncio or aiohttp in between.
     assert "Traceback" not in out + result.stderr
     assert not [line for line in (out + result.stderr).splitlines() if line.startswith(("WARNING", "ERROR"))]
