@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +54,7 @@ if ARGS.kvemulator is not None:
 
 from azure.keyvault.certificates import CertificateClient  # noqa: E402
 from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 import kvemulator  # noqa: E402
@@ -63,6 +64,7 @@ from kvca_core.vocabulary import CA_TAG, ROLE_TAG  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
 from kvemulator import Emulator  # noqa: E402
+from leaves import one_year_leaf  # noqa: E402  (bench/, the script's own folder)
 
 CA = "bench-ca"
 
@@ -96,12 +98,7 @@ def fill(em: Emulator, ca, start: int, stop: int) -> float:
     started = time.monotonic()
     for i in range(start, stop):
         name = f"leaf-{i:05d}"
-        key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(f"CN={name}.corp.internal"))
-                .issuer_name(inter.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-                .sign(inter_key, hashes.SHA256()))
+        key, leaf = one_year_leaf(name, inter, inter_key, now)
         importer(name, _pem(key, leaf, inter), {CA_TAG: CA})
     return time.monotonic() - started
 
@@ -125,7 +122,10 @@ def time_writes(em: Emulator, size: int, writes: int) -> float:
 
 
 async def time_sweep(em: Emulator) -> tuple[float, operations.SweepSummary]:
-    env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}'}
+    # kvca refuses to work without its ledger: a SQLite one, off Azure.
+    ledger = Path(tempfile.mkdtemp(prefix="kvca-bench-ledger-")) / "ledger.db"
+    env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}',
+           "KVCA_LEDGER_TABLE_URL": f"sqlite:///{ledger}"}
     env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT")
     async with Context.open(Settings.from_env(env), credential=em.async_credential()) as ctx:
         started = time.monotonic()

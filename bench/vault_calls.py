@@ -39,8 +39,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12  # noqa: E402
 
@@ -51,6 +49,7 @@ from kvca_core.operations import IssueRequest  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
 from kvemulator import Emulator  # noqa: E402
+from leaves import one_year_leaf  # noqa: E402  (bench/, the script's own folder)
 
 BEFORE = {"renewal": 9, "signing": 5, "no-op sweep": 1.0, "memory per certificate (MB)": 4.0}
 
@@ -78,12 +77,7 @@ async def _fill(vault, inter, inter_key, count: int, now: dt.datetime) -> None:
 
     async def one(i: int) -> None:
         name = f"leaf-{i:05d}"
-        key = ec.generate_private_key(ec.SECP256R1())
-        leaf = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(f"CN={name}.corp.internal"))
-                .issuer_name(inter.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-                .sign(inter_key, hashes.SHA256()))
+        key, leaf = one_year_leaf(name, inter, inter_key, now)
         async with limit:
             await vault.import_certificate(name, pkcs12.serialize_key_and_certificates(
                 name.encode(), key, leaf, [inter], NoEncryption()), tags={CA_TAG: "bench-ca"})
