@@ -36,7 +36,9 @@ async def run(em: Emulator, count: int, limit: int) -> int:
     from kvca_core.ca import create_ca
 
     ctx = await context.shared()
-    await create_ca(ctx, "fleet", subject="CN=Fleet Issuing CA, O=kvca bench", key="ec-p256", years=2)
+    # Its name constraint becomes its issuance policy (a CA without one issues nothing).
+    await create_ca(ctx, "fleet", subject="CN=Fleet Issuing CA, O=kvca bench", key="ec-p256", years=2,
+                    permitted_dns=["fleet.example"])
     # The CA's own creates are behind us: start from a fresh window, limits on.
     em.throttling(True, {"key-create": limit})
     requests = [operations.IssueRequest(name=f"device-{i:04d}", ca="fleet",
@@ -52,9 +54,11 @@ async def run(em: Emulator, count: int, limit: int) -> int:
             print(f"  {done}/{count} ({time.monotonic() - started:.0f} s)", flush=True)
 
     started = time.monotonic()
-    outcomes = await operations.issue_many(ctx, requests, progress=progress)
+    try:
+        outcomes = await operations.issue_many(ctx, requests, progress=progress)
+    finally:
+        await context.reset_shared()
     elapsed = time.monotonic() - started
-    await context.reset_shared()
     issued = sum(1 for o in outcomes if o.action == operations.ISSUED)
     failed = [o for o in outcomes if o.action == operations.FAILED]
     per_window = issued / elapsed * WINDOW
