@@ -193,15 +193,27 @@ async def revoked(ctx, revocation, *, background: bool = True) -> bool:
 async def devices_due(ctx, devices: Sequence) -> int:
     """One notice for the devices (inventory items of location external) whose newest certificate is
     due or expired and that were not told of in that state before: each certificate and state is
-    told once, by whichever instance inserts its ledger marker first. Returns how many were new."""
+    told once, by whichever instance inserts its ledger marker first. Returns how many were new.
+
+    The markers are keyed by the certificate's expiry date first, so one query of the markers from
+    the earliest listed expiry on finds those already told: a sweep that has nothing new to tell
+    reads once and inserts nothing, however many devices stay listed."""
     notifier = getattr(ctx, "notifier", None)
     if notifier is None or not devices:
         return 0
+    try:
+        earliest = min(d.not_after for d in devices)
+        told = set(await ctx.ledger.marker_keys(DEVICE_TOLD_KIND, from_key=f"{earliest:%Y%m%d}"))
+    except KvcaError as exc:  # unread: the inserts below still tell each one once
+        logger.warning("kvca notify event=%s outcome=unread kind=%s reason=%s", DEVICES_DUE, exc.kind, exc)
+        told = set()
     new = []
     for device in devices:
+        key = _told_key(device)
+        if key in told:
+            continue
         try:
-            if await ctx.ledger.insert_once(DEVICE_TOLD_KIND, f"{device.ca.lower()}~{device.serial}~{device.state}",
-                                            {"device": device.name, "ca": device.ca}):
+            if await ctx.ledger.insert_once(DEVICE_TOLD_KIND, key, {"device": device.name, "ca": device.ca}):
                 new.append(device)
         except KvcaError as exc:  # the ledger unreachable: told again next time rather than never
             logger.warning("kvca notify device=%s outcome=unmarked kind=%s reason=%s", device.name, exc.kind, exc)
@@ -219,3 +231,8 @@ async def devices_due(ctx, devices: Sequence) -> int:
                                fields={"devices": listed, "count": len(new), "expired": expired,
                                        "truncated": len(new) > MAX_LISTED}), False)
     return len(new)
+
+
+def _told_key(device) -> str:
+    """`<expiry yyyymmdd>~<ca>~<serial>~<state>`: the ledger marker that `device` was told of in its state."""
+    return f"{device.not_after:%Y%m%d}~{device.ca.lower()}~{device.serial}~{device.state}"

@@ -49,6 +49,9 @@ class Ledger(Protocol):
     async def insert_once(self, kind: str, key: str, data: Mapping[str, str]) -> bool:
         """Insert the marker (kind, key) holding `data`; True for the one call that inserted it."""
 
+    async def marker_keys(self, kind: str, *, from_key: str = "") -> list[str]:
+        """The keys of `kind`'s markers at or after `from_key`, in key order."""
+
     async def get(self, kind: str, key: str) -> Mapping[str, str] | None: ...
 
     async def close(self) -> None: ...

@@ -55,8 +55,8 @@ from kvca_core.ledger.records import (
 )
 from kvca_core.signing.crl import MAX_CRL_NUMBER, crl_number
 
-# A condition a store may apply server-side: (property, "eq" | "lt", text). RowLedger checks
-# every record again, so a store may also ignore them.
+# A condition a store may apply server-side: (property or "RowKey", "eq" | "lt" | "ge", text).
+# RowLedger checks every record again, so a store may also ignore them.
 Condition = tuple[str, str, str]
 
 CERT, SERIAL, REVOKED, CRL, ONCE = "cert", "serial", "revoked", "crlnumber", "once"
@@ -266,6 +266,13 @@ class RowLedger:
             return True
         stored = await self._read(pk, rk)
         return stored is not None and stored.get("writer") == writer
+
+    async def marker_keys(self, kind: str, *, from_key: str = "") -> list[str]:
+        """The keys of `kind`'s markers at or after `from_key`, in key order: one partition query
+        (the store may filter on the row key; each key is checked again here)."""
+        pk, _ = self._marker_key(kind, "0")
+        where: list[Condition] = [("RowKey", "ge", from_key)] if from_key else []
+        return [rk async for _, rk, _row in self._query(pk, where=where) if rk >= from_key]
 
     async def get(self, kind: str, key: str) -> Mapping[str, str] | None:
         pk, rk = self._marker_key(kind, key)

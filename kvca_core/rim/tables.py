@@ -115,7 +115,7 @@ class TableLedger(RowLedger):
         clauses, parameters = (["PartitionKey eq @low"], {"low": low}) if high is None else \
             (["PartitionKey ge @low", "PartitionKey lt @high"], {"low": low, "high": high})
         for index, (name, operator, value) in enumerate(where):
-            if not _PROPERTY.fullmatch(name) or operator not in _OPERATORS:
+            if not (_PROPERTY.fullmatch(name) or name == "RowKey") or operator not in _OPERATORS:
                 raise ValueError(f"condition {name} {operator}")  # a kvca bug, never user input
             clauses.append(f"{name} {operator} @p{index}")
             parameters[f"p{index}"] = value

@@ -188,6 +188,21 @@ async def test_insert_once_is_true_for_exactly_one_caller(backing):
             await instances[0].insert_once(kind, key, data)
 
 
+async def test_marker_keys_lists_one_kinds_markers_from_a_key_on_in_key_order(backing):
+    writer, reader = backing.open(), backing.open()
+    for key in ("20271201~fleet~1f~due", "20271108~fleet~2a~expired", "20271108~fleet~2a~due", "20260101~old~3~due"):
+        assert await writer.insert_once("device-told", key, {"device": "d"}) is True
+    await writer.insert_once("import", "20271201", {})  # another kind: never listed with this one
+    assert await reader.marker_keys("device-told") == ["20260101~old~3~due", "20271108~fleet~2a~due",
+                                                        "20271108~fleet~2a~expired", "20271201~fleet~1f~due"]
+    assert await reader.marker_keys("device-told", from_key="20271108") == [
+        "20271108~fleet~2a~due", "20271108~fleet~2a~expired", "20271201~fleet~1f~due"]
+    assert await reader.marker_keys("device-told", from_key="20271202") == []
+    assert await reader.marker_keys("never-used") == []
+    with pytest.raises(InvalidRequest):
+        await reader.marker_keys("Bad Kind")
+
+
 @pytest.mark.parametrize("change, field", [
     (dict(serial="00ab"), "serial"), (dict(serial="-5"), "serial"), (dict(serial="x" * 10), "serial"),
     (dict(ca="bad/ca"), "ca"), (dict(sha256="0" * 64), "sha256"), (dict(der=b""), "der"),

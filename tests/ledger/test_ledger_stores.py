@@ -222,7 +222,8 @@ def test_both_stores_offer_the_port_as_it_is_declared():
 
     declared = {n for n, v in vars(Ledger).items() if callable(v) and not n.startswith("_")}
     assert declared == {"record_certificate", "certificate", "find_serial", "certificates", "record_revocation",
-                        "revocation", "revocations", "next_crl_number", "insert_once", "get", "close"}
+                        "revocation", "revocations", "next_crl_number", "insert_once", "marker_keys", "get",
+                        "close"}
     for name in declared:
         assert inspect.signature(getattr(RowLedger, name)) == inspect.signature(getattr(Ledger, name)), name
     assert issubclass(TableLedger, RowLedger) and issubclass(SqliteLedger, RowLedger)
