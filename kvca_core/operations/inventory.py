@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from typing import Collection
 
 from cryptography import x509
 
@@ -56,11 +57,12 @@ def _info(version: CertificateVersion, verdict: lifecycle.Verdict, now: dt.datet
 EXPIRED_DEVICES_SHOWN = dt.timedelta(days=30)
 
 
-async def external_inventory(ctx, now: dt.datetime) -> list[CertificateInfo]:
+async def external_inventory(ctx, now: dt.datetime, *, states: Collection[str] | None = None) -> list[CertificateInfo]:
     """The devices' certificates (signed for keys outside the vault, location "external"), newest per
     device and CA: a device that re-enrolled shows its new certificate only. Read from the ledger in
     one query of the certificates still valid or expired less than EXPIRED_DEVICES_SHOWN ago, plus one
-    read of each CA's revocations: its cost grows with the fleet, never with the vault."""
+    read of each CA's revocations: its cost grows with the fleet, never with the vault. `states`:
+    only the devices in these (the sweep's due and expired), the others never parsed."""
     newest: dict[tuple[str, str], CertificateRecord] = {}
     async for record in ctx.ledger.certificates(location=EXTERNAL, expiring_after=now - EXPIRED_DEVICES_SHOWN):
         key = (record.ca.lower(), record.name.lower())
@@ -71,9 +73,11 @@ async def external_inventory(ctx, now: dt.datetime) -> list[CertificateInfo]:
         revoked[ca] = {r.serial for r in await ctx.ledger.revocations(ca)}
     infos = []
     for (ca, _), record in newest.items():
-        cert = read_certificate(record.der, f"ledger record of CA '{record.ca}' serial {record.serial}")
         state = lifecycle.external_state(record.not_before, record.not_after, revoked=record.serial in revoked[ca],
                                          now=now, renew_before_days=ctx.settings.renew_before_days)
+        if states is not None and state not in states:
+            continue
+        cert = read_certificate(record.der, f"ledger record of CA '{record.ca}' serial {record.serial}")
         infos.append(CertificateInfo(
             name=record.name, subject=record.subject, sans=tuple(s.split(":", 1)[1] for s in record.sans),
             ca=record.ca, not_before=record.not_before, not_after=record.not_after,

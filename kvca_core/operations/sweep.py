@@ -333,9 +333,8 @@ async def _devices_due(ctx) -> tuple:
     from kvca_core.operations.inventory import external_inventory  # inventory imports the sweep
 
     try:
-        items = await external_inventory(ctx, clock.now())
+        due = await external_inventory(ctx, clock.now(), states=(lifecycle.DUE, lifecycle.EXPIRED))
     except KvcaError as exc:
         telemetry.record("device_warning", "error", level=logging.WARNING, kind=exc.kind, reason=str(exc))
         return ()
-    due = [i for i in items if i.state in (lifecycle.DUE, lifecycle.EXPIRED)]
     return tuple(sorted(due, key=lambda i: (i.not_after, i.name)))
