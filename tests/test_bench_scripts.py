@@ -18,7 +18,7 @@ BENCHES = [
     ("signing.py", ["--seconds", "0.2"], "RSA 2048"),
     ("crl.py", ["--entries", "100,1000", "--seconds", "0.2"], "1000 remote"),
     ("vault_calls.py", ["--certificates", "30"], "calls per certificate, no-op sweep"),
-    ("emulator_scale.py", ["--sizes", "30", "60", "--writes", "5"], "ratio 60/30"),
+    ("emulator_scale.py", ["--sizes", "30", "60", "--writes", "5"], "beyond the pace"),
     ("bulk_issue.py", ["--count", "12", "--limit", "1000"], "issued 12 of 12 client certificates"),
     ("enroll.py", ["--count", "20", "--concurrency", "4"], "enrolled 20 of 20 devices"),
     ("revocation.py", ["--certificates", "10,20", "--seconds", "0.2"], "calls per revoke"),
