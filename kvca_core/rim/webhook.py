@@ -101,9 +101,26 @@ class Notifier:
         task.add_done_callback(self._posted.discard)
 
     async def drain(self) -> None:
-        """Wait for every notice posted so far (each is bounded by its timeouts and never raises)."""
-        while self._posted:
-            await asyncio.gather(*list(self._posted), return_exceptions=True)
+        """Wait for every notice posted so far (each is bounded by its timeouts and never raises).
+
+        A task is forgotten once it is done, whether or not its done callback has run yet (the
+        callback runs on the task's own loop, which may already be closed: a done task kept here
+        made this loop spin without ever yielding). A task of another loop that is not done can
+        never be awaited here: it is forgotten too, and said in the log."""
+        loop = asyncio.get_running_loop()
+        while True:
+            waiting = []
+            for task in list(self._posted):
+                if task.done():
+                    self._posted.discard(task)
+                elif task.get_loop() is not loop:
+                    self._posted.discard(task)
+                    logger.warning("kvca notify outcome=abandoned reason=posted on another event loop, not finished")
+                else:
+                    waiting.append(task)
+            if not waiting:
+                return
+            await asyncio.gather(*waiting, return_exceptions=True)
 
     async def close(self) -> None:
         await self.drain()

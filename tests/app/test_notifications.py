@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import socket
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -263,6 +264,37 @@ async def test_a_dry_run_sends_nothing(app, webhook):
     await import_recipe_ca(ctx.vault, "short", years=2)
     summary = await operations.sweep(ctx, dry_run=True)
     assert summary.ca_warnings and webhook.received == []
+
+
+def test_drain_returns_past_notices_of_a_loop_that_closed(caplog):
+    """A notice posted on a loop that closed before it ran, and a finished one whose done callback
+    never ran there: neither may hold drain on the next loop. Before, the finished one made it spin
+    without yielding (seen once in a suite run on Python 3.13): run in a thread, so that a drain
+    that never returns fails this test instead of hanging the suite."""
+    notifier = webhook_rim.Notifier(f"http://127.0.0.1:9/hooks/{TOKEN}")
+    closed = asyncio.new_event_loop()
+
+    async def post_and_leave() -> None:
+        notifier.post("renewal-failed", {"text": "x"})  # a task of this loop, not started yet
+
+    closed.run_until_complete(post_and_leave())
+    finished = closed.create_task(asyncio.sleep(0))
+    closed.run_until_complete(finished)
+    notifier._posted.add(finished)  # as if its done callback (the discard) had never run
+    closed.close()
+    assert len(notifier._posted) == 2
+    returned = threading.Event()
+
+    def drain_on_a_new_loop() -> None:
+        asyncio.run(notifier.drain())
+        returned.set()
+
+    with caplog.at_level(logging.WARNING, logger="kvca_core.notify"):
+        threading.Thread(target=drain_on_a_new_loop, daemon=True).start()
+        assert returned.wait(20), "drain did not return"
+    assert not notifier._posted
+    assert [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()] == [
+        "kvca notify outcome=abandoned reason=posted on another event loop, not finished"]
 
 
 def test_the_webhook_must_be_https_except_on_loopback_and_a_refusal_never_quotes_the_url():
