@@ -19,7 +19,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from demo.run import kvca_on  # noqa: E402
 from kvemulator import Emulator  # noqa: E402
+from benchkit import scratch  # noqa: E402  (bench/, the script's own folder)
 
 WINDOW = 10.0  # Key Vault's throttling window, seconds
 
@@ -90,7 +90,7 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)  # a refused request is counted below, not logged line by line
-    tls = Path(tempfile.mkdtemp(prefix="kvca-bench-"))
+    tls = scratch("kvca-bench-")
     em = Emulator(vault_name="kvca-bench", tls_dir=tls)
     em.start()
     try:

@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -65,7 +64,7 @@ from kvca_core.vocabulary import CA_TAG, ROLE_TAG  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
 from kvemulator import Emulator  # noqa: E402
-from leaves import one_year_leaf  # noqa: E402  (bench/, the script's own folder)
+from benchkit import one_year_leaf, scratch  # noqa: E402  (bench/, the script's own folder)
 
 CA = "bench-ca"
 
@@ -124,7 +123,7 @@ def time_writes(em: Emulator, size: int, writes: int) -> float:
 
 async def time_sweep(em: Emulator) -> tuple[float, operations.SweepSummary]:
     # kvca refuses to work without its ledger: a SQLite one, off Azure.
-    ledger = Path(tempfile.mkdtemp(prefix="kvca-bench-ledger-")) / "ledger.db"
+    ledger = scratch("kvca-bench-ledger-") / "ledger.db"
     env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}',
            "KVCA_LEDGER_TABLE_URL": f"sqlite:///{ledger}"}
     env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT")

@@ -30,7 +30,6 @@ import collections
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +48,7 @@ from kvca_core.operations import IssueRequest  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.vocabulary import CA_TAG  # noqa: E402
 from kvemulator import Emulator  # noqa: E402
+from benchkit import scratch  # noqa: E402  (bench/, the script's own folder)
 
 CA = "bench-ca"
 ISSUED = 10
@@ -106,7 +106,7 @@ async def _ocsp_rate(ctx, em: Emulator, requests: list[bytes], seconds: float) -
 
 async def _measure(certificates: int, seconds: float) -> dict[str, object]:
     with Emulator(vault_name="bench") as em:
-        ledger = Path(tempfile.mkdtemp(prefix="kvca-bench-ledger-")) / "ledger.db"
+        ledger = scratch("kvca-bench-ledger-") / "ledger.db"
         env = {**em.environ(), "KVCA_ISSUANCE_POLICY": '{"*": {"allowed_domains": ["bench.internal"]}}',
                "KVCA_LEDGER_TABLE_URL": f"sqlite:///{ledger}"}
         env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT", None)  # sign inline; publishing is not a vault call

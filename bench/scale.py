@@ -38,7 +38,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from kvca_core.context import Context  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
 from kvca_core.vocabulary import CA_TAG, ROLE_TAG  # noqa: E402
+from benchkit import scratch  # noqa: E402  (bench/, the script's own folder)
 
 CA = "bench-ca"
 CEILING = 2.0  # renewals per second: Key Vault's 20 creates per 10 s
@@ -179,7 +179,7 @@ def part_one(args) -> None:
         expiries = fill(em, args.certificates, args.due, seed=1)
         em.requests = Stamped()
         em.throttling(True)
-        ledger = Path(tempfile.mkdtemp(prefix="kvca-bench-scale-")) / "ledger.db"
+        ledger = scratch("kvca-bench-scale-") / "ledger.db"
         result = asyncio.run(sweeps(em, expiries, args.budget, ledger))
         stamps = list(em.requests)
     renewed, windows = result["renewed"], result["windows"]
@@ -214,7 +214,7 @@ def part_two(args) -> None:
         expiries = fill(em, args.process_due, args.process_due, seed=2)
         em.requests = Stamped()
         em.throttling(True)
-        ledger = Path(tempfile.mkdtemp(prefix="kvca-bench-shared-")) / "ledger.db"
+        ledger = scratch("kvca-bench-shared-") / "ledger.db"
         env = {**os.environ, **environment(em, ledger, 510)}
         started = time.time()
         workers = [subprocess.Popen([sys.executable, __file__, "--worker"], env=env, stdout=subprocess.PIPE, text=True)

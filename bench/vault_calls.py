@@ -32,7 +32,6 @@ import datetime as dt
 import os
 import resource
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -49,7 +48,7 @@ from kvca_core.operations import IssueRequest  # noqa: E402
 from kvca_core.settings import Settings  # noqa: E402
 from kvca_core.signing import IssuingCA, LocalSigner, create_intermediate, create_root  # noqa: E402
 from kvemulator import Emulator  # noqa: E402
-from leaves import one_year_leaf  # noqa: E402  (bench/, the script's own folder)
+from benchkit import one_year_leaf, scratch  # noqa: E402  (bench/, the script's own folder)
 
 BEFORE = {"renewal": 9, "signing": 5, "no-op sweep": 1.0, "memory per certificate (MB)": 4.0}
 
@@ -94,7 +93,7 @@ def _counted(em: Emulator) -> tuple[int, str]:
 
 async def _measure(em: Emulator, certificates: int) -> dict[str, object]:
     # Every CA needs a policy: the field defaults, for every CA.
-    ledger = Path(tempfile.mkdtemp(prefix="kvca-bench-ledger-")) / "ledger.db"
+    ledger = scratch("kvca-bench-ledger-") / "ledger.db"
     env = {**em.environ(), "KVCA_SWEEP_SCHEDULE": "0 0 */6 * * *", "KVCA_ISSUANCE_POLICY": '{"*": {}}',
            "KVCA_LEDGER_TABLE_URL": f"sqlite:///{ledger}"}
     env.pop("KVCA_EVENTGRID_TOPIC_ENDPOINT")  # sign inline; publishing is not a vault call

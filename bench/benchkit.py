@@ -1,8 +1,12 @@
-"""Leaves for filling a benchmark's vault: one-year server certificates signed locally by a test CA."""
+"""What several benches share: leaves to fill a vault with, and scratch folders that go away."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import shutil
+import tempfile
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -18,3 +22,11 @@ def one_year_leaf(name: str, issuer: x509.Certificate, issuer_key, now: dt.datet
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
             .sign(issuer_key, hashes.SHA256()))
     return key, leaf
+
+
+def scratch(prefix: str) -> Path:
+    """A new temporary folder, removed when the bench's process exits (a ledger file, the
+    emulator's TLS files: nothing of a bench run stays behind)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
